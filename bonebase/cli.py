@@ -1,0 +1,300 @@
+"""The `bonebase` command.
+
+Imports of the heavy stack (torch, prefect, GX, bentoml, DVC) happen inside the commands that need
+them, so `bonebase --help` answers at once. Expected failures (BonebaseError) print one line and
+exit non-zero; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bonebase.errors import BonebaseError
+
+app = typer.Typer(
+    help="bonebase: the data and model platform of a multi-centre bone tumour imaging database.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+site_app = typer.Typer(help="Register and inspect the consortium's hospitals (sites).",
+                       no_args_is_help=True)
+db_app = typer.Typer(help="Database server and schema migrations.", no_args_is_help=True)
+reader_app = typer.Typer(help="Reader studies (MRMC) of radiologists with and without the model.",
+                         no_args_is_help=True)
+app.add_typer(site_app, name="site")
+app.add_typer(db_app, name="db")
+app.add_typer(reader_app, name="reader-study")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings():
+    from bonebase.config import get_settings
+
+    return get_settings()
+
+
+def _db_url(*, migrated: bool = True) -> str:
+    """The database URL; with ``migrated`` the schema must be at head (else: run init)."""
+    from bonebase.db.engine import database_url
+
+    settings = _settings()
+    if not settings.database_url:
+        settings.ensure_home()
+    url = database_url(settings)
+    if migrated:
+        from bonebase.db.migrate import require_head
+
+        require_head(url)
+    return url
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+# --------------------------------------------------------------------------------------------
+@app.command()
+def init() -> None:
+    """Create BONEBASE_HOME, a development secret, the database, and migrate it to the latest schema.
+
+    Safe to run again: it reuses what exists and applies only missing migrations.
+    """
+    from bonebase.db.migrate import upgrade
+
+    settings = _settings()
+    settings.ensure_home()
+    made = settings.ensure_secret()
+    settings.consortium_secret()  # refuses a development key in production
+    url = _db_url(migrated=False)
+    revision = upgrade(url)
+    store = settings.object_store_url
+    if "://" not in store:
+        Path(store).mkdir(parents=True, exist_ok=True)
+    console.print(f"[green]ready[/] home={settings.home}")
+    console.print(f"  database  {_redact(url)} (schema {revision})")
+    console.print(f"  objects   {store}")
+    console.print(f"  secret    {'generated in ' + str(settings.secret_file) if made else 'present'}")
+
+
+# --------------------------------------------------------------------------------------------
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database URL and its schema revision against the code's."""
+    from bonebase.db.migrate import current_revision, head_revision
+
+    url = _db_url(migrated=False)
+    console.print(f"database {_redact(url)}")
+    console.print(f"schema   {current_revision(url) or 'empty'} (code expects {head_revision()})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from bonebase.db.migrate import upgrade
+
+    console.print(f"schema at {upgrade(_db_url(migrated=False), revision)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. 'base' or '0001'.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: downgrading drops data.")] = False,
+) -> None:
+    """Revert migrations down to REVISION (drops the tables the later revisions made)."""
+    from bonebase.db.migrate import downgrade
+
+    if not yes:
+        raise BonebaseError("downgrade drops tables and their data; repeat with --yes to confirm")
+    console.print(f"schema at {downgrade(_db_url(migrated=False), revision) or 'base'}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server (no-op when DATABASE_URL is set)."""
+    import subprocess
+
+    settings = _settings()
+    if settings.database_url:
+        console.print("DATABASE_URL is set: no embedded server to stop")
+        return
+    if not (settings.pg_dir / "postmaster.pid").exists():
+        console.print("the embedded server is not running")
+        return
+    import pgserver
+
+    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    owner = settings.pg_dir.owner()
+    cmd = [str(pg_ctl), "-D", str(settings.pg_dir), "stop", "-m", "fast"]
+    if owner != "root" and Path("/proc/self").exists() and __import__("os").geteuid() == 0:
+        cmd = ["su", owner, "-s", "/bin/sh", "-c", " ".join(cmd)]
+    subprocess.run(cmd, check=False, capture_output=True)
+    console.print("embedded server stopped")
+
+
+# --------------------------------------------------------------------------------------------
+@site_app.command("add")
+def site_add(
+    code: Annotated[str, typer.Argument(help="Site code: 2-8 upper-case letters/digits, e.g. HX.")],
+    name: Annotated[str, typer.Option("--name", help="The hospital's name.")],
+    country: Annotated[str, typer.Option("--country", help="Country (ISO code or name).")] = "",
+    contact: Annotated[str, typer.Option("--contact", help="Data contact (e-mail).")] = "",
+) -> None:
+    """Register a hospital."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import add_site, check_code
+
+    check_code(code)  # before starting a server for a typo
+    with connect(_db_url()) as conn:
+        site = add_site(conn, code=code, name=name, country=country, contact=contact)
+    console.print(f"site {site.code} added: {site.name}")
+
+
+@site_app.command("list")
+def site_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the registered hospitals."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import list_sites
+
+    with connect(_db_url()) as conn:
+        sites = list_sites(conn)
+    if as_json:
+        print(json.dumps([{"code": s.code, "name": s.name, "country": s.country,
+                           "contact": s.contact, "active": s.active} for s in sites], indent=2))
+        return
+    table = Table("code", "name", "country", "contact", "active")
+    for s in sites:
+        table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no")
+    console.print(table if sites else "no sites yet: `bonebase site add CODE --name ...`")
+
+
+@site_app.command("show")
+def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
+    """Show one hospital and its recent audit events."""
+    from bonebase.db import audit
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import get_site
+
+    with connect(_db_url()) as conn:
+        site = get_site(conn, code)
+        events = audit.events(conn, entity="site", entity_id=code, limit=10)
+    for key in ("code", "name", "country", "contact", "active", "created_at"):
+        console.print(f"{key:<10} {getattr(site, key)}")
+    for e in events:
+        console.print(f"  {e['at']:%Y-%m-%d %H:%M} {e['actor']}: {e['action']} {e['details']}")
+
+
+@site_app.command("import")
+def site_import(
+    path: Annotated[Path, typer.Argument(help="JSON list of {code, name, country, contact}.")],
+) -> None:
+    """Register every hospital of a sites.json (as `bonebase synth` writes); existing ones are kept."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import add_site, list_sites
+    from bonebase.errors import InputError
+
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(entries, list)
+    except (OSError, ValueError, AssertionError) as exc:
+        raise InputError(f"{path}: expected a JSON list of sites ({exc.__class__.__name__}); "
+                         "see `bonebase site import --help`") from None
+    with connect(_db_url()) as conn:
+        known = {s.code for s in list_sites(conn)}
+        for i, entry in enumerate(entries, 1):
+            if not isinstance(entry, dict) or "code" not in entry or "name" not in entry:
+                raise InputError(f"{path}: entry {i} needs 'code' and 'name'")
+            if entry["code"] in known:
+                console.print(f"site {entry['code']} exists, kept")
+                continue
+            add_site(conn, code=entry["code"], name=entry["name"],
+                     country=entry.get("country", ""), contact=entry.get("contact", ""))
+            console.print(f"site {entry['code']} added: {entry['name']}")
+
+
+@site_app.command("update")
+def site_update(
+    code: Annotated[str, typer.Argument(help="Site code.")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    country: Annotated[str | None, typer.Option("--country")] = None,
+    contact: Annotated[str | None, typer.Option("--contact")] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
+) -> None:
+    """Change a hospital's name, country, contact or active flag."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import update_site
+
+    with connect(_db_url()) as conn:
+        site = update_site(conn, code, name=name, country=country, contact=contact, active=active)
+    console.print(f"site {site.code} updated")
+
+
+# --------------------------------------------------------------------------------------------
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created).")],
+    sites: Annotated[int, typer.Option("--sites", min=1, max=26, help="Hospitals.")] = 4,
+    cases_per_site: Annotated[int, typer.Option("--cases-per-site", min=1)] = 100,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: cores).")] = None,
+) -> None:
+    """Generate a synthetic consortium: per hospital a submission folder with manifest.csv, DICOM
+    radiographs (plus a few CT/MR series), identifying header data and injected faults (faults.json).
+    """
+    from rich.progress import Progress
+
+    from bonebase.synth import generate
+
+    total = sites * cases_per_site
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("generating cases", total=total)
+        summary = generate(out, sites=sites, cases_per_site=cases_per_site, seed=seed,
+                           workers=workers, progress=lambda n: progress.advance(task, n))
+    console.print(f"[green]wrote[/] {out}: {summary}")
+
+
+# --------------------------------------------------------------------------------------------
+@reader_app.command("analyze")
+def reader_analyze(
+    scores: Annotated[Path, typer.Argument(help="CSV with reader,modality,case,truth,score.")],
+    covariance: Annotated[str, typer.Option(help="jackknife or delong.")] = "jackknife",
+    threshold: Annotated[float | None, typer.Option(help="Score threshold for sens/spec.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Obuchowski-Rockette MRMC analysis of a reader study (RRRC, FRRC, RRFC)."""
+    from bonebase.stats.mrmc import analyze_csv, format_report
+
+    result = analyze_csv(scores, covariance=covariance, threshold=threshold)
+    if as_json:
+        print(json.dumps(result, indent=2, default=float))
+    else:
+        console.print(format_report(result))
+
+
+def main() -> None:
+    try:
+        app()
+    except BonebaseError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

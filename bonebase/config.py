@@ -1,0 +1,109 @@
+"""One settings object for the whole platform.
+
+Every value comes from the environment (``BONEBASE_*``, ``DATABASE_URL``, the usual ``AWS_*``
+variables for S3) with embedded defaults that run on one machine under ``BONEBASE_HOME``.
+Entry points (cli, flows, pipelines) build it once with :func:`get_settings` and pass the values
+they need down into the library.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bonebase.errors import ConfigError
+
+SECRET_FILE = "secret.key"
+# Marks a key that `bonebase init` generated for development; production refuses it.
+DEV_SECRET_PREFIX = "dev-"
+
+
+class Settings(BaseSettings):
+    """Platform settings; see docs/configuration in the README for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="BONEBASE_", extra="ignore")
+
+    home: Path = Field(default=Path(".bonebase"), description="Folder for all embedded state.")
+    env: Literal["development", "test", "production"] = "development"
+    # DATABASE_URL is the conventional name, so it is read without the prefix.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    secret: str | None = Field(default=None, description="Consortium pseudonymisation key.")
+    storage_url: str | None = Field(
+        default=None, description="s3://bucket/prefix, or a local path; default HOME/objects."
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="For MinIO, Ceph or moto.")
+    s3_region: str | None = None
+    uid_root: str = Field(
+        default="2.25", description="UID root under which de-identified UIDs are remapped."
+    )
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.home = Path(os.path.expanduser(str(self.home))).absolute()
+        return self
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.home / SECRET_FILE
+
+    @property
+    def object_store_url(self) -> str:
+        return self.storage_url or str(self.home / "objects")
+
+    def consortium_secret(self) -> bytes:
+        """The pseudonymisation key: BONEBASE_SECRET, else the one `init` wrote into HOME."""
+        value = self.secret
+        if value is None and self.secret_file.exists():
+            value = self.secret_file.read_text().strip()
+        if not value:
+            raise ConfigError(
+                "no consortium secret: set BONEBASE_SECRET or run `bonebase init` "
+                f"to generate a development key in {self.secret_file}"
+            )
+        if self.env == "production" and value.startswith(DEV_SECRET_PREFIX):
+            raise ConfigError(
+                "BONEBASE_ENV=production refuses the development secret; set BONEBASE_SECRET "
+                "to the consortium key (at least 32 random characters)"
+            )
+        if self.env == "production" and len(value) < 32:
+            raise ConfigError("BONEBASE_SECRET must be at least 32 characters in production")
+        return value.encode()
+
+    def ensure_home(self) -> Path:
+        """Create HOME (and check it is writable), with a one-line error that names the fix."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            probe = self.home / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"BONEBASE_HOME {self.home} is not writable ({exc.strerror}); "
+                "point BONEBASE_HOME at a folder you can write to"
+            ) from None
+        return self.home
+
+    def ensure_secret(self) -> bool:
+        """Write a development secret into HOME unless one exists; True when one was made."""
+        if self.secret or self.secret_file.exists():
+            return False
+        if self.env == "production":
+            raise ConfigError("BONEBASE_ENV=production needs BONEBASE_SECRET set; none is generated")
+        self.secret_file.write_text(DEV_SECRET_PREFIX + secrets.token_hex(32) + "\n")
+        self.secret_file.chmod(0o600)
+        return True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,93 @@
+"""Site registry queries: the hospitals of the consortium."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import Connection
+
+from bonebase.db import audit
+from bonebase.errors import InputError, NotFoundError
+
+CODE_RE = re.compile(r"^[A-Z0-9]{2,8}$")
+
+
+@dataclass(frozen=True)
+class Site:
+    id: int
+    code: str
+    name: str
+    country: str
+    contact: str
+    active: bool
+    created_at: datetime
+
+
+def check_code(code: str) -> str:
+    """A site code: 2–8 upper-case letters or digits (it appears in pseudonyms and paths)."""
+    if not CODE_RE.match(code or ""):
+        hint = f" (did you mean {code.upper()!r}?)" if CODE_RE.match((code or "").upper()) else ""
+        raise InputError(
+            f"site code {code!r} is invalid: use 2-8 upper-case letters or digits, e.g. 'HX' or 'BJ1'"
+            + hint
+        )
+    return code
+
+
+def _site(row: dict) -> Site:
+    return Site(**{k: row[k] for k in Site.__dataclass_fields__})
+
+
+def add_site(conn: Connection, *, code: str, name: str, country: str = "", contact: str = "",
+             actor: str | None = None) -> Site:
+    check_code(code)
+    if not name.strip():
+        raise InputError(f"site {code}: --name is empty; give the hospital's name")
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO sites (code, name, country, contact) VALUES (%s, %s, %s, %s)"
+                " RETURNING *",
+                (code, name.strip(), country.strip(), contact.strip()),
+            ).fetchone()
+            audit.record(conn, action="site.add", entity="site", entity_id=code, actor=actor,
+                         details={"name": name, "country": country, "contact": contact})
+    except psycopg.errors.UniqueViolation:
+        raise InputError(
+            f"site {code} already exists; see `bonebase site show {code}`, or choose another code"
+        ) from None
+    return _site(row)
+
+
+def get_site(conn: Connection, code: str) -> Site:
+    row = conn.execute("SELECT * FROM sites WHERE code = %s", (code,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no site {code!r}; `bonebase site list` shows the registered sites")
+    return _site(row)
+
+
+def list_sites(conn: Connection) -> list[Site]:
+    return [_site(r) for r in conn.execute("SELECT * FROM sites ORDER BY code").fetchall()]
+
+
+def update_site(conn: Connection, code: str, *, actor: str | None = None, **changes: str | bool) -> Site:
+    allowed = {"name", "country", "contact", "active"}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InputError(f"cannot change {', '.join(sorted(unknown))} of a site")
+    site = get_site(conn, code)
+    if not changes:
+        return site
+    sets = ", ".join(f"{k} = %s" for k in changes)
+    with conn.transaction():
+        row = conn.execute(
+            f"UPDATE sites SET {sets}, updated_at = now() WHERE code = %s RETURNING *",
+            (*changes.values(), code),
+        ).fetchone()
+        audit.record(conn, action="site.update", entity="site", entity_id=code, actor=actor,
+                     details={k: v for k, v in changes.items()})
+    return _site(row)

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real PostgreSQL and a real S3 endpoint.
+
+The database is the server named by ``DATABASE_URL`` when set (CI sets it to the machine's
+PostgreSQL); each test session creates its own database there and drops it after. With no
+``DATABASE_URL`` an embedded server is started with pgserver in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.plugins.s3 import *  # noqa: F403  (moto S3 server fixtures)
+
+
+def _server_url(tmp_root: Path) -> tuple[str, bool]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url, False
+    from bonebase.db.engine import embedded_url
+
+    return embedded_url(tmp_root / "pg"), True
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Iterator[str]:
+    """URL of a server where tests may create databases."""
+    url, embedded = _server_url(tmp_path_factory.mktemp("pgserver"))
+    yield url
+    if embedded:
+        import pgserver
+
+        pgserver.get_server(Path(url.split("host=")[1]), cleanup_mode="stop").cleanup()
+
+
+def _with_database(server_url: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_server) -> Iterator:
+    """A factory of empty databases on the test server, dropped at the end of the session."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"bonebase_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return _with_database(pg_server, name)
+
+    yield make
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_database(fresh_database) -> str:
+    from bonebase.db.migrate import upgrade
+
+    url = fresh_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db_url(migrated_database) -> str:
+    """A migrated database, emptied before each test."""
+    with psycopg.connect(migrated_database, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'").fetchall()]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return migrated_database
+
+
+@pytest.fixture
+def db(db_url) -> Iterator[psycopg.Connection]:
+    from bonebase.db.engine import connect
+
+    with connect(db_url) as conn:
+        yield conn
+
+
+@pytest.fixture
+def bonebase_env(tmp_path, monkeypatch, migrated_database) -> Path:
+    """Environment for a CLI run in a fresh BONEBASE_HOME against the test database."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BONEBASE_HOME", str(home))
+    monkeypatch.setenv("DATABASE_URL", migrated_database)
+    from bonebase.config import get_settings
+
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()

@@ -1,0 +1,37 @@
+import pytest
+
+from bonebase.db import audit
+from bonebase.db.sites import add_site, check_code, get_site, list_sites, update_site
+from bonebase.errors import InputError, NotFoundError
+
+
+@pytest.mark.parametrize("code", ["hx", "H", "TOOLONGCODE", "H-X", "", "HX "])
+def test_bad_codes_are_refused_with_the_rule(code):
+    with pytest.raises(InputError, match="2-8 upper-case"):
+        check_code(code)
+
+
+def test_add_list_show_update(db):
+    add_site(db, code="HX", name="Hospital X", country="CN", contact="a@x.org", actor="steward")
+    add_site(db, code="BJ1", name="Beijing 1")
+    assert [s.code for s in list_sites(db)] == ["BJ1", "HX"]
+    site = get_site(db, "HX")
+    assert (site.name, site.country, site.contact, site.active) == ("Hospital X", "CN", "a@x.org", True)
+    update_site(db, "HX", contact="b@x.org", active=False, actor="steward")
+    assert get_site(db, "HX").contact == "b@x.org"
+    assert get_site(db, "HX").active is False
+    actions = [(e["action"], e["actor"]) for e in audit.events(db, entity="site", entity_id="HX")]
+    assert actions == [("site.update", "steward"), ("site.add", "steward")]
+
+
+def test_duplicate_site_is_refused_and_audit_has_one_event(db):
+    add_site(db, code="HX", name="Hospital X")
+    with pytest.raises(InputError, match="already exists"):
+        add_site(db, code="HX", name="Another")
+    assert get_site(db, "HX").name == "Hospital X"
+    assert len(audit.events(db, entity="site", entity_id="HX")) == 1
+
+
+def test_missing_site(db):
+    with pytest.raises(NotFoundError, match="site list"):
+        get_site(db, "NOPE")

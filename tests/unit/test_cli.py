@@ -1,0 +1,92 @@
+"""The CLI as a person runs it: a subprocess, exit codes, one-line errors and no tracebacks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, env=None, cwd=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bonebase.cli", *args], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=120)
+
+
+def assert_one_line_error(result, needle):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("init", "site", "synth", "db", "reader-study"):
+        assert command in result.stdout
+
+
+@pytest.fixture
+def cli_env(tmp_path, migrated_database):
+    return {"BONEBASE_HOME": str(tmp_path / "home"), "DATABASE_URL": migrated_database,
+            "COLUMNS": "200"}
+
+
+def test_init_twice_and_site_registry(cli_env, db):
+    first = run("init", env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert "generated" in first.stdout
+    second = run("init", env=cli_env)
+    assert second.returncode == 0 and "present" in second.stdout
+    added = run("site", "add", "HX", "--name", "Hospital X", "--country", "CN", env=cli_env)
+    assert added.returncode == 0, added.stderr
+    listed = run("site", "list", "--json", env=cli_env)
+    assert '"code": "HX"' in listed.stdout
+    shown = run("site", "show", "HX", env=cli_env)
+    assert "Hospital X" in shown.stdout and "site.add" in shown.stdout
+
+
+def test_bad_code_duplicate_and_missing_site(cli_env, db):
+    assert_one_line_error(run("site", "add", "hx", "--name", "X", env=cli_env), "did you mean 'HX'")
+    assert run("site", "add", "HX", "--name", "X", env=cli_env).returncode == 0
+    assert_one_line_error(run("site", "add", "HX", "--name", "Y", env=cli_env), "already exists")
+    assert_one_line_error(run("site", "show", "ZZ", env=cli_env), "no site 'ZZ'")
+
+
+def test_unreachable_database_url(tmp_path):
+    env = {"BONEBASE_HOME": str(tmp_path), "DATABASE_URL": "postgresql://x@127.0.0.1:1/nope"}
+    result = run("site", "list", env=env)
+    assert_one_line_error(result, "cannot connect to the database")
+    assert result.returncode == 3
+
+
+def test_unwritable_home(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("init", env={"BONEBASE_HOME": str(blocker / "home")})
+    assert_one_line_error(result, "not writable")
+    assert result.returncode == 2
+
+
+def test_unmigrated_database_says_run_init(tmp_path, fresh_database):
+    result = run("site", "list", env={"BONEBASE_HOME": str(tmp_path),
+                                      "DATABASE_URL": fresh_database()})
+    assert_one_line_error(result, "bonebase init")
+
+
+def test_downgrade_needs_confirmation(cli_env):
+    assert_one_line_error(run("db", "downgrade", "base", env=cli_env), "--yes")
+
+
+def test_site_import_is_idempotent(cli_env, db, tmp_path):
+    path = tmp_path / "sites.json"
+    path.write_text('[{"code": "HX", "name": "H X", "country": "CN"}, {"code": "BJ", "name": "B J"}]')
+    first = run("site", "import", str(path), env=cli_env)
+    assert first.returncode == 0, first.stderr
+    second = run("site", "import", str(path), env=cli_env)
+    assert second.returncode == 0 and second.stdout.count("exists, kept") == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert_one_line_error(run("site", "import", str(bad), env=cli_env), "expected a JSON list")
