@@ -8,6 +8,8 @@ PostgreSQL); each test session creates its own database there and drops it after
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,14 @@ import psycopg
 import pytest
 
 from tests.plugins.s3 import *  # noqa: F403  (moto S3 server fixtures)
+
+
+def world_traversable_tmp(prefix: str) -> Path:
+    """A temp folder the embedded server can reach: as root, pgserver runs postgres as the
+    'pgserver' user, which cannot enter pytest's private (0700) temp folders."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
 
 
 def _server_url(tmp_root: Path) -> tuple[str, bool]:
@@ -30,12 +40,14 @@ def _server_url(tmp_root: Path) -> tuple[str, bool]:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Iterator[str]:
     """URL of a server where tests may create databases."""
-    url, embedded = _server_url(tmp_path_factory.mktemp("pgserver"))
+    root = world_traversable_tmp("bonebase-test-pg-")
+    url, embedded = _server_url(root)
     yield url
     if embedded:
         import pgserver
 
-        pgserver.get_server(Path(url.split("host=")[1]), cleanup_mode="stop").cleanup()
+        pgserver.get_server(root / "pg", cleanup_mode="stop").cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_database(server_url: str, name: str) -> str:

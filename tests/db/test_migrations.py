@@ -45,11 +45,12 @@ def test_domain_keys_are_enforced(db):
     assert db.execute("SELECT count(*) AS n FROM patients").fetchone()["n"] == 2
 
 
-def test_embedded_server_path(tmp_path):
+def test_embedded_server_path():
     """The embedded path (no DATABASE_URL) starts pgserver, creates our database, and reuses it."""
     from bonebase.db.engine import embedded_url
+    from tests.conftest import world_traversable_tmp
 
-    pg_dir = tmp_path / "pg"
+    pg_dir = world_traversable_tmp("bonebase-test-embedded-") / "pg"
     url = embedded_url(pg_dir)
     try:
         assert embedded_url(pg_dir) == url  # a second call reuses the running server
