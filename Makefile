@@ -19,7 +19,7 @@ install: $(STAMP)
 ## The main job on embedded defaults: init, a synthetic consortium, its hospitals registered.
 demo: $(STAMP)
 	$(BIN)/bonebase init
-	$(BIN)/bonebase synth --sites 4 --cases-per-site 100 --seed 7 --out $(DEMO)
+	$(BIN)/bonebase synth --sites 4 --cases-per-site 100 --seed 7 --out $(DEMO) --overwrite
 	$(BIN)/bonebase site import $(DEMO)/sites.json
 	$(BIN)/bonebase site list
 
