@@ -1,0 +1,168 @@
+"""Ingest throughput: the whole flow against plain pydicom read+write and dicognito, one process.
+
+    python benchmarks/ingest.py [--sites 4 --cases-per-site 150 --seed 5] [--data DIR]
+
+Generates (or reuses) a synthetic consortium, then over the same files measures:
+  (a) plain pydicom: dcmread + dcmwrite of every file (the floor any DICOM pipeline pays);
+  (b) dicognito: dcmread + Anonymizer().anonymize + dcmwrite;
+  (c) the ingest flow (Prefect, validation, de-identification, PostgreSQL, object store),
+and prints files/s, MB/s, the ratios (c)/(a) and (c)/(b), and validation's share of the flow.
+Uses DATABASE_URL when set (a fresh database is created and dropped), else the embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for site in root.iterdir() if site.is_dir()
+                  for p in (site / "submission").rglob("*")
+                  if p.is_file() and p.name != "manifest.csv")
+
+
+def _dicom_files(files: list[Path]) -> list[Path]:
+    import pydicom
+
+    good = []
+    for p in files:
+        try:
+            pydicom.dcmread(p, stop_before_pixels=True)
+            good.append(p)
+        except Exception:
+            continue
+    return good
+
+
+def bench_pydicom(files: list[Path], out: Path) -> float:
+    import pydicom
+
+    t = time.perf_counter()
+    for i, p in enumerate(files):
+        ds = pydicom.dcmread(p)
+        ds.save_as(out / f"{i}.dcm")
+    return time.perf_counter() - t
+
+
+def bench_dicognito(files: list[Path], out: Path) -> float:
+    import pydicom
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer(seed="bench")
+    t = time.perf_counter()
+    for i, p in enumerate(files):
+        ds = pydicom.dcmread(p)
+        anonymizer.anonymize(ds)
+        ds.save_as(out / f"{i}.dcm")
+    return time.perf_counter() - t
+
+
+def _database(home: Path) -> tuple[str, callable]:
+    import psycopg
+
+    server = os.environ.get("DATABASE_URL")
+    if not server:
+        from bonebase.db.engine import embedded_url
+
+        return embedded_url(home / "pg"), lambda: None
+    name = f"bonebase_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    url = make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+
+    def drop() -> None:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
+
+
+def bench_flow(data: Path, home: Path) -> tuple[float, dict]:
+    import json
+
+    from bonebase.config import Settings
+    from bonebase.db.engine import connect
+    from bonebase.db.migrate import upgrade
+    from bonebase.db.sites import add_site
+    from flows.ingest import ingest_submission
+
+    url, drop = _database(home)
+    try:
+        upgrade(url)
+        settings = Settings(home=home, database_url=url, secret="b" * 40, env="test")
+        settings.ensure_home()
+        sites = json.loads((data / "sites.json").read_text())
+        with connect(url) as conn:
+            for s in sites:
+                add_site(conn, code=s["code"], name=s["name"])
+        ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
+                          settings=settings)  # warm-up run: Prefect server start, imports
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        for s in sites[1:]:
+            receipt = ingest_submission(s["code"], str(data / s["code"] / "submission"),
+                                        settings=settings)
+            for k, v in receipt["timings_s"].items():
+                timings[k] = timings.get(k, 0.0) + v
+        return time.perf_counter() - t, timings
+    finally:
+        drop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=4)
+    ap.add_argument("--cases-per-site", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--data", type=Path, help="reuse a consortium made by `bonebase synth`")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bonebase-bench-"))
+    tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
+    try:
+        data = args.data
+        if data is None:
+            from bonebase.synth import generate
+
+            data = tmp / "synth"
+            generate(data, sites=args.sites + 1, cases_per_site=args.cases_per_site,
+                     seed=args.seed)
+        # The first site warms the flow up; the others are measured, and so are the baselines.
+        first = sorted(p for p in data.iterdir() if p.is_dir())[0]
+        measured = [p for p in _files(data) if not p.is_relative_to(first)]
+        dicom = _dicom_files(measured)
+        mb = sum(p.stat().st_size for p in measured) / 1e6
+        print(f"files: {len(measured)} ({len(dicom)} DICOM), {mb:.1f} MB, {os.cpu_count()} cores")
+        for name in ("pydicom", "dicognito"):
+            (tmp / name).mkdir()
+        t_plain = bench_pydicom(dicom, tmp / "pydicom")
+        t_dicognito = bench_dicognito(dicom, tmp / "dicognito")
+        t_flow, timings = bench_flow(data, tmp / "home")
+        rows = [("plain pydicom read+write", t_plain, len(dicom)),
+                ("dicognito read+anonymize+write", t_dicognito, len(dicom)),
+                ("bonebase ingest flow", t_flow, len(measured))]
+        for label, secs, n in rows:
+            print(f"{label:<32} {secs:8.2f} s  {n / secs:8.1f} files/s  {mb / secs:7.2f} MB/s")
+        flow_rate = len(measured) / t_flow
+        print(f"ratio flow / plain pydicom:  {flow_rate / (len(dicom) / t_plain):.2f}x")
+        print(f"ratio flow / dicognito:      {flow_rate / (len(dicom) / t_dicognito):.2f}x")
+        total = sum(timings.values())
+        shares = ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in timings.items())
+        print(f"flow stages: {shares}")
+        print(f"validation share of ingest time: {timings.get('validate', 0) / total:.1%}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

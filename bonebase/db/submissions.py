@@ -1,0 +1,61 @@
+"""Submission queries: one row per distinct submission of a site, found again by content hash."""
+
+from __future__ import annotations
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from bonebase.errors import NotFoundError
+
+
+def register(conn: Connection, *, site_id: int, source: str, content_hash: str) -> tuple[dict, bool]:
+    """Find or create the submission; returns (row, created)."""
+    row = conn.execute(
+        "INSERT INTO submissions (site_id, source, content_hash) VALUES (%s, %s, %s)"
+        " ON CONFLICT (site_id, content_hash) DO NOTHING RETURNING *",
+        (site_id, source, content_hash),
+    ).fetchone()
+    if row is not None:
+        return row, True
+    row = conn.execute(
+        "SELECT * FROM submissions WHERE site_id = %s AND content_hash = %s", (site_id, content_hash)
+    ).fetchone()
+    return row, False
+
+
+def restart(conn: Connection, submission_id: int) -> None:
+    conn.execute(
+        "UPDATE submissions SET status = 'running', finished_at = NULL WHERE id = %s",
+        (submission_id,),
+    )
+
+
+def finish(conn: Connection, submission_id: int, *, status: str, counts: dict, receipt: dict) -> None:
+    conn.execute(
+        "UPDATE submissions SET status = %s, counts = %s, receipt = %s, finished_at = now()"
+        " WHERE id = %s",
+        (status, Jsonb(counts), Jsonb(receipt), submission_id),
+    )
+
+
+def get(conn: Connection, submission_id: int) -> dict:
+    row = conn.execute(
+        "SELECT s.*, t.code AS site FROM submissions s JOIN sites t ON t.id = s.site_id"
+        " WHERE s.id = %s",
+        (submission_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(
+            f"no submission {submission_id}; `bonebase submissions list` shows them"
+        )
+    return row
+
+
+def list_(conn: Connection, *, site: str | None = None, limit: int = 50) -> list[dict]:
+    where, args = ("WHERE t.code = %s", [site]) if site else ("", [])
+    return list(conn.execute(
+        "SELECT s.id, t.code AS site, s.source, s.status, s.counts, s.created_at, s.finished_at"
+        f" FROM submissions s JOIN sites t ON t.id = s.site_id {where}"
+        " ORDER BY s.id DESC LIMIT %s",
+        (*args, limit),
+    ).fetchall())

@@ -1,0 +1,432 @@
+"""De-identification of DICOM data sets per DICOM PS3.15 Annex E.
+
+Profile: Basic Application Level Confidentiality Profile with the options Retain Patient
+Characteristics, Retain Longitudinal Temporal Information with Modified Dates and Clean
+Descriptors (actions from Table E.1-1, see :mod:`bonebase.dicom.deid_table`).
+
+Everything that must link across submissions is keyed by the consortium secret:
+pseudonym = HMAC-SHA256(secret, site + "\\x1f" + patient_id); every UID maps to
+``<root>.<decimal of 128 bits of HMAC(secret, uid)>``; dates shift by a per-patient number of
+days derived from HMAC(secret, site, patient_id). The same input always gives the same output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from io import BytesIO
+
+from pydicom import config
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+from bonebase.dicom import deid_scan
+from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
+from bonebase.errors import InputError
+
+# Deidentification Method is LO (64 characters a value), so the text is one value per part.
+METHOD_TEXT = (
+    "DICOM PS3.15 Basic Application Level Confidentiality Profile",
+    "Retain Patient Characteristics Option",
+    "Retain Longitudinal Temporal Information Modified Dates Option",
+    "Clean Descriptors Option",
+    f"bonebase; {TABLE_EDITIONS}"[:64],
+)
+# CID 7050 De-identification Method codes, scheme DCM.
+METHOD_CODES = (
+    ("113100", "Basic Application Confidentiality Profile"),
+    ("113108", "Retain Patient Characteristics Option"),
+    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ("113105", "Clean Descriptors Option"),
+)
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC Image Storage and its multi-frame kin
+DICOM_UID_PREFIX = "1.2.840.10008."  # UIDs defined by the standard (SOP classes, syntaxes)
+DUMMY_TEXT = "ANONYMIZED"
+_SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+_OFFSET_MIN, _OFFSET_MAX = -3650, -365  # days; always into the past, by one to ten years
+_PSEUDONYM_HEX = 20
+_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE", "UR"})
+_NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"})
+_META_KEPT = (0x00020001, 0x00020002, 0x00020010)
+_PATIENT_ID = 0x00100020
+_PATIENT_NAME = 0x00100010
+_SOP_INSTANCE_UID = 0x00080018
+_OVERLAY_GROUPS = range(0x6000, 0x6100)  # the table removes overlay data; we drop whole planes
+_CODE_VALUE, _SCHEME, _MEANING = 0x00080100, 0x00080102, 0x00080104
+# Attributes Table E.1-1 does not list: kept, except dates (shifted), UIDs (remapped unless
+# defined by the standard) and person names (replaced), which are never safe to keep.
+_UNLISTED = {"DA": "C", "DT": "C", "UI": "U", "PN": "D", "SQ": "K"}
+
+
+@dataclass
+class DeidResult:
+    """Output of :meth:`Deidentifier.deidentify`.
+
+    ``identifiers`` holds identifying values read from the input (for later scans of stored
+    objects); it is PHI: keep it in memory only.
+    """
+
+    dataset: Dataset
+    pseudonym: str
+    date_offset_days: int
+    identifiers: set[str]
+    needs_review: list[str] = field(default_factory=list)
+    residue: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict, repr=False)  # value -> keyword
+
+    def to_bytes(self) -> bytes:
+        """Encode the data set as a DICOM file and scan the encoded header for residue.
+
+        Hits are appended to ``residue``; the bytes are what the object store should hold.
+        """
+        buf = BytesIO()
+        self.dataset.save_as(buf, enforce_file_format=True)
+        data = buf.getvalue()
+        header = data[: _pixel_data_offset(data)]
+        hits = deid_scan.scan_bytes(header, deid_scan.Matcher(self.sources))
+        self.residue.extend(f"phi_residue: {hit}" for hit in hits)
+        return data
+
+
+@dataclass
+class _Walk:
+    """State of one de-identification: what was seen and what must be done after the walk."""
+
+    pseudonym: str
+    offset: dt.timedelta
+    identifiers: dict[str, str] = field(default_factory=dict)  # value -> keyword it came from
+    to_clean: list[DataElement] = field(default_factory=list)
+    needs_review: list[str] = field(default_factory=list)
+    codec: str | None = None  # Python codec of the data set's character set, when simple
+
+
+class Deidentifier:
+    """Apply bonebase's PS3.15 profile with keyed, deterministic pseudonyms, UIDs and dates."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        uid_root: str = "2.25",
+        retain_private: frozenset[tuple[str, int]] = frozenset(),
+    ) -> None:
+        """``retain_private`` holds (private creator, element byte) pairs known to be safe."""
+        if len(secret) < 16:
+            raise InputError(
+                "de-identification secret is shorter than 16 bytes; set the consortium "
+                "secret (BONEBASE_DEID_SECRET) to at least 32 random bytes"
+            )
+        if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", uid_root) or len(uid_root) > 24:
+            raise InputError(f"UID root {uid_root!r} is not a dotted number of <= 24 characters")
+        self._secret = secret
+        self._uid_root = uid_root
+        self._uid_digits = 64 - len(uid_root) - 1
+        self._retain_private = retain_private
+        self._uid_cache: dict[str, str] = {}
+        self._table = action_table()
+
+    def _mac(self, *parts: str) -> bytes:
+        return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).digest()
+
+    def pseudonym(self, site: str, patient_id: str) -> str:
+        """Return ``<site>-<20 hex of HMAC-SHA256(secret, site + "\\x1f" + patient_id)>``."""
+        if not _SITE_RE.match(site):
+            raise InputError(
+                f"site code {site!r} is invalid: use 1-16 letters, digits, '-' or '_' "
+                "as registered for the site"
+            )
+        return f"{site}-{self._mac(site, patient_id).hex()[:_PSEUDONYM_HEX]}"
+
+    def remap_uid(self, uid: str) -> str:
+        """Map ``uid`` to ``<root>.<decimal of 128 bits of HMAC(secret, uid)>`` (<= 64 chars)."""
+        uid = uid.strip().rstrip("\x00")
+        found = self._uid_cache.get(uid)
+        if found is None:
+            number = int.from_bytes(self._mac("uid", uid)[:16], "big")
+            found = f"{self._uid_root}.{number % 10**self._uid_digits}"
+            if len(self._uid_cache) > 200_000:  # bounded: ingest runs over many studies
+                self._uid_cache.clear()
+            self._uid_cache[uid] = found
+        return found
+
+    def date_offset(self, site: str, patient_id: str) -> int:
+        """Return the per-patient date shift in days, in [-3650, -365]."""
+        number = int.from_bytes(self._mac("date-offset", site, patient_id)[:8], "big")
+        return _OFFSET_MIN + number % (_OFFSET_MAX - _OFFSET_MIN + 1)
+
+    def deidentify(self, ds: Dataset, *, site: str, patient_id: str | None = None) -> DeidResult:
+        """Return a de-identified copy of ``ds``; the input is not changed.
+
+        ``patient_id`` overrides the data set's PatientID (e.g. from the site's manifest).
+        """
+        pid = patient_id if patient_id is not None else str(ds.get("PatientID", "") or "")
+        if not pid.strip():
+            uid = ds.get("SOPInstanceUID", "unknown SOP Instance UID")
+            raise InputError(
+                f"{uid}: PatientID (0010,0020) is empty; the site must fill PatientID or give "
+                "patient_id in the manifest, then resubmit"
+            )
+        pid = pid.strip()
+        walk = _Walk(
+            pseudonym=self.pseudonym(site, pid),
+            offset=dt.timedelta(days=self.date_offset(site, pid)),
+            codec=_CODECS.get(str(ds.get("SpecificCharacterSet", "") or "")),
+        )
+        walk.identifiers[pid] = "PatientID"
+        out = self._walk(ds, walk)
+        identifiers = {v: k for v, k in walk.identifiers.items() if deid_scan.usable(v)}
+        matcher = deid_scan.Matcher(identifiers)
+        self._clean_deferred(walk, matcher)
+        self._finish(ds, out, walk)
+        residue = deid_scan.scan_dataset(out, matcher)
+        return DeidResult(
+            dataset=out,
+            pseudonym=walk.pseudonym,
+            date_offset_days=walk.offset.days,
+            identifiers=set(identifiers),
+            needs_review=walk.needs_review,
+            residue=[f"phi_residue: {hit}" for hit in residue],
+            sources=identifiers,
+        )
+
+    # -- the walk -------------------------------------------------------------------------
+
+    def _walk(self, src: Dataset, walk: _Walk) -> Dataset:
+        # The output is built as a plain dict and wrapped once: Dataset.__setitem__ per
+        # element costs more than the de-identification itself on small files.
+        out: dict[BaseTag, DataElement | RawDataElement] = {}
+        for raw in src.elements():
+            tag = raw.tag
+            if tag.is_private:
+                if self._retain_private and self._private_kept(src, tag):
+                    out[tag] = raw
+                continue
+            if tag & 0xFFFF == 0 or (tag >> 16) in _OVERLAY_GROUPS:
+                continue  # group lengths are recomputed on write
+            action = self._table.action(tag)
+            vr = raw.VR if raw.VR else _vr(tag)
+            if tag in deid_scan.IDENTIFYING_TAGS or vr == "PN":
+                self._collect(_decoded(src, raw, vr, walk.codec), walk)
+            if action is None:  # not in Table E.1-1: kept, with dates, UIDs and names handled
+                action = _UNLISTED.get(vr, "K")
+            if action == "X" or tag in (_PATIENT_ID, _PATIENT_NAME):  # the two: in _finish
+                continue
+            if action == "K" and vr != "SQ" and isinstance(raw, RawDataElement):
+                out[tag] = raw  # immutable raw element: no need to decode or copy
+                continue
+            if action == "Z" and vr != "SQ":
+                out[tag] = _element(tag, vr, None)
+                continue
+            elem = _decoded(src, raw, vr, walk.codec)
+            if vr == "SQ":
+                out[tag] = self._sequence(elem, action, walk)
+            elif action == "U" or (elem.VR == "UI" and action in ("D", "C")):
+                out[tag] = _element(tag, elem.VR, self._uids(elem.value, walk))
+            elif action == "D":
+                out[tag] = _element(tag, elem.VR, _dummy(elem))
+            elif action == "C":
+                out[tag] = self._clean(elem, walk)
+            else:  # K on an element already converted (e.g. a data set built in memory)
+                value = elem.value
+                if _is_multi(value):
+                    value = MultiValue(type(value[0]), value)
+                out[tag] = _element(tag, elem.VR, value)
+        result = Dataset(out)
+        result.set_original_encoding(*_encoding_of(src))
+        return result
+
+    def _sequence(self, elem: DataElement, action: str, walk: _Walk) -> DataElement:
+        if action == "Z":
+            return _element(elem.tag, "SQ", Sequence())
+        # K, C, U, D: the items are walked with the same table (PS3.15 E.1.1 applies the
+        # profile to attributes nested in sequences as well).
+        return _element(elem.tag, "SQ", Sequence([self._walk(i, walk) for i in elem.value]))
+
+    def _private_kept(self, src: Dataset, tag: Tag) -> bool:
+        if tag.element < 0x1000:  # a private creator: kept if any block of it is retained
+            creator = str(src[tag].value).strip()
+            return any(c == creator for c, _ in self._retain_private)
+        creator_tag = Tag(tag.group, tag.element >> 8)
+        if creator_tag not in src:
+            return False
+        creator = str(src[creator_tag].value).strip()
+        return (creator, tag.element & 0xFF) in self._retain_private
+
+    def _collect(self, elem: DataElement, walk: _Walk) -> None:
+        for value in deid_scan.values_of(elem.value):
+            walk.identifiers.setdefault(value, elem.keyword or str(elem.tag))
+
+    def _uids(self, value: object, walk: _Walk) -> object:
+        def one(uid: str) -> str:
+            if not uid or uid.startswith(DICOM_UID_PREFIX):
+                return uid
+            if len(uid) >= 10:  # an original UID surviving anywhere links back to the source
+                walk.identifiers.setdefault(uid, "UID")
+            return self.remap_uid(uid)
+
+        if _is_multi(value):
+            return MultiValue(str, [one(str(v)) for v in value])
+        return None if value is None else one(str(value))
+
+    def _clean(self, elem: DataElement, walk: _Walk) -> DataElement:
+        if elem.VR in ("DA", "DT"):
+            return _element(elem.tag, elem.VR, self._shift(elem, walk))
+        new = _element(elem.tag, elem.VR, elem.value)  # TM, numbers, codes: kept as they are
+        if elem.VR in _TEXT_VRS:
+            walk.to_clean.append(new)  # scrubbed after the walk, when all identifiers are known
+        return new
+
+    def _shift(self, elem: DataElement, walk: _Walk) -> object:
+        values = list(elem.value) if _is_multi(elem.value) else [elem.value]
+        shifted = []
+        for value in values:
+            text = "" if value is None else str(value).strip()
+            if not text:
+                shifted.append(text)
+                continue
+            new = _shift_value(text, walk.offset, dt_vr=elem.VR == "DT")
+            if new is None:  # unparseable dates could hold anything: drop and flag them
+                walk.needs_review.append(f"unparseable_date:{elem.keyword or elem.tag}")
+                new = ""
+            shifted.append(new)
+        return MultiValue(str, shifted) if len(shifted) > 1 else shifted[0] or None
+
+    def _clean_deferred(self, walk: _Walk, matcher: deid_scan.Matcher) -> None:
+        for elem in walk.to_clean:
+            if _is_multi(elem.value):
+                elem.value = [deid_scan.scrub_text(str(v), matcher) for v in elem.value]
+            elif elem.value is not None:
+                elem.value = deid_scan.scrub_text(str(elem.value), matcher) or None
+
+    def _finish(self, src: Dataset, out: Dataset, walk: _Walk) -> None:
+        out.PatientID = walk.pseudonym
+        out.PatientName = walk.pseudonym
+        out.PatientIdentityRemoved = "YES"
+        out.DeidentificationMethod = list(METHOD_TEXT)
+        out.DeidentificationMethodCodeSequence = [
+            _dataset(
+                _element(_CODE_VALUE, "SH", code),
+                _element(_SCHEME, "SH", "DCM"),
+                _element(_MEANING, "LO", meaning),
+            )
+            for code, meaning in METHOD_CODES
+        ]
+        out.LongitudinalTemporalInformationModified = "MODIFIED"
+        if str(src.get("BurnedInAnnotation", "")).upper() == "YES":
+            walk.needs_review.append("burned_in_annotation")
+        if str(src.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
+            walk.needs_review.append("secondary_capture")
+        meta = getattr(src, "file_meta", None)
+        if meta is not None:
+            new_meta = FileMetaDataset()
+            for tag in _META_KEPT:
+                if tag in meta:
+                    old = meta[tag]
+                    new_meta[tag] = _element(tag, old.VR, old.value)
+            if "SOPInstanceUID" in out:
+                new_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
+            new_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+            new_meta.ImplementationVersionName = "BONEBASE"
+            out.file_meta = new_meta
+
+
+def _pixel_data_offset(data: bytes) -> int:
+    """Where (7FE0,0010) starts in an encoded file (little or big endian), else the end."""
+    found = [data.find(tag, 132) for tag in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")]
+    return min((i for i in found if i >= 0), default=len(data))
+
+
+def _encoding_of(ds: Dataset) -> tuple[bool | None, bool | None, str | list[str] | None]:
+    implicit, little = ds.original_encoding
+    return implicit, little, ds.original_character_set
+
+
+def _vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _is_multi(value: object) -> bool:
+    return isinstance(value, MultiValue | list | tuple)
+
+
+# Raw values of these VRs are plain text; decoding them here is several times cheaper than
+# pydicom's general conversion (hooks, charset switching), which the walk would otherwise pay
+# for every attribute it inspects. Anything else goes through pydicom.
+_ASCII_VRS = frozenset({"UI", "DA", "DT", "TM", "AS", "CS"})
+_CHARSET_VRS = frozenset({"LO", "SH", "PN", "ST", "LT", "UT", "UC"})
+_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+def _decoded(src: Dataset, raw: DataElement | RawDataElement, vr: str, codec: str | None):
+    """The element with its value decoded, without converting it inside ``src``."""
+    if isinstance(raw, RawDataElement) and raw.value is not None:
+        if vr in _ASCII_VRS:
+            text = raw.value.decode("latin-1")
+        elif vr in _CHARSET_VRS and codec is not None:
+            text = raw.value.decode(codec, "replace")
+        else:
+            return src[raw.tag]
+        text = text.rstrip(" \x00")
+        return _element(raw.tag, vr, text if text else None)
+    return src[raw.tag]
+
+
+def _element(tag: int, vr: str, value: object) -> DataElement:
+    # Values written here come from the input or from this module: re-validating each one
+    # would double the cost of the walk, and the writer checks what it encodes.
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
+def _dataset(*elements: DataElement) -> Dataset:
+    return Dataset({e.tag: e for e in elements})
+
+
+def _dummy(elem: DataElement) -> object:
+    if elem.VR in _NUMERIC_VRS:
+        return 0
+    if elem.VR in _TEXT_VRS:
+        return DUMMY_TEXT if elem.VR != "AE" else "ANONYMOUS"
+    if elem.VR == "AS":
+        return None
+    return b"\x00\x00"  # OB/OW/UN and other binary: no original bytes survive
+
+
+def _shift_value(text: str, offset: dt.timedelta, *, dt_vr: bool) -> str | None:
+    """Shift a DA (YYYYMMDD, also ACR-NEMA YYYY.MM.DD) or the date part of a DT value."""
+    if not dt_vr:
+        digits = text.replace(".", "")
+        if len(digits) != 8 or not digits.isdigit():
+            return None
+        return _shift_date(digits, offset)
+    match = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(.*)", text)
+    if match is None:
+        return None
+    year, month, day, rest = match.groups()
+    precision = 4 + (2 if month else 0) + (2 if day else 0)
+    # Partial dates (YYYY or YYYYMM) shift as their first day, then keep their precision.
+    shifted = _shift_date(f"{year}{month or '01'}{day or '01'}", offset)
+    return None if shifted is None else shifted[:precision] + rest
+
+
+@lru_cache(maxsize=65536)
+def _shift_date(yyyymmdd: str, offset: dt.timedelta) -> str | None:
+    try:
+        day = dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+        return (day + offset).strftime("%Y%m%d")
+    except (ValueError, OverflowError):
+        return None
+
+
+__all__ = ["DeidResult", "Deidentifier"]

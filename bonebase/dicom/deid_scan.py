@@ -1,0 +1,218 @@
+"""Identifying values taken from an input data set, and scans of an output for any of them.
+
+The scans are the check after de-identification: a value that identified the patient in the
+input (a name, an ID, the birth date, the accession number, the institution...) must not appear
+anywhere in the output, neither in an element value nor in the encoded bytes. Residue reports
+name the element and the kind of value found, never the value itself, so that the report can be
+stored and logged.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
+
+# Attributes whose values identify a patient, a person or a place wherever they occur.
+IDENTIFYING_KEYWORDS = (
+    "PatientID",
+    "OtherPatientIDs",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "MedicalRecordLocator",
+    "AccessionNumber",
+    "AdmissionID",
+    "StudyID",
+    "RequestedProcedureID",
+    "ScheduledProcedureStepID",
+    "PerformedProcedureStepID",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "PersonAddress",
+    "PersonTelephoneNumbers",
+    "StationName",
+    "DeviceSerialNumber",
+    "MilitaryRank",
+    "RegionOfResidence",
+)
+IDENTIFYING_TAGS: frozenset[int] = frozenset(tag_for_keyword(k) for k in IDENTIFYING_KEYWORDS)
+
+# Values too generic to count as identifying (placeholders sites put in empty fields).
+GENERIC_VALUES = frozenset(
+    {
+        "anonymous",
+        "anonymized",
+        "anon",
+        "unknown",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "test",
+        "yes",
+        "no",
+        "other",
+        "removed",
+        "dr.",
+        "mrs",
+        "hospital",
+        "radiology",
+    }
+)
+_MIN_LEN = 3
+_MIN_NUMERIC_LEN = 5  # short numbers (IDs like "123") would match unrelated numbers and sizes
+
+
+def usable(value: str) -> bool:
+    """True for a value specific enough to search for (not short, generic or a small number)."""
+    text = value.strip()
+    if len(text) < _MIN_LEN or text.casefold() in GENERIC_VALUES:
+        return False
+    digits = text.replace(".", "").replace("-", "")
+    return not (digits.isdigit() and len(digits) < _MIN_NUMERIC_LEN)
+
+
+def values_of(value: object) -> list[str]:
+    """Flatten an element value (str, PersonName, MultiValue) into usable identifying strings."""
+    if value is None:
+        return []
+    items = value if isinstance(value, MultiValue | list | tuple) else [value]
+    found: list[str] = []
+    for item in items:
+        if isinstance(item, PersonName):
+            text = str(item)
+            parts = [p for p in re.split(r"[\^=]", text) if p]
+            found.extend(p.strip() for p in [text.replace("^", " ").strip(), *parts])
+        elif isinstance(item, str):
+            found.append(item.strip())
+            # Addresses and free text: each line of a multi-line value on its own as well.
+            found.extend(line.strip() for line in re.split(r"[\r\n\\]", item) if line)
+    return [v for v in dict.fromkeys(found) if usable(v)]
+
+
+def _text_of(elem: DataElement) -> str:
+    value = elem.value
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None or isinstance(value, bytes) else str(value)
+
+
+# Identifying values match as whole words, case-insensitively: a three-letter name component
+# must not hit inside an unrelated word ("pre" in "PREDECESSOR"), while "Doe" in "seen by Dr
+# Doe" must. Both sides are reduced to their words joined by single spaces, so a match is a
+# plain substring test (fast on thousands of files) and ignores punctuation ("Doe^John").
+_WORD = re.compile(r"[^\W_]+")
+_BYTE_WORD = re.compile(rb"[a-z0-9\x80-\xff]+")
+
+
+@lru_cache(maxsize=65536)
+def _words(value: str) -> str:
+    return " " + " ".join(_WORD.findall(value.casefold())) + " "
+
+
+@lru_cache(maxsize=65536)
+def _byte_words(value: str) -> tuple[bytes, ...]:
+    forms = []
+    for codec in ("utf-8", "latin-1"):
+        try:
+            words = _BYTE_WORD.findall(value.casefold().encode(codec))
+        except UnicodeEncodeError:
+            continue
+        forms.append(b" " + b" ".join(words) + b" ")
+    return tuple(dict.fromkeys(forms))
+
+
+class Matcher:
+    """Finds which identifying values occur in a text or in bytes (as whole words)."""
+
+    def __init__(self, identifiers: dict[str, str]) -> None:
+        """``identifiers`` maps each identifying value to the keyword it came from."""
+        self._entries = [
+            (value, _words(value), _byte_words(value), src)
+            for value, src in identifiers.items()
+            if _words(value).strip()
+        ]
+
+    def in_text(self, text: str) -> list[tuple[str, str]]:
+        """(value, source keyword) of every identifying value in ``text``."""
+        if not text:
+            return []
+        words = " " + " ".join(_WORD.findall(text.casefold())) + " "
+        return [(value, src) for value, norm, _, src in self._entries if norm in words]
+
+    def in_bytes(self, data: bytes) -> list[str]:
+        """Source keywords of the identifying values in ``data`` (ASCII case-insensitive)."""
+        if not data:
+            return []
+        words = b" " + b" ".join(_BYTE_WORD.findall(data.lower())) + b" "
+        return [src for _, _, forms, src in self._entries if any(f in words for f in forms)]
+
+
+def _label(tag: int) -> str:
+    keyword = keyword_for_tag(tag) or "private or unknown"
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword}"
+
+
+def _element_texts(ds: Dataset, out: list[tuple[int, str]]) -> None:
+    for elem in ds.elements():
+        if elem.tag >> 16 == 0x7FE0:
+            continue  # pixel data: bytes match short words by chance, and it is large
+        if isinstance(elem, RawDataElement) or isinstance(elem.value, bytes):
+            data = elem.value or b""
+            out.append((elem.tag, data.decode("utf-8", "replace")))
+            out.append((elem.tag, data.decode("latin-1")))
+        elif elem.VR == "SQ":
+            for item in elem.value:
+                _element_texts(item, out)
+        else:
+            out.append((elem.tag, _text_of(elem)))
+
+
+def scan_dataset(ds: Dataset, matcher: Matcher) -> list[str]:
+    """Return ``'<tag> <keyword>: <source>'`` for each element holding an identifying value.
+
+    Every value is searched, in nested sequences too; raw (undecoded) and binary values are
+    read both as UTF-8 and as Latin-1. Pixel Data is skipped.
+    """
+    texts: list[tuple[int, str]] = []
+    _element_texts(ds, texts)
+    # One search over everything first: a clean output (the usual case) costs one pass.
+    if not matcher.in_text("\n".join(text for _, text in texts)):
+        return []
+    hits = [f"{_label(tag)}: {src}" for tag, text in texts for _, src in matcher.in_text(text)]
+    return list(dict.fromkeys(hits))
+
+
+def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
+    """Return ``'encoded bytes: <source>'`` for each identifying value found in ``data``.
+
+    Pass the encoded header (without Pixel Data: pixel bytes match short words by chance).
+    """
+    return list(dict.fromkeys(f"encoded bytes: {src}" for src in matcher.in_bytes(data)))
+
+
+@lru_cache(maxsize=8192)
+def _scrub_re(value: str) -> re.Pattern[str]:
+    words = _WORD.findall(value)
+    body = r"[\W_]+".join(re.escape(w) for w in words)
+    return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
+
+
+def scrub_text(text: str, matcher: Matcher) -> str:
+    """Remove every identifying value from free text (the Clean action on descriptors)."""
+    hits = matcher.in_text(text)
+    for value, _ in sorted(hits, key=lambda hit: len(hit[0]), reverse=True):
+        text = _scrub_re(value).sub("", text)
+    return re.sub(r"\s{2,}", " ", text).strip() if hits else text

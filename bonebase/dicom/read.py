@@ -1,0 +1,230 @@
+"""Reading submitted DICOM files: headers for ingestion, full objects with a pixel-length check.
+
+Every failure is a :class:`DicomReadError` with a reason code that goes into quarantine:
+``non_dicom`` (not a DICOM file at all), ``corrupt_file`` (truncated or unreadable) and
+``unsupported_transfer_syntax`` (an encoding the platform does not store).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from os import PathLike
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from bonebase.errors import InputError
+
+NATIVE_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2",  # Implicit VR Little Endian
+        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+        "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+        "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+    }
+)
+# Still-image compression that pydicom decodes with its plugins (pylibjpeg, openjpeg, RLE).
+# Video syntaxes (MPEG, HEVC), JPIP and private syntaxes are not stored.
+COMPRESSED_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+        "1.2.840.10008.1.2.4.51",  # JPEG Extended
+        "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+        "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+        "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+        "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000
+        "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+        "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+        "1.2.840.10008.1.2.4.203",  # HTJ2K
+        "1.2.840.10008.1.2.5",  # RLE Lossless
+    }
+)
+SUPPORTED_SYNTAXES = NATIVE_SYNTAXES | COMPRESSED_SYNTAXES
+_UNDEFINED = 0xFFFFFFFF
+_RESEND = "the site should export the image again from its PACS as a DICOM Part 10 file"
+
+
+class DicomReadError(InputError):
+    """A submitted file cannot be read as DICOM; ``reason`` is the quarantine reason code."""
+
+    def __init__(self, message: str, *, reason: str, file: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.file = file
+
+
+def _name(source: object) -> str:
+    if isinstance(source, str | PathLike):
+        return str(source)
+    return "<bytes>"
+
+
+def _truncated(ds: pydicom.Dataset) -> bool:
+    """True when the last element read is shorter than its declared length (a cut-off file)."""
+    keys = list(ds.keys())
+    if not keys:
+        return True
+    last = ds.get_item(keys[-1])
+    if isinstance(last, RawDataElement) and last.length != _UNDEFINED:
+        return len(last.value or b"") < last.length
+    return False
+
+
+def _check_syntax(ds: pydicom.Dataset, name: str) -> None:
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if ts and ts not in SUPPORTED_SYNTAXES:
+        label = UID(ts).name if UID(ts).is_transfer_syntax else "unknown"
+        raise DicomReadError(
+            f"{name}: transfer syntax {ts} ({label}) is not supported; the site should send "
+            "uncompressed, JPEG, JPEG-LS, JPEG 2000 or RLE images",
+            reason="unsupported_transfer_syntax",
+            file=name,
+        )
+
+
+def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydicom.Dataset:
+    try:
+        try:
+            ds = pydicom.dcmread(source, stop_before_pixels=not pixels)
+        except InvalidDicomError:
+            # No 'DICM' preamble: old ACR-NEMA style objects still parse as a bare data set;
+            # anything else (a JPEG, a PDF, a text file) yields no SOP identity.
+            if hasattr(source, "seek"):
+                source.seek(0)
+            ds = pydicom.dcmread(source, stop_before_pixels=not pixels, force=True)
+            sop_class = str(ds.get("SOPClassUID", ""))
+            if not (UID(sop_class).is_valid and ds.get("SOPInstanceUID")):
+                raise DicomReadError(
+                    f"{name}: not a DICOM file (no 'DICM' preamble and no DICOM data set "
+                    f"inside); {_RESEND}",
+                    reason="non_dicom",
+                    file=name,
+                ) from None
+    except DicomReadError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DicomReadError(
+            f"{name}: the DICOM file is corrupt ({type(exc).__name__}: {exc}); {_RESEND}",
+            reason="corrupt_file",
+            file=name,
+        ) from exc
+    if _truncated(ds):
+        raise DicomReadError(
+            f"{name}: the DICOM file is truncated (it ends inside an element); {_RESEND}",
+            reason="corrupt_file",
+            file=name,
+        )
+    _check_syntax(ds, name)
+    return ds
+
+
+def read_header(path: Path | str) -> pydicom.Dataset:
+    """Read the header (everything before Pixel Data) of one DICOM file."""
+    return _read(path, str(path), pixels=False)
+
+
+def expected_pixel_bytes(ds: pydicom.Dataset) -> int:
+    """Bytes that native (uncompressed) Pixel Data must hold, from the image pixel module."""
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    count = (
+        int(ds.get("Rows", 0) or 0)
+        * int(ds.get("Columns", 0) or 0)
+        * int(ds.get("SamplesPerPixel", 1) or 1)
+        * int(ds.get("NumberOfFrames", 1) or 1)
+    )
+    return math.ceil(count * bits / 8)
+
+
+def read_full(source: Path | str | bytes | BinaryIO) -> pydicom.Dataset:
+    """Read a whole DICOM object and check that its Pixel Data is complete."""
+    name = _name(source)
+    if isinstance(source, bytes | bytearray):
+        source = io.BytesIO(source)
+    ds = _read(source, name, pixels=True)
+    if "PixelData" not in ds:
+        raise DicomReadError(
+            f"{name}: the DICOM file has no Pixel Data (7FE0,0010); {_RESEND}",
+            reason="corrupt_file",
+            file=name,
+        )
+    data = ds.PixelData
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    if ts in NATIVE_SYNTAXES:
+        expected = expected_pixel_bytes(ds)
+        # One padding byte is allowed: values have even length.
+        if not expected <= len(data) <= expected + 1:
+            raise DicomReadError(
+                f"{name}: Pixel Data holds {len(data)} bytes but Rows x Columns x Samples x "
+                f"BitsAllocated/8 x Frames = {expected}; {_RESEND}",
+                reason="corrupt_file",
+                file=name,
+            )
+    elif not data.startswith(b"\xfe\xff\x00\xe0"):  # encapsulated: must start with an item
+        raise DicomReadError(
+            f"{name}: compressed Pixel Data is not encapsulated in items; {_RESEND}",
+            reason="corrupt_file",
+            file=name,
+        )
+    return ds
+
+
+def _float(value: object, index: int) -> float | None:
+    if not isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        value = [value]
+    try:
+        return float(value[index])  # type: ignore[index]
+    except (TypeError, IndexError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(value: object) -> str | None:
+    return None if value in (None, "") else str(value).strip()
+
+
+def header_record(ds: pydicom.Dataset, *, file: str) -> dict[str, object]:
+    """Flatten the header into one row for validation (spacings as row/column floats)."""
+    meta = getattr(ds, "file_meta", None)
+    spacing = ds.get("PixelSpacing")
+    imager = ds.get("ImagerPixelSpacing")
+    return {
+        "file": file,
+        "sop_instance_uid": _str(ds.get("SOPInstanceUID")),
+        "study_instance_uid": _str(ds.get("StudyInstanceUID")),
+        "series_instance_uid": _str(ds.get("SeriesInstanceUID")),
+        "patient_id": _str(ds.get("PatientID")),
+        "accession_number": _str(ds.get("AccessionNumber")),
+        "modality": _str(ds.get("Modality")),
+        "rows": _int(ds.get("Rows")),
+        "columns": _int(ds.get("Columns")),
+        "bits_allocated": _int(ds.get("BitsAllocated")),
+        "bits_stored": _int(ds.get("BitsStored")),
+        "photometric_interpretation": _str(ds.get("PhotometricInterpretation")),
+        "pixel_spacing": _float(spacing, 0),
+        "pixel_spacing_col": _float(spacing, 1),
+        "imager_pixel_spacing": _float(imager, 0),
+        "imager_pixel_spacing_col": _float(imager, 1),
+        "transfer_syntax_uid": _str(meta.get("TransferSyntaxUID")) if meta is not None else None,
+        "number_of_frames": _int(ds.get("NumberOfFrames")) or 1,
+        "burned_in_annotation": _str(ds.get("BurnedInAnnotation")),
+        "sop_class_uid": _str(ds.get("SOPClassUID")),
+        "patient_sex": _str(ds.get("PatientSex")),
+        "patient_age": _str(ds.get("PatientAge")),
+        "body_part_examined": _str(ds.get("BodyPartExamined")),
+    }

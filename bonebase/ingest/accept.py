@@ -1,0 +1,197 @@
+"""Decide what happens to every row and file of a submission, then store it.
+
+Inputs: the manifest frame, the per-file results of :mod:`bonebase.ingest.process` and the
+validation report. Every row and every file ends in exactly one of: accepted (stored as part of a
+case), duplicate (already stored by an earlier submission), or quarantined with a reason code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bonebase import vocab
+from bonebase.db.cases import CaseRecord, InstanceRecord
+from bonebase.db.quarantine import QuarantineItem
+from bonebase.dicom.deid import Deidentifier
+from bonebase.ingest.process import FileResult
+
+
+@dataclass
+class CasePlan:
+    row: int
+    case_ref: str
+    record: CaseRecord
+    files: list[FileResult]
+
+
+@dataclass
+class Plan:
+    cases: list[CasePlan] = field(default_factory=list)
+    quarantine: list[tuple[QuarantineItem, FileResult | None]] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # submission-level findings
+    duplicates: list[str] = field(default_factory=list)  # files stored by an earlier submission
+    scrub: re.Pattern[str] | None = None
+
+    def redact(self, text: str | None) -> str | None:
+        """Text safe to store: this submission's identifying values replaced by [redacted].
+
+        Paths need it too: sites often name folders by PatientID or accession number.
+        """
+        if text is None or self.scrub is None:
+            return text
+        return self.scrub.sub("[redacted]", text)
+
+    clean = redact
+
+
+def redaction_pattern(values: set[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for identifying values, longest first, matched as whole
+    tokens (so an ID inside "20150510_HX1505100010" is found, a digit run inside a hash is not)."""
+    ordered = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+    if not ordered:
+        return None
+    body = "|".join(re.escape(v) for v in ordered)
+    return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])", re.IGNORECASE)
+
+
+def _text(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
+def case_record(row: dict, *, site: str, deid: Deidentifier) -> CaseRecord:
+    """The stored, pseudonymous form of a manifest row."""
+    diagnosis = vocab.lookup_diagnosis(_text(row.get("diagnosis")))
+    location = vocab.lookup_location(_text(row.get("location")))
+    age = _text(row.get("age"))
+    confirmed = _text(row.get("pathology_confirmed")).lower()
+    fields = {
+        "age": int(float(age)) if re.fullmatch(r"\d+(\.0+)?", age) else None,
+        "sex": _text(row.get("sex")).upper() or None,
+        "location_code": location.code if location else None,
+        "diagnosis_code": diagnosis.code if diagnosis else None,
+        "behaviour": diagnosis.behaviour.value if diagnosis else None,
+        "modalities": ";".join(sorted({m.strip().upper() for m in
+                                        _text(row.get("modalities")).split(";") if m.strip()})),
+        "pathology_confirmed": {"yes": True, "no": False}.get(confirmed),
+    }
+    row_hash = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    return CaseRecord(
+        case_pseudonym=deid.pseudonym(site, f"case\x1f{_text(row.get('case_id'))}"),
+        patient_pseudonym=deid.pseudonym(site, _text(row.get("patient_id"))),
+        row_hash=row_hash,
+        **fields,
+    )
+
+
+def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *, site: str,
+                    deid: Deidentifier, known_sources: set[str]) -> Plan:
+    """Turn validation failures and file results into accepted cases and quarantine items."""
+    plan = Plan()
+    identifiers = set().union(*(r.identifiers for r in results)) if results else set()
+    for col in ("patient_id", "accession_number"):
+        if col in manifest:
+            identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
+    plan.scrub = redaction_pattern(identifiers)
+
+    # Files that could not be read or de-identified, and byte-identical copies inside the submission.
+    first_of: dict[str, str] = {}
+    rejected_files: set[str] = set()
+    for r in results:
+        if r.source_sha256 in first_of:
+            item = QuarantineItem("duplicate_file", f"{r.rel}: identical to {first_of[r.source_sha256]}"
+                                  " in the same submission; the copy was not stored", file=r.rel)
+            plan.quarantine.append((item, r))
+            rejected_files.add(r.rel)
+            continue
+        first_of[r.source_sha256] = r.rel
+        if r.reason:
+            plan.quarantine.append((QuarantineItem(r.reason, plan.clean(r.message or r.reason),
+                                                   file=r.rel), r))
+            rejected_files.add(r.rel)
+
+    # Validation errors on files and rows; warnings are reported, not enforced.
+    by_rel = {r.rel: r for r in results}
+    rejected_rows: dict[int, str] = {}
+    for f in report.failures:
+        if f.severity != "error":
+            plan.warnings.append({"reason": f.reason, "message": plan.clean(f.message),
+                                  "row": f.row, "case_id": f.case_id, "file": plan.redact(f.file)})
+            continue
+        if f.file is not None and f.file in by_rel:
+            if f.file not in rejected_files:
+                plan.quarantine.append((QuarantineItem(f.reason, plan.clean(f.message), file=f.file,
+                                                       case_ref=f.case_id), by_rel[f.file]))
+                rejected_files.add(f.file)
+        elif f.row is not None:
+            if f.row not in rejected_rows:
+                plan.quarantine.append((QuarantineItem(f.reason, plan.clean(f.message),
+                                                       row_number=int(f.row), case_ref=f.case_id),
+                                        None))
+            rejected_rows.setdefault(int(f.row), f.reason)
+        else:
+            plan.notes.append(plan.clean(f.message))
+
+    # Match files to rows by the site's (PatientID, AccessionNumber).
+    rows = manifest.to_dict("records")
+    key_to_row: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        key_to_row.setdefault((_text(row.get("patient_id")), _text(row.get("accession_number"))), row)
+    files_of: dict[int, list[FileResult]] = defaultdict(list)
+    for r in results:
+        if r.rel in rejected_files or r.record is None:
+            continue
+        row = key_to_row.get((_text(r.record.get("patient_id")), _text(r.record.get("accession_number"))))
+        if row is None:
+            item = QuarantineItem("images_without_row", f"{r.rel}: matches no manifest row; add the "
+                                  "case to the manifest and resubmit", file=r.rel)
+            plan.quarantine.append((item, r))
+            continue
+        number = int(row["row"])
+        if number in rejected_rows:
+            item = QuarantineItem(
+                "case_rejected", f"{r.rel}: its case {_text(row.get('case_id'))} (row {number}) was"
+                f" rejected ({rejected_rows[number]}); it is kept until the row is fixed",
+                file=r.rel, row_number=number, case_ref=_text(row.get("case_id")))
+            plan.quarantine.append((item, r))
+            continue
+        files_of[number].append(r)
+
+    for row in rows:
+        number = int(row["row"])
+        if number in rejected_rows:
+            continue
+        files = files_of.get(number, [])
+        if not files:
+            if not any(i.row_number == number for i, _ in plan.quarantine):
+                plan.quarantine.append((QuarantineItem(
+                    "row_without_images", f"row {number}, case {_text(row.get('case_id'))}: no image"
+                    " of the submission matches its patient_id and accession_number; send the images"
+                    " or correct the row", row_number=number, case_ref=_text(row.get("case_id"))),
+                    None))
+            continue
+        plan.cases.append(CasePlan(number, _text(row.get("case_id")),
+                                   case_record(row, site=site, deid=deid), files))
+    plan.duplicates = [r.rel for c in plan.cases for r in c.files if r.source_sha256 in known_sources]
+    return plan
+
+
+def instance_record(r: FileResult, *, object_key: str) -> InstanceRecord:
+    rec = r.record or {}
+    return InstanceRecord(
+        study_uid=r.study_uid, series_uid=r.series_uid, sop_instance_uid=r.sop_instance_uid,
+        sop_class_uid=r.extra.get("sop_class_uid"), modality=str(rec.get("modality") or ""),
+        sha256=r.sha256, source_sha256=r.source_sha256, object_key=object_key,
+        size_bytes=r.staged.stat().st_size if r.staged else r.size, study_date=r.study_date,
+        study_description=r.extra.get("study_description"),
+        series_description=r.extra.get("series_description"), body_part=r.extra.get("body_part"),
+        rows=rec.get("rows"), columns=rec.get("columns"), bits_stored=rec.get("bits_stored"),
+        photometric=rec.get("photometric_interpretation"),
+        instance_number=r.extra.get("instance_number"),
+    )

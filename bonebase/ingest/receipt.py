@@ -1,0 +1,102 @@
+"""The receipt a site gets for a submission: counts, and per case and per file what happened."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+# What a site should do for each reason code (the validation message says what was found).
+FIXES = {
+    "corrupt_file": "export the image again from the PACS as a DICOM Part 10 file and resubmit it",
+    "non_dicom": "remove files that are not DICOM images from the submission folder",
+    "duplicate_file": "nothing: the copy was not needed",
+    "row_without_images": "send the case's images, or check its patient_id and accession_number",
+    "images_without_row": "add the case to manifest.csv, or check the images' PatientID/AccessionNumber",
+    "case_rejected": "fix the case's manifest row; the image is kept and ingested with it",
+    "impossible_age": "correct the age (whole years, 0-100) in the manifest",
+    "unknown_sex": "use M, F or O in the sex column",
+    "unknown_diagnosis": "use a diagnosis term of the WHO 2020 bone tumour vocabulary",
+    "unknown_location": "use a bone and segment, e.g. 'distal femur'",
+    "label_contradicts_diagnosis": "correct the behaviour column or the diagnosis",
+    "wrong_modality": "make the modalities column match the images sent (XR, CT, MR)",
+    "blank_image": "export the radiograph again; the file holds a blank image",
+    "duplicate_case_id": "give every case its own case_id",
+    "burned_in_annotation": "a data steward reviews the image for identifying text",
+    "secondary_capture": "send the original radiograph instead of a screen capture",
+    "phi_residue": "a data steward reviews the file; remove identifying text at the source",
+    "missing_file": "send the file again",
+}
+
+
+def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
+                  n_files: int, n_rows: int, data_docs: str | None) -> dict:
+    quarantined = [
+        {"reason": item.reason, "severity": item.severity, "message": plan.redact(item.message),
+         "file": plan.redact(item.file), "row": item.row_number, "case_id": item.case_ref,
+         "fix": FIXES.get(item.reason, "see the message")}
+        for item, _ in plan.quarantine
+    ]
+    files_accepted = sum(len(c.files) for c in plan.cases)
+    counts = {
+        "rows": n_rows,
+        "files": n_files,
+        "cases_accepted": len(plan.cases),
+        "cases_new": outcome.cases["status"]["new"],
+        "cases_updated": outcome.cases["status"]["updated"],
+        "cases_unchanged": outcome.cases["status"]["unchanged"],
+        "files_accepted": files_accepted,
+        "files_stored": outcome.added,
+        "files_duplicate": outcome.duplicates,
+        "quarantined": len(quarantined),
+        "warnings": len(plan.warnings),
+        "by_reason": dict(sorted(Counter(q["reason"] for q in quarantined).items())),
+    }
+    return {
+        "site": site,
+        "submission": submission_id,
+        "source": source,
+        "counts": counts,
+        "cases": outcome.case_results,
+        "quarantine": quarantined,
+        "warnings": plan.warnings,
+        "notes": plan.notes,
+        "data_docs": data_docs,
+    }
+
+
+def to_markdown(receipt: dict) -> str:
+    c = receipt["counts"]
+    lines = [
+        f"# Receipt: submission {receipt['submission']} from site {receipt['site']}",
+        "",
+        f"- manifest rows: {c['rows']}, files: {c['files']}",
+        f"- cases accepted: {c['cases_accepted']} (new {c['cases_new']}, updated "
+        f"{c['cases_updated']}, unchanged {c['cases_unchanged']})",
+        f"- files accepted: {c['files_accepted']} (stored now {c['files_stored']}, already stored "
+        f"{c['files_duplicate']})",
+        f"- quarantined: {c['quarantined']}; warnings: {c['warnings']}",
+    ]
+    if receipt.get("data_docs"):
+        lines.append(f"- validation report (Data Docs): {receipt['data_docs']}")
+    if receipt["quarantine"]:
+        lines += ["", "## Quarantined", "", "| reason | row | file | what happened | what to do |",
+                  "| --- | --- | --- | --- | --- |"]
+        for q in receipt["quarantine"]:
+            lines.append(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} | "
+                         f"{q['message'].replace('|', '/')} | {q['fix']} |")
+    if receipt["warnings"]:
+        lines += ["", "## Warnings (accepted)", ""]
+        lines += [f"- {w['message']}" for w in receipt["warnings"]]
+    if receipt["notes"]:
+        lines += ["", "## Submission-level findings", ""] + [f"- {n}" for n in receipt["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_receipt(receipt: dict, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"submission-{receipt['submission']}"
+    json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
+    json_path.write_text(json.dumps(receipt, indent=2, default=str))
+    md_path.write_text(to_markdown(receipt))
+    return json_path, md_path
