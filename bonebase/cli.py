@@ -63,6 +63,16 @@ def _db_url(*, migrated: bool = True) -> str:
     return url
 
 
+def _prefect_env() -> None:
+    """Embedded defaults for Prefect, set before it is imported: its state under BONEBASE_HOME,
+    and time for the ephemeral server's first start (it migrates its SQLite database)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(_settings().home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def _redact(url: str) -> str:
     from urllib.parse import urlsplit
 
@@ -289,6 +299,7 @@ def submit(
 
     check_code(site)
     _db_url()  # migrated database before the flow starts
+    _prefect_env()
     from flows.ingest import ingest_submission
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -367,6 +378,7 @@ def quarantine_list(
     site: Annotated[str | None, typer.Option("--site")] = None,
     status: Annotated[str, typer.Option(help="open, released, discarded or all.")] = "open",
     submission: Annotated[int | None, typer.Option("--submission")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List quarantined files and manifest rows with their reason codes."""
     from bonebase.db import quarantine
@@ -375,10 +387,14 @@ def quarantine_list(
     with connect(_db_url()) as conn:
         items = quarantine.list_items(conn, site=site, submission_id=submission,
                                       status=None if status == "all" else status)
-    table = Table("id", "site", "sub", "reason", "row", "file", "status", "message")
+    if as_json:
+        print(json.dumps(items, indent=2, default=str))
+        return
+    table = Table("id", "site", "sub", "row", "file", "status", "message")
+    table.add_column("reason", no_wrap=True)
     for i in items:
-        table.add_row(str(i["id"]), i["site"], str(i["submission_id"]), i["reason"],
-                      str(i["row_number"] or ""), i["file"] or "", i["status"], i["message"])
+        table.add_row(str(i["id"]), i["site"], str(i["submission_id"]), str(i["row_number"] or ""),
+                      i["file"] or "", i["status"], i["message"], i["reason"])
     console.print(table if items else "quarantine is empty")
 
 

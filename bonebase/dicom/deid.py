@@ -17,11 +17,8 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from io import BytesIO
 
-from pydicom import config
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -30,6 +27,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from bonebase.dicom import deid_scan
+from bonebase.dicom import deid_values as dv
 from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
 from bonebase.errors import InputError
 
@@ -50,12 +48,9 @@ METHOD_CODES = (
 )
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC Image Storage and its multi-frame kin
 DICOM_UID_PREFIX = "1.2.840.10008."  # UIDs defined by the standard (SOP classes, syntaxes)
-DUMMY_TEXT = "ANONYMIZED"
 _SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 _OFFSET_MIN, _OFFSET_MAX = -3650, -365  # days; always into the past, by one to ten years
 _PSEUDONYM_HEX = 20
-_TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE", "UR"})
-_NUMERIC_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"})
 _META_KEPT = (0x00020001, 0x00020002, 0x00020010)
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
@@ -91,7 +86,7 @@ class DeidResult:
         buf = BytesIO()
         self.dataset.save_as(buf, enforce_file_format=True)
         data = buf.getvalue()
-        header = data[: _pixel_data_offset(data)]
+        header = data[: dv.pixel_data_offset(data)]
         hits = deid_scan.scan_bytes(header, deid_scan.Matcher(self.sources))
         self.residue.extend(f"phi_residue: {hit}" for hit in hits)
         return data
@@ -179,14 +174,14 @@ class Deidentifier:
         walk = _Walk(
             pseudonym=self.pseudonym(site, pid),
             offset=dt.timedelta(days=self.date_offset(site, pid)),
-            codec=_CODECS.get(str(ds.get("SpecificCharacterSet", "") or "")),
+            codec=dv.CODECS.get(str(ds.get("SpecificCharacterSet", "") or "")),
         )
         walk.identifiers[pid] = "PatientID"
-        out = self._walk(ds, walk)
+        elements = self._walk(ds, walk, top=True)
         identifiers = {v: k for v, k in walk.identifiers.items() if deid_scan.usable(v)}
         matcher = deid_scan.Matcher(identifiers)
         self._clean_deferred(walk, matcher)
-        self._finish(ds, out, walk)
+        out = self._finish(ds, elements, walk)
         residue = deid_scan.scan_dataset(out, matcher)
         return DeidResult(
             dataset=out,
@@ -200,7 +195,7 @@ class Deidentifier:
 
     # -- the walk -------------------------------------------------------------------------
 
-    def _walk(self, src: Dataset, walk: _Walk) -> Dataset:
+    def _walk(self, src: Dataset, walk: _Walk, *, top: bool = False) -> Dataset:
         # The output is built as a plain dict and wrapped once: Dataset.__setitem__ per
         # element costs more than the de-identification itself on small files.
         out: dict[BaseTag, DataElement | RawDataElement] = {}
@@ -213,9 +208,9 @@ class Deidentifier:
             if tag & 0xFFFF == 0 or (tag >> 16) in _OVERLAY_GROUPS:
                 continue  # group lengths are recomputed on write
             action = self._table.action(tag)
-            vr = raw.VR if raw.VR else _vr(tag)
+            vr = raw.VR if raw.VR else dv.vr_of(tag)
             if tag in deid_scan.IDENTIFYING_TAGS or vr == "PN":
-                self._collect(_decoded(src, raw, vr, walk.codec), walk)
+                self._collect(dv.decoded(src, raw, vr, walk.codec), walk)
             if action is None:  # not in Table E.1-1: kept, with dates, UIDs and names handled
                 action = _UNLISTED.get(vr, "K")
             if action == "X" or tag in (_PATIENT_ID, _PATIENT_NAME):  # the two: in _finish
@@ -224,32 +219,34 @@ class Deidentifier:
                 out[tag] = raw  # immutable raw element: no need to decode or copy
                 continue
             if action == "Z" and vr != "SQ":
-                out[tag] = _element(tag, vr, None)
+                out[tag] = dv.element(tag, vr, None)
                 continue
-            elem = _decoded(src, raw, vr, walk.codec)
+            elem = dv.decoded(src, raw, vr, walk.codec)
             if vr == "SQ":
                 out[tag] = self._sequence(elem, action, walk)
             elif action == "U" or (elem.VR == "UI" and action in ("D", "C")):
-                out[tag] = _element(tag, elem.VR, self._uids(elem.value, walk))
+                out[tag] = dv.element(tag, elem.VR, self._uids(elem.value, walk))
             elif action == "D":
-                out[tag] = _element(tag, elem.VR, _dummy(elem))
+                out[tag] = dv.element(tag, elem.VR, dv.dummy(elem))
             elif action == "C":
                 out[tag] = self._clean(elem, walk)
             else:  # K on an element already converted (e.g. a data set built in memory)
                 value = elem.value
-                if _is_multi(value):
+                if dv.is_multi(value):
                     value = MultiValue(type(value[0]), value)
-                out[tag] = _element(tag, elem.VR, value)
+                out[tag] = dv.element(tag, elem.VR, value)
+        if top:
+            return out  # type: ignore[return-value]  # completed by _finish
         result = Dataset(out)
-        result.set_original_encoding(*_encoding_of(src))
+        result.set_original_encoding(*dv.encoding_of(src))
         return result
 
     def _sequence(self, elem: DataElement, action: str, walk: _Walk) -> DataElement:
         if action == "Z":
-            return _element(elem.tag, "SQ", Sequence())
+            return dv.element(elem.tag, "SQ", Sequence())
         # K, C, U, D: the items are walked with the same table (PS3.15 E.1.1 applies the
         # profile to attributes nested in sequences as well).
-        return _element(elem.tag, "SQ", Sequence([self._walk(i, walk) for i in elem.value]))
+        return dv.element(elem.tag, "SQ", Sequence([self._walk(i, walk) for i in elem.value]))
 
     def _private_kept(self, src: Dataset, tag: Tag) -> bool:
         if tag.element < 0x1000:  # a private creator: kept if any block of it is retained
@@ -273,27 +270,27 @@ class Deidentifier:
                 walk.identifiers.setdefault(uid, "UID")
             return self.remap_uid(uid)
 
-        if _is_multi(value):
+        if dv.is_multi(value):
             return MultiValue(str, [one(str(v)) for v in value])
         return None if value is None else one(str(value))
 
     def _clean(self, elem: DataElement, walk: _Walk) -> DataElement:
         if elem.VR in ("DA", "DT"):
-            return _element(elem.tag, elem.VR, self._shift(elem, walk))
-        new = _element(elem.tag, elem.VR, elem.value)  # TM, numbers, codes: kept as they are
-        if elem.VR in _TEXT_VRS:
+            return dv.element(elem.tag, elem.VR, self._shift(elem, walk))
+        new = dv.element(elem.tag, elem.VR, elem.value)  # TM, numbers, codes: kept as they are
+        if elem.VR in dv.TEXT_VRS:
             walk.to_clean.append(new)  # scrubbed after the walk, when all identifiers are known
         return new
 
     def _shift(self, elem: DataElement, walk: _Walk) -> object:
-        values = list(elem.value) if _is_multi(elem.value) else [elem.value]
+        values = list(elem.value) if dv.is_multi(elem.value) else [elem.value]
         shifted = []
         for value in values:
             text = "" if value is None else str(value).strip()
             if not text:
                 shifted.append(text)
                 continue
-            new = _shift_value(text, walk.offset, dt_vr=elem.VR == "DT")
+            new = dv.shift_value(text, walk.offset, dt_vr=elem.VR == "DT")
             if new is None:  # unparseable dates could hold anything: drop and flag them
                 walk.needs_review.append(f"unparseable_date:{elem.keyword or elem.tag}")
                 new = ""
@@ -302,131 +299,44 @@ class Deidentifier:
 
     def _clean_deferred(self, walk: _Walk, matcher: deid_scan.Matcher) -> None:
         for elem in walk.to_clean:
-            if _is_multi(elem.value):
+            if dv.is_multi(elem.value):
                 elem.value = [deid_scan.scrub_text(str(v), matcher) for v in elem.value]
             elif elem.value is not None:
                 elem.value = deid_scan.scrub_text(str(elem.value), matcher) or None
 
-    def _finish(self, src: Dataset, out: Dataset, walk: _Walk) -> None:
-        out.PatientID = walk.pseudonym
-        out.PatientName = walk.pseudonym
-        out.PatientIdentityRemoved = "YES"
-        out.DeidentificationMethod = list(METHOD_TEXT)
-        out.DeidentificationMethodCodeSequence = [
-            _dataset(
-                _element(_CODE_VALUE, "SH", code),
-                _element(_SCHEME, "SH", "DCM"),
-                _element(_MEANING, "LO", meaning),
+    def _finish(self, src: Dataset, elements: dict, walk: _Walk) -> Dataset:
+        codes = [
+            dv.dataset(
+                dv.element(_CODE_VALUE, "SH", code),
+                dv.element(_SCHEME, "SH", "DCM"),
+                dv.element(_MEANING, "LO", meaning),
             )
             for code, meaning in METHOD_CODES
         ]
-        out.LongitudinalTemporalInformationModified = "MODIFIED"
+        for elem in (
+            dv.element(_PATIENT_ID, "LO", walk.pseudonym),
+            dv.element(_PATIENT_NAME, "PN", walk.pseudonym),
+            dv.element(0x00120062, "CS", "YES"),  # Patient Identity Removed
+            dv.element(0x00120063, "LO", list(METHOD_TEXT)),  # De-identification Method
+            dv.element(0x00120064, "SQ", Sequence(codes)),  # ... Code Sequence (CID 7050)
+            dv.element(0x00280303, "CS", "MODIFIED"),  # Longitudinal Temporal Info. Modified
+        ):
+            elements[elem.tag] = elem
+        out = Dataset(elements)
+        out.set_original_encoding(*dv.encoding_of(src))
         if str(src.get("BurnedInAnnotation", "")).upper() == "YES":
             walk.needs_review.append("burned_in_annotation")
         if str(src.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
             walk.needs_review.append("secondary_capture")
         meta = getattr(src, "file_meta", None)
         if meta is not None:
-            new_meta = FileMetaDataset()
-            for tag in _META_KEPT:
-                if tag in meta:
-                    old = meta[tag]
-                    new_meta[tag] = _element(tag, old.VR, old.value)
-            if "SOPInstanceUID" in out:
-                new_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-            new_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            new_meta.ImplementationVersionName = "BONEBASE"
-            out.file_meta = new_meta
-
-
-def _pixel_data_offset(data: bytes) -> int:
-    """Where (7FE0,0010) starts in an encoded file (little or big endian), else the end."""
-    found = [data.find(tag, 132) for tag in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")]
-    return min((i for i in found if i >= 0), default=len(data))
-
-
-def _encoding_of(ds: Dataset) -> tuple[bool | None, bool | None, str | list[str] | None]:
-    implicit, little = ds.original_encoding
-    return implicit, little, ds.original_character_set
-
-
-def _vr(tag: int) -> str:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return "UN"
-
-
-def _is_multi(value: object) -> bool:
-    return isinstance(value, MultiValue | list | tuple)
-
-
-# Raw values of these VRs are plain text; decoding them here is several times cheaper than
-# pydicom's general conversion (hooks, charset switching), which the walk would otherwise pay
-# for every attribute it inspects. Anything else goes through pydicom.
-_ASCII_VRS = frozenset({"UI", "DA", "DT", "TM", "AS", "CS"})
-_CHARSET_VRS = frozenset({"LO", "SH", "PN", "ST", "LT", "UT", "UC"})
-_CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
-
-
-def _decoded(src: Dataset, raw: DataElement | RawDataElement, vr: str, codec: str | None):
-    """The element with its value decoded, without converting it inside ``src``."""
-    if isinstance(raw, RawDataElement) and raw.value is not None:
-        if vr in _ASCII_VRS:
-            text = raw.value.decode("latin-1")
-        elif vr in _CHARSET_VRS and codec is not None:
-            text = raw.value.decode(codec, "replace")
-        else:
-            return src[raw.tag]
-        text = text.rstrip(" \x00")
-        return _element(raw.tag, vr, text if text else None)
-    return src[raw.tag]
-
-
-def _element(tag: int, vr: str, value: object) -> DataElement:
-    # Values written here come from the input or from this module: re-validating each one
-    # would double the cost of the walk, and the writer checks what it encodes.
-    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
-
-
-def _dataset(*elements: DataElement) -> Dataset:
-    return Dataset({e.tag: e for e in elements})
-
-
-def _dummy(elem: DataElement) -> object:
-    if elem.VR in _NUMERIC_VRS:
-        return 0
-    if elem.VR in _TEXT_VRS:
-        return DUMMY_TEXT if elem.VR != "AE" else "ANONYMOUS"
-    if elem.VR == "AS":
-        return None
-    return b"\x00\x00"  # OB/OW/UN and other binary: no original bytes survive
-
-
-def _shift_value(text: str, offset: dt.timedelta, *, dt_vr: bool) -> str | None:
-    """Shift a DA (YYYYMMDD, also ACR-NEMA YYYY.MM.DD) or the date part of a DT value."""
-    if not dt_vr:
-        digits = text.replace(".", "")
-        if len(digits) != 8 or not digits.isdigit():
-            return None
-        return _shift_date(digits, offset)
-    match = re.fullmatch(r"(\d{4})(\d{2})?(\d{2})?(.*)", text)
-    if match is None:
-        return None
-    year, month, day, rest = match.groups()
-    precision = 4 + (2 if month else 0) + (2 if day else 0)
-    # Partial dates (YYYY or YYYYMM) shift as their first day, then keep their precision.
-    shifted = _shift_date(f"{year}{month or '01'}{day or '01'}", offset)
-    return None if shifted is None else shifted[:precision] + rest
-
-
-@lru_cache(maxsize=65536)
-def _shift_date(yyyymmdd: str, offset: dt.timedelta) -> str | None:
-    try:
-        day = dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
-        return (day + offset).strftime("%Y%m%d")
-    except (ValueError, OverflowError):
-        return None
+            new_meta = [dv.element(t, meta[t].VR, meta[t].value) for t in _META_KEPT if t in meta]
+            if _SOP_INSTANCE_UID in elements:
+                new_meta.append(dv.element(0x00020003, "UI", out.SOPInstanceUID))
+            new_meta.append(dv.element(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID))
+            new_meta.append(dv.element(0x00020013, "SH", "BONEBASE"))
+            out.file_meta = FileMetaDataset(dv.dataset(*new_meta))
+        return out
 
 
 __all__ = ["DeidResult", "Deidentifier"]

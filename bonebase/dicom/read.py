@@ -90,6 +90,20 @@ def _check_syntax(ds: pydicom.Dataset, name: str) -> None:
         )
 
 
+def _looks_like_broken_dicom(source: str | PathLike | BinaryIO, name: str) -> bool:
+    """A damaged DICOM file rather than some other file: the Part 10 preamble of 128 zero
+    bytes is still there, or the site named it as DICOM (.dcm/.dicom)."""
+    if name.lower().endswith((".dcm", ".dicom")):
+        return True
+    if hasattr(source, "seek"):
+        source.seek(0)
+        head = source.read(132)
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(132)
+    return len(head) == 132 and head[:128] == bytes(128)
+
+
 def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydicom.Dataset:
     try:
         try:
@@ -102,9 +116,16 @@ def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydi
             ds = pydicom.dcmread(source, stop_before_pixels=not pixels, force=True)
             sop_class = str(ds.get("SOPClassUID", ""))
             if not (UID(sop_class).is_valid and ds.get("SOPInstanceUID")):
+                if _looks_like_broken_dicom(source, name):
+                    raise DicomReadError(
+                        f"{name}: a DICOM file whose header is damaged (the 'DICM' marker and "
+                        f"data set cannot be read); {_RESEND}",
+                        reason="corrupt_file",
+                        file=name,
+                    ) from None
                 raise DicomReadError(
                     f"{name}: not a DICOM file (no 'DICM' preamble and no DICOM data set "
-                    f"inside); {_RESEND}",
+                    "inside); remove files that are not DICOM images from the submission",
                     reason="non_dicom",
                     file=name,
                 ) from None

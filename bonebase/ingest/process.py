@@ -8,12 +8,9 @@ their content hash, and only moved into the object store once validation has acc
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-
-import pydicom
 
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.read import DicomReadError, header_record, read_full
@@ -51,10 +48,6 @@ def _da(value: object) -> date | None:
         return None
 
 
-def _encode(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path) -> FileResult:
@@ -85,7 +78,7 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
     except InputError as exc:
         result.reason, result.message = "deidentification_failed", f"{entry.rel}: {exc}"
         return result
-    data = _encode(out.dataset)
+    data = out.to_bytes()  # also scans the encoded header for identifying values
     if out.residue:
         result.reason = "phi_residue"
         result.message = (f"{entry.rel}: identifying values remain after de-identification "

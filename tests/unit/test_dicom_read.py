@@ -76,7 +76,19 @@ def test_non_dicom_rejected(tmp_path: Path, data: bytes) -> None:
         read_header(path)
     assert caught.value.reason == "non_dicom"
     assert isinstance(caught.value, InputError)
-    assert "notes.txt" in str(caught.value) and "export" in str(caught.value)
+    assert "notes.txt" in str(caught.value) and "remove" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["IMG0001.dcm", "IMG0001"])
+def test_garbled_header_is_corrupt_not_foreign(tmp_path: Path, name: str) -> None:
+    """A DICOM file whose 'DICM' marker and first elements were overwritten is damaged DICOM
+    (re-export it), not a stray non-DICOM file (remove it): the preamble or the name tells."""
+    good = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    garbled = good[:128] + bytes(range(256)) + good[384:]
+    path = _file(tmp_path, bytes(128) + garbled[128:], name)
+    with pytest.raises(DicomReadError) as caught:
+        read_full(path)
+    assert caught.value.reason == "corrupt_file"
 
 
 @pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan_truncated.dcm"])

@@ -1,0 +1,60 @@
+"""A data steward's session on the command line: submit, read the receipt, work the quarantine."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args, env):
+    return subprocess.run([sys.executable, "-m", "bonebase.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=600)
+
+
+def test_submit_receipt_and_quarantine(tmp_path, migrated_database, db):
+    from bonebase.synth import generate
+
+    generate(tmp_path / "synth", sites=1, cases_per_site=22, seed=5, workers=1)
+    site = json.loads((tmp_path / "synth" / "sites.json").read_text())[0]["code"]
+    env = {"BONEBASE_HOME": str(tmp_path / "home"), "DATABASE_URL": migrated_database,
+           "COLUMNS": "200",
+           "BONEBASE_ACTOR": "steward-ann"}
+    assert run("init", env=env).returncode == 0
+    assert run("site", "import", str(tmp_path / "synth" / "sites.json"), env=env).returncode == 0
+    submission = str(tmp_path / "synth" / site / "submission")
+
+    first = run("submit", submission, "--site", site, "--json", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    receipt = json.loads(first.stdout[first.stdout.index("{"):])
+    assert receipt["counts"]["cases_accepted"] > 0 and receipt["counts"]["quarantined"] > 0
+    again = run("submit", submission, "--site", site, env=env)
+    assert again.returncode == 0 and "already ingested" in again.stdout
+
+    listed = run("submissions", "list", "--site", site, env=env)
+    assert "done" in listed.stdout
+    shown = run("submissions", "show", str(receipt["submission"]), env=env)
+    assert "# Receipt" in shown.stdout and "Quarantined" in shown.stdout
+
+    items = json.loads(run("quarantine", "list", "--site", site, "--json", env=env).stdout)
+    assert {"corrupt_file", "non_dicom"} <= {i["reason"] for i in items}
+    assert "non_dicom" in run("quarantine", "list", "--site", site, env=env).stdout
+    item_id = db.execute("SELECT id FROM quarantine_items WHERE reason = 'non_dicom'").fetchone()["id"]
+    no_reason = run("quarantine", "discard", str(item_id), env=env)
+    assert no_reason.returncode != 0 and "--reason" in no_reason.stderr
+    done = run("quarantine", "discard", str(item_id), "--reason", "screenshot, not an image",
+               env=env)
+    assert done.returncode == 0, done.stderr
+    row = db.execute("SELECT status, resolved_by FROM quarantine_items WHERE id = %s",
+                     (item_id,)).fetchone()
+    assert (row["status"], row["resolved_by"]) == ("discarded", "steward-ann")
+    twice = run("quarantine", "discard", str(item_id), "--reason", "x", env=env)
+    assert twice.returncode != 0 and "already discarded" in twice.stderr
+
+    bad_site = run("submit", submission, "--site", "zz", env=env)
+    assert bad_site.returncode != 0 and "Traceback" not in bad_site.stderr
+    missing = run("submit", str(tmp_path / "nope"), "--site", site, env=env)
+    assert missing.returncode != 0 and "no such file" in missing.stderr
