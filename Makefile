@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job on embedded defaults: init, a synthetic consortium, its hospitals registered.
+## The main job on embedded defaults: init, a synthetic consortium, its hospitals registered,
+## each hospital's submission ingested (receipts printed; re-running changes nothing).
 demo: $(STAMP)
 	$(BIN)/bonebase init
-	$(BIN)/bonebase synth --sites 4 --cases-per-site 100 --seed 7 --out $(DEMO) --overwrite
+	test -f $(DEMO)/sites.json || $(BIN)/bonebase synth --sites 4 --cases-per-site 100 --seed 7 --out $(DEMO) --overwrite
 	$(BIN)/bonebase site import $(DEMO)/sites.json
-	$(BIN)/bonebase site list
+	for code in $$($(BIN)/python -c "import json,sys; print(' '.join(s['code'] for s in json.load(open(sys.argv[1]))))" $(DEMO)/sites.json); do \
+	  $(BIN)/bonebase submit $(DEMO)/$$code/submission --site $$code || exit 1; \
+	done
+	$(BIN)/bonebase submissions list
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -24,7 +24,8 @@ XRAY_MODALITIES = ("CR", "DX")
 BLANK_STD_MAX = 1.0  # std below one stored unit: a constant or noise-only image
 SATURATED_MAX = 0.5  # over half the pixels clipped at a range end
 ASPECT_MAX = 4.0  # long-leg stitches run ~3:1; beyond 4:1 suggests a strip or a crop
-MIN_SIDE = 256  # below this a radiograph is a thumbnail, useless for diagnosis
+MIN_SIDE = 128  # below this a radiograph is a thumbnail or icon, useless for diagnosis (the
+# synthetic consortium renders radiographs at 192-512 px for speed, real ones are >= 1000 px)
 _SAMPLES = 65_536
 
 

@@ -178,7 +178,10 @@ class Deidentifier:
         )
         walk.identifiers[pid] = "PatientID"
         elements = self._walk(ds, walk, top=True)
-        identifiers = {v: k for v, k in walk.identifiers.items() if deid_scan.usable(v)}
+        # The site code (often sent as IssuerOfPatientID) is not identifying: it is stored openly
+        # and is part of every pseudonym, so scanning for it would flag every output.
+        identifiers = {v: k for v, k in walk.identifiers.items()
+                       if deid_scan.usable(v) and v.strip().casefold() != site.casefold()}
         matcher = deid_scan.Matcher(identifiers)
         self._clean_deferred(walk, matcher)
         out = self._finish(ds, elements, walk)

@@ -28,13 +28,15 @@ def consortium(tmp_path_factory) -> Path:
     from bonebase.synth import generate
 
     out = tmp_path_factory.mktemp("synth")
-    generate(out, sites=1, cases_per_site=30, seed=11, workers=1)
+    generate(out, sites=2, cases_per_site=24, seed=11, workers=2)
     return out
 
 
 @pytest.fixture
 def site_dir(consortium) -> Path:
-    return next(p for p in consortium.iterdir() if p.is_dir())
+    # The second site (BJ1): a code of 3+ characters that the site also writes into its headers,
+    # which the first site's 2-letter code does not exercise.
+    return sorted(p for p in consortium.iterdir() if p.is_dir())[0]
 
 
 @pytest.fixture

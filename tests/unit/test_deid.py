@@ -274,3 +274,18 @@ def test_pydicom_bundled_files(deid: Deidentifier, name: str) -> None:
     assert not original_uids & {uid for _, uid in _all_uids(back)}
     for uid in original_uids - {PYDICOM_IMPLEMENTATION_UID[: len(u)] for u in original_uids}:
         assert uid.encode() not in data  # (a prefix of pydicom's own root is no leak)
+
+
+def test_site_code_as_issuer_is_not_residue():
+    """Sites send their own code as IssuerOfPatientID; the pseudonym carries the site code too,
+    which must not count as identifying residue."""
+    from bonebase.dicom.deid import Deidentifier
+    from tests.unit.dicom_samples import make_instance
+
+    ds = make_instance()
+    ds.PatientID = "10154104"
+    ds.IssuerOfPatientID = "BOS"
+    result = Deidentifier(b"k" * 32).deidentify(ds, site="BOS")
+    result.to_bytes()
+    assert result.residue == []
+    assert result.dataset.PatientID.startswith("BOS-")
