@@ -38,6 +38,16 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(reader_app, name="reader-study")
 
+
+def _mount_subapps() -> None:
+    """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
+    from bonebase.dataset.cli import dataset_app
+
+    app.add_typer(dataset_app, name="dataset")
+
+
+_mount_subapps()
+
 console = Console()
 err = Console(stderr=True)
 

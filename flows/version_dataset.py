@@ -26,46 +26,75 @@ def load_params(path: Path | str | None) -> tuple[ExportParams, SplitParams]:
     try:
         params = yaml.safe_load(Path(path).read_text()) or {}
         exp, spl = params.get("export", {}), params.get("split", {})
-        export = ExportParams(size=int(exp.get("size", 256)), bits=int(exp.get("bits", 16)),
-                              modalities=tuple(exp.get("modalities", ("CR", "DX"))),
-                              intermediate_as=str(exp.get("intermediate_as", "benign")))
-        split = SplitParams(seed=int(spl.get("seed", 7)),
-                            val_fraction=float(spl.get("val_fraction", 0.15)),
-                            test_fraction=float(spl.get("test_fraction", 0.15)),
-                            external_sites=tuple(spl.get("external_sites") or ()),
-                            stratify=str(params.get("task", "benign_vs_malignant")))
+        export = ExportParams(
+            size=int(exp.get("size", 256)),
+            bits=int(exp.get("bits", 16)),
+            modalities=tuple(exp.get("modalities", ("CR", "DX"))),
+            intermediate_as=str(exp.get("intermediate_as", "benign")),
+        )
+        split = SplitParams(
+            seed=int(spl.get("seed", 7)),
+            val_fraction=float(spl.get("val_fraction", 0.15)),
+            test_fraction=float(spl.get("test_fraction", 0.15)),
+            external_sites=tuple(spl.get("external_sites") or ()),
+            stratify=str(params.get("task", "benign_vs_malignant")),
+        )
     except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot read the export/split sections of {path} ({exc}); "
-                          "fix params.yaml (see the repository's params.yaml)") from None
+        raise ConfigError(
+            f"cannot read the export/split sections of {path} ({exc}); "
+            "fix params.yaml (see the repository's params.yaml)"
+        ) from None
     return export, split
 
 
 @task(name="cut-version", cache_policy=NO_CACHE)
-def cut_version(settings: Settings, target: Target, export: ExportParams, split: SplitParams,
-                truth_dir: str | None) -> dict:
+def cut_version(
+    settings: Settings,
+    target: Target,
+    export: ExportParams,
+    split: SplitParams,
+    truth_dir: str | None,
+) -> dict:
     """Export, commit, push and record one dataset version (or none when nothing changed)."""
     from bonebase.dataset.labels import load_truth_boxes
     from bonebase.dataset.versioning import version_dataset
     from bonebase.db.engine import database_url
     from bonebase.storage import open_store
 
-    store = open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
-                       region=settings.s3_region)
+    store = open_store(
+        settings.object_store_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+    )
     boxes = load_truth_boxes(Path(truth_dir)) if truth_dir else None
-    outcome = version_dataset(database_url(settings), store, target=target, export_params=export,
-                              split_params=split, boxes=boxes)
+    outcome = version_dataset(
+        database_url(settings),
+        store,
+        target=target,
+        export_params=export,
+        split_params=split,
+        boxes=boxes,
+    )
     print(outcome.message)
     row = outcome.version
-    return {"version": row.version if row else None, "message": outcome.message,
-            "dvc_md5": row.dvc_md5 if row else None, "git_rev": row.git_rev if row else None,
-            "n_images": outcome.export.n_images, "rendered": outcome.export.rendered,
-            "removed": outcome.export.removed, "skipped": len(outcome.export.skipped)}
+    return {
+        "version": row.version if row else None,
+        "message": outcome.message,
+        "dvc_md5": row.dvc_md5 if row else None,
+        "git_rev": row.git_rev if row else None,
+        "n_images": outcome.export.n_images,
+        "rendered": outcome.export.rendered,
+        "removed": outcome.export.removed,
+        "skipped": len(outcome.export.skipped),
+    }
 
 
 @flow(name="version-dataset", log_prints=True)
-def version_dataset_flow(params_path: str | None = "params.yaml", *,
-                         settings: Settings | None = None, target: Target | None = None,
-                         truth_dir: str | None = None) -> dict:
+def version_dataset_flow(
+    params_path: str | None = "params.yaml",
+    *,
+    settings: Settings | None = None,
+    target: Target | None = None,
+    truth_dir: str | None = None,
+) -> dict:
     """Cut the next dataset version with the export/split parameters of ``params_path``."""
     settings = settings or get_settings()
     path = params_path if params_path and Path(params_path).is_file() else None

@@ -63,12 +63,28 @@ def add_version(
             "INSERT INTO dataset_versions (version, dvc_md5, git_rev, workspace, remote_url,"
             " n_images, n_cases, n_patients, counts, params, created_by)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-            (version, dvc_md5, git_rev, workspace, remote_url, n_images, n_cases, n_patients,
-             Jsonb(counts), Jsonb(params), created_by),
+            (
+                version,
+                dvc_md5,
+                git_rev,
+                workspace,
+                remote_url,
+                n_images,
+                n_cases,
+                n_patients,
+                Jsonb(counts),
+                Jsonb(params),
+                created_by,
+            ),
         ).fetchone()
-        audit.record(conn, action="dataset.version", entity="dataset_version", entity_id=version,
-                     actor=created_by,
-                     details={"dvc_md5": dvc_md5, "git_rev": git_rev, "n_images": n_images})
+        audit.record(
+            conn,
+            action="dataset.version",
+            entity="dataset_version",
+            entity_id=version,
+            actor=created_by,
+            details={"dvc_md5": dvc_md5, "git_rev": git_rev, "n_images": n_images},
+        )
     return _row(row)
 
 
@@ -91,5 +107,11 @@ def list_versions(conn: Connection) -> list[DatasetVersion]:
     return [_row(r) for r in rows]
 
 
-__all__ = ["DatasetVersion", "add_version", "get_version", "latest_version", "list_versions",
-           "next_version"]
+__all__ = [
+    "DatasetVersion",
+    "add_version",
+    "get_version",
+    "latest_version",
+    "list_versions",
+    "next_version",
+]

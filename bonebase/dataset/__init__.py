@@ -1,0 +1,1 @@
+"""Dataset versions of the curated training view: export, split, DVC versioning."""
