@@ -26,13 +26,15 @@ def store_cases(plan: Plan, *, conn: Connection, store: ObjectStore, site_id: in
                 submission_id: int) -> StoreOutcome:
     """Objects first (content-addressed, so a re-run rewrites nothing), then one transaction per case."""
     outcome = StoreOutcome()
+    # Every object is durable (the batch exits) before any row that points at it is committed.
+    with store.batch():
+        for case in plan.cases:
+            for r in case.files:
+                key = content_key(r.sha256)
+                if not store.exists(key):
+                    store.put_file(key, r.staged, sha256=r.sha256)
     for case in plan.cases:
-        instances = []
-        for r in case.files:
-            key = content_key(r.sha256)
-            if not store.exists(key):
-                store.put_file(key, r.staged, sha256=r.sha256)
-            instances.append(instance_record(r, object_key=key))
+        instances = [instance_record(r, object_key=content_key(r.sha256)) for r in case.files]
         result = commit_case(conn, site_id=site_id, submission_id=submission_id,
                              case=case.record, instances=instances)
         outcome.cases["status"][result.status] += 1
@@ -54,6 +56,15 @@ def store_quarantine(plan: Plan, *, conn: Connection, store: ObjectStore, site_i
     if any(item.row_number is not None and item.file is None for item, _ in plan.quarantine):
         store.put_bytes(manifest_key, manifest_bytes)
     items = []
+    with store.batch():
+        _keep_originals(plan, store, submission_id, entries, manifest_key, items)
+    quarantine.add_many(conn, submission_id=submission_id, site_id=site_id, items=items)
+    conn.commit()
+    return len(items)
+
+
+def _keep_originals(plan: Plan, store: ObjectStore, submission_id: int,
+                    entries: dict[str, FileEntry], manifest_key: str, items: list) -> None:
     for item, _ in plan.quarantine:
         key = manifest_key if item.file is None else None
         entry = entries.get(item.file) if item.file is not None else None
@@ -64,6 +75,3 @@ def store_quarantine(plan: Plan, *, conn: Connection, store: ObjectStore, site_i
                 store.put_file(key, entry.path, sha256=entry.sha256)
         items.append(replace(item, object_key=key, file=plan.redact(item.file),
                              message=plan.redact(item.message), case_ref=item.case_ref))
-    quarantine.add_many(conn, submission_id=submission_id, site_id=site_id, items=items)
-    conn.commit()
-    return len(items)

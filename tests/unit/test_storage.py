@@ -294,3 +294,25 @@ def test_s3_bad_credentials_is_a_clear_error(s3_bucket, monkeypatch):
             store.put_bytes("a", b"x")
     finally:
         set_auth("inf")
+
+
+def test_batch_defers_sync_but_keeps_writes_atomic_and_visible(tmp_path, monkeypatch):
+    """Inside batch() the local store skips per-file fsyncs and syncs once at the end."""
+    import os as _os
+
+    from bonebase.storage import LocalStore
+
+    store = LocalStore(tmp_path / "objects")
+    fsyncs, syncs = [], []
+    real_fsync = _os.fsync
+    monkeypatch.setattr("bonebase.storage.os.fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    monkeypatch.setattr("bonebase.storage.os.sync", lambda: syncs.append(1))
+    with store.batch():
+        with store.batch():  # nested: only the outer block syncs
+            store.put_bytes("a/1", b"one")
+        store.put_bytes("a/2", b"two")
+        assert store.get_bytes("a/1") == b"one" and store.exists("a/2")
+        assert fsyncs == [] and syncs == []
+    assert syncs == [1]
+    store.put_bytes("a/3", b"three")  # outside a batch: fsynced (file and directory)
+    assert len(fsyncs) == 2
