@@ -1,0 +1,183 @@
+"""Training loop: weighted loss for class imbalance, early stopping on validation AUC, fixed seeds,
+AMP (bfloat16) and channels_last on CUDA only. The validation AUC is computed per case (mean
+logits over a case's radiographs), the unit the evaluation reports."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.utils import set_determinism
+from torch import nn
+
+from bonebase.errors import InputError
+from bonebase.model.checkpoint import Checkpoint, code_revision
+from bonebase.model.data import make_dataset, make_loader, png_side
+from bonebase.model.infer import case_logits, run_logits, softmax_positive
+from bonebase.model.networks import build_network
+from bonebase.stats import auc, youden_threshold
+
+
+def _check_split(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    part = frame[frame["split"] == split]
+    counts = part.drop_duplicates(["site", "case_id"])["y"].value_counts()
+    if len(counts) < 2:
+        raise InputError(
+            f"the {split} split has cases of only one class ({dict(counts)}); training needs "
+            "both classes in train and val: add data or change split fractions"
+        )
+    return part.reset_index(drop=True)
+
+
+def class_weights(y: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency class weights n / (2 n_c) for the cross-entropy loss."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=2).astype(float)
+    return torch.tensor(counts.sum() / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
+
+
+class EarlyStopping:
+    """Tracks the best validation score; ``update`` says whether to stop (``patience`` epochs
+    in a row without a strictly better score)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best = -np.inf
+        self.best_epoch = 0
+
+    def update(self, score: float, epoch: int) -> tuple[bool, bool]:
+        """(improved, stop) after ``epoch`` scored ``score``."""
+        if score > self.best:
+            self.best, self.best_epoch = score, epoch
+            return True, False
+        return False, epoch - self.best_epoch >= self.patience
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` or CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _val_auc(net, loader, frame, *, device, amp) -> tuple[float, np.ndarray]:
+    logits, _ = run_logits(net, loader, device=device, amp=amp)
+    cases = case_logits(frame, logits)
+    prob = softmax_positive(cases[["logit0", "logit1"]].to_numpy())
+    return auc(cases["y"].to_numpy(), prob), prob
+
+
+def train(
+    *,
+    frame: pd.DataFrame,
+    data_dir: str | Path,
+    task: str,
+    arch: str = "resnet18",
+    image_size: int = 160,
+    epochs: int = 12,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    patience: int = 4,
+    seed: int = 7,
+    num_workers: int = 2,
+    amp: bool = True,
+    pretrained: str | Path | None = None,
+    dataset_version: str | None = None,
+    device: str | torch.device | None = None,
+    log: Callable[[dict], None] | None = None,
+) -> Checkpoint:
+    """Train on ``frame``'s train rows, select the epoch by validation AUC, and return the
+    checkpoint of the best epoch (threshold = Youden point on validation cases).
+
+    ``frame`` is :func:`bonebase.model.data.load_frame` output (columns image, y, split,
+    site, case_id). Stops after ``patience`` epochs without a better validation AUC.
+    """
+    if epochs < 1 or batch_size < 1 or patience < 1:
+        raise InputError("train.epochs, train.batch_size and train.patience must be >= 1")
+    params = {
+        k: v
+        for k, v in locals().items()
+        if k not in ("frame", "data_dir", "log", "device", "dataset_version")
+    }
+    params["pretrained"] = str(pretrained) if pretrained else None
+    set_determinism(seed=seed)
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    use_amp = amp and cuda  # AMP and channels_last help on GPUs only
+    tr, va = _check_split(frame, "train"), _check_split(frame, "val")
+    ds_tr = make_dataset(
+        tr, data_dir, image_size=image_size, train=True, cache_workers=num_workers or 1
+    )
+    ds_va = make_dataset(
+        va, data_dir, image_size=image_size, train=False, cache_workers=num_workers or 1
+    )
+    dl_tr = make_loader(
+        ds_tr, batch_size=batch_size, shuffle=True, num_workers=num_workers, cuda=cuda
+    )
+    dl_va = make_loader(
+        ds_va, batch_size=batch_size * 2, shuffle=False, num_workers=num_workers, cuda=cuda
+    )
+    net = build_network(arch, num_classes=2, weights=pretrained).to(dev)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy()).to(dev))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    stopper = EarlyStopping(patience)
+    best_state, best_prob = None, None
+    history: list[dict] = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        total, seen = 0.0, 0
+        for batch in dl_tr:
+            x = batch["image"].to(dev, non_blocking=True)
+            y = batch["label"].to(dev, non_blocking=True).long()
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            seen += len(y)
+        sched.step()
+        val_auc, val_prob = _val_auc(net, dl_va, va, device=dev, amp=use_amp)
+        entry = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "val_auc": val_auc,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+            "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
+        }
+        history.append(entry)
+        if log:
+            log(entry)
+        improved, stop = stopper.update(val_auc, epoch)
+        if improved:
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_prob = val_prob
+        if stop:
+            break
+    val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only
+    threshold = youden_threshold(val_cases["y"].to_numpy(), best_prob)
+    params["best_epoch"], params["device"] = stopper.best_epoch, dev.type
+    return Checkpoint(
+        arch=arch,
+        task=task,
+        image_size=image_size,
+        state_dict=copy.deepcopy(best_state),
+        threshold=threshold,
+        train_params=params,
+        dataset_version=dataset_version,
+        code_revision=code_revision(),
+        history=history,
+        export_size=png_side(Path(data_dir) / tr["image"].iloc[0]),
+    )
