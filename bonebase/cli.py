@@ -251,6 +251,31 @@ def site_import(
             console.print(f"site {entry['code']} added: {entry['name']}")
 
 
+@site_app.command("quality")
+def site_quality(
+    code: Annotated[str | None, typer.Argument(help="One site (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-site quality scorecard: acceptance rate, top quarantine reasons, recent trend."""
+    from bonebase.db.engine import connect
+    from bonebase.db.quality import site_quality as scorecards
+
+    with connect(_db_url()) as conn:
+        cards = scorecards(conn, site=code)
+    if as_json:
+        print(json.dumps(cards, indent=2))
+        return
+    table = Table("site", "submissions", "rows", "accepted", "rate", "top reasons", "trend")
+    for c in cards:
+        rate = "-" if c["acceptance"] is None else f"{c['acceptance']:.0%}"
+        reasons = ", ".join(f"{r} {n}" for r, n in c["top_reasons"])
+        trend = " ".join("-" if t["acceptance"] is None else f"{t['acceptance']:.0%}"
+                         for t in c["trend"])
+        table.add_row(c["site"], str(c["submissions"]), str(c["rows"]), str(c["cases_accepted"]),
+                      rate, reasons, trend)
+    console.print(table if cards else "no sites yet")
+
+
 @site_app.command("update")
 def site_update(
     code: Annotated[str, typer.Argument(help="Site code.")],
@@ -344,6 +369,45 @@ def _print_receipt(result: dict) -> None:
         console.print(f"  receipt ({key}): {path}")
     if result.get("data_docs"):
         console.print(f"  validation report: {result['data_docs']}")
+
+
+@app.command()
+def validate(
+    source: Annotated[Path, typer.Argument(help="Submission folder (manifest.csv + DICOM).")],
+    site: Annotated[str, typer.Option("--site", help="The submitting hospital's code.")],
+    open_docs: Annotated[bool, typer.Option("--open", help="Print the Data Docs path.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the failures as JSON.")] = False,
+) -> None:
+    """Validate a submission with the Great Expectations suites without ingesting it (nothing is
+    stored but the Data Docs report). Exit code 1 when an error-level check fails."""
+    from bonebase.db.sites import check_code
+    from validation.inputs import load_headers, load_manifest
+    from validation.runner import validate_submission
+
+    check_code(site)
+    from bonebase.ingest.scan import find_manifest
+
+    manifest_path = find_manifest(source)
+    manifest = load_manifest(manifest_path)
+    headers, file_faults = load_headers(manifest_path.parent)
+    docs = _settings().ensure_home() / "datadocs" / f"check-{site}"
+    report = validate_submission(manifest, headers, site=site, submission_id="check",
+                                 docs_dir=docs)
+    failures = file_faults + report.failures
+    if as_json:
+        print(json.dumps([f.as_dict() for f in failures], indent=2, default=str))
+    else:
+        errors = [f for f in failures if f.severity == "error"]
+        console.print(f"{len(manifest)} rows, {len(headers)} DICOM files: {len(errors)} errors, "
+                      f"{len(failures) - len(errors)} warnings")
+        for f in failures:
+            colour = "red" if f.severity == "error" else "yellow"
+            console.print(f"[{colour}]{f.severity:<7}[/] {f.reason:<28} {f.message}",
+                          highlight=False, markup=True)
+    if open_docs or not as_json:
+        console.print(f"Data Docs: {report.data_docs_index}")
+    if any(f.severity == "error" for f in failures):
+        raise typer.Exit(1)
 
 
 @subs_app.command("list")

@@ -8,7 +8,6 @@ become columns of the header frame, which the ``image_qc`` suite checks for X-ra
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 import numpy as np

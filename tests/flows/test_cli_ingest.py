@@ -27,6 +27,13 @@ def test_submit_receipt_and_quarantine(tmp_path, migrated_database, db):
     assert run("site", "import", str(tmp_path / "synth" / "sites.json"), env=env).returncode == 0
     submission = str(tmp_path / "synth" / site / "submission")
 
+    checked = run("validate", submission, "--site", site, "--json", env=env)
+    assert checked.returncode == 1  # the injected faults are errors
+    found = {f["reason"] for f in json.loads(checked.stdout)}
+    assert {"corrupt_file", "impossible_age", "unknown_diagnosis", "blank_image"} <= found
+    assert run("validate", submission, "--site", site, "--open", env=env).stdout.count(
+        "index.html") == 1
+
     first = run("submit", submission, "--site", site, "--json", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     receipt = json.loads(first.stdout[first.stdout.index("{"):])
@@ -53,6 +60,11 @@ def test_submit_receipt_and_quarantine(tmp_path, migrated_database, db):
     assert (row["status"], row["resolved_by"]) == ("discarded", "steward-ann")
     twice = run("quarantine", "discard", str(item_id), "--reason", "x", env=env)
     assert twice.returncode != 0 and "already discarded" in twice.stderr
+
+    card = json.loads(run("site", "quality", site, "--json", env=env).stdout)[0]
+    c = receipt["counts"]
+    assert card["acceptance"] == round(c["cases_accepted"] / c["rows"], 4)
+    assert card["submissions"] == 1 and card["top_reasons"]
 
     bad_site = run("submit", submission, "--site", "zz", env=env)
     assert bad_site.returncode != 0 and "Traceback" not in bad_site.stderr
