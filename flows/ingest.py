@@ -24,15 +24,36 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.ingest import accept, process, receipt, scan, source, store
 from bonebase.storage import open_store
 
-BATCH = 200
+BATCH = 100  # files per task: enough to amortise a task, small enough to keep every core busy
 
 
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def process_files(entries: list[scan.FileEntry], secret: bytes, uid_root: str, site: str,
                   staging: str) -> list[process.FileResult]:
     """Read, QC and de-identify one batch of files into the staging folder."""
-    return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
-                                 staging=Path(staging))
+    # pydicom is pure Python: the work runs in a process pool so batches use every core, while
+    # Prefect still sees (and retries) one task per batch.
+    future = _workers().submit(process.process_batch, entries, secret=secret, uid_root=uid_root,
+                               site=site, staging=Path(staging))
+    return future.result()
+
+
+_POOL = None
+
+
+def _workers():
+    """The process pool for file batches: BONEBASE_INGEST_WORKERS, default one per core."""
+    global _POOL
+    if _POOL is None:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        n = int(os.environ.get("BONEBASE_INGEST_WORKERS") or os.cpu_count() or 1)
+        # spawn, not fork: the flow process runs Prefect's threads, which fork must not copy.
+        _POOL = ProcessPoolExecutor(max_workers=max(1, n),
+                                    mp_context=multiprocessing.get_context("spawn"))
+    return _POOL
 
 
 @task(name="validate", cache_policy=NO_CACHE)
