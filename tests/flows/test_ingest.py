@@ -188,3 +188,39 @@ def test_ingest_into_s3(settings, site_dir, db, s3_bucket, prefect_harness):
     with connect(settings.database_url) as conn:
         stored = {r["object_key"] for r in conn.execute("SELECT object_key FROM instances")}
     assert stored == set(keys)
+
+
+def test_crash_midway_then_rerun_finishes_without_duplicates(settings, site_dir, db, monkeypatch,
+                                                             prefect_harness):
+    """A failure after some cases committed leaves the submission 'running'; running it again
+    completes it, and nothing is stored twice."""
+    import bonebase.ingest.store as store_module
+    from flows.ingest import ingest_submission
+
+    code = site_dir.name
+    _register(db, code)
+    real_commit, calls = store_module.commit_case, []
+
+    def crashing_commit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 5:
+            raise RuntimeError("simulated crash")
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "commit_case", crashing_commit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ingest_submission(code, str(site_dir / "submission"), settings=settings)
+    status = db.execute("SELECT status FROM submissions").fetchone()["status"]
+    assert status == "running"
+    assert counts(db)["cases"] == 5
+    monkeypatch.setattr(store_module, "commit_case", real_commit)
+
+    receipt = ingest_submission(code, str(site_dir / "submission"), settings=settings)
+    assert db.execute("SELECT count(*) AS n, min(status) AS s FROM submissions").fetchone() == {
+        "n": 1, "s": "done"}
+    c = counts(db)
+    assert c["cases"] == receipt["counts"]["cases_accepted"]
+    assert c["instances"] == receipt["counts"]["files_accepted"]
+    assert receipt["counts"]["cases_unchanged"] == 5  # committed before the crash, kept as they were
+    got, _ = _quarantined(db)
+    assert got == _expected(site_dir)

@@ -78,3 +78,14 @@ def test_s3_prefix_is_downloaded(tmp_path, s3_bucket):
     store.put_bytes("img/1.dcm", b"abc")
     with as_folder(s3_bucket.url, endpoint_url=s3_bucket.endpoint_url) as folder:
         assert [e.rel for e in scan_files(folder, find_manifest(folder))] == ["img/1.dcm"]
+
+
+def test_file_that_disappears_mid_run_is_reported_not_fatal(tmp_path):
+    from bonebase.dicom.deid import Deidentifier
+    from bonebase.ingest.process import process_file
+    from bonebase.ingest.scan import FileEntry
+
+    entry = FileEntry("gone/IMG1.dcm", tmp_path / "gone" / "IMG1.dcm", 10, "0" * 64)
+    result = process_file(entry, deid=Deidentifier(b"k" * 32), site="HX", staging=tmp_path)
+    assert result.reason == "missing_file"
+    assert "disappeared" in result.message and result.staged is None
