@@ -15,23 +15,10 @@ from great_expectations.expectations.row_conditions import Column
 
 from bonebase import vocab
 from bonebase.errors import InputError
+from bonebase.formats import MANIFEST_COLUMNS, SEXES
 
 SUITE = "manifest"
 
-# The submission format, in file order (fixed by the lead; synth writes the same columns).
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "case_id",
-    "patient_id",
-    "accession_number",
-    "sex",
-    "age",
-    "location",
-    "diagnosis",
-    "behaviour",
-    "modalities",
-    "pathology_confirmed",
-)
-SEXES = ("M", "F", "O")
 MODALITIES = ("XR", "CT", "MR")
 _SEX_WORDS = {"MALE": "M", "FEMALE": "F", "OTHER": "O", "男": "M", "女": "F"}
 # Only missing ids are null; an empty sex or age stays "" so vocabulary checks flag it.

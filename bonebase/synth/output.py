@@ -8,23 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bonebase.formats import MANIFEST_COLUMNS
 from bonebase.synth.casegen import ImageRecord
 from bonebase.synth.clinical import CaseSpec
 from bonebase.synth.faults import FAULT_KINDS, Fault, corrupt, duplicate, non_dicom_files
 from bonebase.synth.sites import SiteProfile
 
-MANIFEST_COLUMNS = (
-    "case_id",
-    "patient_id",
-    "accession_number",
-    "sex",
-    "age",
-    "location",
-    "diagnosis",
-    "behaviour",
-    "modalities",
-    "pathology_confirmed",
-)
 TRUTH_COLUMNS = ("file", "case_id", "diagnosis", "x0", "y0", "x1", "y1", "modality", "view")
 
 
