@@ -42,8 +42,10 @@ app.add_typer(reader_app, name="reader-study")
 def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
+    from bonebase.registry_cli import models_app
 
     app.add_typer(dataset_app, name="dataset")
+    app.add_typer(models_app, name="models")
 
 
 _mount_subapps()

@@ -1,0 +1,259 @@
+"""`bonebase models …`: register, list, show, compare, approve, reject, deploy and roll back
+model versions (mount with ``app.add_typer(models_app, name="models")``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+models_app = typer.Typer(
+    help="Model releases: registry, gate, approval, deployment.", no_args_is_help=True
+)
+console = Console()
+
+# Used only when params.yaml has no `release:` section (printed as a warning when used).
+DEFAULT_POLICY = {
+    "auc_ci_low_min": 0.70,
+    "site_auc_min": 0.65,
+    "ece_max": 0.10,
+    "min_test_cases": 30,
+    "noninferiority_margin": 0.05,
+}
+
+By = Annotated[str | None, typer.Option("--by", help="Name of the person responsible.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (required to override or reject).")]
+Params = Annotated[Path, typer.Option("--params", help="params.yaml with a release: section.")]
+Data = Annotated[
+    Path | None, typer.Option("--data", help="Exported data/ with split.csv (head-to-head).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _ctx():
+    """(connection, object store) from the one settings object."""
+    from bonebase.config import get_settings
+    from bonebase.db.engine import connect, database_url
+    from bonebase.db.migrate import require_head
+    from bonebase.storage import open_store
+
+    settings = get_settings()
+    if not settings.database_url:
+        settings.ensure_home()
+    url = database_url(settings)
+    require_head(url)
+    store = open_store(
+        settings.object_store_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    return connect(url), store
+
+
+def _policy(params: Path) -> dict:
+    import yaml
+
+    section = None
+    if params.is_file():
+        section = (yaml.safe_load(params.read_text()) or {}).get("release")
+    if section is None:
+        console.print(f"[yellow]{params} has no release: section; using {DEFAULT_POLICY}[/]")
+        return dict(DEFAULT_POLICY)
+    return dict(section)
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    else:
+        console.print_json(json.dumps(obj, default=str))
+
+
+@models_app.command("register")
+def register_cmd(
+    checkpoint: Annotated[Path, typer.Option("--model")] = Path("models/model.pt"),
+    metrics: Annotated[Path, typer.Option("--metrics")] = Path("reports/metrics.json"),
+    report: Annotated[Path | None, typer.Option("--report")] = Path("reports/report.html"),
+    by: By = None,
+) -> None:
+    """Register a trained model (checkpoint, metrics, report) as a candidate."""
+    from bonebase import registry
+
+    conn, store = _ctx()
+    with conn:
+        rep = report if report is not None and report.is_file() else None
+        row = registry.register(
+            conn, store, checkpoint=checkpoint, metrics=metrics, report=rep, by=by
+        )
+    console.print(f"model {row['id']} ({row['task']}, {row['arch']}): {row['status']}")
+
+
+@models_app.command("list")
+def list_cmd(
+    task: Annotated[str | None, typer.Option("--task")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Registered models, newest first."""
+    from bonebase import registry
+
+    conn, _ = _ctx()
+    with conn:
+        rows = registry.list_models(conn, task=task, status=status)
+    if as_json:
+        _print(rows, True)
+        return
+    table = Table("id", "task", "arch", "status", "test AUC", "dataset", "code", "created")
+    for r in rows:
+        test = (r["metrics"] or {}).get("test") or {}
+        auc = test.get("auc")
+        table.add_row(
+            str(r["id"]),
+            r["task"],
+            r["arch"],
+            r["status"],
+            "" if auc is None else f"{auc:.3f}",
+            str(r["dataset_version"] or ""),
+            str(r["code_revision"] or "")[:12],
+            r["created_at"].strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def show_cmd(model_id: int, as_json: AsJson = False) -> None:
+    """One model with its metrics, approvals and deployments."""
+    from bonebase import registry
+
+    conn, _ = _ctx()
+    with conn:
+        _print(registry.show(conn, model_id), as_json)
+
+
+@models_app.command("compare")
+def compare_cmd(
+    a: int,
+    b: int,
+    data: Annotated[Path, typer.Option("--data")] = Path("data"),
+    as_json: AsJson = False,
+) -> None:
+    """A vs B on the same locked test + external cases: AUCs, DeLong test, per-site AUCs."""
+    from bonebase import registry
+
+    conn, store = _ctx()
+    with conn:
+        out = registry.compare(conn, store, a=a, b=b, data_dir=data)
+    if as_json:
+        _print(out, True)
+        return
+    d = out["delong"]
+    console.print(
+        f"{out['n_cases']} cases ({out['n_positive']} positive)\n"
+        f"A #{a}: AUC {out['a']['auc']:.3f} [{out['a']['ci_low']:.3f}, {out['a']['ci_high']:.3f}]\n"
+        f"B #{b}: AUC {out['b']['auc']:.3f} [{out['b']['ci_low']:.3f}, {out['b']['ci_high']:.3f}]\n"
+        f"A - B: {d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], DeLong p={d['p']:.3g}"
+    )
+    table = Table("site", "cases", "positive", "AUC A", "AUC B")
+    for s in out["sites"]:
+        fmt = [("" if s[k] is None else f"{s[k]:.3f}") for k in ("auc_a", "auc_b")]
+        table.add_row(s["site"], str(s["n_cases"]), str(s["n_positive"]), *fmt)
+    console.print(table)
+
+
+@models_app.command("approve")
+def approve_cmd(
+    model_id: int,
+    by: By = None,
+    reason: Reason = "",
+    override: Annotated[
+        bool, typer.Option("--override", help="Approve despite a failed gate.")
+    ] = False,
+    params: Params = Path("params.yaml"),
+    data: Data = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run the release gate and approve the model in the name of --by."""
+    from bonebase import registry
+
+    conn, store = _ctx()
+    with conn:
+        out = registry.approve(
+            conn,
+            store,
+            model_id,
+            by=by,
+            reason=reason,
+            override=override,
+            policy=_policy(params),
+            data_dir=data,
+        )
+    _print(out["gate"], as_json)
+    console.print(f"model {model_id} approved by {by}")
+
+
+@models_app.command("reject")
+def reject_cmd(model_id: int, by: By = None, reason: Reason = "") -> None:
+    """Reject a model with a reason."""
+    from bonebase import registry
+
+    conn, _ = _ctx()
+    with conn:
+        registry.reject(conn, model_id, by=by, reason=reason)
+    console.print(f"model {model_id} rejected by {by}")
+
+
+def _maybe_serve(tag: str, serve: bool, port: int) -> None:
+    from bonebase.registry_serving import serve_command, serve_env
+
+    cmd = serve_command(port=port)
+    if not serve:
+        console.print(
+            f"serve it with: BONEBASE_MODEL_TAG={tag} bentoml serve "
+            f"serving.service:Diagnosis --port {port}"
+        )
+        return
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, serve_env(tag))  # replaces this process: Ctrl+C stops the server
+
+
+Serve = Annotated[bool, typer.Option("--serve", help="Then run `bentoml serve` here.")]
+Port = Annotated[int, typer.Option("--port")]
+Url = Annotated[str | None, typer.Option("--url", help="Where it is served (recorded).")]
+
+
+@models_app.command("deploy")
+def deploy_cmd(
+    model_id: int, by: By = None, url: Url = None, serve: Serve = False, port: Port = 3000
+) -> None:
+    """Deploy an approved model (BentoML model store + deployment record)."""
+    from bonebase import registry
+
+    conn, store = _ctx()
+    with conn:
+        row = registry.deploy(conn, store, model_id, by=by, url=url)
+    console.print(f"model {model_id} deployed as {row['bento_tag']}")
+    _maybe_serve(row["bento_tag"], serve, port)
+
+
+@models_app.command("rollback")
+def rollback_cmd(
+    task: Annotated[str, typer.Option("--task")] = "benign_vs_malignant",
+    by: By = None,
+    url: Url = None,
+    serve: Serve = False,
+    port: Port = 3000,
+) -> None:
+    """Put the previous approved champion of --task back; the current one is retired."""
+    from bonebase import registry
+
+    conn, store = _ctx()
+    with conn:
+        row = registry.rollback(conn, store, task=task, by=by, url=url)
+    console.print(f"rolled back to model {row['model_id']} ({row['bento_tag']})")
+    _maybe_serve(row["bento_tag"], serve, port)

@@ -1,0 +1,231 @@
+"""The diagnosis service: one BentoML 1.4 class serving the approved (champion) model.
+
+``bentoml serve serving.service:Diagnosis`` serves the model tagged ``BONEBASE_MODEL_TAG``
+(default ``bonebase-diagnosis:latest``) from the BentoML model store; ``bonebase models deploy``
+puts approved models there. Routes:
+
+- ``POST /diagnose`` (multipart: ``file`` = DICOM/PNG/JPEG, optional ``age``, ``sex``,
+  ``location``, ``gradcam``) → probabilities, predicted class at the locked threshold, versions;
+- ``GET /healthz`` (process alive), ``GET /readyz`` (built in: model loaded), ``GET /metadata``
+  (model card, not for clinical use).
+
+Environment (read here, the entry point, never by the library): ``BONEBASE_API_TOKEN`` (when
+set, every route but the health checks needs ``Authorization: Bearer <token>``),
+``BONEBASE_DEVICE`` (default cuda when available), ``BONEBASE_MAX_UPLOAD_MB`` (default 32), ``BONEBASE_MAX_BATCH`` (default 16) and
+``BONEBASE_MAX_LATENCY_MS`` (default 5000: BentoML answers 503 to requests it expects to
+miss this bound, so on CPUs it must cover a full batch) for adaptive batching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import aiohttp
+import bentoml
+import numpy as np
+import torch
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bonebase.model.inference import Predictor, UploadError, decode_upload, heat_png
+
+MODEL_NAME = "bonebase-diagnosis"
+log = logging.getLogger("bonebase.serving")
+MODEL_TAG = os.environ.get("BONEBASE_MODEL_TAG") or f"{MODEL_NAME}:latest"
+CHECKPOINT_FILE = "model.pt"
+MAX_UPLOAD = int(float(os.environ.get("BONEBASE_MAX_UPLOAD_MB", "32")) * 1024 * 1024)
+# GPU when there is one; BONEBASE_DEVICE=cpu forces the CPU.
+DEVICE = os.environ.get("BONEBASE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+MAX_BATCH = int(os.environ.get("BONEBASE_MAX_BATCH", "16"))
+MAX_LATENCY_MS = int(os.environ.get("BONEBASE_MAX_LATENCY_MS", "5000"))
+NOTICE = (
+    "Research use only. Not a medical device; not for clinical diagnosis or treatment "
+    "decisions. Trained on a consortium dataset that may not represent your population."
+)
+# The batched model call is an API route (BentoML batches through its own HTTP dispatch, also
+# in-process). A random per-process route keeps it from being a public, token-free endpoint: the
+# in-process self-call of /diagnose cannot carry the caller's token.
+FORWARD_ROUTE = f"/_forward_{secrets.token_hex(16)}"
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", FORWARD_ROUTE})
+SEXES = frozenset({"M", "F", "O", "U"})
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+class GuardMiddleware:
+    """ASGI middleware: bearer token (when configured) and a request body size limit."""
+
+    def __init__(self, app, *, token: str | None = None, max_bytes: int = MAX_UPLOAD) -> None:
+        self.app = app
+        self.token = token
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.token and path not in OPEN_PATHS:
+            given = headers.get("authorization", "")
+            expected = f"Bearer {self.token}"
+            # Constant-time comparison: the token must not leak through response timing.
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                resp = _error(401, "unauthorized", "send the header Authorization: Bearer <token>")
+                resp.headers["WWW-Authenticate"] = "Bearer"
+                await resp(scope, receive, send)
+                return
+        declared = headers.get("content-length")
+        too_big = _error(
+            413, "too_large", f"request body over {self.max_bytes} bytes; send one image at a time"
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive():
+            # A chunked upload carries no Content-Length: count what actually arrives.
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _model_card(svc: Diagnosis) -> dict:
+    meta = svc.predictor.metadata()
+    return {
+        "name": MODEL_NAME,
+        "model_version": svc.model_version,
+        "notice": NOTICE,
+        "intended_use": "second-reader research on primary bone tumour radiographs (CR/DX)",
+        "inputs": "one radiograph: DICOM (Modality CR or DX), PNG or JPEG; optional age, sex, "
+        "location (accepted and echoed; the image model does not use them)",
+        "labels": svc.labels,
+        **meta,
+        "training_metrics": svc.metrics,
+    }
+
+
+async def _healthz(_request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def _metadata(_request) -> JSONResponse:
+    svc = bentoml.get_current_service()
+    if svc is None:
+        return _error(503, "not_ready", "the model is still loading; retry shortly")
+    return JSONResponse(_model_card(svc))
+
+
+ops_app = Starlette(
+    routes=[Route("/healthz", _healthz), Route("/metadata", _metadata, methods=["GET"])]
+)
+
+
+@bentoml.service(
+    name="bonebase_diagnosis",
+    traffic={"timeout": 120, "max_concurrency": 256},
+    workers=1,
+)
+@bentoml.asgi_app(ops_app, path="/")
+class Diagnosis:
+    """Diagnosis of one radiograph per request with the champion model."""
+
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        stored = self.model_ref
+        info = stored.info
+        self.model_version = str(stored.tag)
+        self.labels = dict(info.labels)
+        self.metrics = dict(info.metadata).get("metrics", {})
+        self.predictor = Predictor.from_checkpoint(
+            Path(stored.path_of(CHECKPOINT_FILE)), device=DEVICE
+        )
+
+    @bentoml.api(
+        route=FORWARD_ROUTE,
+        batchable=True,
+        max_batch_size=MAX_BATCH,
+        max_latency_ms=MAX_LATENCY_MS,
+    )
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Probabilities (n, 2) for preprocessed inputs (n, 1, S, S); requests are batched."""
+        return self.predictor.forward(inputs)
+
+    async def _forward(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(await self.to_async.forward(x))
+        except aiohttp.ClientError as exc:
+            # BentoML's in-process batching call can drop its connection under load
+            # ("Cannot write to closing transport"); the model is still fine: score this
+            # request on its own rather than fail it.
+            log.warning("batched call failed (%s); scoring unbatched", exc)
+            return await asyncio.to_thread(self.predictor.forward, x)
+
+    def _prepare(self, file: Path) -> tuple:
+        decoded = decode_upload(file.read_bytes(), name="uploaded file")
+        return decoded, self.predictor.preprocess(decoded.image)[None]
+
+    @bentoml.api(route="/diagnose")
+    async def diagnose(
+        self,
+        file: Path,
+        age: int | None = None,
+        sex: str | None = None,
+        location: str | None = None,
+        gradcam: bool = False,
+    ) -> dict:
+        """Class probabilities and the predicted class for one radiograph."""
+        if sex is not None and sex.upper() not in SEXES:
+            return _error(422, "bad_field", f"sex={sex!r}; use one of {sorted(SEXES)} or omit")
+        if age is not None and not 0 <= age <= 130:
+            return _error(422, "bad_field", f"age={age}; give years between 0 and 130 or omit")
+        try:
+            # Decoding and resizing are CPU work: off the event loop, so requests overlap.
+            decoded, x = await asyncio.to_thread(self._prepare, file)
+        except UploadError as exc:
+            status = 422 if exc.code == "not_a_radiograph" else 400
+            return _error(status, exc.code, str(exc))
+        probs = await self._forward(x)
+        result = self.predictor.decide(probs)[0]
+        out = {
+            **result,
+            "task": self.predictor.checkpoint.task,
+            "model_version": self.model_version,
+            "dataset_version": self.predictor.checkpoint.dataset_version,
+            "code_revision": self.predictor.checkpoint.code_revision,
+            "input": {"kind": decoded.kind, "modality": decoded.modality},
+            "clinical": {"age": age, "sex": sex.upper() if sex else None, "location": location},
+            "notice": NOTICE,
+        }
+        if gradcam:
+            heats = await asyncio.to_thread(self.predictor.gradcam, x, [result["predicted_index"]])
+            heat = heats[0]
+            out["gradcam_png"] = base64.b64encode(heat_png(heat)).decode("ascii")
+        return out
+
+
+Diagnosis.add_asgi_middleware(GuardMiddleware, token=os.environ.get("BONEBASE_API_TOKEN") or None)

@@ -1,0 +1,207 @@
+"""A real ``bentoml serve`` process answering /diagnose for a model trained here.
+
+One tiny model (2 sites x 22 synthetic cases, 64 px, 1 epoch) is trained, put into a private
+BentoML model store and served on a free loopback port; the answers are compared with the
+in-process Predictor on the same DICOM files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bonebase.client import DiagnosisClient, DiagnosisError
+from bonebase.dicom.pixels import radiograph_to_float
+from bonebase.dicom.read import read_full
+from bonebase.model.inference import Predictor, UploadError, decode_upload
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-123"
+READY_WAIT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """synth → exported data/ → tiny checkpoint; returns paths and a few DICOM files."""
+    from bonebase.dataset.split import assign_splits, write_assignments
+    from bonebase.model.checkpoint import save_checkpoint
+    from bonebase.model.data import load_frame
+    from bonebase.model.synthdata import export_synth
+    from bonebase.model.train import train
+    from bonebase.synth import generate
+
+    root = tmp_path_factory.mktemp("serving")
+    generate(root / "synth", sites=2, cases_per_site=22, seed=3, workers=1)
+    labels = export_synth(root / "synth", root / "data", size=64, bits=16, workers=2)
+    split = assign_splits(
+        labels, None, seed=3, val_fraction=0.25, test_fraction=0.25, external_sites=[]
+    )
+    write_assignments(split, root / "data" / "split.csv")
+    frame = load_frame(root / "data", task="benign_vs_malignant")
+    ckpt = train(
+        frame=frame,
+        data_dir=root / "data",
+        task="benign_vs_malignant",
+        image_size=64,
+        epochs=1,
+        batch_size=16,
+        patience=1,
+        num_workers=0,
+        seed=1,
+        dataset_version="serve-test-v1",
+    )
+    path = save_checkpoint(ckpt, root / "model.pt")
+    xrays, others = [], []
+    for site in sorted((root / "synth").glob("*/truth.csv")):
+        bad = {f["file"] for f in json.loads((site.parent / "faults.json").read_text())}
+        for row in csv.DictReader(site.open()):
+            if row["file"] not in bad:
+                target = xrays if row["modality"] in ("CR", "DX") else others
+                target.append(site.parent / "submission" / row["file"])
+    return {"root": root, "checkpoint": path, "xrays": xrays[:4], "others": others[:1]}
+
+
+@pytest.fixture(scope="module")
+def server(trained) -> dict:
+    """``bentoml serve`` on a free port with the model in a private store and a token."""
+    root = trained["root"]
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BONEBASE_API_TOKEN": TOKEN,
+        "BONEBASE_MAX_UPLOAD_MB": "2",
+    }
+    save = (
+        "from bonebase.registry_serving import save_to_bentoml as s; "
+        f"print(s({str(trained['checkpoint'])!r}, version='m1-test', "
+        "labels={'task': 'benign_vs_malignant'}))"
+    )
+    tag = subprocess.run(
+        [sys.executable, "-c", save], env=env, cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert tag == "bonebase-diagnosis:m1-test"
+    port = _free_port()
+    log = (root / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:Diagnosis"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env={**env, "BONEBASE_MODEL_TAG": tag},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    client = DiagnosisClient(url, token=TOKEN)
+    try:
+        deadline = time.monotonic() + READY_WAIT_S
+        while not client.ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"bentoml serve did not become ready: {(root / 'serve.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield {"url": url, "client": client, "tag": tag}
+    finally:
+        client.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_diagnose_matches_in_process_predictor(trained, server):
+    predictor = Predictor.from_checkpoint(trained["checkpoint"])
+    for path in trained["xrays"]:
+        local = predictor.predict([radiograph_to_float(read_full(path.read_bytes()))])[0]
+        remote = server["client"].diagnose(path, age=41, sex="F", location="distal_femur")
+        for name, p in local["probabilities"].items():
+            assert abs(remote["probabilities"][name] - p) < 1e-5
+        assert remote["predicted_class"] == local["predicted_class"]
+        assert remote["threshold"] == pytest.approx(predictor.threshold)
+        assert remote["model_version"] == server["tag"]
+        assert remote["dataset_version"] == "serve-test-v1"
+        assert remote["task"] == "benign_vs_malignant"
+        assert remote["clinical"] == {"age": 41, "sex": "F", "location": "distal_femur"}
+
+
+def test_gradcam_is_a_png_of_the_model_input(trained, server):
+    out = server["client"].diagnose(trained["xrays"][0], gradcam=True)
+    import base64
+
+    with Image.open(io.BytesIO(base64.b64decode(out["gradcam_png"]))) as im:
+        assert im.format == "PNG" and im.size == (64, 64)
+
+
+def test_metadata_reports_version_and_notice(server):
+    card = server["client"].metadata()
+    assert card["model_version"] == server["tag"]
+    assert card["dataset_version"] == "serve-test-v1"
+    assert "not for clinical" in card["notice"].lower()
+
+
+def test_errors_are_4xx_json(trained, server):
+    client = server["client"]
+    data = trained["xrays"][0].read_bytes()
+    with pytest.raises(DiagnosisError) as corrupt:
+        client.diagnose(data[: len(data) // 3], filename="cut.dcm")
+    assert corrupt.value.status == 400 and corrupt.value.code == "corrupt_file"
+    with pytest.raises(DiagnosisError) as text:
+        client.diagnose(b"hello, not an image", filename="note.txt")
+    assert text.value.status == 400 and text.value.code == "not_an_image"
+    if trained["others"]:  # a CT/MR slice: DICOM, but not a radiograph
+        with pytest.raises(DiagnosisError) as ct:
+            client.diagnose(trained["others"][0])
+        assert ct.value.status == 422 and ct.value.code == "not_a_radiograph"
+    with pytest.raises(DiagnosisError) as big:
+        client.diagnose(b"\0" * (3 * 1024 * 1024), filename="big.dcm")
+    assert big.value.status == 413
+    with pytest.raises(DiagnosisError) as unauth:
+        DiagnosisClient(server["url"], token="wrong").diagnose(data)
+    assert unauth.value.status == 401
+
+
+def test_health_routes_need_no_token(server):
+    import httpx
+
+    assert httpx.get(server["url"] + "/healthz", timeout=10).status_code == 200
+    assert httpx.get(server["url"] + "/readyz", timeout=10).status_code == 200
+    assert httpx.get(server["url"] + "/metadata", timeout=10).status_code == 401
+
+
+def test_decode_upload_png_and_refusals():
+    img = (np.linspace(0, 65535, 32 * 48).reshape(32, 48)).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    decoded = decode_upload(buf.getvalue())
+    assert decoded.kind == "png" and decoded.image.shape == (32, 48)
+    assert decoded.image.max() == pytest.approx(1.0) and decoded.image.min() == 0.0
+    gif = io.BytesIO()
+    Image.new("L", (4, 4)).save(gif, "GIF")
+    with pytest.raises(UploadError) as exc:
+        decode_upload(gif.getvalue())
+    assert exc.value.code == "not_an_image"
+    with pytest.raises(UploadError):
+        decode_upload(b"")
