@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bonebase.cli_common import console, err, redact
+from bonebase.cli_common import db_url as _db_url
+from bonebase.cli_common import settings as _settings
 from bonebase.errors import BonebaseError
 
 app = typer.Typer(
@@ -29,12 +31,7 @@ site_app = typer.Typer(help="Register and inspect the consortium's hospitals (si
 db_app = typer.Typer(help="Database server and schema migrations.", no_args_is_help=True)
 reader_app = typer.Typer(help="Reader studies (MRMC) of radiologists with and without the model.",
                          no_args_is_help=True)
-subs_app = typer.Typer(help="Submissions and their receipts.", no_args_is_help=True)
-quarantine_app = typer.Typer(help="Rejected files and rows: list, release after a fix, discard.",
-                             no_args_is_help=True)
 app.add_typer(site_app, name="site")
-app.add_typer(subs_app, name="submissions")
-app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(reader_app, name="reader-study")
 
@@ -42,56 +39,16 @@ app.add_typer(reader_app, name="reader-study")
 def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
+    from bonebase.ingest.cli import quarantine_app, submit, subs_app, validate
     from bonebase.registry_cli import models_app
 
+    app.command()(submit)
+    app.command()(validate)
+    app.add_typer(subs_app, name="submissions")
+    app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
 
-
-_mount_subapps()
-
-console = Console()
-err = Console(stderr=True)
-
-
-def _settings():
-    from bonebase.config import get_settings
-
-    return get_settings()
-
-
-def _db_url(*, migrated: bool = True) -> str:
-    """The database URL; with ``migrated`` the schema must be at head (else: run init)."""
-    from bonebase.db.engine import database_url
-
-    settings = _settings()
-    if not settings.database_url:
-        settings.ensure_home()
-    url = database_url(settings)
-    if migrated:
-        from bonebase.db.migrate import require_head
-
-        require_head(url)
-    return url
-
-
-def _prefect_env() -> None:
-    """Embedded defaults for Prefect, set before it is imported: its state under BONEBASE_HOME,
-    and time for the ephemeral server's first start (it migrates its SQLite database)."""
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_HOME", str(_settings().home / "prefect"))
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +70,7 @@ def init() -> None:
     if "://" not in store:
         Path(store).mkdir(parents=True, exist_ok=True)
     console.print(f"[green]ready[/] home={settings.home}")
-    console.print(f"  database  {_redact(url)} (schema {revision})")
+    console.print(f"  database  {redact(url)} (schema {revision})")
     console.print(f"  objects   {store}")
     console.print(f"  secret    {'generated in ' + str(settings.secret_file) if made else 'present'}")
 
@@ -125,7 +82,7 @@ def db_status() -> None:
     from bonebase.db.migrate import current_revision, head_revision
 
     url = _db_url(migrated=False)
-    console.print(f"database {_redact(url)}")
+    console.print(f"database {redact(url)}")
     console.print(f"schema   {current_revision(url) or 'empty'} (code expects {head_revision()})")
 
 
@@ -322,188 +279,6 @@ def synth(
 
 
 # --------------------------------------------------------------------------------------------
-@app.command()
-def submit(
-    source: Annotated[str, typer.Argument(help="Submission folder, zip file, or s3://bucket/prefix.")],
-    site: Annotated[str, typer.Option("--site", help="The submitting hospital's code.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON.")] = False,
-) -> None:
-    """Ingest a hospital's submission (manifest.csv + DICOM) with the Prefect flow and print the
-    receipt: accepted, quarantined (with reasons and fixes), duplicates."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from bonebase.db.sites import check_code
-
-    check_code(site)
-    _db_url()  # migrated database before the flow starts
-    _prefect_env()
-    from flows.ingest import ingest_submission
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=err, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        result = ingest_submission(site, source, progress=progress)
-    if as_json:
-        print(json.dumps(result, indent=2, default=str))
-        return
-    _print_receipt(result)
-
-
-def _print_receipt(result: dict) -> None:
-    if result.get("already_ingested"):
-        console.print(f"submission {result.get('submission')} was already ingested: nothing changed")
-    c = result.get("counts", {})
-    console.print(
-        f"submission {result.get('submission')} ({result.get('site')}): "
-        f"{c.get('cases_accepted', 0)} cases accepted (new {c.get('cases_new', 0)}, updated "
-        f"{c.get('cases_updated', 0)}), {c.get('files_stored', 0)} files stored, "
-        f"{c.get('files_duplicate', 0)} duplicates, {c.get('quarantined', 0)} quarantined, "
-        f"{c.get('warnings', 0)} warnings")
-    for reason, n in (c.get("by_reason") or {}).items():
-        console.print(f"  quarantine {reason}: {n}")
-    for key, path in (result.get("paths") or {}).items():
-        console.print(f"  receipt ({key}): {path}")
-    if result.get("data_docs"):
-        console.print(f"  validation report: {result['data_docs']}")
-
-
-@app.command()
-def validate(
-    source: Annotated[Path, typer.Argument(help="Submission folder (manifest.csv + DICOM).")],
-    site: Annotated[str, typer.Option("--site", help="The submitting hospital's code.")],
-    open_docs: Annotated[bool, typer.Option("--open", help="Print the Data Docs path.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the failures as JSON.")] = False,
-) -> None:
-    """Validate a submission with the Great Expectations suites without ingesting it (nothing is
-    stored but the Data Docs report). Exit code 1 when an error-level check fails."""
-    from bonebase.db.sites import check_code
-    from validation.inputs import load_headers, load_manifest
-    from validation.runner import validate_submission
-
-    check_code(site)
-    from bonebase.ingest.scan import find_manifest
-
-    manifest_path = find_manifest(source)
-    manifest = load_manifest(manifest_path)
-    headers, file_faults = load_headers(manifest_path.parent)
-    docs = _settings().ensure_home() / "datadocs" / f"check-{site}"
-    report = validate_submission(manifest, headers, site=site, submission_id="check",
-                                 docs_dir=docs)
-    failures = file_faults + report.failures
-    if as_json:
-        print(json.dumps([f.as_dict() for f in failures], indent=2, default=str))
-    else:
-        errors = [f for f in failures if f.severity == "error"]
-        console.print(f"{len(manifest)} rows, {len(headers)} DICOM files: {len(errors)} errors, "
-                      f"{len(failures) - len(errors)} warnings")
-        for f in failures:
-            colour = "red" if f.severity == "error" else "yellow"
-            console.print(f"[{colour}]{f.severity:<7}[/] {f.reason:<28} {f.message}",
-                          highlight=False, markup=True)
-    if open_docs or not as_json:
-        console.print(f"Data Docs: {report.data_docs_index}")
-    if any(f.severity == "error" for f in failures):
-        raise typer.Exit(1)
-
-
-@subs_app.command("list")
-def submissions_list(site: Annotated[str | None, typer.Option("--site")] = None) -> None:
-    """List submissions, newest first."""
-    from bonebase.db import submissions
-    from bonebase.db.engine import connect
-
-    with connect(_db_url()) as conn:
-        rows = submissions.list_(conn, site=site)
-    table = Table("id", "site", "status", "accepted", "quarantined", "received", "source")
-    for r in rows:
-        c = r["counts"] or {}
-        table.add_row(str(r["id"]), r["site"], r["status"], str(c.get("cases_accepted", "")),
-                      str(c.get("quarantined", "")), f"{r['created_at']:%Y-%m-%d %H:%M}", r["source"])
-    console.print(table if rows else "no submissions yet: `bonebase submit PATH --site CODE`")
-
-
-@subs_app.command("show")
-def submissions_show(
-    submission_id: Annotated[int, typer.Argument(help="Submission id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole receipt as JSON.")] = False,
-) -> None:
-    """Show a submission's receipt."""
-    from bonebase.db import submissions
-    from bonebase.db.engine import connect
-
-    with connect(_db_url()) as conn:
-        row = submissions.get(conn, submission_id)
-    if as_json:
-        print(json.dumps(row["receipt"], indent=2, default=str))
-        return
-    from bonebase.ingest.receipt import to_markdown
-
-    console.print(f"status {row['status']}, received {row['created_at']:%Y-%m-%d %H:%M}")
-    if row["receipt"]:
-        console.print(to_markdown(row["receipt"]), markup=False, highlight=False)
-
-
-@quarantine_app.command("list")
-def quarantine_list(
-    site: Annotated[str | None, typer.Option("--site")] = None,
-    status: Annotated[str, typer.Option(help="open, released, discarded or all.")] = "open",
-    submission: Annotated[int | None, typer.Option("--submission")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List quarantined files and manifest rows with their reason codes."""
-    from bonebase.db import quarantine
-    from bonebase.db.engine import connect
-
-    with connect(_db_url()) as conn:
-        items = quarantine.list_items(conn, site=site, submission_id=submission,
-                                      status=None if status == "all" else status)
-    if as_json:
-        print(json.dumps(items, indent=2, default=str))
-        return
-    table = Table("id", "site", "sub", "row", "file", "status", "message")
-    table.add_column("reason", no_wrap=True)
-    for i in items:
-        table.add_row(str(i["id"]), i["site"], str(i["submission_id"]), str(i["row_number"] or ""),
-                      i["file"] or "", i["status"], i["message"], i["reason"])
-    console.print(table if items else "quarantine is empty")
-
-
-def _resolve(item_id: int, status: str, reason: str, by: str | None) -> None:
-    from bonebase.db import quarantine
-    from bonebase.db.audit import current_actor
-    from bonebase.db.engine import connect
-
-    with connect(_db_url()) as conn:
-        quarantine.resolve(conn, item_id, status=status, reason=reason, actor=by or current_actor())
-    console.print(f"quarantine item {item_id} {status}")
-
-
-@quarantine_app.command("release")
-def quarantine_release(
-    item_id: Annotated[int, typer.Argument(help="Quarantine item id.")],
-    reason: Annotated[str, typer.Option("--reason", help="What was fixed.")],
-    by: Annotated[str | None, typer.Option("--by", help="Who releases it.")] = None,
-) -> None:
-    """Mark an item released after the site fixed it (the fixed file/row comes in a resubmission)."""
-    _resolve(item_id, "released", reason, by)
-
-
-@quarantine_app.command("discard")
-def quarantine_discard(
-    item_id: Annotated[int, typer.Argument(help="Quarantine item id.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why it is discarded.")],
-    by: Annotated[str | None, typer.Option("--by", help="Who discards it.")] = None,
-) -> None:
-    """Discard an item for good, with a recorded reason (its original bytes stay in quarantine)."""
-    _resolve(item_id, "discarded", reason, by)
-
-
 # --------------------------------------------------------------------------------------------
 @reader_app.command("analyze")
 def reader_analyze(
@@ -520,6 +295,9 @@ def reader_analyze(
         print(json.dumps(result, indent=2, default=float))
     else:
         console.print(format_report(result))
+
+
+_mount_subapps()
 
 
 def main() -> None:

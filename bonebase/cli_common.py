@@ -1,0 +1,49 @@
+"""What the `bonebase` sub-commands share: consoles, settings, the database URL, Prefect env."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console()
+err = Console(stderr=True)
+
+
+def settings():
+    from bonebase.config import get_settings
+
+    return get_settings()
+
+
+def db_url(*, migrated: bool = True) -> str:
+    """The database URL; with ``migrated`` the schema must be at head (else: run init)."""
+    from bonebase.db.engine import database_url
+
+    s = settings()
+    if not s.database_url:
+        s.ensure_home()
+    url = database_url(s)
+    if migrated:
+        from bonebase.db.migrate import require_head
+
+        require_head(url)
+    return url
+
+
+def prefect_env() -> None:
+    """Embedded defaults for Prefect, set before it is imported: its state under BONEBASE_HOME,
+    and time for the ephemeral server's first start (it migrates its SQLite database)."""
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(settings().home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def redact(url: str) -> str:
+    """A database URL with its password hidden, for printing."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
