@@ -17,7 +17,6 @@ from prefect.cache_policies import NO_CACHE
 from bonebase.config import Settings, get_settings
 from bonebase.db import audit
 from bonebase.db import submissions as subs
-from bonebase.db.cases import known_source_hashes
 from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site
 from bonebase.dicom.deid import Deidentifier
@@ -126,10 +125,9 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
         report = validate(manifest, headers, site, submission_id, str(docs_dir))
         clock.lap("validate")
         deid = Deidentifier(secret, uid_root=settings.uid_root)
-        with connect(url) as conn:
-            known = known_source_hashes(conn, [r.source_sha256 for r in results])
-        plan = accept.plan_submission(manifest, results, report, site=site, deid=deid,
-                                      known_sources=known)
+        # Files stored by an earlier submission are counted as duplicates when their rows
+        # conflict (ON CONFLICT DO NOTHING), so no lookup is needed here.
+        plan = accept.plan_submission(manifest, results, report, site=site, deid=deid)
         outcome = store_cases(plan, url, settings.object_store_url, settings.s3_endpoint_url,
                               settings.s3_region, site_row.id, submission_id)
         _progress(progress, "cases", len(plan.cases), len(plan.cases))

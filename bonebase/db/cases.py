@@ -152,15 +152,6 @@ def commit_case(conn: Connection, *, site_id: int, submission_id: int, case: Cas
     return CaseOutcome(case_id, status, version, added, duplicates)
 
 
-def known_source_hashes(conn: Connection, hashes: list[str]) -> set[str]:
-    """Which submitted files (by hash of their bytes) are already stored."""
-    if not hashes:
-        return set()
-    rows = conn.execute(
-        "SELECT source_sha256 FROM instances WHERE source_sha256 = ANY(%s)", (hashes,)
-    ).fetchall()
-    return {r["source_sha256"] for r in rows}
-
 
 def case_history(conn: Connection, *, site_id: int, case_pseudonym: str) -> list[dict]:
     return list(conn.execute(
@@ -178,4 +169,4 @@ def counts(conn: Connection) -> dict:
 
 
 __all__ = ["CaseOutcome", "CaseRecord", "InstanceRecord", "commit_case",
-           "known_source_hashes", "case_history", "counts"]
+           "case_history", "counts"]

@@ -36,7 +36,6 @@ class Plan:
     quarantine: list[tuple[QuarantineItem, FileResult | None]] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # submission-level findings
-    duplicates: list[str] = field(default_factory=list)  # files stored by an earlier submission
     scrub: re.Pattern[str] | None = None
 
     def redact(self, text: str | None) -> str | None:
@@ -91,7 +90,7 @@ def case_record(row: dict, *, site: str, deid: Deidentifier) -> CaseRecord:
 
 
 def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *, site: str,
-                    deid: Deidentifier, known_sources: set[str]) -> Plan:
+                    deid: Deidentifier) -> Plan:
     """Turn validation failures and file results into accepted cases and quarantine items."""
     plan = Plan()
     identifiers = set().union(*(r.identifiers for r in results)) if results else set()
@@ -178,7 +177,6 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
             continue
         plan.cases.append(CasePlan(number, _text(row.get("case_id")),
                                    case_record(row, site=site, deid=deid), files))
-    plan.duplicates = [r.rel for c in plan.cases for r in c.files if r.source_sha256 in known_sources]
     return plan
 
 
