@@ -32,6 +32,7 @@ import torch
 from bonebase.model.checkpoint import Checkpoint, save_checkpoint
 from bonebase.model.inference import Predictor, decode_upload
 from bonebase.model.networks import build_network
+from bonebase.registry_serving import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,25 +145,7 @@ def main() -> int:
             capture_output=True,
         ).stdout.strip()
         port = _free_port()
-        log = (tmp / "serve.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "serving.service:Diagnosis",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO,
-            env={**env, "BONEBASE_MODEL_TAG": tag},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start_server(tag, cwd=REPO, port=port, log=tmp / "serve.log", base_env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + args.ready_timeout
@@ -186,7 +169,6 @@ def main() -> int:
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-            log.close()
         local = in_process(Predictor.from_checkpoint(model), files, repeats=args.requests)
     for row in served:
         row["ratio_to_bare"] = row["req_per_s"] / local["bare_per_s"]

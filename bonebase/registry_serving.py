@@ -90,15 +90,19 @@ def start_server(
     port: int = 3000,
     token: str | None = None,
     log: str | Path | None = None,
+    base_env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Start ``bentoml serve`` for ``tag`` in the background (``cwd`` holds ``serving/``)."""
+    """Start ``bentoml serve`` for ``tag`` in the background (``cwd`` holds ``serving/``).
+
+    ``base_env`` replaces os.environ as the child's environment (e.g. another BENTOML_HOME).
+    """
     if not (Path(cwd) / "serving" / "service.py").is_file():
         raise ConfigError(f"{cwd}: no serving/service.py; run from the bonebase repository root")
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (handed to the child)
     return subprocess.Popen(
         serve_command(host=host, port=port),
         cwd=cwd,
-        env=serve_env(tag, token=token),
+        env=serve_env(tag, token=token, base=base_env),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopping it stops its workers too
