@@ -41,8 +41,11 @@ def _mount_subapps() -> None:
     from bonebase.dataset.cli import dataset_app
     from bonebase.ingest.cli import quarantine_app, submit, subs_app, validate
     from bonebase.registry_cli import models_app
+    from bonebase.schedule_cli import retrain, schedule_app
 
     app.command()(submit)
+    app.command()(retrain)
+    app.add_typer(schedule_app, name="schedule")
     app.command()(validate)
     app.add_typer(subs_app, name="submissions")
     app.add_typer(quarantine_app, name="quarantine")

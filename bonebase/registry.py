@@ -47,9 +47,12 @@ def register(
     metrics: dict | str | Path,
     report: str | Path | None = None,
     by: str | None = None,
+    dataset_version: str | None = None,
 ) -> dict:
     """Upload ``checkpoint`` (and ``report``) to the store and add a candidate with
-    ``metrics`` (a dict or ``reports/metrics.json``); the same checkpoint twice is one model."""
+    ``metrics`` (a dict or ``reports/metrics.json``); the same checkpoint twice is one model.
+    ``dataset_version`` (e.g. ``v3``, a recorded dataset version) replaces the checkpoint's
+    content hash of its labels and split when the caller knows which version it trained on."""
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     if not isinstance(metrics, dict):
@@ -82,7 +85,7 @@ def register(
             checkpoint_sha256=sha,
             metrics=metrics,
             report_key=report_key,
-            dataset_version=ckpt.dataset_version,
+            dataset_version=dataset_version or ckpt.dataset_version,
             code_revision=ckpt.code_revision,
             params_hash=params_hash(ckpt.train_params),
             threshold=ckpt.threshold,
@@ -95,7 +98,12 @@ def register(
                 entity="model",
                 entity_id=row["id"],
                 actor=actor,
-                details={"sha256": sha, "task": ckpt.task, "dataset_version": ckpt.dataset_version},
+                details={
+                    "sha256": sha,
+                    "task": ckpt.task,
+                    "dataset_version": dataset_version or ckpt.dataset_version,
+                    "data_hash": ckpt.dataset_version,
+                },
             )
     return row
 

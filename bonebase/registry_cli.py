@@ -56,7 +56,8 @@ def _ctx():
     return connect(url), store
 
 
-def _policy(params: Path) -> dict:
+def release_policy(params: Path) -> dict:
+    """The `release:` section of ``params`` (the defaults, with a warning, when it has none)."""
     import yaml
 
     section = None
@@ -190,7 +191,7 @@ def approve_cmd(
             by=by,
             reason=reason,
             override=override,
-            policy=_policy(params),
+            policy=release_policy(params),
             data_dir=data,
         )
     _print(out["gate"], as_json)
