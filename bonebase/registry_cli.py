@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -209,21 +208,36 @@ def reject_cmd(model_id: int, by: By = None, reason: Reason = "") -> None:
     console.print(f"model {model_id} rejected by {by}")
 
 
-def _maybe_serve(tag: str, serve: bool, port: int) -> None:
-    from bonebase.registry_serving import serve_command, serve_env
+def _home_and_project() -> tuple[Path, Path]:
+    import bonebase
+    from bonebase.config import get_settings
 
-    cmd = serve_command(port=port)
+    return get_settings().home, Path(bonebase.__file__).resolve().parents[1]
+
+
+def _maybe_serve(tag: str, serve: bool, port: int) -> None:
     if not serve:
         console.print(
-            f"serve it with: BONEBASE_MODEL_TAG={tag} bentoml serve "
-            f"serving.service:Diagnosis --port {port}"
+            f"serve it with: bonebase models server start --port {port} (or BONEBASE_MODEL_TAG="
+            f"{tag} bentoml serve serving.service:Diagnosis --port {port})"
         )
         return
-    sys.stdout.flush()
-    os.execvpe(cmd[0], cmd, serve_env(tag))  # replaces this process: Ctrl+C stops the server
+    from bonebase import serving_supervisor
+
+    home, project = _home_and_project()
+    with console.status(f"starting bentoml serve for {tag} (restarting the running one)"):
+        state = serving_supervisor.start(
+            home, tag, project=project, port=port, token=os.environ.get("BONEBASE_API_TOKEN")
+        )
+    console.print(
+        f"serving {tag} at {state['url']} (Swagger UI at {state['url']}/, log {state['log']}); "
+        "stop with `bonebase models server stop`"
+    )
 
 
-Serve = Annotated[bool, typer.Option("--serve", help="Then run `bentoml serve` here.")]
+Serve = Annotated[
+    bool, typer.Option("--serve", help="Then (re)start the supervised `bentoml serve`.")
+]
 Port = Annotated[int, typer.Option("--port")]
 Url = Annotated[str | None, typer.Option("--url", help="Where it is served (recorded).")]
 
@@ -258,3 +272,52 @@ def rollback_cmd(
         row = registry.rollback(conn, store, task=task, by=by, url=url)
     console.print(f"rolled back to model {row['model_id']} ({row['bento_tag']})")
     _maybe_serve(row["bento_tag"], serve, port)
+
+
+server_app = typer.Typer(help="The supervised local `bentoml serve` of the champion.",
+                         no_args_is_help=True)
+models_app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start_cmd(
+    task: Annotated[str, typer.Option("--task")] = "benign_vs_malignant", port: Port = 3000
+) -> None:
+    """(Re)start serving the deployed champion of --task in the background."""
+    from bonebase.db import models as q
+    from bonebase.errors import NotFoundError
+
+    conn, _ = _ctx()
+    with conn:
+        champion = q.deployed_model(conn, task=task)
+        if champion is None:
+            raise NotFoundError(f"no deployed {task} model: `bonebase models deploy ID` first")
+        deps = [d for d in q.deployments(conn, task=task) if d["model_id"] == champion["id"]]
+    _maybe_serve(deps[0]["bento_tag"], True, port)  # newest first
+
+
+@server_app.command("status")
+def server_status_cmd(as_json: AsJson = False) -> None:
+    """Whether the server runs, answers, and which model version it serves."""
+    from bonebase import serving_supervisor
+
+    home, _ = _home_and_project()
+    state = serving_supervisor.status(home, token=os.environ.get("BONEBASE_API_TOKEN"))
+    if as_json:
+        print(json.dumps(state, indent=2))
+    elif not state["running"]:
+        console.print("no server running (bonebase models deploy ID --serve starts one)")
+    else:
+        ready = "[green]ready[/]" if state["ready"] else "[red]not ready[/]"
+        console.print(f"{state['url']}: {ready}, serving {state['serving'] or state['tag']} "
+                      f"(pid {state['pid']}, since {state['started_at']}, log {state['log']})")
+
+
+@server_app.command("stop")
+def server_stop_cmd() -> None:
+    """Stop the supervised server."""
+    from bonebase import serving_supervisor
+
+    home, _ = _home_and_project()
+    state = serving_supervisor.stop(home)
+    console.print(f"stopped {state['tag']} at {state['url']}" if state else "no server running")

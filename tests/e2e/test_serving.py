@@ -205,3 +205,47 @@ def test_decode_upload_png_and_refusals():
     assert exc.value.code == "not_an_image"
     with pytest.raises(UploadError):
         decode_upload(b"")
+
+
+def test_supervised_server_restarts_on_a_new_tag_and_stops(trained, server, tmp_path):
+    """deploy/rollback --serve: one server per home, restarted on the new tag, ready on return."""
+    from bonebase import serving_supervisor as sup
+
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(trained["root"] / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    env.pop("BONEBASE_API_TOKEN", None)
+    save = (
+        "from bonebase.registry_serving import save_to_bentoml as s; "
+        f"print(s({str(trained['checkpoint'])!r}, version='m2-test'))"
+    )
+    subprocess.run([sys.executable, "-c", save], env=env, cwd=REPO, check=True)
+    home, port = tmp_path / "home", _free_port()
+    try:
+        first = sup.start(home, server["tag"], project=REPO, port=port, base_env=env)
+        status = sup.status(home)
+        assert status["running"] and status["ready"] and status["serving"] == server["tag"]
+
+        second = sup.start(home, "bonebase-diagnosis:m2-test", project=REPO, port=port, base_env=env)
+        assert second["pid"] != first["pid"]
+        with pytest.raises(ProcessLookupError):
+            os.kill(first["pid"], 0)  # the old server is gone, not left beside the new one
+        assert sup.status(home)["serving"] == "bonebase-diagnosis:m2-test"
+    finally:
+        stopped = sup.stop(home)
+    assert stopped["tag"] == "bonebase-diagnosis:m2-test"
+    assert sup.status(home) == {"running": False}
+
+
+def test_supervised_server_that_cannot_start_says_why(trained, tmp_path):
+    from bonebase import serving_supervisor as sup
+    from bonebase.serving_supervisor import ServeError
+
+    env = {**os.environ, "BENTOML_HOME": str(trained["root"] / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "true"}  # fmt: skip
+    with pytest.raises(ServeError, match="did not become ready"):
+        sup.start(tmp_path, "bonebase-diagnosis:no-such-tag", project=REPO,
+                  port=_free_port(), base_env=env, wait_s=90)  # fmt: skip
+    assert sup.read_state(tmp_path) is None
