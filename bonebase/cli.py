@@ -56,6 +56,43 @@ def _mount_subapps() -> None:
 
 # --------------------------------------------------------------------------------------------
 @app.command()
+def demo(
+    cases_per_site: Annotated[int, typer.Option(help="Cases per synthetic hospital.")] = 100,
+    epochs: Annotated[int, typer.Option(help="Training epochs (CPU: ~15 s each).")] = 8,
+    port: Annotated[int, typer.Option(help="Port of the served model.")] = 3000,
+    stop_serving: Annotated[bool, typer.Option(
+        "--stop-serving", help="Stop the model server at the end.")] = False,
+) -> None:
+    """The whole consortium story on embedded defaults: ingest 4 hospitals, version, train,
+    approve, deploy, diagnose, a fifth hospital joins, retrain, compare. Safe to re-run."""
+    from bonebase.cli_common import prefect_env
+    from bonebase.demo import DemoConfig, run_demo
+
+    settings = _settings()
+    prefect_env()
+    repo = Path(__file__).resolve().parents[1]
+    cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
+                     keep_serving=not stop_serving)
+    out = run_demo(settings, repo=repo, cfg=cfg, say=lambda m: console.print(m, markup=False))
+    console.print("\n[bold]Where everything is[/]")
+    rows = [
+        ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if not stop_serving else
+         "stopped (bonebase models server start)"),
+        ("evaluation report", out["report"]),
+        ("receipts (JSON + Markdown)", out["receipts"]),
+        ("Data Docs (validation)", ", ".join(out["data_docs"]) or "see each receipt"),
+        ("models", "bonebase models list / show ID / compare A B"),
+        ("Prefect UI", "prefect server start (flow runs of this demo are in "
+         f"{settings.home / 'prefect'})"),
+        ("schedule", "bonebase schedule enable (needs a Prefect server)"),
+        ("web database", "bonebase web"),
+    ]
+    for what, where in rows:
+        console.print(f"  {what:28} {where}", markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+@app.command()
 def init() -> None:
     """Create BONEBASE_HOME, a development secret, the database, and migrate it to the latest schema.
 
