@@ -73,14 +73,16 @@ def demo(
     repo = Path(__file__).resolve().parents[1]
     cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
                      keep_serving=not stop_serving)
-    out = run_demo(settings, repo=repo, cfg=cfg, say=lambda m: console.print(m, markup=False))
+    out = run_demo(settings, repo=repo, cfg=cfg,
+                   say=lambda m: console.print(m, markup=False, soft_wrap=True))
     console.print("\n[bold]Where everything is[/]")
     rows = [
         ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if not stop_serving else
          "stopped (bonebase models server start)"),
         ("evaluation report", out["report"]),
         ("receipts (JSON + Markdown)", out["receipts"]),
-        ("Data Docs (validation)", ", ".join(out["data_docs"]) or "see each receipt"),
+        ("Data Docs (validation)", f"{Path(out['data_docs'][-1]).parents[1]}/<submission>/"
+         "index.html" if out["data_docs"] else "linked from each receipt"),
         ("models", "bonebase models list / show ID / compare A B"),
         ("Prefect UI", "prefect server start (flow runs of this demo are in "
          f"{settings.home / 'prefect'})"),

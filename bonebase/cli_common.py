@@ -35,7 +35,12 @@ def prefect_env() -> None:
     import os
 
     if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_HOME", str(settings().home / "prefect"))
+        home = settings().home / "prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PREFECT_HOME", str(home))
+        # The temporary server's telemetry heartbeat collides with its own SQLite writes at
+        # start ("database is locked" tracebacks in the output) and sends data off the machine.
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 

@@ -28,6 +28,20 @@ def bento_version(model_id: int, sha256: str) -> str:
     return f"m{int(model_id)}-{sha256[:12].lower()}"
 
 
+def clean_metadata(value):
+    """``value`` with what BentoML's metadata refuses removed: None entries (a site AUC that
+    could not be computed) and NaN, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): clean_metadata(v) for k, v in value.items() if _keep(v)}
+    if isinstance(value, list | tuple):
+        return [clean_metadata(v) for v in value if _keep(v)]
+    return value
+
+
+def _keep(v) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v)
+
+
 def save_to_bentoml(
     checkpoint: str | Path,
     *,
@@ -51,7 +65,8 @@ def save_to_bentoml(
     except NotFound:
         pass
     clean_labels = {k: str(v) for k, v in (labels or {}).items() if v is not None}
-    with bentoml.models.create(tag, labels=clean_labels, metadata=metadata or {}) as model:
+    meta = clean_metadata(metadata or {})
+    with bentoml.models.create(tag, labels=clean_labels, metadata=meta) as model:
         shutil.copyfile(checkpoint, Path(model.path) / CHECKPOINT_FILE)
     return str(model.tag)
 
@@ -113,6 +128,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "MODEL_NAME",
     "bento_version",
+    "clean_metadata",
     "save_to_bentoml",
     "serve_command",
     "serve_env",
