@@ -51,6 +51,9 @@ def _mount_subapps() -> None:
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
+    from web.cli import register as register_web
+
+    register_web(app)
 
 
 

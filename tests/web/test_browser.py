@@ -1,0 +1,200 @@
+"""The web database in a real headless Chromium (Selenium), against a real served model.
+
+Signs in, filters cases, opens a case, asks the model (``bentoml serve`` of a model trained
+here, from tests/e2e/test_serving.py) and sees the heat map, releases a quarantined item.
+Screenshots of the main pages go to BONEBASE_TEST_ARTIFACTS (default: a temp folder); the
+folder is printed. Skipped only when Debian's chromium is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_serving import TOKEN, server, trained  # noqa: F401  (fixtures)
+from tests.web.conftest import PASSWORD, make_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium and chromium-driver "
+                       "(apt-get install chromium chromium-driver)"),
+]
+
+
+@pytest.fixture(scope="module")
+def synth_root(trained) -> Path:  # noqa: F811
+    """The consortium the served model was trained on (overrides the conftest one)."""
+    return trained["root"] / "synth"
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    root = os.environ.get("BONEBASE_TEST_ARTIFACTS")
+    out = Path(root) / "web" if root else Path(tempfile.mkdtemp(prefix="bonebase-web-shots-"))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"\nweb screenshots: {out}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def site_url(seeded, server) -> str:  # noqa: F811
+    """The app served by uvicorn on a free port, calling the served model."""
+    import uvicorn
+
+    app = make_app(seeded, diagnosis_url=server["url"], api_token=TOKEN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not download a browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1200"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def _sign_in(browser, site_url, user):
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{site_url}/login")
+    browser.find_element(By.ID, "username").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # argon2 verification takes a moment on a busy machine: wait longer than the implicit 5 s,
+    # and for the login page to be gone (a session left by an earlier test shows "whoami" on it).
+    _navigate(browser, browser.find_element(By.ID, "sign-in"))
+    who = WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "whoami"))
+    assert who[0].text.startswith(user), browser.page_source[:3000]
+
+
+def _navigate(browser, element) -> None:
+    """Click ``element`` and wait until its page is replaced (reading the old page races)."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(browser, 60).until(ec.staleness_of(element))
+
+
+def _loaded(browser, img) -> bool:
+    return browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                  img)
+
+
+def test_filter_open_case_and_ask_the_model(browser, site_url, seeded, server, artifacts):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    _sign_in(browser, site_url, "stan")
+    browser.save_screenshot(str(artifacts / "cases.png"))
+    site = seeded["other_site"]
+    Select(browser.find_element(By.ID, "f-site")).select_by_value(site)
+    browser.find_element(By.ID, "f-age_min").send_keys("5")
+    _navigate(browser, browser.find_element(By.ID, "apply"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#case-table tbody tr")
+    assert rows and all(r.find_elements(By.TAG_NAME, "td")[1].text == site for r in rows)
+    assert f"site={site}" in browser.current_url
+    browser.save_screenshot(str(artifacts / "cases-filtered.png"))
+
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, "a.case-link"))
+    assert browser.find_element(By.ID, "clinical").is_displayed()
+    first = browser.find_element(By.CSS_SELECTOR, "figure.radiograph img")
+    WebDriverWait(browser, 30).until(lambda b: _loaded(b, first))
+    browser.save_screenshot(str(artifacts / "case.png"))
+
+    from selenium.common.exceptions import TimeoutException
+
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, "button.ask-model"))
+    try:
+        box = WebDriverWait(browser, 120).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, "#diagnosis .prediction"))
+    except TimeoutException:
+        pytest.fail("no prediction shown; the page says: "
+                    + browser.find_element(By.TAG_NAME, "body").text[:2000])
+    assert box.find_element(By.CSS_SELECTOR, ".model-version").text == server["tag"]
+    assert box.find_element(By.CSS_SELECTOR, ".predicted-class").text in ("benign", "malignant")
+    heat = box.find_element(By.CSS_SELECTOR, "img.heat")
+    WebDriverWait(browser, 30).until(lambda b: _loaded(b, heat))
+    assert browser.execute_script("return arguments[0].naturalWidth", heat) == 64
+    # The heat map lies exactly on the radiograph (same box on the page).
+    base = box.find_element(By.CSS_SELECTOR, "img.base")
+    assert heat.rect == base.rect
+    slider = box.find_element(By.CSS_SELECTOR, "input.opacity")
+    browser.execute_script("arguments[0].value = 80; arguments[0].dispatchEvent(new Event('input'))",
+                           slider)
+    assert heat.value_of_css_property("opacity") == "0.8"
+    browser.save_screenshot(str(artifacts / "diagnosis.png"))
+
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        stored = conn.execute("SELECT model_version, requested_by FROM predictions").fetchall()
+    assert [(r["model_version"], r["requested_by"]) for r in stored] == [(server["tag"], "stan")]
+
+
+def test_release_a_quarantined_item(browser, site_url, seeded):
+    from selenium.webdriver.common.by import By
+
+    _sign_in(browser, site_url, "stan")
+    browser.get(f"{site_url}/quarantine")
+    row = browser.find_element(By.CSS_SELECTOR, "#quarantine tr[id^=item-]")
+    item = row.get_attribute("id").removeprefix("item-")
+    assert row.find_elements(By.TAG_NAME, "td")[1].text == seeded["steward_site"]
+    row.find_element(By.NAME, "reason").send_keys("the site sent a corrected file")
+    _navigate(browser, row.find_element(By.CSS_SELECTOR, "button.release"))
+    assert browser.find_element(By.ID, "done").text == f"Item {item} resolved."
+    browser.get(f"{site_url}/quarantine?status=released")
+    status = browser.find_element(By.CSS_SELECTOR, f"#item-{item} .status").text
+    assert status.startswith("released by stan")
+
+
+def test_screenshots_of_the_other_pages(browser, site_url, artifacts):
+    from selenium.webdriver.common.by import By
+
+    _sign_in(browser, site_url, "ada")
+    for name in ("stats", "quarantine", "submissions", "sites", "models", "diagnose"):
+        browser.get(f"{site_url}/{name}")
+        assert browser.find_element(By.TAG_NAME, "h1").text
+        browser.save_screenshot(str(artifacts / f"{name}.png"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 0  # on /diagnose
+    browser.get(f"{site_url}/stats")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart")) == 5
+    _sign_in(browser, site_url, "vera")
+    browser.get(f"{site_url}/quarantine")
+    assert browser.find_element(By.CSS_SELECTOR, "h1").text == "Not allowed"
+    browser.save_screenshot(str(artifacts / "forbidden.png"))
+    assert sorted(p.name for p in artifacts.glob("*.png")) == sorted(
+        ["cases.png", "cases-filtered.png", "case.png", "diagnosis.png", "stats.png",
+         "quarantine.png", "submissions.png", "sites.png", "models.png", "diagnose.png",
+         "forbidden.png"])

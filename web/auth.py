@@ -1,0 +1,96 @@
+"""Who is asking: session cookies, role checks and CSRF tokens.
+
+CSRF uses the signed double-submit pattern (OWASP): every browser gets a random ``bb_csrf``
+cookie, and forms carry HMAC(key, cookie); a cross-site page can neither read the cookie nor
+forge the HMAC. The cookie is renewed at sign-in so that a planted value does not carry over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterator
+
+from fastapi import Depends, HTTPException, Request
+from psycopg import Connection
+
+from bonebase.db.users import User, session_user
+
+SESSION_COOKIE = "bb_session"
+CSRF_COOKIE = "bb_csrf"
+CSRF_FIELD = "csrf_token"
+
+
+class LoginRequired(Exception):
+    """Raised by a dependency when the page needs a signed-in user; answered with a redirect."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    """A pooled connection for one request, committed when the request's work is done."""
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def current_user(request: Request, conn: Connection = Depends(get_conn)) -> User | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    user = session_user(conn, token) if token else None
+    request.state.user = user
+    return user
+
+
+def _next(request: Request) -> str:
+    query = f"?{request.url.query}" if request.url.query else ""
+    return request.url.path + query
+
+
+def browse(request: Request, user: User | None = Depends(current_user)) -> User | None:
+    """Pages of de-identified cases: anyone signed in, and anonymous visitors in open-data mode."""
+    if user is None and not request.app.state.web.open_data:
+        raise LoginRequired(_next(request))
+    return user
+
+
+def require(role: str) -> Callable[..., User]:
+    """A dependency that admits users with ``role`` or a higher one; others get the 403 page."""
+
+    def check(request: Request, user: User | None = Depends(current_user)) -> User:
+        if user is None:
+            raise LoginRequired(_next(request))
+        if not user.can(role):
+            raise HTTPException(403, f"this page needs the {role} role; you are {user.role}")
+        return user
+
+    return check
+
+
+def new_csrf_seed() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def csrf_seed(request: Request) -> str:
+    """This browser's CSRF seed (made by the middleware when the cookie was missing)."""
+    return getattr(request.state, "csrf_seed", None) or request.cookies.get(CSRF_COOKIE, "")
+
+
+def csrf_token(request: Request) -> str:
+    key: bytes = request.app.state.csrf_key
+    return hmac.new(key, csrf_seed(request).encode(), hashlib.sha256).hexdigest()
+
+
+async def csrf_protect(request: Request) -> None:
+    """Refuse a form POST whose token does not match this browser's cookie."""
+    form = await request.form()
+    sent = str(form.get(CSRF_FIELD, ""))
+    seed = request.cookies.get(CSRF_COOKIE)
+    if not seed or not hmac.compare_digest(sent, csrf_token(request)):
+        raise HTTPException(403, "the form's security token is missing or stale: reload the page "
+                                 "and submit again (cookies must be enabled)")
+
+
+def csrf_key(secret: bytes) -> bytes:
+    """The HMAC key for CSRF tokens, derived so that the consortium key itself is never used."""
+    return hmac.new(secret, b"bonebase-web-csrf-v1", hashlib.sha256).digest()

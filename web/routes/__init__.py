@@ -1,0 +1,1 @@
+"""Routers of the web database, one module per area."""

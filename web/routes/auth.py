@@ -1,0 +1,69 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from psycopg import Connection
+
+from bonebase.db import audit
+from bonebase.db.users import authenticate, end_session, start_session
+from web.auth import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    csrf_protect,
+    current_user,
+    get_conn,
+    new_csrf_seed,
+)
+from web.render import render
+
+router = APIRouter()
+
+
+def _safe_next(value: str | None) -> str:
+    # Only paths on this site: "//host" or "https://…" would make sign-in an open redirect.
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/cases"
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/cases", user=Depends(current_user)):
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", dependencies=[Depends(csrf_protect)])
+def login(request: Request, username: str = Form(""), password: str = Form(""),
+          next: str = Form("/cases"), conn: Connection = Depends(get_conn)):
+    user = authenticate(conn, username.strip().lower(), password)
+    if user is None:
+        request.state.user = None
+        return render(request, "login.html", status=401, next=_safe_next(next),
+                      error="wrong user name or password")
+    web = request.app.state.web
+    token = start_session(conn, user, hours=web.session_hours)
+    audit.record(conn, action="user.sign_in", entity="user", entity_id=user.username,
+                 actor=user.username)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
+                        secure=web.cookie_secure, max_age=int(web.session_hours * 3600))
+    # A new CSRF seed at sign-in: a value planted before it does not carry over.
+    response.set_cookie(CSRF_COOKIE, new_csrf_seed(), httponly=True, samesite="strict",
+                        secure=web.cookie_secure)
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(csrf_protect)])
+def logout(request: Request, conn: Connection = Depends(get_conn)):
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        end_session(conn, token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def home():
+    return RedirectResponse("/cases", status_code=303)

@@ -1,0 +1,94 @@
+"""Cases: the filtered list, the statistics page, one case, its images and DICOM download."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from psycopg import Connection
+
+from bonebase.db import audit
+from bonebase.db import predictions as preds
+from bonebase.db.sites import list_sites
+from bonebase.vocab import DIAGNOSES
+from web import queries
+from web.auth import browse, get_conn, require
+from web.charts import bar_chart, histogram
+from web.filters import BEHAVIOURS, LOCATIONS, MODALITIES, SEXES, parse_cursor, parse_filters
+from web.imaging import SIZES, render
+from web.render import render as page
+
+router = APIRouter()
+
+
+def _choices(conn: Connection) -> dict:
+    return {
+        "sites": [s.code for s in list_sites(conn)],
+        "diagnoses": sorted((d.code, d.name) for d in DIAGNOSES.values()),
+        "behaviours": BEHAVIOURS, "locations": LOCATIONS, "sexes": SEXES, "modalities": MODALITIES,
+    }
+
+
+@router.get("/cases")
+def case_list(request: Request, conn: Connection = Depends(get_conn), user=Depends(browse)):
+    filters, errors = parse_filters(request.query_params)
+    after, before = parse_cursor(request.query_params, errors)
+    context = {"filters": filters, "errors": errors, "choices": _choices(conn), "rows": [],
+               "total": 0, "cap": queries.COUNT_CAP, "newer": None, "older": None}
+    if errors:
+        return page(request, "cases.html", status=400, **context)
+    size = request.app.state.web.page_size
+    rows, has_newer, has_older = queries.list_cases(conn, filters, after=after, before=before,
+                                                    limit=size)
+    context.update(
+        rows=rows, total=queries.count_cases(conn, filters),
+        newer={**filters.query(), "before": rows[0]["id"]} if rows and has_newer else None,
+        older={**filters.query(), "after": rows[-1]["id"]} if rows and has_older else None,
+    )
+    return page(request, "cases.html", **context)
+
+
+@router.get("/stats")
+def stats(request: Request, conn: Connection = Depends(get_conn), user=Depends(browse)):
+    s = queries.statistics(conn)
+    charts = [bar_chart(s["diagnosis"], title="Cases by diagnosis"),
+              bar_chart(s["behaviour"], title="Cases by behaviour"),
+              bar_chart(s["site"], title="Cases by site"),
+              bar_chart(s["location"], title="Cases by location"),
+              histogram(s["age"], title="Age at diagnosis (years)")]
+    total = sum(n for _, n in s["site"])
+    return page(request, "stats.html", charts=charts, stats=s, total=total)
+
+
+@router.get("/cases/{case_id}")
+def case_view(request: Request, case_id: int, conn: Connection = Depends(get_conn),
+              user=Depends(browse)):
+    case = queries.get_case(conn, case_id)
+    history = preds.for_case(conn, case_id) if user is not None else []
+    diagnosis = DIAGNOSES.get(case["diagnosis_code"] or "")
+    can_ask = user is not None and request.app.state.web.diagnosis_url is not None
+    return page(request, "case.html", case=case, predictions=history,
+                diagnosis_name=diagnosis.name if diagnosis else case["diagnosis_code"],
+                can_ask=can_ask, shown=request.query_params.get("prediction"))
+
+
+@router.get("/images/{instance_id}.png")
+def image(request: Request, instance_id: int, size: int = Query(512),
+          conn: Connection = Depends(get_conn), user=Depends(browse)):
+    if size not in SIZES:
+        raise HTTPException(400, f"size={size} is not offered; use one of {SIZES}")
+    inst = queries.get_instance(conn, instance_id)
+    png = render(request.app.state.store.get_bytes(inst["object_key"]), size)
+    # Stored objects are content-addressed and never change: the browser may keep the picture.
+    return Response(png, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+@router.get("/images/{instance_id}.dcm")
+def download(request: Request, instance_id: int, conn: Connection = Depends(get_conn),
+             user=Depends(require("researcher"))):
+    inst = queries.get_instance(conn, instance_id)
+    data = request.app.state.store.get_bytes(inst["object_key"])
+    audit.record(conn, action="instance.download", entity="instance", entity_id=instance_id,
+                 actor=user.username)
+    return Response(data, media_type="application/dicom", headers={
+        "Content-Disposition": f'attachment; filename="case{inst["case_id"]}-{instance_id}.dcm"'})
