@@ -128,11 +128,20 @@ def show_cmd(version: Annotated[int, typer.Argument(help="Version number.")]) ->
 def checkout_cmd(
     version: Annotated[int, typer.Argument(help="Version number.")],
     to: Annotated[
-        Path | None, typer.Option("--to", help="Also copy data/ into this folder.")
+        Path | None,
+        typer.Option("--to", help="Restore into this folder (replaced), not in the workspace."),
+    ] = None,
+    lock_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--lock-to",
+            help="Also write the version's split lock here (splits/assignments.csv), so that "
+            "`dvc repro --downstream split` reproduces the version's split.",
+        ),
     ] = None,
     workspace: Annotated[
         Path | None,
-        typer.Option("--workspace", help="Workspace to restore in (cloned when missing)."),
+        typer.Option("--workspace", help="Workspace to restore from (cloned when missing)."),
     ] = None,
 ) -> None:
     """Restore data/ of a version (from the DVC remote where the local cache lacks it)."""
@@ -140,5 +149,7 @@ def checkout_cmd(
 
     settings, url = _settings_and_url()
     ws = (workspace or settings.home / "workspace").absolute()
-    row, path = checkout(url, version, workspace=ws, dest=to)
+    row, path = checkout(url, version, workspace=ws, dest=to, lock_to=lock_to)
     console.print(f"dataset version {row.version} ({row.n_images} images) restored in {path}")
+    if lock_to is not None:
+        console.print(f"its split lock written to {lock_to}")

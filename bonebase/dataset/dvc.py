@@ -8,6 +8,7 @@ commands: two flows on one workspace wait for each other instead of failing.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,12 @@ def dvc(cwd: Path, *args: str, what: str | None = None, check: bool = True) -> s
     return run(
         [sys.executable, "-m", "dvc", *args], cwd=cwd, what=what or f"dvc {args[0]}", check=check
     )
+
+
+def dvc_batch(cwd: Path, commands: Sequence[Sequence[str]], *, what: str) -> str:
+    """Run several DVC commands in one process (see :mod:`bonebase.dataset.dvc_batch`)."""
+    payload = json.dumps([list(c) for c in commands])
+    return run([sys.executable, "-m", "bonebase.dataset.dvc_batch", payload], cwd=cwd, what=what)
 
 
 @contextmanager
@@ -147,6 +154,7 @@ __all__ = [
     "VersioningError",
     "configure_remote",
     "dvc",
+    "dvc_batch",
     "git",
     "head",
     "init_workspace",

@@ -2,16 +2,21 @@
 
 ``export(conn, store, out_dir, size=..., bits=..., modalities=...)`` writes
 
-- ``out_dir/images/<instance_id>.png``: radiograph_to_float → resize_keep_aspect → to_uint,
-  a lossless grayscale PNG (8- or 16-bit), ``instance_id`` being the stored DICOM's sha256;
+- ``out_dir/images/<shard>/<instance_id>.png``: radiograph_to_float → resize_keep_aspect →
+  to_uint, a lossless grayscale PNG (8- or 16-bit), ``instance_id`` being the stored DICOM's
+  sha256. Images are sharded *by arrival*: each export puts the images it renders into one new
+  shard ``b<NNNN>`` (the next number), so a dataset version that adds 500 images adds one
+  500-image folder and DVC hashes and pushes only that folder (treeverse/dvc#6222: DVC's cost
+  grows with the files it walks);
 - ``out_dir/labels.csv``: one row per image, sorted by instance_id (columns in
-  :data:`bonebase.dataset.labels.LABEL_COLUMNS`);
+  :data:`bonebase.dataset.labels.LABEL_COLUMNS`; ``image`` is the path under ``out_dir``);
 - ``out_dir/export-state.json``: the preprocessing parameters the PNGs were made with.
 
 It is incremental: an image is rendered only when it is missing or the parameters changed
 (the PNG name is the content hash of its source, so an existing file with the same parameters
-is the same image), and images that left the view are deleted. The same database content gives
-byte-identical files, so DVC sees no change when nothing changed.
+is the same image); images that left the view (withdrawn cases) are deleted from whatever shard
+holds them. Other parameters make every PNG stale: all shards go and the full export lands in
+one new shard. The same database content and history give byte-identical files.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -122,6 +128,54 @@ def _counts(rows: list[dict[str, str]]) -> dict[str, dict[str, int]]:
     }
 
 
+SHARD_PREFIX = "b"
+# Written by `bonebase dataset checkout --to`; an export from the database is no recorded
+# version, so it must not leave an old version's claim behind (see bonebase.dataset.marker).
+MARKER_FILE = "dataset-version.json"
+
+
+def shard_name(number: int) -> str:
+    return f"{SHARD_PREFIX}{number:04d}"
+
+
+def shard_number(name: str) -> int | None:
+    """The number of a shard folder name (``b0007`` → 7), None for anything else."""
+    digits = name[len(SHARD_PREFIX) :]
+    if name.startswith(SHARD_PREFIX) and len(digits) == 4 and digits.isdigit():
+        return int(digits)
+    return None
+
+
+def existing_images(images: Path) -> dict[str, Path]:
+    """instance id → PNG, over every shard (and the flat layout of earlier exports)."""
+    found: dict[str, Path] = {}
+    if not images.is_dir():
+        return found
+    for entry in os.scandir(images):
+        if entry.is_dir() and shard_number(entry.name) is not None:
+            for png in os.scandir(entry.path):
+                if png.name.endswith(".png") and not png.name.startswith("."):
+                    found[png.name[:-4]] = Path(png.path)
+        elif entry.name.endswith(".png") and not entry.name.startswith("."):
+            found[entry.name[:-4]] = Path(entry.path)  # flat layout: moved into the new shard
+    return found
+
+
+def next_shard(images: Path, taken: Sequence[str] = ()) -> str:
+    """The shard after the highest one on disk or in ``taken`` (names a caller still tracks)."""
+    names = [e.name for e in os.scandir(images) if e.is_dir()] if images.is_dir() else []
+    numbers = [n for n in map(shard_number, [*names, *taken]) if n is not None]
+    return shard_name(max(numbers, default=0) + 1)
+
+
+def _clear_images(images: Path) -> None:
+    for path in existing_images(images).values():
+        path.unlink()
+    for entry in os.scandir(images):
+        if entry.is_dir() and shard_number(entry.name) is not None:
+            shutil.rmtree(entry.path)
+
+
 def export(
     conn: Connection,
     store: ObjectStore,
@@ -133,36 +187,50 @@ def export(
     intermediate_as: str = "benign",
     boxes: Mapping[str, Box] | None = None,
     workers: int = 1,
+    shard: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Bring ``out_dir`` in line with the database's current training view; see the module doc.
 
     ``boxes`` (lesion boxes by submitted-file sha256, from :func:`load_truth_boxes`) fill the
-    ``lesion_box`` column; ``workers`` threads render in parallel; ``progress(done, total)``
+    ``lesion_box`` column; ``workers`` threads render in parallel; new images go to the shard
+    folder ``shard`` (default: the next number after those on disk); ``progress(done, total)``
     is called as images are rendered.
     """
     _check_args(size, bits)
     out_dir = Path(out_dir)
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER_FILE).unlink(missing_ok=True)
     view, unlabelled = query_view(conn, modalities=modalities, intermediate_as=intermediate_as)
     summary = ExportSummary(skipped={i: "no vocabulary diagnosis" for i in unlabelled})
     wanted = params_hash(size=size, bits=bits)
+    # Numbered before a re-export clears the old shards, so that its shard is a new one too.
+    new_dir = images / (shard or next_shard(images))
     if _read_state(out_dir) != wanted:
         # Other parameters made the PNGs there: all are stale. The state goes first so that a
         # crash half-way leaves no claim that the remaining old files are current.
         (out_dir / STATE_FILE).unlink(missing_ok=True)
-        for png in images.glob("*.png"):
-            png.unlink()
-    todo = [r for r in view if not (images / f"{r.instance_id}.png").is_file()]
+        _clear_images(images)
+    have = existing_images(images)
+    if shard_number(new_dir.name) is None:
+        raise InputError(f"shard name {new_dir.name!r} is not of the form b0001")
+    todo = [r for r in view if r.instance_id not in have]
     summary.reused = len(view) - len(todo)
+    for instance_id, path in have.items():
+        if path.parent == images:  # flat layout of an earlier export: into the new shard
+            new_dir.mkdir(exist_ok=True)
+            have[instance_id] = new_dir / path.name
+            os.replace(path, have[instance_id])
+    if todo:
+        new_dir.mkdir(exist_ok=True)
 
     def render(row: ViewRow) -> tuple[str, str | None]:
         try:
             data = render_png(store.get_bytes(row.object_key), size=size, bits=bits)
         except BonebaseError as exc:  # undecodable pixels, a missing object: skip, reported
             return row.instance_id, str(exc)
-        _write_atomic(images / f"{row.instance_id}.png", data)
+        _write_atomic(new_dir / f"{row.instance_id}.png", data)
         return row.instance_id, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -172,15 +240,21 @@ def export(
                 summary.skipped[instance_id] = problem
             else:
                 summary.rendered += 1
+                have[instance_id] = new_dir / f"{instance_id}.png"
             if progress:
                 progress(done, len(todo))
     kept = [r for r in view if r.instance_id not in summary.skipped]
-    keep_names = {f"{r.instance_id}.png" for r in kept}
-    for png in images.iterdir():
-        if png.name not in keep_names:
-            png.unlink()
-            summary.removed += png.suffix == ".png"
+    keep = {r.instance_id for r in kept}
+    for instance_id, path in have.items():
+        if instance_id not in keep:
+            path.unlink()
+            summary.removed += 1
+    for folder in (e for e in os.scandir(images) if e.is_dir()):
+        if shard_number(folder.name) is not None and not any(os.scandir(folder.path)):
+            os.rmdir(folder.path)  # an emptied shard goes (the new one when nothing rendered)
     labels = with_boxes(kept, boxes, size=size)
+    for row in labels:
+        row["image"] = have[row["instance_id"]].relative_to(out_dir).as_posix()
     write_labels(out_dir / "labels.csv", labels)
     state = {"params_hash": wanted, "size": size, "bits": bits, "pipeline": PIPELINE_VERSION}
     _write_atomic(
@@ -193,4 +267,15 @@ def export(
     return summary
 
 
-__all__ = ["ExportSummary", "STATE_FILE", "export", "params_hash", "render_png"]
+__all__ = [
+    "MARKER_FILE",
+    "ExportSummary",
+    "STATE_FILE",
+    "existing_images",
+    "export",
+    "next_shard",
+    "params_hash",
+    "render_png",
+    "shard_name",
+    "shard_number",
+]

@@ -1,22 +1,23 @@
 """Dataset versions: export → ``dvc add`` → git commit → ``dvc push`` → a dataset_versions row.
 
 The versions live in a *dataset workspace*, by default ``BONEBASE_HOME/workspace``: a git + DVC
-repository of its own, created on first use, holding ``data.dvc`` (the exported view),
-``splits/assignments.csv`` (the locked split, in git so that it survives every version and every
+repository of its own, created on first use, holding the ``.dvc`` files of the exported view
+(one per image shard and table, see :mod:`bonebase.dataset.tracking`), ``splits/assignments.csv`` (the locked split, in git so that it survives every version and every
 clone) and nothing else. Not the project's checkout, because (1) a service or a steward's
 installed ``bonebase`` has no checkout to write to, (2) data commits would interleave with code
 commits and reviews, and a developer's uncommitted work would block or leak into a version, and
 (3) the workspace is owned by one process at a time (a file lock), which no shared checkout can
 promise. Training reads a version by its number (:func:`checkout`, into any folder).
 
-Each step is all or nothing: if the push or the database write fails, the workspace commit is
-rolled back, so the latest version stays the last complete one.
+Each step is all or nothing: the data are pushed before the workspace commit (objects only,
+named by content), and if the database write fails the commit is rolled back, so the latest
+version stays the last complete one.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,10 @@ import pandas as pd
 
 from bonebase.config import Settings
 from bonebase.dataset import dvc as dv
-from bonebase.dataset.export import ExportSummary, export
+from bonebase.dataset import tracking
+from bonebase.dataset.export import ExportSummary, export, next_shard
 from bonebase.dataset.labels import Box
+from bonebase.dataset.marker import write_marker
 from bonebase.dataset.split import assign_splits, read_assignments, write_assignments
 from bonebase.db import datasets
 from bonebase.db.engine import connect
@@ -34,7 +37,7 @@ from bonebase.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
-DATA = "data"
+DATA = tracking.DATA
 ASSIGNMENTS = "splits/assignments.csv"
 
 
@@ -111,7 +114,27 @@ def _rollback(workspace: Path, rev: str, tag: str) -> None:
     dv.git(workspace, "tag", "-d", tag, check=False)
     dv.git(workspace, "reset", "-q", "--hard", rev)
     # data/ keeps the new export on purpose: it is the export's working area (the next run
-    # re-syncs it incrementally), and `dvc checkout` would delete it when no version tracks it.
+    # finds the new shard untracked, or an old one's listing changed, and adds it again).
+
+
+def _not_recorded(number: int, exc: Exception) -> dv.VersioningError:
+    reason = str(exc) if isinstance(exc, BonebaseError) else repr(exc)
+    return dv.VersioningError(
+        f"dataset version {number} was not recorded and the workspace is rolled back to the "
+        f"previous version ({reason}); fix the cause (remote reachable and writable, database "
+        "up) and run `bonebase dataset version` again"
+    )
+
+
+def _back_to_tip(ws: Path) -> None:
+    """Put the workspace on its branch tip, with the tip's data after an in-place checkout."""
+    detached = not dv.git(ws, "symbolic-ref", "-q", "HEAD", check=False).strip()
+    dv.git(ws, "checkout", "-q", "-f", dv.BRANCH)
+    if detached:
+        # `checkout N` left an old version's shards: restore the tip's from the cache, so the
+        # export re-renders nothing and no stale shard is taken for a new one.
+        tracking.prune_untracked_shards(ws)
+        dv.dvc(ws, "checkout", "--force", what="dvc checkout of the branch tip", check=False)
 
 
 def version_dataset(
@@ -133,8 +156,7 @@ def version_dataset(
     ws = Path(target.workspace)
     with dv.workspace_lock(ws):
         dv.init_workspace(ws, remote_url=target.remote_url, endpoint_url=target.endpoint_url)
-        # Back on the branch tip after a checkout of an old version left data.dvc changed.
-        dv.git(ws, "checkout", "-q", "-f", dv.BRANCH)
+        _back_to_tip(ws)
         dv.configure_remote(ws, target.remote_url, endpoint_url=target.endpoint_url)
         with connect(db_url) as conn:
             summary = export(
@@ -147,17 +169,24 @@ def version_dataset(
                 intermediate_as=export_params.intermediate_as,
                 boxes=boxes,
                 workers=workers,
+                # numbered past every shard the branch tracks, even one whose folder is gone
+                shard=next_shard(ws / DATA / "images", list(tracking.tracked_shards(ws))),
             )
         params = {"export": asdict(export_params)}
         counts = {**summary.counts}
         if split_params is not None:
             counts["split"] = _split(ws / DATA, ws, split_params)
             params["split"] = asdict(split_params)
-        dv.dvc(ws, "add", DATA, what="dvc add data")
-        md5 = dv.tracked_md5(ws / "data.dvc")
+        with connect(db_url) as conn:
+            number = datasets.next_version(conn)
+        try:
+            tracking.add_and_push(ws, remote=target.remote_url)
+        except dv.VersioningError as exc:
+            tracking.discard_uncommitted(ws)
+            raise _not_recorded(number, exc) from exc
+        md5 = tracking.tree_md5(ws)
         with connect(db_url) as conn:
             latest = datasets.latest_version(conn)
-            number = datasets.next_version(conn)
         if latest is not None and latest.dvc_md5 == md5:
             dv.git(ws, "checkout", "-q", "-f", dv.BRANCH)
             message = f"no new data since dataset version {latest.version}: no new version"
@@ -176,7 +205,6 @@ def version_dataset(
         dv.git(ws, "tag", tag)
         rev = dv.head(ws)
         try:
-            dv.dvc(ws, "push", "data.dvc", what=f"dvc push to {target.remote_url}")
             with connect(db_url) as conn:
                 row = datasets.add_version(
                     conn,
@@ -194,31 +222,36 @@ def version_dataset(
                 )
         except Exception as exc:
             _rollback(ws, previous, tag)
-            reason = str(exc) if isinstance(exc, BonebaseError) else repr(exc)
-            raise dv.VersioningError(
-                f"dataset version {number} was not recorded and the workspace is rolled back to "
-                f"the previous version ({reason}); fix the cause (remote reachable and writable, "
-                "database up) and run `bonebase dataset version` again"
-            ) from exc
+            raise _not_recorded(number, exc) from exc
         return VersionOutcome(
             row, summary, f"dataset version {number}: {summary.describe()}", params
         )
 
 
 def checkout_rev(workspace: Path, rev: str, *, dest: Path | None = None) -> Path:
-    """Restore ``data/`` as committed at ``rev`` (pulling from the remote what the local cache
-    lacks); with ``dest``, copy it there too. Returns the folder holding the data."""
+    """Restore ``data/`` as committed at ``rev`` (pulling from the remote what the cache lacks).
+
+    Without ``dest`` the workspace itself is checked out at ``rev`` (detached; the next
+    ``version`` returns it to the tip). With ``dest`` the workspace is left as it is: a
+    throw-away clone sharing its cache restores ``rev`` and its data are copied to ``dest``
+    (without DVC's bookkeeping files). Returns the folder holding the data.
+    """
     ws = Path(workspace)
     with dv.workspace_lock(ws):
-        dv.git(ws, "checkout", "-q", rev, "--", "data.dvc", what=f"git checkout of {rev}")
-        dv.dvc(ws, "pull", "--force", "data.dvc", what="dvc pull data.dvc")
         if dest is None:
+            dv.git(ws, "checkout", "-q", "-f", "--detach", rev, what=f"git checkout of {rev}")
+            tracking.prune_untracked_shards(ws)
+            dv.dvc(ws, "pull", "--force", what="dvc pull")
             return ws / DATA
-        dest = Path(dest)
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(ws / DATA, dest)
-        return dest
+        with tempfile.TemporaryDirectory(prefix=".checkout-", dir=ws.parent) as tmp:
+            clone = Path(tmp) / "clone"
+            dv.run(["git", "clone", "-q", "--no-checkout", str(ws), str(clone)], cwd=Path(tmp),
+                   what=f"git clone of {ws}")  # fmt: skip
+            dv.git(clone, "checkout", "-q", rev, what=f"git checkout of {rev}")
+            cache = (ws / ".dvc" / "cache").absolute()
+            dv.dvc(clone, "cache", "dir", "--local", str(cache), what="dvc cache dir")
+            dv.dvc(clone, "pull", what="dvc pull")
+            return tracking.copy_data(clone / DATA, Path(dest))
 
 
 def checkout(
@@ -227,9 +260,13 @@ def checkout(
     *,
     workspace: Path,
     dest: Path | None = None,
+    lock_to: Path | None = None,
 ) -> tuple[datasets.DatasetVersion, Path]:
-    """Restore dataset ``version`` in ``workspace``; a missing workspace is cloned first from
-    the repository the version was made in (its data then come from the DVC remote)."""
+    """Restore dataset ``version`` (in ``workspace``, or copied to ``dest``, which then gets a
+    ``dataset-version.json`` marker); a missing workspace is cloned first from the repository
+    the version was made in (its data then come from the DVC remote). ``lock_to``: also write
+    the version's split lock there (``splits/assignments.csv`` of a training checkout), so
+    that the pipeline's split stage reproduces the version's split."""
     with connect(db_url) as conn:
         row = datasets.get_version(conn, version)
     ws = Path(workspace)
@@ -240,7 +277,14 @@ def checkout(
             cwd=ws.parent,
             what=f"git clone of {row.workspace}",
         )
-    return row, checkout_rev(ws, row.git_rev, dest=dest)
+    path = checkout_rev(ws, row.git_rev, dest=dest)
+    if dest is not None:
+        write_marker(path, version=row.version, dvc_md5=row.dvc_md5, git_rev=row.git_rev)
+    if lock_to is not None:
+        lock = dv.git(ws, "show", f"{row.git_rev}:{ASSIGNMENTS}", what="git show of the lock")
+        Path(lock_to).parent.mkdir(parents=True, exist_ok=True)
+        Path(lock_to).write_text(lock)
+    return row, path
 
 
 __all__ = [

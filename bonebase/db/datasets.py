@@ -18,6 +18,8 @@ class DatasetVersion:
     """One recorded dataset version (a row of ``dataset_versions``)."""
 
     version: int
+    # md5 over the version's .dvc files (path and DVC hash of each shard and table; see
+    # bonebase.dataset.tracking.tree_md5); versions of the first layout hold data.dvc's hash.
     dvc_md5: str
     git_rev: str
     workspace: str

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +23,7 @@ from PIL import Image
 
 from bonebase.config import Settings
 from bonebase.dataset import dvc as dv
-from bonebase.dataset.export import export
+from bonebase.dataset.export import MARKER_FILE, export
 from bonebase.dataset.labels import LABEL_COLUMNS, load_truth_boxes
 from bonebase.dataset.versioning import (
     ExportParams,
@@ -81,13 +83,33 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
+def _content(files: dict[str, str]) -> dict[str, str]:
+    """A data/ listing without DVC's and git's bookkeeping and the checkout marker."""
+    return {
+        k: v
+        for k, v in files.items()
+        if not k.endswith((".dvc", ".gitignore")) and k != MARKER_FILE
+    }
+
+
+def _by_name(folder: Path) -> dict[str, str]:
+    """Image file name → content hash, whatever shard holds it."""
+    return {Path(k).name: v for k, v in _files(folder / "images").items() if k.endswith(".png")}
+
+
 def _labels(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
 
 
+def _set_current(url: str, case: str, current: bool) -> None:
+    with connect(url) as conn:
+        conn.execute("UPDATE cases SET is_current = %s WHERE case_pseudonym = %s", (current, case))
+        conn.commit()
+
+
 def _reset_versions(url: str) -> None:
     with connect(url) as conn:
-        conn.execute("TRUNCATE dataset_versions")
+        conn.execute("TRUNCATE dataset_versions CASCADE")  # and tables that point at it
         conn.commit()
 
 
@@ -162,11 +184,21 @@ def test_export_is_deterministic_incremental_and_labelled(world, consortium, tmp
             conn, store, tmp_path / "a", size=SIZE, bits=16, modalities=["CR", "DX"], boxes=boxes
         )
         assert back.rendered == n_case
-        assert _files(tmp_path / "a") == _files(tmp_path / "b")
-        # Other parameters re-render everything.
+        # The same images, the returning ones in a new shard (sharded by arrival).
+        assert _by_name(tmp_path / "a") == _by_name(tmp_path / "b")
+        again_labels = _labels(tmp_path / "a")
+        moved = again_labels["case_id"] == case
+        assert set(again_labels.loc[moved, "image"].str[:13]) == {"images/b0002/"}
+        assert set(again_labels.loc[~moved, "image"].str[:13]) == {"images/b0001/"}
+        pd.testing.assert_frame_equal(
+            again_labels.drop(columns="image"), _labels(tmp_path / "b").drop(columns="image")
+        )
+        # Other parameters re-render everything, into one new shard; the old ones go.
         eight = export(conn, store, tmp_path / "a", size=SIZE, bits=8, modalities=["CR", "DX"])
     assert eight.rendered == a.n_images
-    assert Image.open(tmp_path / "a" / labels["image"].iloc[0]).mode == "L"
+    assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == ["b0003"]
+    eight_labels = _labels(tmp_path / "a")
+    assert Image.open(tmp_path / "a" / eight_labels["image"].iloc[0]).mode == "L"
 
 
 def test_versions_lock_splits_and_restore_in_a_fresh_clone(world, consortium, tmp_path):
@@ -203,8 +235,16 @@ def test_versions_lock_splits_and_restore_in_a_fresh_clone(world, consortium, tm
     old_rows = labels2[labels2["instance_id"].isin(labels1["instance_id"])]
     pd.testing.assert_frame_equal(old_rows.reset_index(drop=True), labels1)
     changed = {k for k in v2_files.keys() | v1_files.keys() if v1_files.get(k) != v2_files.get(k)}
-    expected = {f"images/{i}.png" for i in new_rows["instance_id"]}
-    assert changed - {"labels.csv", "split.csv"} == expected
+    expected = {f"images/b0002/{i}.png" for i in new_rows["instance_id"]}
+    assert set(new_rows["image"]) == expected  # the contract: path under data/
+    tables = {"labels.csv", "split.csv", "labels.csv.dvc", "split.csv.dvc"}
+    assert changed - tables == expected | {"images/b0002.dvc", "images/.gitignore"}
+    # Only the new shard and the tables changed in git: version 1's shard is untouched.
+    diff = dv.git(ws, "diff", "--name-only", "v1", "v2").split()
+    assert sorted(diff) == sorted(
+        f"data/{f}"
+        for f in ("images/.gitignore", "images/b0002.dvc", "labels.csv.dvc", "split.csv.dvc")
+    ) + ["splits/assignments.csv"]
     # Locked split: every v1 patient keeps its split; MUC patients are spread.
     v2_split = pd.read_csv(ws / "data" / "split.csv", dtype=str)
     merged = v1_split.merge(v2_split, on=["site", "patient_id"], suffixes=("_1", "_2"))
@@ -217,9 +257,36 @@ def test_versions_lock_splits_and_restore_in_a_fresh_clone(world, consortium, tm
     row, restored = checkout(url, 1, workspace=tmp_path / "clone")
     assert row.git_rev == v1.version.git_rev
     assert _files(restored) == v1_files
-    # and back to version 2 in the main workspace, from its cache
+    # and version 2 copied out of the main workspace (left as it is), from its cache
     _, path = checkout(url, 2, workspace=ws, dest=tmp_path / "copy")
-    assert _files(path) == v2_files
+    assert _content(_files(path)) == _content(v2_files)
+    assert json.loads((path / MARKER_FILE).read_text())["version"] == 2
+    assert _files(ws / "data") == v2_files
+
+    # Version 1 in place: version 2's shard leaves data/ ...
+    checkout(url, 1, workspace=ws)
+    assert _files(ws / "data") == v1_files
+    # ... and the next version returns to the tip from the cache (nothing re-rendered).
+    # A withdrawn case: version 3 rewrites only the shard that held it.
+    case = labels1["case_id"].iloc[0]
+    gone = set(labels1.loc[labels1["case_id"] == case, "instance_id"])
+    _set_current(url, case, False)
+    try:
+        v3 = version_dataset(url, store, target=target, export_params=EXPORT, split_params=SPLIT)
+        assert v3.version is not None and v3.export.removed == len(gone)
+        assert v3.export.rendered == 0
+        assert not gone & set(_labels(ws / "data")["instance_id"])
+        diff = dv.git(ws, "diff", "--name-only", "v2", "v3").split()
+        assert {d for d in diff if "images" in d} == {"data/images/b0001.dvc"}
+        # New preprocessing parameters: a new full export in one new shard; old shards go.
+        eight = replace(EXPORT, bits=8)
+        v4 = version_dataset(url, store, target=target, export_params=eight, split_params=SPLIT)
+        assert v4.version is not None and v4.export.rendered == v4.export.n_images
+        assert [p.name for p in (ws / "data" / "images").glob("b*.dvc")] == ["b0003.dvc"]
+        _, old = checkout(url, 2, workspace=ws, dest=tmp_path / "v2-again")
+        assert _content(_files(old)) == _content(v2_files)
+    finally:
+        _set_current(url, case, True)
 
 
 def test_s3_remote_and_fresh_clone(world, tmp_path, s3_bucket, monkeypatch):
@@ -287,7 +354,7 @@ def test_flow_and_cli(world, tmp_path, monkeypatch):
     result = version_dataset_flow(str(params), settings=settings)
     assert result["version"] == 1 and result["n_images"] > 0
     ws = settings.home / "workspace"
-    assert Image.open(next((ws / "data" / "images").iterdir())).size == (32, 32)
+    assert Image.open(next((ws / "data" / "images").glob("b*/*.png"))).size == (32, 32)
 
     monkeypatch.setenv("BONEBASE_HOME", str(settings.home))
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
@@ -305,7 +372,8 @@ def test_flow_and_cli(world, tmp_path, monkeypatch):
         dest = tmp_path / "out"
         out = runner.invoke(dataset_app, ["checkout", "1", "--to", str(dest)])
         assert out.exit_code == 0, out.output
-        assert _files(dest) == _files(ws / "data")
+        assert _content(_files(dest)) == _content(_files(ws / "data"))
+        assert json.loads((dest / MARKER_FILE).read_text())["version"] == 1
         with (dest / "labels.csv").open() as fh:
             assert next(csv.reader(fh)) == list(LABEL_COLUMNS)
     finally:
