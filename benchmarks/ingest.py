@@ -129,6 +129,9 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bonebase-bench-"))
     tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
+    # Prefect's own SQLite database apart from other Prefect processes on the machine: a shared
+    # one makes every task wait on "database is locked" (pitfalls.md), which is not ingest's cost.
+    os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
     try:
         data = args.data
         if data is None:

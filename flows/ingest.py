@@ -23,13 +23,15 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.ingest import accept, process, receipt, scan, source, store
 from bonebase.storage import open_store
 
-BATCH = 100  # files per task: enough to amortise a task, small enough to keep every core busy
+# Files per task: a task costs tens of milliseconds of orchestration (more on a busy machine),
+# so about two tasks per worker, each of 100-500 files, keep every core busy at little cost.
+BATCH_MIN, BATCH_MAX = 100, 500
 
 
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def process_files(entries: list[scan.FileEntry], secret: bytes, uid_root: str, site: str,
                   staging: str) -> list[process.FileResult]:
-    """Read, QC and de-identify one batch of files into the staging folder."""
+    """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
     # pydicom is pure Python: the work runs in a process pool so batches use every core, while
     # Prefect still sees (and retries) one task per batch.
     future = _workers().submit(process.process_batch, entries, secret=secret, uid_root=uid_root,
@@ -40,17 +42,27 @@ def process_files(entries: list[scan.FileEntry], secret: bytes, uid_root: str, s
 _POOL = None
 
 
+def _worker_count() -> int:
+    import os
+
+    return max(1, int(os.environ.get("BONEBASE_INGEST_WORKERS") or os.cpu_count() or 1))
+
+
+def _batch_size(n: int) -> int:
+    import math
+
+    return min(BATCH_MAX, max(BATCH_MIN, math.ceil(n / (2 * _worker_count()))))
+
+
 def _workers():
     """The process pool for file batches: BONEBASE_INGEST_WORKERS, default one per core."""
     global _POOL
     if _POOL is None:
         import multiprocessing
-        import os
         from concurrent.futures import ProcessPoolExecutor
 
-        n = int(os.environ.get("BONEBASE_INGEST_WORKERS") or os.cpu_count() or 1)
         # spawn, not fork: the flow process runs Prefect's threads, which fork must not copy.
-        _POOL = ProcessPoolExecutor(max_workers=max(1, n),
+        _POOL = ProcessPoolExecutor(max_workers=_worker_count(),
                                     mp_context=multiprocessing.get_context("spawn"))
     return _POOL
 
@@ -67,7 +79,7 @@ def validate(manifest, headers, site: str, submission_id: int, docs_dir: str):
 @task(name="store-cases", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def store_cases(plan, url: str, storage_url: str, endpoint: str | None, region: str | None,
                 site_id: int, submission_id: int):
-    """Put accepted files into the object store and commit each case in one transaction."""
+    """Move accepted files into the object store, then commit the cases in batches."""
     with connect(url) as conn:
         return store.store_cases(plan, conn=conn,
                                  store=open_store(storage_url, endpoint_url=endpoint, region=region),
@@ -111,8 +123,13 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
                 conn.commit()
         submission_id = row["id"]
         manifest = load_manifest(manifest_path)
-        staging = settings.home / "staging" / str(submission_id)
-        batches = [entries[i:i + BATCH] for i in range(0, len(entries), BATCH)]
+        objects = open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
+                             region=settings.s3_region)
+        # A local store stages inside itself, so storing an accepted file is a rename.
+        staging = (objects.staging_dir(str(submission_id))
+                   or settings.home / "staging" / str(submission_id))
+        size = _batch_size(len(entries))
+        batches = [entries[i:i + size] for i in range(0, len(entries), size)]
         futures = [process_files.submit(b, secret, settings.uid_root, site, str(staging))
                    for b in batches]
         results: list[process.FileResult] = []
@@ -132,8 +149,6 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
                               settings.s3_region, site_row.id, submission_id)
         _progress(progress, "cases", len(plan.cases), len(plan.cases))
         clock.lap("store")
-        objects = open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
-                             region=settings.s3_region)
         docs = str(report.data_docs_index) if report.data_docs_index else None
         the_receipt = receipt.build_receipt(
             site=site, submission_id=submission_id, source=source_path, plan=plan,

@@ -21,6 +21,8 @@ from io import BytesIO
 
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
@@ -52,6 +54,7 @@ _SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 _OFFSET_MIN, _OFFSET_MAX = -3650, -365  # days; always into the past, by one to ten years
 _PSEUDONYM_HEX = 20
 _META_KEPT = (0x00020001, 0x00020002, 0x00020010)
+_PIXEL_DATA = 0x7FE00010
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
 _SOP_INSTANCE_UID = 0x00080018
@@ -90,6 +93,35 @@ class DeidResult:
         hits = deid_scan.scan_bytes(header, deid_scan.Matcher(self.sources))
         self.residue.extend(f"phi_residue: {hit}" for hit in hits)
         return data
+
+    def encode_parts(self) -> tuple[bytes, bytes]:
+        """Encode the elements before and after Pixel Data (which the data set must not hold)
+        and scan both for residue; the caller writes Pixel Data between them.
+
+        Together with the source's Pixel Data element these are the bytes of :meth:`to_bytes`.
+        """
+        elements = dict(self.dataset.items())
+        tail = {tag: elem for tag, elem in elements.items() if tag > _PIXEL_DATA}
+        if _PIXEL_DATA in elements:
+            raise InputError("encode_parts needs a data set without Pixel Data; use to_bytes")
+        head_ds = self.dataset
+        if tail:
+            head_ds = Dataset({t: e for t, e in elements.items() if t < _PIXEL_DATA})
+            head_ds.file_meta = self.dataset.file_meta
+            head_ds.set_original_encoding(*dv.encoding_of(self.dataset))
+        buf = BytesIO()
+        head_ds.save_as(buf, enforce_file_format=True)
+        head, trailing = buf.getvalue(), b""
+        if tail:
+            out = DicomBytesIO()
+            out.is_implicit_VR, out.is_little_endian = self.dataset.original_encoding
+            write_dataset(out, Dataset(tail), self.dataset.original_character_set or "iso8859")
+            trailing = out.getvalue()
+        matcher = deid_scan.Matcher(self.sources)
+        for part in (head, trailing):
+            hits = deid_scan.scan_bytes(part, matcher)
+            self.residue.extend(f"phi_residue: {hit}" for hit in hits)
+        return head, trailing
 
 
 @dataclass

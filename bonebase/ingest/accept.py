@@ -20,6 +20,7 @@ from bonebase.db.cases import CaseRecord, InstanceRecord
 from bonebase.db.quarantine import QuarantineItem
 from bonebase.dicom.deid import Deidentifier
 from bonebase.ingest.process import FileResult
+from bonebase.ingest.redact import Redactor
 
 
 @dataclass
@@ -36,28 +37,18 @@ class Plan:
     quarantine: list[tuple[QuarantineItem, FileResult | None]] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # submission-level findings
-    scrub: re.Pattern[str] | None = None
+    scrub: Redactor | None = None
 
     def redact(self, text: str | None) -> str | None:
         """Text safe to store: this submission's identifying values replaced by [redacted].
 
         Paths need it too: sites often name folders by PatientID or accession number.
         """
-        if text is None or self.scrub is None:
+        if text is None or not self.scrub:
             return text
-        return self.scrub.sub("[redacted]", text)
+        return self.scrub.redact(text)
 
     clean = redact
-
-
-def redaction_pattern(values: set[str]) -> re.Pattern[str] | None:
-    """One case-insensitive pattern for identifying values, longest first, matched as whole
-    tokens (so an ID inside "20150510_HX1505100010" is found, a digit run inside a hash is not)."""
-    ordered = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-    if not ordered:
-        return None
-    body = "|".join(re.escape(v) for v in ordered)
-    return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])", re.IGNORECASE)
 
 
 def _text(value: object) -> str:
@@ -97,7 +88,7 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
     for col in ("patient_id", "accession_number"):
         if col in manifest:
             identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
-    plan.scrub = redaction_pattern(identifiers)
+    plan.scrub = Redactor(identifiers)
 
     # Files that could not be read or de-identified, and byte-identical copies inside the submission.
     first_of: dict[str, str] = {}
@@ -186,7 +177,7 @@ def instance_record(r: FileResult, *, object_key: str) -> InstanceRecord:
         study_uid=r.study_uid, series_uid=r.series_uid, sop_instance_uid=r.sop_instance_uid,
         sop_class_uid=r.extra.get("sop_class_uid"), modality=str(rec.get("modality") or ""),
         sha256=r.sha256, source_sha256=r.source_sha256, object_key=object_key,
-        size_bytes=r.staged.stat().st_size if r.staged else r.size, study_date=r.study_date,
+        size_bytes=r.out_size if r.out_size is not None else r.size, study_date=r.study_date,
         study_description=r.extra.get("study_description"),
         series_description=r.extra.get("series_description"), body_part=r.extra.get("body_part"),
         rows=rec.get("rows"), columns=rec.get("columns"), bits_stored=rec.get("bits_stored"),

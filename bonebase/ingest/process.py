@@ -2,21 +2,27 @@
 
 Each file is read once. Its header row (with the site's own PatientID and accession, needed to
 match the manifest) stays in memory; the de-identified bytes are written to a staging folder under
-their content hash, and only moved into the object store once validation has accepted them.
+their content hash, and only moved into the object store once validation has accepted them (for
+a local store the staging folder lies inside it, so the move is a rename, not a copy).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from bonebase.dicom.deid import Deidentifier
-from bonebase.dicom.read import DicomReadError, header_record, read_full
+from bonebase.dicom.read import DicomReadError, header_record
+from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
 from bonebase.errors import InputError
 from bonebase.ingest.scan import FileEntry
+from bonebase.storage import TMP_PREFIX
 
+_SERIAL = itertools.count()
 # Modalities whose pixels we QC for blank/saturated images (radiographs).
 XRAY = frozenset({"CR", "DX"})
 
@@ -31,6 +37,7 @@ class FileResult:
     message: str | None = None
     sha256: str | None = None  # of the de-identified bytes
     staged: Path | None = None
+    out_size: int | None = None  # of the de-identified bytes
     pseudonym: str | None = None
     study_uid: str | None = None
     series_uid: str | None = None
@@ -51,12 +58,16 @@ def _da(value: object) -> date | None:
 
 
 def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path) -> FileResult:
-    """Read, QC and de-identify one file; failures become a reason code, never an exception."""
+    """Read, QC and de-identify one file; failures become a reason code, never an exception.
+
+    The header is parsed and de-identified; Pixel Data is copied from the source into the staged
+    output in chunks (never held whole), hashed on the way.
+    """
     from validation.image_qc import qc_metrics
 
     result = FileResult(entry.rel, entry.sha256, entry.size)
     try:
-        ds = read_full(entry.path)
+        parts = open_parts(entry.path, entry.rel)
     except DicomReadError as exc:
         result.reason, result.message = exc.reason, str(exc).replace(str(entry.path), entry.rel)
         return result
@@ -64,32 +75,44 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
         result.reason = "missing_file"
         result.message = f"{entry.rel}: the file disappeared during ingestion; send it again"
         return result
-    record = header_record(ds, file=entry.rel)
+    with parts:
+        return _process_parts(parts, result, deid=deid, site=site, staging=staging,
+                              qc_metrics=qc_metrics)
+
+
+def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
+                   staging: Path, qc_metrics) -> FileResult:
+    ds, rel = parts.dataset, result.rel
+    record = header_record(ds, file=rel)
     if record["modality"] in XRAY:
         try:
-            record.update(qc_metrics(ds.pixel_array, bits_stored=record["bits_stored"]))
+            sample, aspect = qc_sample(parts)
+            record.update(qc_metrics(sample, bits_stored=record["bits_stored"]))
+            record["aspect_ratio"] = aspect  # of the image, not of the sample
         except Exception as exc:  # undecodable pixels are a corrupt file, not a crash
             result.reason = "corrupt_file"
-            result.message = (f"{entry.rel}: pixel data cannot be decoded ({exc.__class__.__name__});"
+            result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__});"
                               " export the image again from the PACS and resubmit")
             return result
     try:
         out = deid.deidentify(ds, site=site)
     except InputError as exc:
-        result.reason, result.message = "deidentification_failed", f"{entry.rel}: {exc}"
+        result.reason, result.message = "deidentification_failed", f"{rel}: {exc}"
         return result
-    data = out.to_bytes()  # also scans the encoded header for identifying values
+    if parts.pixels is None:  # Pixel Data read into the data set (deflated files)
+        head, tail = out.to_bytes(), b""  # to_bytes scans the encoded header for residue
+    else:
+        head, tail = out.encode_parts()  # scanned for residue as well
     if out.residue:
         result.reason = "phi_residue"
-        result.message = (f"{entry.rel}: identifying values remain after de-identification "
+        result.message = (f"{rel}: identifying values remain after de-identification "
                           f"({len(out.residue)} hits); held for review by a data steward")
     elif out.needs_review:
         result.reason = out.needs_review[0]
-        result.message = (f"{entry.rel}: {out.needs_review[0].replace('_', ' ')}: the image may show"
+        result.message = (f"{rel}: {out.needs_review[0].replace('_', ' ')}: the image may show"
                           " identifying text; held for review by a data steward")
     record["patient_identity_removed"] = str(out.dataset.get("PatientIdentityRemoved", ""))
     result.record = record
-    result.sha256 = hashlib.sha256(data).hexdigest()
     result.pseudonym = out.pseudonym
     result.identifiers = out.identifiers
     result.study_uid = str(out.dataset.get("StudyInstanceUID", ""))
@@ -104,13 +127,31 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
         "instance_number": record.get("instance_number") or _int(out.dataset.get("InstanceNumber")),
     }
     if result.reason is None:
-        staged = staging / f"{result.sha256}.dcm"
-        if not staged.exists():
-            tmp = staged.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(staged)
-        result.staged = staged
+        # Nothing is written for a file held for review: its original is what quarantine keeps.
+        result.staged, result.sha256, result.out_size = _stage(parts, head, tail, staging)
     return result
+
+
+def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path) -> tuple[Path, str, int]:
+    """Write header, Pixel Data and trailer to ``staging/<sha256>.dcm``, hashing on the way."""
+    digest = hashlib.sha256()
+    # Unique per process and file (mkstemp's random names cost more than the write here).
+    tmp = staging / f"{TMP_PREFIX}{os.getpid()}-{next(_SERIAL)}.part"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(head)
+            digest.update(head)
+            size = len(head) + parts.copy_pixels(fh, digest)
+            fh.write(tail)
+            digest.update(tail)
+            size += len(tail)
+        sha = digest.hexdigest()
+        staged = staging / f"{sha}.dcm"
+        tmp.replace(staged)  # atomic: a concurrent worker writing the same content is harmless
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return staged, sha, size
 
 
 def _int(value: object) -> int | None:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from psycopg import Connection
 
 from bonebase.db import quarantine
-from bonebase.db.cases import commit_case
-from bonebase.ingest.accept import Plan, instance_record
+from bonebase.db.cases import commit_cases
+from bonebase.ingest.accept import CasePlan, Plan, instance_record
 from bonebase.ingest.scan import FileEntry
 from bonebase.storage import ObjectStore, content_key
 
@@ -22,31 +22,54 @@ class StoreOutcome:
     duplicates: int = 0
 
 
+CASES_PER_COMMIT = 50  # cases per transaction: few statements per batch, little lost to a crash
+
+
 def store_cases(plan: Plan, *, conn: Connection, store: ObjectStore, site_id: int,
                 submission_id: int) -> StoreOutcome:
-    """Objects first (content-addressed, so a re-run rewrites nothing), then one transaction per case."""
+    """Objects first (content-addressed, so a re-run rewrites nothing), then the case rows in
+    transactions of whole cases."""
     outcome = StoreOutcome()
     # Every object is durable (the batch exits) before any row that points at it is committed.
     with store.batch():
         for case in plan.cases:
             for r in case.files:
                 key = content_key(r.sha256)
-                if not store.exists(key):
-                    store.put_file(key, r.staged, sha256=r.sha256)
-    for case in plan.cases:
-        instances = [instance_record(r, object_key=content_key(r.sha256)) for r in case.files]
-        result = commit_case(conn, site_id=site_id, submission_id=submission_id,
-                             case=case.record, instances=instances)
-        outcome.cases["status"][result.status] += 1
-        outcome.added += result.added
-        outcome.duplicates += result.duplicates
-        outcome.case_results.append({
-            "row": case.row, "case_id": case.case_ref, "status": result.status,
-            "version": result.version, "files_added": result.added,
-            "files_duplicate": result.duplicates,
-            "files": [plan.redact(r.rel) for r in case.files],
-        })
+                if r.staged is not None and r.staged.exists():
+                    store.put_staged(key, r.staged, sha256=r.sha256)  # a rename when local
+                elif not store.exists(key):  # a retry finds the objects it moved already
+                    raise FileNotFoundError(
+                        f"{plan.redact(r.rel)}: its de-identified copy is missing from staging;"
+                        " run the submission again")
+    for batch in _batches(plan.cases):
+        results = commit_cases(
+            conn, site_id=site_id, submission_id=submission_id,
+            cases=[(case.record, [instance_record(r, object_key=content_key(r.sha256))
+                                  for r in case.files]) for case in batch])
+        for case, result in zip(batch, results, strict=True):
+            outcome.cases["status"][result.status] += 1
+            outcome.added += result.added
+            outcome.duplicates += result.duplicates
+            outcome.case_results.append({
+                "row": case.row, "case_id": case.case_ref, "status": result.status,
+                "version": result.version, "files_added": result.added,
+                "files_duplicate": result.duplicates,
+                "files": [plan.redact(r.rel) for r in case.files],
+            })
     return outcome
+
+
+def _batches(cases: list[CasePlan]) -> list[list[CasePlan]]:
+    """Chunks of CASES_PER_COMMIT cases, a case pseudonym at most once per chunk."""
+    batches: list[list[CasePlan]] = [[]]
+    seen: set[str] = set()
+    for case in cases:
+        if len(batches[-1]) >= CASES_PER_COMMIT or case.record.case_pseudonym in seen:
+            batches.append([])
+            seen.clear()
+        batches[-1].append(case)
+        seen.add(case.record.case_pseudonym)
+    return [b for b in batches if b]
 
 
 def store_quarantine(plan: Plan, *, conn: Connection, store: ObjectStore, site_id: int,

@@ -199,21 +199,22 @@ def test_crash_midway_then_rerun_finishes_without_duplicates(settings, site_dir,
 
     code = site_dir.name
     _register(db, code)
-    real_commit, calls = store_module.commit_case, []
+    real_commit, calls = store_module.commit_cases, []
 
     def crashing_commit(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 5:
+        if len(calls) > 1:  # the first transaction (5 whole cases) commits, then the crash
             raise RuntimeError("simulated crash")
         return real_commit(*args, **kwargs)
 
-    monkeypatch.setattr(store_module, "commit_case", crashing_commit)
+    monkeypatch.setattr(store_module, "CASES_PER_COMMIT", 5)
+    monkeypatch.setattr(store_module, "commit_cases", crashing_commit)
     with pytest.raises(RuntimeError, match="simulated crash"):
         ingest_submission(code, str(site_dir / "submission"), settings=settings)
     status = db.execute("SELECT status FROM submissions").fetchone()["status"]
     assert status == "running"
     assert counts(db)["cases"] == 5
-    monkeypatch.setattr(store_module, "commit_case", real_commit)
+    monkeypatch.setattr(store_module, "commit_cases", real_commit)
 
     receipt = ingest_submission(code, str(site_dir / "submission"), settings=settings)
     assert db.execute("SELECT count(*) AS n, min(status) AS s FROM submissions").fetchone() == {

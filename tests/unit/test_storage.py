@@ -316,3 +316,19 @@ def test_batch_defers_sync_but_keeps_writes_atomic_and_visible(tmp_path, monkeyp
     assert syncs == [1]
     store.put_bytes("a/3", b"three")  # outside a batch: fsynced (file and directory)
     assert len(fsyncs) == 2
+
+
+def test_put_staged_moves_the_file_in(store, tmp_path):
+    """Local stores stage inside themselves (a move is a rename); others upload and delete."""
+    staging = store.staging_dir("7") or tmp_path / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    data = b"de-identified bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    key = content_key(sha)
+    for _ in range(2):  # the second copy finds the object there and is only dropped
+        staged = staging / f"{sha}.dcm"
+        staged.write_bytes(data)
+        info = store.put_staged(key, staged, sha256=sha)
+        assert not staged.exists() and info.size == len(data) and info.sha256 == sha
+    assert store.get_bytes(key) == data
+    assert list(store.list("")) == [key]  # the staging area never shows in listings
