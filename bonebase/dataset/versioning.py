@@ -92,6 +92,12 @@ def default_target(settings: Settings) -> Target:
     return Target(settings.home / "workspace", str(settings.home / "dvc-remote"))
 
 
+def _version_cases(data: Path) -> list[tuple[str, str]]:
+    """The (site, case pseudonym) pairs a version's labels hold."""
+    labels = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
+    return sorted(set(zip(labels["site"], labels["case_id"], strict=True)))
+
+
 def _split(data: Path, workspace: Path, params: SplitParams) -> dict[str, int]:
     labels = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
     previous = read_assignments(workspace / ASSIGNMENTS)
@@ -219,6 +225,7 @@ def version_dataset(
                     counts=counts,
                     params=params,
                     actor=actor,
+                    cases=_version_cases(ws / DATA),
                 )
         except Exception as exc:
             _rollback(ws, previous, tag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,8 +58,10 @@ def add_version(
     counts: dict[str, Any],
     params: dict[str, Any],
     actor: str | None = None,
+    cases: Sequence[tuple[str, str]] = (),
 ) -> DatasetVersion:
-    """Insert a version and its audit event in one transaction (the caller's, or a new one)."""
+    """Insert a version, its cases (``(site code, case pseudonym)`` pairs of its labels, so the
+    web database can filter by version) and its audit event in one transaction."""
     created_by = actor or audit.current_actor()
     with conn.transaction():
         row = conn.execute(
@@ -79,6 +82,16 @@ def add_version(
                 created_by,
             ),
         ).fetchone()
+        if cases:
+            sites, pseudonyms = zip(*cases, strict=True)
+            conn.execute(
+                "INSERT INTO dataset_version_cases (version, case_id)"
+                " SELECT %s, c.id FROM cases c JOIN sites s ON s.id = c.site_id"
+                " JOIN unnest(%s::text[], %s::text[]) AS l(site, pseudonym)"
+                "   ON l.site = s.code AND l.pseudonym = c.case_pseudonym"
+                " ON CONFLICT DO NOTHING",
+                (version, list(sites), list(pseudonyms)),
+            )
         audit.record(
             conn,
             action="dataset.version",

@@ -112,6 +112,15 @@ def test_retrain_registers_a_gated_candidate_and_never_deploys(world):
     assert [r["entity_id"] for r in run] == ["1"]
     assert run[0]["details"]["model_id"] == out["model_id"]
     assert run[0]["details"]["gate_passed"] == out["gate_passed"]
+    import pandas as pd
+
+    labels = pd.read_csv(project / "data" / "labels.csv", dtype=str)
+    cases = set(zip(labels["site"], labels["case_id"], strict=True))
+    with connect(settings.database_url) as conn:
+        in_version = conn.execute(
+            "SELECT count(*) AS n FROM dataset_version_cases WHERE version = 1"
+        ).fetchone()["n"]
+    assert in_version == len(cases) > 0  # the web database filters cases by version with these
     metrics = yaml.safe_load((project / "reports" / "metrics.json").read_text())
     assert model["metrics"]["external"]["auc"] == pytest.approx(metrics["external"]["auc"])
 
