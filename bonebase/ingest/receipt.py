@@ -26,6 +26,21 @@ FIXES = {
     "secondary_capture": "send the original radiograph instead of a screen capture",
     "phi_residue": "a data steward reviews the file; remove identifying text at the source",
     "missing_file": "send the file again",
+    "missing_column": "add the missing column to manifest.csv (docs/manifest-template.csv)",
+    "missing_value": "fill in the required field of the row (docs/manifest.md)",
+    "unknown_modality": "use XR, CT or MR in the modalities column",
+    "no_radiograph": "send at least one radiograph (CR/DX) of the case, or remove XR from it",
+    "image_in_two_cases": "an image belongs to one case: fix the PatientID/AccessionNumber",
+    "inconsistent_sex": "make the manifest's sex match the images' PatientSex (or correct both)",
+    "unsupported_modality": "send radiographs, CT or MR only (no reports, SR or other objects)",
+    "image_dimensions": "export the image again: its rows/columns do not match its pixel data",
+    "tiny_image": "send the full-resolution image, not a thumbnail",
+    "bad_pixel_format": "export as 8-16 bit grayscale (MONOCHROME1/2) DICOM",
+    "undecodable_transfer_syntax": "export uncompressed or as JPEG/JPEG 2000 lossless",
+    "unsupported_transfer_syntax": "export uncompressed or as JPEG/JPEG 2000 lossless",
+    "identity_not_removed": "a data steward reviews the file; remove identifying data at the source",
+    "deidentification_failed": "export the file again from the PACS; if it repeats, tell the "
+    "consortium's data stewards",
 }
 
 
