@@ -1,12 +1,17 @@
 """Ingest throughput: the whole flow against plain pydicom read+write and dicognito, one process.
 
     python benchmarks/ingest.py [--sites 4 --cases-per-site 150 --seed 5] [--data DIR]
+                                [--runner process|dask|both] [--workers N] [--dask-address URL]
 
 Generates (or reuses) a synthetic consortium, then over the same files measures:
   (a) plain pydicom: dcmread + dcmwrite of every file (the floor any DICOM pipeline pays);
   (b) dicognito: dcmread + Anonymizer().anonymize + dcmwrite;
   (c) the ingest flow (Prefect, validation, de-identification, PostgreSQL, object store),
 and prints files/s, MB/s, the ratios (c)/(a) and (c)/(b), and validation's share of the flow.
+With ``--runner dask`` the flow runs on Prefect's Dask task runner (a temporary local cluster of
+``--workers`` processes, or the scheduler at ``--dask-address``); ``both`` runs it on the default
+process pool and on Dask over the same files and prints the ratio. Every flow run also prints the
+database growth and the object-store bytes per case and per stored image (for docs/scaling.md).
 Uses DATABASE_URL when set (a fresh database is created and dropped), else the embedded server.
 """
 
@@ -88,7 +93,7 @@ def _database(home: Path) -> tuple[str, callable]:
     return url, drop
 
 
-def bench_flow(data: Path, home: Path) -> tuple[float, dict]:
+def bench_flow(data: Path, home: Path, runner: dict) -> tuple[float, dict, dict]:
     import json
 
     from bonebase.config import Settings
@@ -100,12 +105,14 @@ def bench_flow(data: Path, home: Path) -> tuple[float, dict]:
     url, drop = _database(home)
     try:
         upgrade(url)
-        settings = Settings(home=home, database_url=url, secret="b" * 40, env="test")
+        settings = Settings(home=home, database_url=url, secret="b" * 40, env="test", **runner)
         settings.ensure_home()
         sites = json.loads((data / "sites.json").read_text())
         with connect(url) as conn:
             for s in sites:
                 add_site(conn, code=s["code"], name=s["name"])
+            conn.commit()
+            empty = _db_bytes(conn)
         ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
                           settings=settings)  # warm-up run: Prefect server start, imports
         timings: dict[str, float] = {}
@@ -115,9 +122,39 @@ def bench_flow(data: Path, home: Path) -> tuple[float, dict]:
                                         settings=settings)
             for k, v in receipt["timings_s"].items():
                 timings[k] = timings.get(k, 0.0) + v
-        return time.perf_counter() - t, timings
+        elapsed = time.perf_counter() - t
+        with connect(url) as conn:
+            sizes = _sizes(conn, empty, home / "objects")
+        return elapsed, timings, sizes
     finally:
         drop()
+
+
+def _db_bytes(conn) -> int:
+    return conn.execute("SELECT pg_database_size(current_database()) AS b").fetchone()["b"]
+
+
+def _sizes(conn, empty: int, objects: Path) -> dict:
+    """Database growth over the empty schema, and object-store bytes, for all sites ingested."""
+    conn.execute("ANALYZE")
+    n = {t: conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"]  # noqa: S608
+         for t in ("cases", "instances", "quarantine_items")}
+    curated = sum(p.stat().st_size for p in (objects / "curated").rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
+    return {**n, "db_bytes": _db_bytes(conn) - empty, "curated_bytes": curated,
+            "object_bytes": total}
+
+
+def _print_sizes(sizes: dict) -> None:
+    cases, images = max(sizes["cases"], 1), max(sizes["instances"], 1)
+    print(f"stored: {sizes['cases']} cases, {sizes['instances']} images, "
+          f"{sizes['quarantine_items']} quarantine items (all sites)")
+    print(f"database growth: {sizes['db_bytes'] / 1e6:.1f} MB = "
+          f"{sizes['db_bytes'] / cases / 1e3:.1f} kB/case, "
+          f"{sizes['db_bytes'] / images / 1e3:.1f} kB/image")
+    print(f"object store: {sizes['object_bytes'] / 1e6:.1f} MB in all, curated "
+          f"{sizes['curated_bytes'] / images / 1e3:.1f} kB/image, "
+          f"{sizes['object_bytes'] / cases / 1e3:.1f} kB/case in all (quarantine included)")
 
 
 def main() -> None:
@@ -126,6 +163,10 @@ def main() -> None:
     ap.add_argument("--cases-per-site", type=int, default=150)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--data", type=Path, help="reuse a consortium made by `bonebase synth`")
+    ap.add_argument("--runner", choices=("process", "dask", "both"), default="process",
+                    help="task runner of the flow's file batches (both: compare them)")
+    ap.add_argument("--workers", type=int, help="processes for file batches (default: cores)")
+    ap.add_argument("--dask-address", help="tcp://… of a running Dask scheduler")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bonebase-bench-"))
     tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
@@ -150,19 +191,34 @@ def main() -> None:
             (tmp / name).mkdir()
         t_plain = bench_pydicom(dicom, tmp / "pydicom")
         t_dicognito = bench_dicognito(dicom, tmp / "dicognito")
-        t_flow, timings = bench_flow(data, tmp / "home")
+        runners = {"process": {"task_runner": "process"},
+                   "dask": {"task_runner": "dask", "dask_address": args.dask_address}}
+        names = ["process", "dask"] if args.runner == "both" else [args.runner]
+        flows = {}
+        for name in names:
+            flows[name] = bench_flow(data, tmp / f"home-{name}",
+                                     {**runners[name], "ingest_workers": args.workers})
         rows = [("plain pydicom read+write", t_plain, len(dicom)),
-                ("dicognito read+anonymize+write", t_dicognito, len(dicom)),
-                ("bonebase ingest flow", t_flow, len(measured))]
+                ("dicognito read+anonymize+write", t_dicognito, len(dicom))]
+        rows += [(f"bonebase ingest flow ({name})", flows[name][0], len(measured))
+                 for name in names]
         for label, secs, n in rows:
-            print(f"{label:<32} {secs:8.2f} s  {n / secs:8.1f} files/s  {mb / secs:7.2f} MB/s")
-        flow_rate = len(measured) / t_flow
-        print(f"ratio flow / plain pydicom:  {flow_rate / (len(dicom) / t_plain):.2f}x")
-        print(f"ratio flow / dicognito:      {flow_rate / (len(dicom) / t_dicognito):.2f}x")
-        total = sum(timings.values())
-        shares = ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in timings.items())
-        print(f"flow stages: {shares}")
-        print(f"validation share of ingest time: {timings.get('validate', 0) / total:.1%}")
+            print(f"{label:<36} {secs:8.2f} s  {n / secs:8.1f} files/s  {mb / secs:7.2f} MB/s")
+        for name in names:
+            t_flow, timings, sizes = flows[name]
+            flow_rate = len(measured) / t_flow
+            print(f"[{name}] ratio flow / plain pydicom:  "
+                  f"{flow_rate / (len(dicom) / t_plain):.2f}x")
+            print(f"[{name}] ratio flow / dicognito:      "
+                  f"{flow_rate / (len(dicom) / t_dicognito):.2f}x")
+            total = sum(timings.values())
+            shares = ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in timings.items())
+            print(f"[{name}] flow stages: {shares}")
+            print(f"[{name}] validation share of ingest time: "
+                  f"{timings.get('validate', 0) / total:.1%}")
+        if len(names) == 2:
+            print(f"ratio dask / process (files/s): {flows['process'][0] / flows['dask'][0]:.2f}x")
+        _print_sizes(flows[names[0]][2])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,12 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bonebase.errors import ConfigError
 
 SECRET_FILE = "secret.key"
+# Schemes a dask.distributed scheduler listens on (distributed.comm registry).
+DASK_SCHEMES = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
 # Marks a key that `bonebase init` generated for development; production refuses it.
 DEV_SECRET_PREFIX = "dev-"
 
@@ -42,10 +44,36 @@ class Settings(BaseSettings):
     uid_root: str = Field(
         default="2.25", description="UID root under which de-identified UIDs are remapped."
     )
+    task_runner: Literal["process", "dask"] = Field(
+        default="process",
+        description="Where ingest's file batches run: a process pool on this machine, or Dask.",
+    )
+    dask_address: str | None = Field(
+        default=None, description="tcp://host:8786 of a running Dask scheduler; none = a "
+        "temporary local cluster per ingest run.",
+    )
+    ingest_workers: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Processes for file batches (pool or temporary Dask cluster); default: cores.",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.home = Path(os.path.expanduser(str(self.home))).absolute()
+        if self.dask_address is not None:
+            address = self.dask_address.strip()
+            if not address.startswith(DASK_SCHEMES):
+                raise ConfigError(
+                    f"BONEBASE_DASK_ADDRESS={self.dask_address!r} is not a Dask scheduler "
+                    "address; write it as tcp://HOST:8786 (the address `dask scheduler` prints)"
+                )
+            if self.task_runner != "dask":
+                raise ConfigError(
+                    "BONEBASE_DASK_ADDRESS is set but BONEBASE_TASK_RUNNER is "
+                    f"{self.task_runner!r}; set BONEBASE_TASK_RUNNER=dask to use the cluster, "
+                    "or unset BONEBASE_DASK_ADDRESS"
+                )
+            self.dask_address = address
         return self
 
     @property
@@ -106,4 +134,19 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a ConfigError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(explain(exc)) from None
+
+
+def explain(exc: ValidationError) -> str:
+    """One line per bad variable: its name, the value given, what is expected."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = "DATABASE_URL" if field == "database_url" else f"BONEBASE_{field.upper()}"
+        expected = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}={error.get('input')!r}: {expected}")
+    return "bad setting: " + "; ".join(problems) + " (fix or unset the variable)"

@@ -1,7 +1,10 @@
 """Prefect flow `ingest-submission`: a site's folder, zip or S3 prefix into the database.
 
 Thin by design: every step is a function of ``bonebase.ingest``; tasks batch hundreds of files
-(a task per file costs more than the file) and the I/O tasks retry.
+(a task per file costs more than the file) and the I/O tasks retry. The file batches run on a
+process pool on this machine, or with BONEBASE_TASK_RUNNER=dask as tasks of Prefect's Dask task
+runner (a temporary local cluster, or the scheduler at BONEBASE_DASK_ADDRESS); the rest of the
+flow is the same either way.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from bonebase.db import submissions as subs
 from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site
 from bonebase.dicom.deid import Deidentifier
+from bonebase.errors import ConfigError
 from bonebase.ingest import accept, process, receipt, scan, source, store
 from bonebase.storage import open_store
 
@@ -30,31 +34,36 @@ BATCH_MIN, BATCH_MAX = 100, 500
 
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def process_files(entries: list[scan.FileEntry], secret: bytes, uid_root: str, site: str,
-                  staging: str) -> list[process.FileResult]:
+                  staging: str, pool: int = 0) -> list[process.FileResult]:
     """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
+    if not pool:  # on Dask: the task already runs in a worker process of its own
+        return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
+                                     staging=Path(staging))
     # pydicom is pure Python: the work runs in a process pool so batches use every core, while
     # Prefect still sees (and retries) one task per batch.
-    future = _workers().submit(process.process_batch, entries, secret=secret, uid_root=uid_root,
-                               site=site, staging=Path(staging))
+    future = _workers(pool).submit(process.process_batch, entries, secret=secret,
+                                   uid_root=uid_root, site=site, staging=Path(staging))
     return future.result()
 
 
 _POOL = None
 
 
-def _worker_count() -> int:
+def _worker_count(settings: Settings) -> int:
     import os
 
-    return max(1, int(os.environ.get("BONEBASE_INGEST_WORKERS") or os.cpu_count() or 1))
+    return settings.ingest_workers or os.cpu_count() or 1
 
 
-def _batch_size(n: int) -> int:
+def _batches(entries: list, slots: int) -> list[list]:
+    """About two batches per worker slot, each of BATCH_MIN to BATCH_MAX files."""
     import math
 
-    return min(BATCH_MAX, max(BATCH_MIN, math.ceil(n / (2 * _worker_count()))))
+    size = min(BATCH_MAX, max(BATCH_MIN, math.ceil(len(entries) / (2 * slots))))
+    return [entries[i:i + size] for i in range(0, len(entries), size)]
 
 
-def _workers():
+def _workers(size: int):
     """The process pool for file batches: BONEBASE_INGEST_WORKERS, default one per core."""
     global _POOL
     if _POOL is None:
@@ -62,9 +71,85 @@ def _workers():
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: the flow process runs Prefect's threads, which fork must not copy.
-        _POOL = ProcessPoolExecutor(max_workers=_worker_count(),
+        _POOL = ProcessPoolExecutor(max_workers=size,
                                     mp_context=multiprocessing.get_context("spawn"))
     return _POOL
+
+
+def _dask_runner(settings: Settings):
+    """Prefect's Dask task runner: the scheduler at BONEBASE_DASK_ADDRESS, else a temporary
+    local cluster of BONEBASE_INGEST_WORKERS processes."""
+    from prefect.settings import get_current_settings
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        # Workers elsewhere report their task runs to the Prefect server; a temporary one
+        # listens on this machine only, and each worker would start one of its own.
+        if not get_current_settings().api.url:
+            raise ConfigError(
+                f"BONEBASE_DASK_ADDRESS={settings.dask_address} needs a Prefect server that the "
+                "Dask workers reach: start one (`prefect server start`) and set PREFECT_API_URL "
+                "for this process and the workers"
+            )
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(cluster=_local_cluster(_worker_count(settings), _api_url()))
+
+
+_CLUSTER: dict = {}
+
+
+def _local_cluster(workers: int, api_url: str):
+    """The temporary local cluster: made on first use and kept for the life of this process,
+    like the process pool, so later runs find warm workers (a fresh worker spends seconds
+    importing pydicom and Prefect); distributed closes it when the process exits."""
+    key = (workers, api_url)
+    if key not in _CLUSTER:
+        from distributed import LocalCluster
+
+        for old in _CLUSTER.values():  # another size or Prefect server: one cluster at a time
+            old.close()
+        _CLUSTER.clear()
+        # One thread per worker process: pydicom holds the GIL, so more threads would not
+        # help. The workers report to this run's Prefect API, a temporary server's included
+        # (else each starts a temporary server of its own); ':0' avoids a port clash.
+        _CLUSTER[key] = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", env={"PREFECT_API_URL": api_url})
+    return _CLUSTER[key]
+
+
+def _api_url() -> str:
+    """The API this flow run reports to (a temporary server's too, which settings do not hold)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        from prefect.settings import get_current_settings
+
+        return get_current_settings().api.url or ""
+    return str(context.client.api_url).rstrip("/")
+
+
+def _process_all(entries: list[scan.FileEntry], args: dict, settings: Settings,
+                 progress: Callable[[str, int, int], None] | None) -> list[process.FileResult]:
+    """Run the file batches as Prefect tasks, on the process pool or as Dask tasks."""
+    if settings.task_runner != "dask":
+        slots = _worker_count(settings)
+        futures = [process_files.submit(b, **args, pool=slots) for b in _batches(entries, slots)]
+        return _collect(futures, len(entries), progress)
+    with _dask_runner(settings) as runner:
+        # Batches are sized by the cluster as it is (a remote one has its own worker count).
+        slots = sum(runner.client.nthreads().values()) or 1
+        futures = [runner.submit(process_files, {"entries": b, **args})
+                   for b in _batches(entries, slots)]
+        return _collect(futures, len(entries), progress)
+
+
+def _collect(futures: list, total: int, progress) -> list[process.FileResult]:
+    results: list[process.FileResult] = []
+    for future in futures:  # in submission order: the receipt must not depend on timing
+        results.extend(future.result())
+        _progress(progress, "files", len(results), total)
+    return results
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -128,14 +213,9 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
         # A local store stages inside itself, so storing an accepted file is a rename.
         staging = (objects.staging_dir(str(submission_id))
                    or settings.home / "staging" / str(submission_id))
-        size = _batch_size(len(entries))
-        batches = [entries[i:i + size] for i in range(0, len(entries), size)]
-        futures = [process_files.submit(b, secret, settings.uid_root, site, str(staging))
-                   for b in batches]
-        results: list[process.FileResult] = []
-        for future, _batch in zip(futures, batches, strict=True):
-            results.extend(future.result())
-            _progress(progress, "files", len(results), len(entries))
+        args = {"secret": secret, "uid_root": settings.uid_root, "site": site,
+                "staging": str(staging)}
+        results = _process_all(entries, args, settings, progress)
         clock.lap("process")
         headers = pd.DataFrame([r.record for r in results if r.record is not None])
         docs_dir = settings.home / "datadocs" / str(submission_id)

@@ -66,3 +66,52 @@ def test_unwritable_home_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not writable"):
         Settings(home=blocker / "home").ensure_home()
     assert Path(blocker).is_file()
+
+
+def test_task_runner_defaults_to_the_process_pool(tmp_path, monkeypatch):
+    for name in ("BONEBASE_TASK_RUNNER", "BONEBASE_DASK_ADDRESS", "BONEBASE_INGEST_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings(home=tmp_path)
+    assert (s.task_runner, s.dask_address, s.ingest_workers) == ("process", None, None)
+
+
+def test_dask_settings_are_read_and_reach_the_runner(tmp_path, monkeypatch):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows.ingest
+
+    monkeypatch.setenv("BONEBASE_TASK_RUNNER", "dask")
+    monkeypatch.setenv("BONEBASE_INGEST_WORKERS", "3")
+    sizes = []
+    monkeypatch.setattr(flows.ingest, "_local_cluster", lambda n, url: sizes.append(n))
+    local = flows.ingest._dask_runner(Settings(home=tmp_path))
+    assert local.address is None and sizes == [3]
+    monkeypatch.setenv("BONEBASE_DASK_ADDRESS", " tcp://scheduler:8786 ")
+    with temporary_settings({PREFECT_API_URL: "http://prefect.example:4200/api"}):
+        remote = flows.ingest._dask_runner(Settings(home=tmp_path))
+    assert remote.address == "tcp://scheduler:8786"
+    # A cluster elsewhere cannot reach a temporary Prefect server on this machine.
+    with temporary_settings({PREFECT_API_URL: None}), pytest.raises(ConfigError,
+                                                                    match="PREFECT_API_URL"):
+        flows.ingest._dask_runner(Settings(home=tmp_path))
+
+
+@pytest.mark.parametrize(("env", "match"), [
+    ({"BONEBASE_TASK_RUNNER": "daks"}, "BONEBASE_TASK_RUNNER='daks'.*'process' or 'dask'"),
+    ({"BONEBASE_INGEST_WORKERS": "0"}, "BONEBASE_INGEST_WORKERS='0'.*greater than or equal to 1"),
+    ({"BONEBASE_TASK_RUNNER": "dask", "BONEBASE_DASK_ADDRESS": "scheduler:8786"},
+     "tcp://HOST:8786"),
+    ({"BONEBASE_DASK_ADDRESS": "tcp://scheduler:8786"}, "set BONEBASE_TASK_RUNNER=dask"),
+])
+def test_bad_scale_out_settings_name_the_variable_and_fix(tmp_path, monkeypatch, env, match):
+    from bonebase.config import get_settings
+
+    monkeypatch.setenv("BONEBASE_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=match):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
