@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from bonebase.model.augment import batch_augment
 from bonebase.model.data import load_frame, make_dataset, make_loader
 from bonebase.model.networks import build_network
 
@@ -79,12 +80,11 @@ def bench(frame, data_dir, *, device, arch, image_size, batch_size, steps, worke
             net(x)
         _sync(device)
     out["infer_ceiling_img_s"] = steps * batch_size / (time.perf_counter() - t)
-    # The real pipeline: cached dataset, augmentation in workers, pinned memory.
+    # The real pipeline: cached dataset, pinned memory, batch augmentation on the device.
     cuda = device.type == "cuda"
+    gen = torch.Generator().manual_seed(0)
     for train, key in ((True, "train"), (False, "infer")):
-        ds = make_dataset(
-            frame, data_dir, image_size=image_size, train=train, cache_workers=workers or 1
-        )
+        ds = make_dataset(frame, data_dir, image_size=image_size, cache_workers=workers or 1)
         dl = make_loader(ds, batch_size=batch_size, shuffle=train, num_workers=workers, cuda=cuda)
         net.train(train)
         done, t, it = 0, None, 0
@@ -96,7 +96,7 @@ def bench(frame, data_dir, *, device, arch, image_size, batch_size, steps, worke
                 xb = batch["image"].to(device, non_blocking=True)
                 yb = batch["label"].to(device, non_blocking=True).long()
                 if train:
-                    _step(net, opt, xb, yb, device, amp)
+                    _step(net, opt, batch_augment(xb, gen), yb, device, amp)
                 else:
                     with (
                         torch.inference_mode(),

@@ -18,7 +18,7 @@ from bonebase.model.train import train
 
 TRAIN_KEYS = (
     "arch", "image_size", "epochs", "batch_size", "lr", "weight_decay", "patience", "seed",
-    "num_workers", "amp", "pretrained",
+    "num_workers", "amp", "pretrained", "lesion_loss_weight",
 )  # fmt: skip
 
 

@@ -1,9 +1,8 @@
 """The exported training view (data/labels.csv, data/split.csv, data/images/*.png) as datasets.
 
 ``preprocess_for_model`` is the one deterministic step from a [0, 1] radiograph to the network's
-input; training, evaluation and serving all call it, and training adds random augmentation after
-it (MONAI transforms suited to radiographs: small rotations, left-right flips, random crops,
-contrast and intensity jitter).
+input; training, evaluation and serving all call it. Datasets cache its output (each PNG is
+decoded once); training augments whole batches afterwards (:mod:`bonebase.model.augment`).
 """
 
 from __future__ import annotations
@@ -116,32 +115,16 @@ def _load(image_size: int) -> mt.Transform:
     return mt.Lambdad(keys="image", func=partial(load_for_model, image_size=image_size))
 
 
-def augmentations(image_size: int) -> list[mt.Transform]:
-    """Random transforms for training radiographs (applied after ``preprocess_for_model``)."""
-    pad = max(1, image_size // 16)
-    return [
-        mt.RandRotated(keys="image", range_x=np.pi / 18, prob=0.5, padding_mode="zeros"),
-        # Left and right limbs are equally likely; up-down flips would be unnatural.
-        mt.RandFlipd(keys="image", spatial_axis=1, prob=0.5),
-        mt.BorderPadd(keys="image", spatial_border=pad, value=0),
-        mt.RandSpatialCropd(keys="image", roi_size=(image_size, image_size), random_size=False),
-        mt.RandAdjustContrastd(keys="image", prob=0.3, gamma=(0.75, 1.35)),
-        mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),
-        mt.RandShiftIntensityd(keys="image", offsets=0.05, prob=0.3),
-    ]
-
-
 def make_dataset(
     frame: pd.DataFrame,
     data_dir: str | Path,
     *,
     image_size: int,
-    train: bool,
     cache_workers: int = 2,
 ) -> CacheDataset:
-    """A cached MONAI dataset of ``{"image": (1, S, S), "label": int, "row": int}`` items."""
-    chain = [_load(image_size)] + (augmentations(image_size) if train else [])
-    chain.append(mt.EnsureTyped(keys="image", data_type="tensor", track_meta=False))
+    """A cached MONAI dataset of ``{"image": (1, S, S), "label": int, "row": int}`` items,
+    exactly :func:`preprocess_for_model` of each PNG (augmentation is applied per batch)."""
+    chain = [_load(image_size), mt.EnsureTyped(keys="image", data_type="tensor", track_meta=False)]
     return CacheDataset(
         _items(frame, Path(data_dir)),
         transform=mt.Compose(chain),

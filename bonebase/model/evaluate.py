@@ -216,7 +216,7 @@ def evaluate(
     net = checkpoint.network()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = frame[frame["split"].isin(["val", "test", "external"])].reset_index(drop=True)
-    ds = make_dataset(rows, data_dir, image_size=checkpoint.image_size, train=False)
+    ds = make_dataset(rows, data_dir, image_size=checkpoint.image_size)
     logits, feats = predict(
         net,
         rows,

@@ -17,9 +17,23 @@ from bonebase.errors import InputError
 from bonebase.model.networks import gradcam_layer
 
 
+def unit_range(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each map of (n, 1, H, W) to [0, 1], largest activation → 1 (a flat map → 0)."""
+    flat = maps.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    span = (hi - lo).clamp(min=1e-12).view(-1, 1, 1, 1)
+    return ((maps - lo.view(-1, 1, 1, 1)) / span).where(span > 1e-12, torch.zeros_like(maps))
+
+
 def make_cam(net: nn.Module, arch: str) -> GradCAM:
     """A GradCAM on a private copy of ``net`` (its hooks stay off the caller's model)."""
-    return GradCAM(nn_module=copy.deepcopy(net).float().eval(), target_layers=gradcam_layer(arch))
+    # MONAI's default post-processing maps (min, max) to (1, 0), which flips the heat map
+    # (its own docstring says so): the peak would be the least class-relevant place.
+    return GradCAM(
+        nn_module=copy.deepcopy(net).float().eval(),
+        target_layers=gradcam_layer(arch),
+        postprocessing=unit_range,
+    )
 
 
 def heat_maps(

@@ -28,7 +28,7 @@ def predict(
     """Logits (n, classes) for the rows of ``frame`` in order, and, when ``features_of`` (a
     layer of ``net``) is given, that layer's input for each row (the penultimate features)."""
     device = torch.device(device)
-    ds = dataset or make_dataset(frame, data_dir, image_size=image_size, train=False)
+    ds = dataset or make_dataset(frame, data_dir, image_size=image_size)
     loader = make_loader(
         ds,
         batch_size=batch_size,

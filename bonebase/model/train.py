@@ -16,10 +16,12 @@ from monai.utils import set_determinism
 from torch import nn
 
 from bonebase.errors import InputError
+from bonebase.model.augment import batch_augment
 from bonebase.model.checkpoint import Checkpoint, code_revision
 from bonebase.model.data import make_dataset, make_loader, png_side
 from bonebase.model.infer import case_logits, run_logits, softmax_positive
-from bonebase.model.networks import build_network
+from bonebase.model.lesion import LesionHead, box_masks, box_tensor
+from bonebase.model.networks import build_network, gradcam_layer
 from bonebase.stats import auc, youden_threshold
 
 
@@ -87,6 +89,7 @@ def train(
     num_workers: int = 2,
     amp: bool = True,
     pretrained: str | Path | None = None,
+    lesion_loss_weight: float = 0.0,
     dataset_version: str | None = None,
     device: str | torch.device | None = None,
     log: Callable[[dict], None] | None = None,
@@ -95,7 +98,8 @@ def train(
     checkpoint of the best epoch (threshold = Youden point on validation cases).
 
     ``frame`` is :func:`bonebase.model.data.load_frame` output (columns image, y, split,
-    site, case_id). Stops after ``patience`` epochs without a better validation AUC.
+    site, case_id, lesion_box). Stops after ``patience`` epochs without a better validation AUC.
+    ``lesion_loss_weight`` > 0 adds the lesion-box loss of :mod:`bonebase.model.lesion`.
     """
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise InputError("train.epochs, train.batch_size and train.patience must be >= 1")
@@ -110,12 +114,9 @@ def train(
     cuda = dev.type == "cuda"
     use_amp = amp and cuda  # AMP and channels_last help on GPUs only
     tr, va = _check_split(frame, "train"), _check_split(frame, "val")
-    ds_tr = make_dataset(
-        tr, data_dir, image_size=image_size, train=True, cache_workers=num_workers or 1
-    )
-    ds_va = make_dataset(
-        va, data_dir, image_size=image_size, train=False, cache_workers=num_workers or 1
-    )
+    ds_tr = make_dataset(tr, data_dir, image_size=image_size, cache_workers=num_workers or 1)
+    ds_va = make_dataset(va, data_dir, image_size=image_size, cache_workers=num_workers or 1)
+    aug_gen = torch.Generator().manual_seed(seed)
     dl_tr = make_loader(
         ds_tr, batch_size=batch_size, shuffle=True, num_workers=num_workers, cuda=cuda
     )
@@ -125,8 +126,12 @@ def train(
     net = build_network(arch, num_classes=2, weights=pretrained).to(dev)
     if cuda:
         net = net.to(memory_format=torch.channels_last)
+    export_size = png_side(Path(data_dir) / tr["image"].iloc[0])
+    boxes = box_tensor(tr["lesion_box"], export_size=export_size, image_size=image_size)
+    head = LesionHead(net, gradcam_layer(arch), image_size) if lesion_loss_weight > 0 else None
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy()).to(dev))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    trainable = list(net.parameters()) + (list(head.parameters()) if head else [])
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     stopper = EarlyStopping(patience)
     best_state, best_prob = None, None
@@ -138,11 +143,17 @@ def train(
         for batch in dl_tr:
             x = batch["image"].to(dev, non_blocking=True)
             y = batch["label"].to(dev, non_blocking=True).long()
+            b = boxes[batch["row"]]
+            x = batch_augment(torch.cat([x, box_masks(b, image_size).to(dev)], 1), aug_gen)
+            x, masks = x[:, :1], x[:, 1:]
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
                 loss = loss_fn(net(x), y)
+            if head is not None:
+                valid = ~torch.isnan(b[:, 0]).to(dev)
+                loss = loss + lesion_loss_weight * head.loss(masks, valid)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(y)
@@ -166,6 +177,8 @@ def train(
             best_prob = val_prob
         if stop:
             break
+    if head is not None:
+        head.remove()
     val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only
     threshold = youden_threshold(val_cases["y"].to_numpy(), best_prob)
     params["best_epoch"], params["device"] = stopper.best_epoch, dev.type
@@ -179,5 +192,5 @@ def train(
         dataset_version=dataset_version,
         code_revision=code_revision(),
         history=history,
-        export_size=png_side(Path(data_dir) / tr["image"].iloc[0]),
+        export_size=export_size,
     )

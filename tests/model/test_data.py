@@ -14,6 +14,7 @@ import torch
 from bonebase.dataset.labels import LABEL_COLUMNS
 from bonebase.errors import InputError
 from bonebase.model import checkpoint as ckpt_mod
+from bonebase.model.augment import batch_augment
 from bonebase.model.data import make_dataset, preprocess_for_model, read_png
 from bonebase.model.gradcam import parse_box
 from tests.model.conftest import EXTERNAL
@@ -72,13 +73,31 @@ def test_preprocess_for_model_shape_range_and_aspect():
 
 def test_eval_dataset_uses_exactly_the_shared_preprocessing(frame, tiny_data):
     rows = frame.head(4).reset_index(drop=True)
-    ds = make_dataset(rows, tiny_data, image_size=48, train=False, cache_workers=1)
+    ds = make_dataset(rows, tiny_data, image_size=48, cache_workers=1)
     for i in range(len(rows)):
         expected = preprocess_for_model(read_png(tiny_data / rows["image"][i]), 48)
         assert torch.equal(torch.as_tensor(ds[i]["image"]), expected)
-    # Train items are augmented versions of the same input (same shape, other values).
-    tr = make_dataset(rows, tiny_data, image_size=48, train=True, cache_workers=1)
-    assert tuple(tr[0]["image"].shape) == (1, 48, 48)
+
+
+def test_batch_augment_is_seeded_and_keeps_shape_and_range(frame, tiny_data):
+    rows = frame.head(6).reset_index(drop=True)
+    ds = make_dataset(rows, tiny_data, image_size=48, cache_workers=1)
+    x = torch.stack([ds[i]["image"] for i in range(len(rows))])
+    a = batch_augment(x, torch.Generator().manual_seed(3))
+    b = batch_augment(x, torch.Generator().manual_seed(3))
+    c = batch_augment(x, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, x)
+    # Intensity jitter stays small: within the offset of [0, 1] scaled by at most 10 %.
+    assert float(a.min()) >= -0.05 - 1e-6 and float(a.max()) <= 1.1 + 0.05 + 1e-6
+
+
+def test_batch_augment_flip_mirrors_left_right():
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :4] = 1.0  # bright left half
+    only_flip = dict(p_rotate=0.0, p_flip=1.0, max_shift=0.0, p_intensity=0.0)
+    out = batch_augment(x, torch.Generator().manual_seed(0), **only_flip)
+    assert torch.allclose(out, x.flip(-1), atol=1e-5)
 
 
 def test_checkpoint_names_the_shared_function():

@@ -23,6 +23,23 @@ def test_every_arch_takes_grayscale_and_gives_two_logits_and_a_cam(arch):
     assert maps.min() >= 0.0 and maps.max() <= 1.0
 
 
+def test_heat_map_peak_is_where_the_class_evidence_is():
+    # The heat map must rise with the raw Grad-CAM (MONAI's default normaliser inverts it).
+    torch.manual_seed(0)
+    net = build_network("resnet18").eval()
+    cam = make_cam(net, "resnet18")
+    x = torch.rand(4, 1, 64, 64)
+    checked = 0
+    for cls in (0, 1):
+        raw = cam.compute_map(x, class_idx=cls, layer_idx=-1).detach()
+        up = torch.nn.functional.interpolate(raw, size=(64, 64), mode="bilinear").numpy()[:, 0]
+        for m, r in zip(heat_maps(cam, x, cls), up, strict=True):
+            if r.max() > r.min():  # an untrained net's map can be flat (all zero after ReLU)
+                assert np.corrcoef(m.ravel(), r.ravel())[0, 1] > 0.99 and m.max() == 1.0
+                checked += 1
+    assert checked >= 2
+
+
 def test_weights_only_from_an_existing_local_file(tmp_path):
     src = build_network("resnet18")
     torch.save(src.state_dict(), tmp_path / "w.pt")
