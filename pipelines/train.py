@@ -4,13 +4,13 @@ models/model.pt (checkpoint with provenance) and models/train_history.json."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
+from bonebase.dataset.marker import dataset_identity
 from bonebase.errors import BonebaseError, ConfigError
 from bonebase.model.checkpoint import save_checkpoint
 from bonebase.model.data import load_frame
@@ -23,11 +23,9 @@ TRAIN_KEYS = (
 
 
 def dataset_version(data: Path) -> str:
-    """Content hash of the label and split tables: names the data a model was trained on."""
-    h = hashlib.sha256()
-    for name in ("labels.csv", "split.csv"):
-        h.update((data / name).read_bytes())
-    return h.hexdigest()[:16]
+    """Names the data a model was trained on: ``v<N>:<hash>`` for a checked-out dataset version
+    (its marker still matching labels.csv and split.csv), else the content hash of those tables."""
+    return dataset_identity(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,14 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bonebase.config import Settings
 from bonebase.dataset.marker import content_hash, dataset_identity, read_marker
 from bonebase.dataset.versioning import Target, checkout, version_dataset
-from bonebase.db.engine import connect
-from bonebase.db.sites import add_site
 from bonebase.storage import open_store
 from flows.version_dataset import load_params
-from tests.flows.test_retrain import TINY, copy_project
+from tests.flows.world import TINY, copy_project, ingested_world, two_submissions
 
 pytestmark = pytest.mark.slow
 
@@ -36,24 +33,10 @@ AUC_TOLERANCE = 0.02
 @pytest.fixture(scope="module")
 def version_1(fresh_database, tmp_path_factory, prefect_harness):
     """HX and MUC ingested, dataset version 1 cut with the project's (tiny) params."""
-    from bonebase.db.migrate import upgrade
-    from bonebase.synth import generate
-    from flows.ingest import ingest_submission
-
-    synth = tmp_path_factory.mktemp("synth")
-    for code, seed in (("HX", 3), ("MUC", 5)):
-        generate(synth / f"gen-{code}", sites=1, cases_per_site=22, seed=seed, workers=2)
-        (synth / f"gen-{code}" / "HX").rename(synth / code)
+    synth = two_submissions(tmp_path_factory.mktemp("synth"))
     url = fresh_database()
-    upgrade(url)
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
-    settings.ensure_home()
-    with connect(url) as conn:
-        for code in ("HX", "MUC"):
-            add_site(conn, code=code, name=f"Hospital {code}")
-    for code in ("HX", "MUC"):
-        ingest_submission(code, str(synth / code / "submission"), settings=settings)
+    settings = ingested_world(url, home, synth)
     params = tmp_path_factory.mktemp("params") / "params.yaml"
     params.write_text(yaml.safe_dump(TINY))
     export_params, split_params = load_params(params)
@@ -131,7 +114,7 @@ def test_train_on_version_1_then_reproduce_from_clean_clones(version_1, tmp_path
     assert read_marker(data)["version"] == 1
     assert dataset_identity(data) == f"v1:{content_hash(data)}"
     # The checkpoint names exactly these data (pipelines/train.py records their hash).
-    assert _checkpoint_version(project).endswith(content_hash(data))
+    assert _checkpoint_version(project) == f"v1:{content_hash(data)}"
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert {"test", "external"} <= set(metrics)
     subprocess.run(

@@ -6,55 +6,14 @@ A copy of this checkout (the files git tracks or would track) is the project the
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 import yaml
 
-from bonebase.config import Settings
 from bonebase.db.engine import connect
-from bonebase.db.sites import add_site
 from bonebase.retrain import recipe_hash
+from tests.flows.world import TINY, copy_project, ingested_world, two_submissions
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "task": "benign_vs_malignant",
-    "export": {"size": 64, "bits": 8, "modalities": ["CR", "DX"], "intermediate_as": "benign"},
-    "split": {"seed": 7, "val_fraction": 0.25, "test_fraction": 0.25, "external_sites": ["MUC"]},
-    "train": {
-        "arch": "resnet18", "image_size": 64, "epochs": 2, "batch_size": 16, "lr": 0.001,
-        "weight_decay": 0.0, "patience": 1, "seed": 1, "num_workers": 0, "amp": False,
-        "pretrained": None,
-    },
-    "evaluate": {
-        "bootstrap": 50, "fixed_sensitivity": 0.9, "temperature_scaling": True,
-        "gradcam_per_class": 1, "tsne": False, "seed": 1,
-    },
-    "release": {"auc_ci_low_min": 0.7, "site_auc_min": 0.65, "ece_max": 0.1, "min_test_cases": 5},
-}  # fmt: skip
-
-
-def copy_project(dest: Path, params: dict) -> Path:
-    """The checkout's files (tracked, or untracked and not ignored) in a fresh git repository."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True, text=True,
-    ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "project"], cwd=dest, check=True)
-    return dest
 
 
 def test_recipe_changes_with_train_params_not_with_comments(tmp_path):
@@ -71,26 +30,9 @@ def test_recipe_changes_with_train_params_not_with_comments(tmp_path):
 @pytest.fixture(scope="module")
 def world(fresh_database, tmp_path_factory, prefect_harness):
     """Two hospitals ingested (MUC is the external site) and a project copy to train in."""
-    from bonebase.db.migrate import upgrade
-    from bonebase.synth import generate
-    from flows.ingest import ingest_submission
-
-    synth = tmp_path_factory.mktemp("synth")
-    for code, seed in (("HX", 3), ("MUC", 5)):
-        generate(synth / f"gen-{code}", sites=1, cases_per_site=22, seed=seed, workers=2)
-        (synth / f"gen-{code}" / "HX").rename(synth / code)
-    url = fresh_database()
-    upgrade(url)
-    home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
-    settings.ensure_home()
-    with connect(url) as conn:
-        for code in ("HX", "MUC"):
-            add_site(conn, code=code, name=f"Hospital {code}")
-    for code in ("HX", "MUC"):
-        ingest_submission(code, str(synth / code / "submission"), settings=settings)
-    project = copy_project(tmp_path_factory.mktemp("project"), TINY)
-    return settings, project
+    synth = two_submissions(tmp_path_factory.mktemp("synth"))
+    settings = ingested_world(fresh_database(), tmp_path_factory.mktemp("home"), synth)
+    return settings, copy_project(tmp_path_factory.mktemp("project"), TINY)
 
 
 def test_retrain_registers_a_gated_candidate_and_never_deploys(world):
