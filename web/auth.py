@@ -30,12 +30,16 @@ class LoginRequired(Exception):
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
-    """A pooled connection for one request, committed when the request's work is done."""
+    """A pooled connection for one request, committed when the request's work is done.
+
+    Always used as ``Depends(get_conn, scope="function")``: with FastAPI's default ("request")
+    scope the commit runs after the response is sent, so the browser following a 303 after a
+    sign-in or an answer stored could read the database before the write was committed."""
     with request.app.state.pool.connection() as conn:
         yield conn
 
 
-def current_user(request: Request, conn: Connection = Depends(get_conn)) -> User | None:
+def current_user(request: Request, conn: Connection = Depends(get_conn, scope="function")) -> User | None:
     token = request.cookies.get(SESSION_COOKIE)
     user = session_user(conn, token) if token else None
     request.state.user = user

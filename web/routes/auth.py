@@ -35,7 +35,7 @@ def login_page(request: Request, next: str = "/cases", user=Depends(current_user
 
 @router.post("/login", dependencies=[Depends(csrf_protect)])
 def login(request: Request, username: str = Form(""), password: str = Form(""),
-          next: str = Form("/cases"), conn: Connection = Depends(get_conn)):
+          next: str = Form("/cases"), conn: Connection = Depends(get_conn, scope="function")):
     user = authenticate(conn, username.strip().lower(), password)
     if user is None:
         request.state.user = None
@@ -55,7 +55,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
 
 
 @router.post("/logout", dependencies=[Depends(csrf_protect)])
-def logout(request: Request, conn: Connection = Depends(get_conn)):
+def logout(request: Request, conn: Connection = Depends(get_conn, scope="function")):
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         end_session(conn, token)

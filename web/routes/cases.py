@@ -29,7 +29,7 @@ def _choices(conn: Connection) -> dict:
 
 
 @router.get("/cases")
-def case_list(request: Request, conn: Connection = Depends(get_conn), user=Depends(browse)):
+def case_list(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     filters, errors = parse_filters(request.query_params)
     after, before = parse_cursor(request.query_params, errors)
     context = {"filters": filters, "errors": errors, "choices": _choices(conn), "rows": [],
@@ -48,7 +48,7 @@ def case_list(request: Request, conn: Connection = Depends(get_conn), user=Depen
 
 
 @router.get("/stats")
-def stats(request: Request, conn: Connection = Depends(get_conn), user=Depends(browse)):
+def stats(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     s = queries.statistics(conn)
     charts = [bar_chart(s["diagnosis"], title="Cases by diagnosis"),
               bar_chart(s["behaviour"], title="Cases by behaviour"),
@@ -60,7 +60,7 @@ def stats(request: Request, conn: Connection = Depends(get_conn), user=Depends(b
 
 
 @router.get("/cases/{case_id}")
-def case_view(request: Request, case_id: int, conn: Connection = Depends(get_conn),
+def case_view(request: Request, case_id: int, conn: Connection = Depends(get_conn, scope="function"),
               user=Depends(browse)):
     case = queries.get_case(conn, case_id)
     history = preds.for_case(conn, case_id) if user is not None else []
@@ -73,7 +73,7 @@ def case_view(request: Request, case_id: int, conn: Connection = Depends(get_con
 
 @router.get("/images/{instance_id}.png")
 def image(request: Request, instance_id: int, size: int = Query(512),
-          conn: Connection = Depends(get_conn), user=Depends(browse)):
+          conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     if size not in SIZES:
         raise HTTPException(400, f"size={size} is not offered; use one of {SIZES}")
     inst = queries.get_instance(conn, instance_id)
@@ -84,7 +84,7 @@ def image(request: Request, instance_id: int, size: int = Query(512),
 
 
 @router.get("/images/{instance_id}.dcm")
-def download(request: Request, instance_id: int, conn: Connection = Depends(get_conn),
+def download(request: Request, instance_id: int, conn: Connection = Depends(get_conn, scope="function"),
              user=Depends(require("researcher"))):
     inst = queries.get_instance(conn, instance_id)
     data = request.app.state.store.get_bytes(inst["object_key"])

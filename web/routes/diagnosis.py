@@ -40,7 +40,7 @@ def _refused(request: Request, exc: DiagnosisError):
 
 
 @router.post("/images/{instance_id}/diagnose", dependencies=[Depends(csrf_protect)])
-def ask_model(request: Request, instance_id: int, conn: Connection = Depends(get_conn),
+def ask_model(request: Request, instance_id: int, conn: Connection = Depends(get_conn, scope="function"),
               user=Depends(require("viewer"))):
     inst = queries.get_instance(conn, instance_id)
     data = request.app.state.store.get_bytes(inst["object_key"])
@@ -59,7 +59,7 @@ def ask_model(request: Request, instance_id: int, conn: Connection = Depends(get
 
 
 @router.get("/predictions/{prediction_id}/heat.png")
-def heat_png(prediction_id: int, conn: Connection = Depends(get_conn),
+def heat_png(prediction_id: int, conn: Connection = Depends(get_conn, scope="function"),
              user=Depends(require("viewer"))):
     _, png = preds.heat_map(conn, prediction_id)
     if png is None:

@@ -18,7 +18,7 @@ TYPES = {".html": "text/html", ".md": "text/markdown; charset=utf-8", ".json": "
 
 
 @router.get("/models")
-def model_list(request: Request, conn: Connection = Depends(get_conn),
+def model_list(request: Request, conn: Connection = Depends(get_conn, scope="function"),
                user=Depends(require("researcher"))):
     rows = db_models.list_models(conn)
     champions = {r["task"]: r for r in rows if r["status"] == "deployed"}
@@ -28,7 +28,7 @@ def model_list(request: Request, conn: Connection = Depends(get_conn),
 
 
 @router.get("/models/{model_id}/report")
-def report(request: Request, model_id: int, conn: Connection = Depends(get_conn),
+def report(request: Request, model_id: int, conn: Connection = Depends(get_conn, scope="function"),
            user=Depends(require("researcher"))):
     model = db_models.get_model(conn, model_id)
     if not model["report_key"]:

@@ -32,19 +32,19 @@ def _own(user: User, site: str) -> None:
 
 
 @router.get("/sites")
-def sites(request: Request, conn: Connection = Depends(get_conn), user=Depends(steward)):
+def sites(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     return render(request, "sites.html", cards=site_quality(conn, site=_scope(user)))
 
 
 @router.get("/submissions")
 def submission_list(request: Request, site: str | None = None,
-                    conn: Connection = Depends(get_conn), user=Depends(steward)):
+                    conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     rows = submissions.list_(conn, site=_scope(user, site), limit=200)
     return render(request, "submissions.html", rows=rows)
 
 
 @router.get("/submissions/{submission_id}")
-def submission(request: Request, submission_id: int, conn: Connection = Depends(get_conn),
+def submission(request: Request, submission_id: int, conn: Connection = Depends(get_conn, scope="function"),
                user=Depends(steward)):
     row = submissions.get(conn, submission_id)
     _own(user, row["site"])
@@ -57,7 +57,7 @@ def submission(request: Request, submission_id: int, conn: Connection = Depends(
 
 
 @router.get("/submissions/{submission_id}/docs/{path:path}")
-def data_docs(submission_id: int, path: str = "", conn: Connection = Depends(get_conn),
+def data_docs(submission_id: int, path: str = "", conn: Connection = Depends(get_conn, scope="function"),
               user=Depends(steward)):
     row = submissions.get(conn, submission_id)
     _own(user, row["site"])
@@ -74,7 +74,7 @@ def data_docs(submission_id: int, path: str = "", conn: Connection = Depends(get
 
 @router.get("/quarantine")
 def quarantine_list(request: Request, status: str = "open", site: str | None = None,
-                    conn: Connection = Depends(get_conn), user=Depends(steward)):
+                    conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     if status not in ("open", "released", "discarded", "all"):
         raise HTTPException(400, f"status={status!r}; use open, released, discarded or all")
     items = quarantine.list_items(conn, site=_scope(user, site),
@@ -94,11 +94,11 @@ def _resolve(request: Request, item_id: int, status: str, reason: str, conn: Con
 
 @router.post("/quarantine/{item_id}/release", dependencies=[Depends(csrf_protect)])
 def release(request: Request, item_id: int, reason: str = Form(""),
-            conn: Connection = Depends(get_conn), user=Depends(steward)):
+            conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     return _resolve(request, item_id, "released", reason, conn, user)
 
 
 @router.post("/quarantine/{item_id}/discard", dependencies=[Depends(csrf_protect)])
 def discard(request: Request, item_id: int, reason: str = Form(""),
-            conn: Connection = Depends(get_conn), user=Depends(steward)):
+            conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     return _resolve(request, item_id, "discarded", reason, conn, user)
