@@ -11,7 +11,6 @@ library or flow the real commands use; re-running skips what is done (idempotent
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,9 +209,3 @@ def _comparison_line(cmp: dict) -> str:
         f"{b['auc']:.3f} ({b['ci_low']:.3f}–{b['ci_high']:.3f}) on {cmp['n_cases']} locked "
         f"test + external cases; difference {d['diff']:+.3f}, DeLong p = {d['p']:.3f}"
     )
-
-
-def clean(home: Path) -> None:
-    """Remove the demo's project clone and synthetic data (the database is kept)."""
-    for name in ("project", "demo-synth"):
-        shutil.rmtree(home / name, ignore_errors=True)

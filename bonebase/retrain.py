@@ -5,7 +5,7 @@ The flow (flows/retrain.py) is thin; the pieces are here so they can be tested o
 
 - :func:`recipe_hash` names what a run trains with besides the data: dvc.yaml, the params
   sections the train and evaluate stages read, and the code revision of the project checkout.
-- :func:`last_run` / :func:`record_run` keep one audit event per run (entity ``retrain``), so
+- :func:`skip_reason` / :func:`record_run` keep one audit event per run (entity ``retrain``), so
   "nothing changed since the last run" is a question to the database, not to Prefect's state.
 - :func:`run_pipeline` runs the DVC stages in the project checkout and streams their output.
 - :func:`comparison_markdown` is the Prefect artifact that puts the candidate beside the champion.
@@ -84,15 +84,6 @@ def recipe_hash(project_dir: Path, params_path: Path) -> tuple[str, dict]:
     }
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16], parts
-
-
-def last_run(conn: Connection) -> dict | None:
-    """The newest recorded retrain run (its audit details plus ``at``), or None."""
-    row = conn.execute(
-        "SELECT at, details FROM audit_events WHERE entity = 'retrain'"
-        " AND action = 'retrain.run' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return {**row["details"], "at": row["at"]} if row else None
 
 
 def skip_reason(conn: Connection, *, dataset_version: int, recipe: str) -> str | None:

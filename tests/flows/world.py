@@ -44,8 +44,8 @@ def two_submissions(out: Path) -> Path:
     return out
 
 
-def ingested_world(url: str, home: Path, synth: Path, codes=("HX", "MUC")) -> Settings:
-    """A migrated database at ``url`` with ``codes`` registered and their submissions ingested."""
+def ingested_world(url: str, home: Path, synth: Path) -> Settings:
+    """A migrated database at ``url`` with HX and MUC registered and both submissions ingested."""
     from bonebase.db.migrate import upgrade
     from flows.ingest import ingest_submission
 
@@ -55,7 +55,7 @@ def ingested_world(url: str, home: Path, synth: Path, codes=("HX", "MUC")) -> Se
     with connect(url) as conn:
         for code in ("HX", "MUC"):
             add_site(conn, code=code, name=f"Hospital {code}")
-    for code in codes:
+    for code in ("HX", "MUC"):
         ingest_submission(code, str(synth / code / "submission"), settings=settings)
     return settings
 
