@@ -154,5 +154,6 @@ def make_loader(
         pin_memory=cuda,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
-        drop_last=shuffle and len(dataset) > batch_size,
+        # A sampler (DistributedSampler) may hand this loader only a share of the dataset.
+        drop_last=shuffle and len(sampler if sampler is not None else dataset) > batch_size,
     )

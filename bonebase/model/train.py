@@ -1,6 +1,10 @@
 """Training loop: weighted loss for class imbalance, early stopping on validation AUC, fixed seeds,
 AMP (bfloat16) and channels_last on CUDA only. The validation AUC is computed per case (mean
-logits over a case's radiographs), the unit the evaluation reports."""
+logits over a case's radiographs), the unit the evaluation reports.
+
+Inside a torchrun process group (:mod:`bonebase.model.distributed`) the same loop runs data
+parallel: each rank trains on its DistributedSampler share of the global batch, rank 0 validates
+and broadcasts the score, so every rank takes the same early-stopping decision."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import pandas as pd
 import torch
 from monai.utils import set_determinism
 from torch import nn
+from torch.utils.data.distributed import DistributedSampler
 
 from bonebase.errors import InputError
+from bonebase.model import distributed as ddp
 from bonebase.model.augment import batch_augment
 from bonebase.model.checkpoint import Checkpoint, code_revision
 from bonebase.model.data import make_dataset, make_loader, png_side
@@ -100,6 +106,9 @@ def train(
     ``frame`` is :func:`bonebase.model.data.load_frame` output (columns image, y, split,
     site, case_id, lesion_box). Stops after ``patience`` epochs without a better validation AUC.
     ``lesion_loss_weight`` > 0 adds the lesion-box loss of :mod:`bonebase.model.lesion`.
+
+    In a process group of N ranks, ``batch_size`` stays the global batch (batch_size / N per
+    rank, so the tuned ``lr`` still holds) and every rank returns the same checkpoint.
     """
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise InputError("train.epochs, train.batch_size and train.patience must be >= 1")
@@ -110,19 +119,36 @@ def train(
     }
     params["pretrained"] = str(pretrained) if pretrained else None
     set_determinism(seed=seed)
+    world, rank = ddp.world_size(), ddp.rank()
+    if batch_size % world:
+        raise InputError(
+            f"train.batch_size {batch_size} is the global batch and must split evenly over "
+            f"{world} processes: make it a multiple of train.nproc_per_node"
+        )
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     use_amp = amp and cuda  # AMP and channels_last help on GPUs only
     tr, va = _check_split(frame, "train"), _check_split(frame, "val")
     ds_tr = make_dataset(tr, data_dir, image_size=image_size, cache_workers=num_workers or 1)
-    ds_va = make_dataset(va, data_dir, image_size=image_size, cache_workers=num_workers or 1)
-    aug_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + rank)  # ranks draw different augmentations
+    sampler = (
+        DistributedSampler(ds_tr, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        if world > 1
+        else None
+    )
     dl_tr = make_loader(
-        ds_tr, batch_size=batch_size, shuffle=True, num_workers=num_workers, cuda=cuda
+        ds_tr,
+        batch_size=batch_size // world,
+        shuffle=True,
+        num_workers=num_workers,
+        cuda=cuda,
+        sampler=sampler,
     )
-    dl_va = make_loader(
-        ds_va, batch_size=batch_size * 2, shuffle=False, num_workers=num_workers, cuda=cuda
-    )
+    if rank == 0:  # only rank 0 validates
+        ds_va = make_dataset(va, data_dir, image_size=image_size, cache_workers=num_workers or 1)
+        dl_va = make_loader(
+            ds_va, batch_size=batch_size * 2, shuffle=False, num_workers=num_workers, cuda=cuda
+        )
     net = build_network(arch, num_classes=2, weights=pretrained).to(dev)
     if cuda:
         net = net.to(memory_format=torch.channels_last)
@@ -132,13 +158,18 @@ def train(
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy()).to(dev))
     trainable = list(net.parameters()) + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    # DDP (a no-op for one process) starts every rank from rank 0's weights and averages the
+    # network's gradients; BatchNorm stays per rank (no SyncBatchNorm), averaged once an epoch.
+    model = ddp.wrap(net, dev)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     stopper = EarlyStopping(patience)
     best_state, best_prob = None, None
     history: list[dict] = []
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        net.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+        model.train()
         total, seen = 0.0, 0
         for batch in dl_tr:
             x = batch["image"].to(dev, non_blocking=True)
@@ -150,27 +181,37 @@ def train(
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(net(x), y)
+                loss = loss_fn(model(x), y)
             if head is not None:
                 valid = ~torch.isnan(b[:, 0]).to(dev)
                 loss = loss + lesion_loss_weight * head.loss(masks, valid)
             loss.backward()
+            if head is not None:
+                ddp.average_gradients(head.parameters())  # the head lives outside DDP
             opt.step()
             total += float(loss.detach()) * len(y)
             seen += len(y)
         sched.step()
-        val_auc, val_prob = _val_auc(net, dl_va, va, device=dev, amp=use_amp)
+        ddp.average_buffers(net)
+        val_auc, val_prob = (
+            _val_auc(net, dl_va, va, device=dev, amp=use_amp) if rank == 0 else (None, None)
+        )
+        # Collectives: the other ranks wait here for rank 0's validation.
+        total, seen = ddp.reduce_floats([total, seen], op="sum", device=dev)
+        (seconds,) = ddp.reduce_floats([time.perf_counter() - started], op="max", device=dev)
+        val_auc, val_prob = ddp.broadcast_object((val_auc, val_prob))
         entry = {
             "epoch": epoch,
             "train_loss": total / max(seen, 1),
             "val_auc": val_auc,
             "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - started,
-            "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
+            "seconds": seconds,
+            "images_per_s": seen / max(seconds, 1e-9),  # all ranks' images per second
         }
         history.append(entry)
-        if log:
+        if log and rank == 0:
             log(entry)
+        # Every rank updates its stopper with rank 0's broadcast score: the same decision.
         improved, stop = stopper.update(val_auc, epoch)
         if improved:
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -182,6 +223,8 @@ def train(
     val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only
     threshold = youden_threshold(val_cases["y"].to_numpy(), best_prob)
     params["best_epoch"], params["device"] = stopper.best_epoch, dev.type
+    if world > 1:
+        params["world_size"] = world
     return Checkpoint(
         arch=arch,
         task=task,
