@@ -31,6 +31,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from bonebase.dicom import deid_scan
 from bonebase.dicom import deid_values as dv
 from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
+from bonebase.dicom.encode import encode_head
 from bonebase.errors import InputError
 
 # Deidentification Method is LO (64 characters a value), so the text is one value per part.
@@ -104,14 +105,17 @@ class DeidResult:
         tail = {tag: elem for tag, elem in elements.items() if tag > _PIXEL_DATA}
         if _PIXEL_DATA in elements:
             raise InputError("encode_parts needs a data set without Pixel Data; use to_bytes")
-        head_ds = self.dataset
-        if tail:
-            head_ds = Dataset({t: e for t, e in elements.items() if t < _PIXEL_DATA})
-            head_ds.file_meta = self.dataset.file_meta
-            head_ds.set_original_encoding(*dv.encoding_of(self.dataset))
-        buf = BytesIO()
-        head_ds.save_as(buf, enforce_file_format=True)
-        head, trailing = buf.getvalue(), b""
+        head = encode_head(self.dataset)  # the fast path; None: pydicom writes it
+        if head is None:
+            head_ds = self.dataset
+            if tail:
+                head_ds = Dataset({t: e for t, e in elements.items() if t < _PIXEL_DATA})
+                head_ds.file_meta = self.dataset.file_meta
+                head_ds.set_original_encoding(*dv.encoding_of(self.dataset))
+            buf = BytesIO()
+            head_ds.save_as(buf, enforce_file_format=True)
+            head = buf.getvalue()
+        trailing = b""
         if tail:
             out = DicomBytesIO()
             out.is_implicit_VR, out.is_little_endian = self.dataset.original_encoding
@@ -134,6 +138,8 @@ class _Walk:
     to_clean: list[DataElement] = field(default_factory=list)
     needs_review: list[str] = field(default_factory=list)
     codec: str | None = None  # Python codec of the data set's character set, when simple
+    encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian): new values
+    # are encoded at once (dv.raw_element) when the data set has a known encoding
 
 
 class Deidentifier:
@@ -145,8 +151,12 @@ class Deidentifier:
         *,
         uid_root: str = "2.25",
         retain_private: frozenset[tuple[str, int]] = frozenset(),
+        encode_values: bool = True,
     ) -> None:
-        """``retain_private`` holds (private creator, element byte) pairs known to be safe."""
+        """``retain_private`` holds (private creator, element byte) pairs known to be safe.
+
+        ``encode_values`` False builds every new value as a pydicom DataElement (the reference
+        path the tests compare the encoded one with); True encodes UIDs and dates at once."""
         if len(secret) < 16:
             raise InputError(
                 "de-identification secret is shorter than 16 bytes; set the consortium "
@@ -160,6 +170,7 @@ class Deidentifier:
         self._retain_private = retain_private
         self._uid_cache: dict[str, str] = {}
         self._table = action_table()
+        self._encode_values = encode_values
 
     def _mac(self, *parts: str) -> bytes:
         return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).digest()
@@ -190,10 +201,13 @@ class Deidentifier:
         number = int.from_bytes(self._mac("date-offset", site, patient_id)[:8], "big")
         return _OFFSET_MIN + number % (_OFFSET_MAX - _OFFSET_MIN + 1)
 
-    def deidentify(self, ds: Dataset, *, site: str, patient_id: str | None = None) -> DeidResult:
+    def deidentify(self, ds: Dataset, *, site: str, patient_id: str | None = None,
+                   scan: bool = True) -> DeidResult:
         """Return a de-identified copy of ``ds``; the input is not changed.
 
         ``patient_id`` overrides the data set's PatientID (e.g. from the site's manifest).
+        ``scan`` False skips the scan of the output data set for residue, for callers that
+        scan the encoded bytes instead (:meth:`DeidResult.encode_parts` does).
         """
         pid = patient_id if patient_id is not None else str(ds.get("PatientID", "") or "")
         if not pid.strip():
@@ -208,6 +222,9 @@ class Deidentifier:
             offset=dt.timedelta(days=self.date_offset(site, pid)),
             codec=dv.CODECS.get(str(ds.get("SpecificCharacterSet", "") or "")),
         )
+        implicit, little = ds.original_encoding
+        if self._encode_values and implicit is not None and little is not None:
+            walk.encoding = (implicit, little)
         walk.identifiers[pid] = "PatientID"
         elements = self._walk(ds, walk, top=True)
         # The site code (often sent as IssuerOfPatientID) is not identifying: it is stored openly
@@ -217,7 +234,7 @@ class Deidentifier:
         matcher = deid_scan.Matcher(identifiers)
         self._clean_deferred(walk, matcher)
         out = self._finish(ds, elements, walk)
-        residue = deid_scan.scan_dataset(out, matcher)
+        residue = deid_scan.scan_dataset(out, matcher) if scan else []
         return DeidResult(
             dataset=out,
             pseudonym=walk.pseudonym,
@@ -254,13 +271,13 @@ class Deidentifier:
                 out[tag] = raw  # immutable raw element: no need to decode or copy
                 continue
             if action == "Z" and vr != "SQ":
-                out[tag] = dv.element(tag, vr, None)
+                out[tag] = self._new(tag, vr, None, walk)
                 continue
             elem = dv.decoded(src, raw, vr, walk.codec)
             if vr == "SQ":
                 out[tag] = self._sequence(elem, action, walk)
             elif action == "U" or (elem.VR == "UI" and action in ("D", "C")):
-                out[tag] = dv.element(tag, elem.VR, self._uids(elem.value, walk))
+                out[tag] = self._new(tag, elem.VR, self._uids(elem.value, walk), walk)
             elif action == "D":
                 out[tag] = dv.element(tag, elem.VR, dv.dummy(elem))
             elif action == "C":
@@ -269,10 +286,12 @@ class Deidentifier:
                 value = elem.value
                 if dv.is_multi(value):
                     value = MultiValue(type(value[0]), value)
-                out[tag] = dv.element(tag, elem.VR, value)
+                out[tag] = self._new(tag, elem.VR, value, walk)
         if top:
             return out  # type: ignore[return-value]  # completed by _finish
-        result = Dataset(out)
+        # An item keeps its parent's character set, as when pydicom reads it from a file, so
+        # that writers encode its raw elements as they are.
+        result = Dataset(out, parent_encoding=src._character_set)
         result.set_original_encoding(*dv.encoding_of(src))
         return result
 
@@ -311,11 +330,23 @@ class Deidentifier:
 
     def _clean(self, elem: DataElement, walk: _Walk) -> DataElement:
         if elem.VR in ("DA", "DT"):
-            return dv.element(elem.tag, elem.VR, self._shift(elem, walk))
-        new = dv.element(elem.tag, elem.VR, elem.value)  # TM, numbers, codes: kept as they are
-        if elem.VR in dv.TEXT_VRS:
-            walk.to_clean.append(new)  # scrubbed after the walk, when all identifiers are known
+            return self._new(elem.tag, elem.VR, self._shift(elem, walk), walk)
+        if elem.VR not in dv.TEXT_VRS:  # TM, numbers: kept as they are
+            return self._new(elem.tag, elem.VR, elem.value, walk)
+        new = dv.element(elem.tag, elem.VR, elem.value)
+        walk.to_clean.append(new)  # scrubbed after the walk, when all identifiers are known
         return new
+
+    @staticmethod
+    def _new(tag: int, vr: str, value: object, walk: _Walk) -> DataElement | RawDataElement:
+        """The output element: encoded at once where the walk knows how (ASCII text, integers;
+        see dv.raw_value) in a data set of known encoding, else a DataElement for pydicom."""
+        if walk.encoding is not None:
+            data = dv.raw_value(vr, value, walk.encoding[1])
+            if data is not None:
+                return dv.raw_element(tag, vr, data, implicit=walk.encoding[0],
+                                      little=walk.encoding[1])
+        return dv.element(tag, vr, value)
 
     def _shift(self, elem: DataElement, walk: _Walk) -> object:
         values = list(elem.value) if dv.is_multi(elem.value) else [elem.value]
@@ -340,21 +371,25 @@ class Deidentifier:
                 elem.value = deid_scan.scrub_text(str(elem.value), matcher) or None
 
     def _finish(self, src: Dataset, elements: dict, walk: _Walk) -> Dataset:
-        codes = [
-            dv.dataset(
-                dv.element(_CODE_VALUE, "SH", code),
-                dv.element(_SCHEME, "SH", "DCM"),
-                dv.element(_MEANING, "LO", meaning),
+        new = self._new
+        codes = []
+        for code, meaning in METHOD_CODES:
+            item = Dataset(
+                {e.tag: e for e in (new(_CODE_VALUE, "SH", code, walk),
+                                    new(_SCHEME, "SH", "DCM", walk),
+                                    new(_MEANING, "LO", meaning, walk))},
+                parent_encoding=src._character_set,
             )
-            for code, meaning in METHOD_CODES
-        ]
+            if walk.encoding is not None:  # as an item read from a file: its parent's encoding
+                item.set_original_encoding(*walk.encoding, src._character_set)
+            codes.append(item)
         for elem in (
-            dv.element(_PATIENT_ID, "LO", walk.pseudonym),
-            dv.element(_PATIENT_NAME, "PN", walk.pseudonym),
-            dv.element(0x00120062, "CS", "YES"),  # Patient Identity Removed
-            dv.element(0x00120063, "LO", list(METHOD_TEXT)),  # De-identification Method
+            new(_PATIENT_ID, "LO", walk.pseudonym, walk),
+            new(_PATIENT_NAME, "PN", walk.pseudonym, walk),
+            new(0x00120062, "CS", "YES", walk),  # Patient Identity Removed
+            new(0x00120063, "LO", list(METHOD_TEXT), walk),  # De-identification Method
             dv.element(0x00120064, "SQ", Sequence(codes)),  # ... Code Sequence (CID 7050)
-            dv.element(0x00280303, "CS", "MODIFIED"),  # Longitudinal Temporal Info. Modified
+            new(0x00280303, "CS", "MODIFIED", walk),  # Longitudinal Temporal Info. Modified
         ):
             elements[elem.tag] = elem
         out = Dataset(elements)

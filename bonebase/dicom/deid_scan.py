@@ -199,8 +199,16 @@ def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
     """Return ``'encoded bytes: <source>'`` for each identifying value found in ``data``.
 
     Pass the encoded header (without Pixel Data: pixel bytes match short words by chance).
+    The bytes are searched as they are (ASCII case-insensitive) and read as Latin-1 and as
+    UTF-8 with Unicode case folding, so this scan finds whatever :func:`scan_dataset` finds in
+    the elements it encodes (it reads raw values the same two ways).
     """
-    return list(dict.fromkeys(f"encoded bytes: {src}" for src in matcher.in_bytes(data)))
+    if not data:
+        return []
+    sources = matcher.in_bytes(data)
+    for codec in ("latin-1", "utf-8"):
+        sources += [src for _, src in matcher.in_text(data.decode(codec, "replace"))]
+    return list(dict.fromkeys(f"encoded bytes: {src}" for src in sources))
 
 
 @lru_cache(maxsize=8192)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import struct
 from functools import lru_cache
 
 from pydicom import config
@@ -11,6 +12,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 DUMMY_TEXT = "ANONYMIZED"
 TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE", "UR"})
@@ -71,6 +73,41 @@ def element(tag: int, vr: str, value: object) -> DataElement:
     # Values written here come from the input or from this module: re-validating each one
     # would double the cost of the walk, and the writer checks what it encodes.
     return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
+# VRs whose values the walk encodes itself, as pydicom's writer would (PS3.5 6.2): ASCII text
+# (UIDs padded with NUL, the rest with a space; ASCII is the same bytes in every character set
+# DICOM allows) and binary integers. Anything else is left to pydicom as a DataElement.
+_RAW_TEXT_VRS = frozenset({"UI", "DA", "DT", "TM", "CS", "AS", "SH", "LO", "PN"})
+_RAW_INT_VRS = {"US": "H", "SS": "h", "UL": "L", "SL": "l"}
+
+
+def raw_value(vr: str, value: object, little: bool) -> bytes | None:
+    """``value`` encoded for ``vr``, or None when pydicom should encode it."""
+    if value is None or value == "":
+        return b""
+    values = list(value) if is_multi(value) else [value]
+    if vr in _RAW_INT_VRS:
+        if not all(type(v) is int for v in values):
+            return None
+        try:
+            return struct.pack(("<" if little else ">") + _RAW_INT_VRS[vr] * len(values), *values)
+        except struct.error:  # out of range: pydicom reports it
+            return None
+    if vr not in _RAW_TEXT_VRS or not all(isinstance(v, str) for v in values):
+        return None
+    text = "\\".join(values)
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    return data + (b"\0" if vr == "UI" else b" ") if len(data) % 2 else data
+
+
+def raw_element(tag: int, vr: str, data: bytes, *, implicit: bool, little: bool
+                ) -> RawDataElement:
+    """An element holding already encoded ``data`` (see :func:`raw_value`): writing it is a copy
+    of bytes (:mod:`bonebase.dicom.encode`), and reading it decodes the value as from a file."""
+    return RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, little, True, False)
 
 
 def dataset(*elements: DataElement) -> Dataset:

@@ -95,7 +95,8 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
                               " export the image again from the PACS and resubmit")
             return result
     try:
-        out = deid.deidentify(ds, site=site)
+        # The data set scan is left to encode_parts/to_bytes, which scan the encoded bytes.
+        out = deid.deidentify(ds, site=site, scan=False)
     except InputError as exc:
         result.reason, result.message = "deidentification_failed", f"{rel}: {exc}"
         return result
