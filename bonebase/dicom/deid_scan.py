@@ -206,8 +206,9 @@ def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
     if not data:
         return []
     sources = matcher.in_bytes(data)
-    for codec in ("latin-1", "utf-8"):
-        sources += [src for _, src in matcher.in_text(data.decode(codec, "replace"))]
+    if not data.isascii():  # on ASCII bytes the two readings find what in_bytes finds
+        for codec in ("latin-1", "utf-8"):
+            sources += [src for _, src in matcher.in_text(data.decode(codec, "replace"))]
     return list(dict.fromkeys(f"encoded bytes: {src}" for src in sources))
 
 

@@ -26,6 +26,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID
 
+from bonebase.dicom.deid_values import raw_value
+
 PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _UNDEFINED = 0xFFFFFFFF
@@ -59,8 +61,40 @@ def encode_head(ds: Dataset) -> bytes | None:
     return b"".join(parts)
 
 
+# The File Meta Information elements ingestion writes (PS3.10 7.1), with their VRs.
+_META_VRS = {0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI",
+             0x00020012: "UI", 0x00020013: "SH"}
+_META_REQUIRED = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013)
+
+
 def _file_meta(ds: Dataset, meta: FileMetaDataset) -> bytes:
-    """The File Meta Information group as dcmwrite writes it, without its deep copy."""
+    """The File Meta Information group as dcmwrite writes it (explicit VR little endian, group
+    length first), for the meta de-identification makes; other metas go to pydicom."""
+    values = {tag: meta[tag].value for tag in meta.keys()}
+    ds_class, ds_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    if ds_class and ds_class != values.get(0x00020002):  # as dcmwrite: the data set wins
+        values[0x00020002] = ds_class
+    if ds_instance and ds_instance != values.get(0x00020003):
+        values[0x00020003] = ds_instance
+    if set(values) != set(_META_REQUIRED) or not all(values.values()):
+        return _pydicom_meta(ds, meta)
+    body = []
+    for tag in _META_REQUIRED:
+        vr, value = _META_VRS[tag], values[tag]
+        if vr == "OB":
+            data = bytes(value) + (b"\0" if len(value) % 2 else b"")
+            body.append(struct.pack("<HH", 2, tag & 0xFFFF) + b"OB\0\0" + struct.pack("<L", len(data)))
+        else:
+            data = raw_value(vr, str(value), True)
+            if data is None:
+                return _pydicom_meta(ds, meta)
+            body.append(struct.pack("<HH", 2, tag & 0xFFFF) + vr.encode() + struct.pack("<H", len(data)))
+        body.append(data)
+    rest = b"".join(body)
+    return struct.pack("<HH", 2, 0) + b"UL" + struct.pack("<HL", 4, len(rest)) + rest
+
+
+def _pydicom_meta(ds: Dataset, meta: FileMetaDataset) -> bytes:
     meta = FileMetaDataset(meta)  # shallow: write_file_meta_info adds elements, never edits ours
     ds_class, ds_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     if "MediaStorageSOPClassUID" not in meta or (ds_class and ds_class != meta.get(0x00020002).value):
