@@ -58,6 +58,9 @@ def version_cmd(
 ) -> None:
     """Export the current cases and record them as the next dataset version (if anything changed)."""
     settings, _ = _settings_and_url()
+    from bonebase.cli_common import prefect_env
+
+    prefect_env()  # Prefect's state under BONEBASE_HOME, as `submit` and `retrain` do
     from flows.version_dataset import version_dataset_flow
 
     result = version_dataset_flow(

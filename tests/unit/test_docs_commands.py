@@ -3,61 +3,22 @@ and every `make X` they mention is a Makefile target.
 
 The commands are checked against the click tree Typer builds from `bonebase.cli.app` (no process
 is started), so a renamed command or option fails here with the guide's file and line. Values are
-not checked: placeholders such as CODE, ID, N or PATH are fine. The workflows themselves run in
-tests/flows/test_cli_ingest.py and the other tests listed in docs/README.md.
+not checked: placeholders such as CODE, ID, N or PATH are fine. tests/e2e/test_guides.py runs
+every line, in order, as a real process (the guide walk).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
+from tests.doc_shell import DOCS, ROOT, Line, shell_lines
+
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 MAKE_IN_CODE = re.compile(r"(?:^|[\s;&|(`])make\s+([A-Za-z0-9_][\w.-]*)")
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One shell line of a guide (continuations joined), with where it starts."""
-
-    doc: str
-    number: int
-    text: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.doc}:{self.number}"
-
-
-def shell_lines(text: str, doc: str) -> list[Line]:
-    """Lines of the shell (or unlabelled) fenced blocks of a markdown text."""
-    out: list[Line] = []
-    fence: str | None = None
-    pending: tuple[int, str] | None = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if stripped.startswith("```"):
-            fence = stripped[3:].strip().lower() if fence is None else None
-            pending = None
-            continue
-        if fence is None or fence not in SHELL_FENCES:
-            continue
-        body = stripped.removeprefix("$ ")
-        start, body = (pending[0], pending[1] + " " + body) if pending else (number, body)
-        if body.endswith("\\"):
-            pending = (start, body[:-1].rstrip())
-            continue
-        pending = None
-        out.append(Line(doc, start, body))
-    return out
 
 
 def segments(line: str) -> list[list[str]]:
