@@ -156,7 +156,8 @@ class Deidentifier:
         """``retain_private`` holds (private creator, element byte) pairs known to be safe.
 
         ``encode_values`` False builds every new value as a pydicom DataElement (the reference
-        path the tests compare the encoded one with); True encodes UIDs and dates at once."""
+        path the tests compare the encoded one with); True encodes the new values it can at once
+        (ASCII text, UIDs, dates, integers: dv.raw_value), so that writing them is a copy."""
         if len(secret) < 16:
             raise InputError(
                 "de-identification secret is shorter than 16 bytes; set the consortium "
