@@ -13,7 +13,8 @@ pydicom's test files; anything outside the cases handled here returns None and t
 pydicom.
 
 Written by hand (not a library) because no maintained library encodes DICOM faster than pydicom
-while keeping its exact output; the by-hand part is the PS3.5 7.1 element header only.
+while keeping its exact output; the by-hand parts are the PS3.5 7.1 element header, the item
+framing (7.5) and the PS3.10 7.1 file meta group.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
+from pydicom.tag import ItemDelimiterTag, ItemTag
 from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from bonebase.dicom.deid_values import raw_value
+from bonebase.dicom.stream import PIXEL_DATA
 
-PIXEL_DATA = 0x7FE00010
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END = 0xFFFEE000, 0xFFFEE00D
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 
 
@@ -71,13 +72,12 @@ def _file_meta(ds: Dataset, meta: FileMetaDataset) -> bytes:
     """The File Meta Information group as dcmwrite writes it (explicit VR little endian, group
     length first), for the meta de-identification makes; other metas go to pydicom."""
     values = {tag: meta[tag].value for tag in meta.keys()}
-    ds_class, ds_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-    if ds_class and ds_class != values.get(0x00020002):  # as dcmwrite: the data set wins
-        values[0x00020002] = ds_class
-    if ds_instance and ds_instance != values.get(0x00020003):
-        values[0x00020003] = ds_instance
+    # As dcmwrite: the data set's SOP Class and Instance UIDs win over the meta's.
+    for tag, keyword in ((0x00020002, "SOPClassUID"), (0x00020003, "SOPInstanceUID")):
+        if ds.get(keyword) or tag not in values:
+            values[tag] = ds.get(keyword)
     if set(values) != set(_META_REQUIRED) or not all(values.values()):
-        return _pydicom_meta(ds, meta)
+        return _pydicom_meta(meta, values)
     body = []
     for tag in _META_REQUIRED:
         vr, value = _META_VRS[tag], values[tag]
@@ -87,22 +87,18 @@ def _file_meta(ds: Dataset, meta: FileMetaDataset) -> bytes:
         else:
             data = raw_value(vr, str(value), True)
             if data is None:
-                return _pydicom_meta(ds, meta)
+                return _pydicom_meta(meta, values)
             body.append(struct.pack("<HH", 2, tag & 0xFFFF) + vr.encode() + struct.pack("<H", len(data)))
         body.append(data)
     rest = b"".join(body)
     return struct.pack("<HH", 2, 0) + b"UL" + struct.pack("<HL", 4, len(rest)) + rest
 
 
-def _pydicom_meta(ds: Dataset, meta: FileMetaDataset) -> bytes:
+def _pydicom_meta(meta: FileMetaDataset, values: dict) -> bytes:
+    """pydicom writes (and validates) the meta, with the UIDs :func:`_file_meta` settled."""
     meta = FileMetaDataset(meta)  # shallow: write_file_meta_info adds elements, never edits ours
-    ds_class, ds_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-    if "MediaStorageSOPClassUID" not in meta or (ds_class and ds_class != meta.get(0x00020002).value):
-        meta.MediaStorageSOPClassUID = ds_class
-    if "MediaStorageSOPInstanceUID" not in meta or (
-        ds_instance and ds_instance != meta.get(0x00020003).value
-    ):
-        meta.MediaStorageSOPInstanceUID = ds_instance
+    meta.MediaStorageSOPClassUID = values[0x00020002]
+    meta.MediaStorageSOPInstanceUID = values[0x00020003]
     fp = DicomBytesIO()
     try:
         write_file_meta_info(fp, meta, enforce_standard=True)
@@ -145,7 +141,7 @@ def _dataset(parts: list[bytes], ds: Dataset, implicit: bool, little: bool,
             vr = elem.VR
             if not vr or len(vr) != 2:
                 raise _Unhandled
-            if vr in _LONG_VRS:
+            if vr in EXPLICIT_VR_LENGTH_32:
                 parts.append(header + vr.encode() + b"\0\0" + struct.pack(ul, len(value)) + value)
             elif len(value) <= 0xFFFF:
                 parts.append(header + vr.encode() + struct.pack(us, len(value)) + value)
@@ -168,9 +164,10 @@ def _item(parts: list[bytes], item: Dataset, implicit: bool, little: bool, encod
     body: list[bytes] = []
     _dataset(body, item, implicit, little, encodings)
     data = b"".join(body)
-    start = struct.pack(tag_fmt, _ITEM >> 16, _ITEM & 0xFFFF)
+    start = struct.pack(tag_fmt, ItemTag.group, ItemTag.element)
     if getattr(item, "is_undefined_length_sequence_item", False):
-        end = struct.pack(tag_fmt, _ITEM_END >> 16, _ITEM_END & 0xFFFF) + struct.pack(ul, 0)
+        end = struct.pack(tag_fmt, ItemDelimiterTag.group, ItemDelimiterTag.element)
+        end += struct.pack(ul, 0)
         parts.append(start + struct.pack(ul, _UNDEFINED) + data + end)
     else:
         parts.append(start + struct.pack(ul, len(data)) + data)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+from pathlib import Path
+
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
+
+from bonebase.dicom import stream
+from bonebase.dicom.deid import Deidentifier
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -138,3 +145,18 @@ def make_instance(
     ds.add_new(0x60004000, "LT", f"{PHI['family']} overlay")
     ds.PixelData = b"\x00\x00" * 64
     return ds
+
+
+def streamed_output(path: Path, deid: Deidentifier) -> bytes:
+    """The bytes ingestion stores for ``path``: the header de-identified and encoded as in
+    bonebase.ingest.process, Pixel Data copied from the source between head and tail."""
+    with stream.open_parts(path, path.name) as parts:
+        out = deid.deidentify(parts.dataset, site="HX", scan=False)  # encode_parts scans
+        if parts.pixels is None:  # Pixel Data read into the data set (deflated files)
+            return out.to_bytes()
+        head, tail = out.encode_parts()
+        buf = io.BytesIO()
+        buf.write(head)
+        parts.copy_pixels(buf, hashlib.sha256())
+        buf.write(tail)
+        return buf.getvalue()

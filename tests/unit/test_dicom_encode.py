@@ -5,7 +5,6 @@ DataElement, the whole data set written by pydicom's ``save_as``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -20,13 +19,12 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from bonebase.dicom import stream
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.encode import encode_head
 from bonebase.dicom.read import read_full
 from bonebase.errors import BonebaseError
 from bonebase.synth import generate
-from tests.unit.dicom_samples import PHI, make_instance
+from tests.unit.dicom_samples import PHI, make_instance, streamed_output
 
 SECRET = b"e" * 32
 # pydicom's own test files (vendor quirks: implicit VR, big endian, encapsulated and deflated
@@ -48,17 +46,7 @@ def _reference(path: Path) -> bytes:
 
 def _fast(path: Path) -> bytes:
     """The ingest path: streamed parts, values encoded in the walk, header by encode_head."""
-    deid = Deidentifier(SECRET)
-    with stream.open_parts(path, path.name) as parts:
-        out = deid.deidentify(parts.dataset, site="HX", scan=False)
-        if parts.pixels is None:
-            return out.to_bytes()
-        head, tail = out.encode_parts()
-        buf = io.BytesIO()
-        buf.write(head)
-        parts.copy_pixels(buf, hashlib.sha256())
-        buf.write(tail)
-        return buf.getvalue()
+    return streamed_output(path, Deidentifier(SECRET))
 
 
 def _compare(path: Path) -> bool:

@@ -27,19 +27,9 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.read import DicomReadError, read_full
 from bonebase.ingest.process import process_file
 from bonebase.ingest.scan import FileEntry
+from tests.unit.dicom_samples import streamed_output
 
 SECRET = b"s" * 32
-
-
-def _streamed(path: Path, deid: Deidentifier) -> bytes:
-    with stream.open_parts(path, path.name) as parts:
-        out = deid.deidentify(parts.dataset, site="HX")
-        head, tail = out.encode_parts()
-        buf = io.BytesIO()
-        buf.write(head)
-        parts.copy_pixels(buf, hashlib.sha256())
-        buf.write(tail)
-        return buf.getvalue()
 
 
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
@@ -48,12 +38,12 @@ def test_streamed_output_equals_the_in_memory_path(name, tmp_path):
     path = Path(get_testdata_file(name))
     deid = Deidentifier(SECRET)
     expected = deid.deidentify(read_full(path), site="HX").to_bytes()
-    assert _streamed(path, deid) == expected
+    assert streamed_output(path, deid) == expected
     # Files above the in-memory limit are read through the file handle: same bytes.
     big = stream.IN_MEMORY_MAX
     try:
         stream.IN_MEMORY_MAX = 0
-        assert _streamed(path, deid) == expected
+        assert streamed_output(path, deid) == expected
     finally:
         stream.IN_MEMORY_MAX = big
 
@@ -83,7 +73,7 @@ def test_trailing_elements_are_deidentified_and_kept_in_order(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     deid = Deidentifier(SECRET)
     expected = deid.deidentify(read_full(path), site="HX").to_bytes()
-    assert _streamed(path, deid) == expected
+    assert streamed_output(path, deid) == expected
     assert 0xFFFCFFFC not in pydicom.dcmread(io.BytesIO(expected))
 
 
