@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from bonebase.config import Settings, get_settings
 from bonebase.db import audit
@@ -134,11 +135,13 @@ def _process_all(entries: list[scan.FileEntry], args: dict, settings: Settings,
     """Run the file batches as Prefect tasks, on the process pool or as Dask tasks."""
     if settings.task_runner != "dask":
         slots = _worker_count(settings)
-        futures = [process_files.submit(b, **args, pool=slots) for b in _batches(entries, slots)]
+        futures = [process_files.submit(quote(b), **args, pool=slots)
+                   for b in _batches(entries, slots)]
         return _collect(futures, len(entries), progress)
     with _dask_runner(settings) as runner:
         # Batches are sized by the cluster as it is (a remote one has its own worker count).
         slots = sum(runner.client.nthreads().values()) or 1
+        # (no quote() here: the Dask runner hands the quoted wrapper itself to the task)
         futures = [runner.submit(process_files, {"entries": b, **args})
                    for b in _batches(entries, slots)]
         return _collect(futures, len(entries), progress)
@@ -219,14 +222,17 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
         clock.lap("process")
         headers = pd.DataFrame([r.record for r in results if r.record is not None])
         docs_dir = settings.home / "datadocs" / str(submission_id)
-        report = validate(manifest, headers, site, submission_id, str(docs_dir))
+        report = validate(quote(manifest), quote(headers), site, submission_id, str(docs_dir))
         clock.lap("validate")
         deid = Deidentifier(secret, uid_root=settings.uid_root)
         # Files stored by an earlier submission are counted as duplicates when their rows
         # conflict (ON CONFLICT DO NOTHING), so no lookup is needed here.
         plan = accept.plan_submission(manifest, results, report, site=site, deid=deid)
-        outcome = store_cases(plan, url, settings.object_store_url, settings.s3_endpoint_url,
-                              settings.s3_region, site_row.id, submission_id)
+        # quote(): Prefect would walk every object of the plan (and of the batches, frames
+        # above) looking for futures to wait on: seconds per submission, for nothing.
+        outcome = store_cases(quote(plan), url, settings.object_store_url,
+                              settings.s3_endpoint_url, settings.s3_region, site_row.id,
+                              submission_id)
         _progress(progress, "cases", len(plan.cases), len(plan.cases))
         clock.lap("store")
         docs = str(report.data_docs_index) if report.data_docs_index else None
