@@ -70,3 +70,57 @@ def test_submit_receipt_and_quarantine(tmp_path, migrated_database, db):
     assert bad_site.returncode != 0 and "Traceback" not in bad_site.stderr
     missing = run("submit", str(tmp_path / "nope"), "--site", site, env=env)
     assert missing.returncode != 0 and "no such file" in missing.stderr
+
+
+def test_submit_killed_midway_then_rerun_finishes_without_duplicates(tmp_path, migrated_database,
+                                                                      db):
+    """`kill -9` of a running `bonebase submit` (its pool workers and Prefect server too) while
+    files are being de-identified: running the same submit again finishes the submission, with
+    every good case stored once and exactly the injected faults quarantined."""
+    import signal
+    import time
+
+    from bonebase.db.cases import counts
+    from bonebase.synth import generate
+    from tests.flows.test_ingest import _expected, _quarantined
+
+    generate(tmp_path / "synth", sites=1, cases_per_site=40, seed=7, workers=1)
+    site = json.loads((tmp_path / "synth" / "sites.json").read_text())[0]["code"]
+    home = tmp_path / "home"
+    # One worker: processing takes a few seconds, a wide window to kill it in.
+    env = {"BONEBASE_HOME": str(home), "DATABASE_URL": migrated_database,
+           "BONEBASE_INGEST_WORKERS": "1"}
+    assert run("init", env=env).returncode == 0
+    assert run("site", "import", str(tmp_path / "synth" / "sites.json"), env=env).returncode == 0
+    submission = str(tmp_path / "synth" / site / "submission")
+
+    victim = subprocess.Popen([sys.executable, "-m", "bonebase.cli", "submit", submission,
+                               "--site", site], env={**os.environ, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: workers die too
+    deadline = time.monotonic() + 300
+    # The first de-identified file staged: registration is committed, processing under way.
+    while not any(home.rglob("*.dcm")) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL  # killed, not finished
+    assert db.execute("SELECT status FROM submissions").fetchone()["status"] == "running"
+    assert counts(db)["cases"] == 0
+
+    again = run("submit", submission, "--site", site, "--json", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    receipt = json.loads(again.stdout[again.stdout.index("{"):])
+    assert db.execute("SELECT count(*) AS n, min(status) AS s FROM submissions").fetchone() == {
+        "n": 1, "s": "done"}
+    c = counts(db)
+    assert c["cases"] == receipt["counts"]["cases_accepted"] > 0
+    assert c["instances"] == receipt["counts"]["files_accepted"]
+    got, _ = _quarantined(db)
+    assert got == _expected(tmp_path / "synth" / site)
+    # Nothing of the killed run is left behind: no staged or partial files, no stray objects.
+    assert not [p for p in home.rglob("*") if p.is_file() and p.suffix in (".dcm", ".part")
+                and ".bonebase-tmp-" in str(p)]
+    stored = {r["object_key"] for r in db.execute("SELECT object_key FROM instances")}
+    curated = {str(p.relative_to(home / "objects")) for p in (home / "objects" / "curated").rglob("*")
+               if p.is_file()}
+    assert curated == stored
