@@ -18,9 +18,9 @@ from typing import Any
 
 import great_expectations as gx
 import pandas as pd
-from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
@@ -99,10 +99,16 @@ class _DocsSite:
         if docs_dir is not None:
             self.name = "docs_" + hashlib.sha1(str(docs_dir).encode()).hexdigest()[:16]
 
-    def actions(self) -> list[UpdateDataDocsAction]:
-        if self.name is None:
-            return []
-        return [UpdateDataDocsAction(name="data_docs", site_names=[self.name])]
+    def build(self, results: dict[Any, Any]) -> None:
+        """Render the pages of ``results`` (validation result id -> suite result) and the index
+        in one build; GX's UpdateDataDocsAction rebuilds the index once per suite result."""
+        if self.name is None or not results:
+            return
+        ids: list[Any] = []
+        for key, result in results.items():
+            ids += [key, ExpectationSuiteIdentifier(name=result.suite_name)]
+        self.context.build_data_docs(site_names=[self.name], resource_identifiers=ids,
+                                     build_index=True)
 
     def __enter__(self) -> _DocsSite:
         if self.docs_dir is not None:
@@ -129,15 +135,15 @@ def _run_checkpoint(
     *,
     name: str,
     run_name: str,
-    docs: _DocsSite,
     index_columns: list[str] | None,
     batch_parameters: dict[str, Any] | None,
-) -> list[Any]:
-    """Run one checkpoint and return its suite results."""
+) -> dict[Any, Any]:
+    """Run one checkpoint; its suite results by validation result id (kept in the results
+    store for the run's Data Docs build)."""
     checkpoint = gx.Checkpoint(
         name=name,
         validation_definitions=definitions,
-        actions=docs.actions(),
+        actions=[],
         result_format=_result_format(index_columns),
     )
     try:
@@ -149,7 +155,7 @@ def _run_checkpoint(
         # (or a retry of this one) can reuse the name.
         if name in {c.name for c in state.context.checkpoints.all()}:
             state.context.checkpoints.delete(name)
-    return list(result.run_results.values())
+    return dict(result.run_results)
 
 
 def _forget_results(state: _Gx) -> None:
@@ -277,6 +283,7 @@ def validate_submission(
         state = gx_context()
         _forget_results(state)  # leftovers of a run that raised
         with _DocsSite(state.context, docs_dir) as docs:
+            everything: dict[Any, Any] = {}
             for frame_name, (builders, index_columns) in _SUBMISSION_FRAMES.items():
                 names = header_suites if frame_name == "headers" else list(builders)
                 frame = frames[frame_name]
@@ -285,13 +292,14 @@ def validate_submission(
                     [state.definitions[n] for n in names],
                     name=f"{run_name}-{frame_name}",
                     run_name=run_name,
-                    docs=docs,
                     index_columns=index_columns,
                     batch_parameters={"dataframe": frame},
                 )
-                found = [f for r in results for f in _failures(r, frame, index_columns)]
+                everything.update(results)
+                found = [f for r in results.values() for f in _failures(r, frame, index_columns)]
                 report.failures.extend(found)
-                report.stats.update(_stats(results, found, len(frame)))
+                report.stats.update(_stats(results.values(), found, len(frame)))
+            docs.build(everything)
             report.data_docs_index = docs.index
         _forget_results(state)
     matched = images.dropna(subset=["row"])
@@ -364,16 +372,17 @@ def validate_database(
         state = gx_context()
         definitions = _database_definitions(state, database_url, schema)
         with _DocsSite(state.context, docs_dir) as docs:
-            results = _run_checkpoint(
+            by_id = _run_checkpoint(
                 state,
                 definitions,
                 name="database",
                 run_name="database",
-                docs=docs,
                 index_columns=None,
                 batch_parameters=None,
             )
+            docs.build(by_id)
             report.data_docs_index = docs.index
+        results = list(by_id.values())
         _forget_results(state)
     for r in results:
         found = _failures(r, None, None)

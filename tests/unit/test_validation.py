@@ -252,6 +252,12 @@ def test_data_docs_index_is_written(tmp_path):
     assert report.data_docs_index.is_file()
     pages = list((tmp_path / "docs" / "validations" / "manifest").rglob("*.html"))
     assert pages and "214" in pages[0].read_text(encoding="utf-8")
+    # One page per suite that ran, every one linked from the index (built once per run).
+    suites = set(report.stats)
+    pages = list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert {p.relative_to(tmp_path / "docs" / "validations").parts[0] for p in pages} == suites
+    index = report.data_docs_index.read_text(encoding="utf-8")
+    assert all(p.relative_to(tmp_path / "docs").as_posix() in index for p in pages)
 
 
 # --- image QC metrics ---------------------------------------------------------------------
