@@ -289,3 +289,64 @@ def test_site_code_as_issuer_is_not_residue():
     result.to_bytes()
     assert result.residue == []
     assert result.dataset.PatientID.startswith("BOS-")
+
+
+# --- the identifier matcher against its plain definition -----------------------------------------
+
+def _reference_text(identifiers: dict[str, str], text: str) -> list[tuple[str, str]]:
+    """Whole-word matching as defined: both sides as their words joined by single spaces."""
+    import re
+
+    def norm(s: str) -> str:
+        return " " + " ".join(re.findall(r"[^\W_]+", s.casefold())) + " "
+
+    words = norm(text)
+    return [(v, src) for v, src in identifiers.items() if norm(v).strip() and norm(v) in words]
+
+
+def _reference_bytes(identifiers: dict[str, str], data: bytes) -> list[str]:
+    import re
+
+    def norm(b: bytes) -> bytes:
+        return b" " + b" ".join(re.findall(rb"[a-z0-9\x80-\xff]+", b)) + b" "
+
+    words, found = norm(data.lower()), []
+    for v, src in identifiers.items():
+        if not re.findall(r"[^\W_]+", v.casefold()):
+            continue
+        forms = []
+        for codec in ("utf-8", "latin-1"):
+            try:
+                forms.append(norm(v.casefold().encode(codec)))
+            except UnicodeEncodeError:
+                pass
+        if any(f.strip() and f in words for f in forms):
+            found.append(src)
+    return found
+
+
+def test_matcher_finds_what_whole_word_matching_defines():
+    """The matcher's substring pre-check and per-value search give the answers of the plain
+    definition, on texts built to sit on every boundary (punctuation, underscores, case,
+    non-ASCII letters, a value inside a longer word)."""
+    import random
+
+    from bonebase.dicom.deid_scan import Matcher
+
+    identifiers = {"Doe^John": "PatientName", "ab-12345": "PatientID", "Müller": "OperatorsName",
+                   "19700101": "PatientBirthDate", "ST_MARY": "InstitutionName",
+                   "Straße 5": "InstitutionAddress", "ÅSE": "ReferringPhysicianName"}
+    pieces = ["doe", "DOE", "john", "John", "^", " ", "_", "-", "ab", "12345", "AB", "müller",
+              "MÜLLER", "mueller", "1970", "0101", "19700101", "st", "mary", "ST", "MARY",
+              "strasse", "straße", "STRASSE", "5", "åse", "ÅSE", "x", "9", ".", "\\", "\n", "é"]
+    rng = random.Random(7)
+    texts = ["", "Doe^John", "seen by Dr DOE john", "Johnny Doe", "doe_john", "AB-12345",
+             "xab-12345", "ab 12345y", "Herr Müller", "MULLER", "19700101", "st mary's",
+             "ST_MARY", "Straße 5", "STRASSE 5", "Åse"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    matcher = Matcher(identifiers)
+    for text in texts:
+        assert matcher.in_text(text) == _reference_text(identifiers, text), text
+        for codec in ("utf-8", "latin-1"):
+            data = text.encode(codec, "replace")
+            assert matcher.in_bytes(data) == _reference_bytes(identifiers, data), (text, codec)
