@@ -2,6 +2,7 @@
 
     python benchmarks/ingest.py [--sites 4 --cases-per-site 150 --seed 5] [--data DIR]
                                 [--runner process|dask|both] [--workers N] [--dask-address URL]
+                                [--repeat N]
 
 Generates (or reuses) a synthetic consortium, then over the same files measures:
   (a) plain pydicom: dcmread + dcmwrite of every file (the floor any DICOM pipeline pays);
@@ -12,6 +13,8 @@ With ``--runner dask`` the flow runs on Prefect's Dask task runner (a temporary 
 ``--workers`` processes, or the scheduler at ``--dask-address``); ``both`` runs it on the default
 process pool and on Dask over the same files and prints the ratio. Every flow run also prints the
 database growth and the object-store bytes per case and per stored image (for docs/scaling.md).
+``--repeat N`` measures everything N times, interleaved (on a shared machine one run can be a
+third slower than the next), and prints the median of each figure, with the range of the ratios.
 Uses DATABASE_URL when set (a fresh database is created and dropped), else the embedded server.
 """
 
@@ -157,6 +160,41 @@ def _print_sizes(sizes: dict) -> None:
           f"{sizes['object_bytes'] / cases / 1e3:.1f} kB/case in all (quarantine included)")
 
 
+def _report(runs: list[dict], names: list[str], *, n_files: int, n_dicom: int, mb: float) -> None:
+    """Median seconds of each measure over the runs, rates and ratios (ranges when repeated)."""
+    from statistics import median
+
+    def secs(key: str) -> list[float]:
+        return [r[key] if isinstance(r[key], float) else r[key][0] for r in runs]
+
+    rows = [("plain pydicom read+write", "pydicom", n_dicom),
+            ("dicognito read+anonymize+write", "dicognito", n_dicom)]
+    rows += [(f"bonebase ingest flow ({name})", name, n_files) for name in names]
+    for label, key, n in rows:
+        t = median(secs(key))
+        print(f"{label:<36} {t:8.2f} s  {n / t:8.1f} files/s  {mb / t:7.2f} MB/s")
+    if len(runs) > 1:
+        print(f"(median of {len(runs)} interleaved runs)")
+    for name in names:
+        for ref, label in (("pydicom", "plain pydicom"), ("dicognito", "dicognito")):
+            # The rate ratio per run: flow files/s over the reference's files/s.
+            ratios = [(n_files / f) / (n_dicom / r)
+                      for f, r in zip(secs(name), secs(ref), strict=True)]
+            spread = f"  (runs: {min(ratios):.2f}-{max(ratios):.2f}x)" if len(runs) > 1 else ""
+            print(f"[{name}] ratio flow / {label + ':':<15} {median(ratios):.2f}x{spread}")
+        timings: dict[str, float] = {}
+        for r in runs:
+            for k, v in r[name][1].items():
+                timings[k] = timings.get(k, 0.0) + v / len(runs)
+        total = sum(timings.values())
+        shares = ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in timings.items())
+        print(f"[{name}] flow stages (mean): {shares}")
+        print(f"[{name}] validation share of ingest time: {timings.get('validate', 0) / total:.1%}")
+    if len(names) == 2:
+        ratio = median(secs("process")) / median(secs("dask"))
+        print(f"ratio dask / process (files/s): {ratio:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sites", type=int, default=4)
@@ -167,6 +205,8 @@ def main() -> None:
                     help="task runner of the flow's file batches (both: compare them)")
     ap.add_argument("--workers", type=int, help="processes for file batches (default: cores)")
     ap.add_argument("--dask-address", help="tcp://… of a running Dask scheduler")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure everything N times, interleaved; medians are printed")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bonebase-bench-"))
     tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
@@ -187,38 +227,22 @@ def main() -> None:
         dicom = _dicom_files(measured)
         mb = sum(p.stat().st_size for p in measured) / 1e6
         print(f"files: {len(measured)} ({len(dicom)} DICOM), {mb:.1f} MB, {os.cpu_count()} cores")
-        for name in ("pydicom", "dicognito"):
-            (tmp / name).mkdir()
-        t_plain = bench_pydicom(dicom, tmp / "pydicom")
-        t_dicognito = bench_dicognito(dicom, tmp / "dicognito")
         runners = {"process": {"task_runner": "process"},
                    "dask": {"task_runner": "dask", "dask_address": args.dask_address}}
         names = ["process", "dask"] if args.runner == "both" else [args.runner]
-        flows = {}
-        for name in names:
-            flows[name] = bench_flow(data, tmp / f"home-{name}",
-                                     {**runners[name], "ingest_workers": args.workers})
-        rows = [("plain pydicom read+write", t_plain, len(dicom)),
-                ("dicognito read+anonymize+write", t_dicognito, len(dicom))]
-        rows += [(f"bonebase ingest flow ({name})", flows[name][0], len(measured))
-                 for name in names]
-        for label, secs, n in rows:
-            print(f"{label:<36} {secs:8.2f} s  {n / secs:8.1f} files/s  {mb / secs:7.2f} MB/s")
-        for name in names:
-            t_flow, timings, sizes = flows[name]
-            flow_rate = len(measured) / t_flow
-            print(f"[{name}] ratio flow / plain pydicom:  "
-                  f"{flow_rate / (len(dicom) / t_plain):.2f}x")
-            print(f"[{name}] ratio flow / dicognito:      "
-                  f"{flow_rate / (len(dicom) / t_dicognito):.2f}x")
-            total = sum(timings.values())
-            shares = ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in timings.items())
-            print(f"[{name}] flow stages: {shares}")
-            print(f"[{name}] validation share of ingest time: "
-                  f"{timings.get('validate', 0) / total:.1%}")
-        if len(names) == 2:
-            print(f"ratio dask / process (files/s): {flows['process'][0] / flows['dask'][0]:.2f}x")
-        _print_sizes(flows[names[0]][2])
+        runs = []
+        for i in range(args.repeat):
+            for name in ("pydicom", "dicognito"):
+                shutil.rmtree(tmp / name, ignore_errors=True)
+                (tmp / name).mkdir()
+            run = {"pydicom": bench_pydicom(dicom, tmp / "pydicom"),
+                   "dicognito": bench_dicognito(dicom, tmp / "dicognito")}
+            for name in names:
+                run[name] = bench_flow(data, tmp / f"home-{name}-{i}",
+                                       {**runners[name], "ingest_workers": args.workers})
+            runs.append(run)
+        _report(runs, names, n_files=len(measured), n_dicom=len(dicom), mb=mb)
+        _print_sizes(runs[-1][names[0]][2])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
