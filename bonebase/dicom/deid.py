@@ -81,6 +81,13 @@ class DeidResult:
     needs_review: list[str] = field(default_factory=list)
     residue: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)  # value -> keyword
+    # The matcher of ``sources`` that de-identification built (the encoders' scans reuse it).
+    matcher: deid_scan.Matcher | None = field(default=None, repr=False, compare=False)
+
+    def _matcher(self) -> deid_scan.Matcher:
+        if self.matcher is None:
+            self.matcher = deid_scan.Matcher(self.sources)
+        return self.matcher
 
     def to_bytes(self) -> bytes:
         """Encode the data set as a DICOM file and scan the encoded header for residue.
@@ -91,7 +98,7 @@ class DeidResult:
         self.dataset.save_as(buf, enforce_file_format=True)
         data = buf.getvalue()
         header = data[: dv.pixel_data_offset(data)]
-        hits = deid_scan.scan_bytes(header, deid_scan.Matcher(self.sources))
+        hits = deid_scan.scan_bytes(header, self._matcher())
         self.residue.extend(f"phi_residue: {hit}" for hit in hits)
         return data
 
@@ -121,7 +128,7 @@ class DeidResult:
             out.is_implicit_VR, out.is_little_endian = self.dataset.original_encoding
             write_dataset(out, Dataset(tail), self.dataset.original_character_set or "iso8859")
             trailing = out.getvalue()
-        matcher = deid_scan.Matcher(self.sources)
+        matcher = self._matcher()
         for part in (head, trailing):
             hits = deid_scan.scan_bytes(part, matcher)
             self.residue.extend(f"phi_residue: {hit}" for hit in hits)
@@ -244,6 +251,7 @@ class Deidentifier:
             needs_review=walk.needs_review,
             residue=[f"phi_residue: {hit}" for hit in residue],
             sources=identifiers,
+            matcher=matcher,
         )
 
     # -- the walk -------------------------------------------------------------------------
@@ -258,15 +266,16 @@ class Deidentifier:
                 if self._retain_private and self._private_kept(src, tag):
                     out[tag] = raw
                 continue
-            if tag & 0xFFFF == 0 or (tag >> 16) in _OVERLAY_GROUPS:
+            number = int(tag)  # lookups and tests on a plain int: Tag compares in Python
+            if number & 0xFFFF == 0 or (number >> 16) in _OVERLAY_GROUPS:
                 continue  # group lengths are recomputed on write
-            action = self._table.action(tag)
+            action = self._table.action(number)
             vr = raw.VR if raw.VR else dv.vr_of(tag)
-            if tag in deid_scan.IDENTIFYING_TAGS or vr == "PN":
+            if number in deid_scan.IDENTIFYING_TAGS or vr == "PN":
                 self._collect(dv.decoded(src, raw, vr, walk.codec), walk)
             if action is None:  # not in Table E.1-1: kept, with dates, UIDs and names handled
                 action = _UNLISTED.get(vr, "K")
-            if action == "X" or tag in (_PATIENT_ID, _PATIENT_NAME):  # the two: in _finish
+            if action == "X" or number == _PATIENT_ID or number == _PATIENT_NAME:  # in _finish
                 continue
             if action == "K" and vr != "SQ" and isinstance(raw, RawDataElement):
                 out[tag] = raw  # immutable raw element: no need to decode or copy

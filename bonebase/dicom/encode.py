@@ -123,12 +123,14 @@ def _dataset(parts: list[bytes], ds: Dataset, implicit: bool, little: bool,
     tag_fmt = "<HH" if little else ">HH"
     ul, us = ("<L", "<H") if little else (">L", ">H")
     items = ds._dict
-    for tag in sorted(items):
+    # Sorted and compared as plain ints: pydicom's Tag compares in Python, a cost per element.
+    for key in sorted(items, key=int):
+        tag = int(key)
         if stop is not None and tag >= stop:
             break
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written (PS3.5 7.2)
-        elem = items[tag]
+        elem = items[key]
         header = struct.pack(tag_fmt, tag >> 16, tag & 0xFFFF)
         if isinstance(elem, RawDataElement):
             if elem.length == _UNDEFINED or tag == PIXEL_DATA:
