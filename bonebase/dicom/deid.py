@@ -32,6 +32,7 @@ from bonebase.dicom import deid_scan
 from bonebase.dicom import deid_values as dv
 from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
 from bonebase.dicom.encode import encode_head
+from bonebase.dicom.read import peek
 from bonebase.errors import InputError
 
 # Deidentification Method is LO (64 characters a value), so the text is one value per part.
@@ -217,9 +218,9 @@ class Deidentifier:
         ``scan`` False skips the scan of the output data set for residue, for callers that
         scan the encoded bytes instead (:meth:`DeidResult.encode_parts` does).
         """
-        pid = patient_id if patient_id is not None else str(ds.get("PatientID", "") or "")
+        pid = patient_id if patient_id is not None else str(peek(ds, "PatientID", "") or "")
         if not pid.strip():
-            uid = ds.get("SOPInstanceUID", "unknown SOP Instance UID")
+            uid = peek(ds, "SOPInstanceUID", "unknown SOP Instance UID")
             raise InputError(
                 f"{uid}: PatientID (0010,0020) is empty; the site must fill PatientID or give "
                 "patient_id in the manifest, then resubmit"
@@ -228,7 +229,7 @@ class Deidentifier:
         walk = _Walk(
             pseudonym=self.pseudonym(site, pid),
             offset=dt.timedelta(days=self.date_offset(site, pid)),
-            codec=dv.CODECS.get(str(ds.get("SpecificCharacterSet", "") or "")),
+            codec=dv.CODECS.get(str(peek(ds, "SpecificCharacterSet", "") or "")),
         )
         implicit, little = ds.original_encoding
         if self._encode_values and implicit is not None and little is not None:
@@ -404,9 +405,9 @@ class Deidentifier:
             elements[elem.tag] = elem
         out = Dataset(elements)
         out.set_original_encoding(*dv.encoding_of(src))
-        if str(src.get("BurnedInAnnotation", "")).upper() == "YES":
+        if str(peek(src, "BurnedInAnnotation", "")).upper() == "YES":
             walk.needs_review.append("burned_in_annotation")
-        if str(src.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
+        if str(peek(src, "SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
             walk.needs_review.append("secondary_capture")
         meta = getattr(src, "file_meta", None)
         if meta is not None:

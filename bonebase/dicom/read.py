@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import default_encoding
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from bonebase.errors import InputError
 
@@ -114,8 +117,8 @@ def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydi
             if hasattr(source, "seek"):
                 source.seek(0)
             ds = pydicom.dcmread(source, stop_before_pixels=not pixels, force=True)
-            sop_class = str(ds.get("SOPClassUID", ""))
-            if not (UID(sop_class).is_valid and ds.get("SOPInstanceUID")):
+            sop_class = str(peek(ds, "SOPClassUID", ""))
+            if not (UID(sop_class).is_valid and peek(ds, "SOPInstanceUID")):
                 if _looks_like_broken_dicom(source, name):
                     raise DicomReadError(
                         f"{name}: a DICOM file whose header is damaged (the 'DICM' marker and "
@@ -149,6 +152,33 @@ def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydi
     return ds
 
 
+def peek(ds: pydicom.Dataset, keyword: str, default: object = None) -> object:
+    """``ds.get(keyword, default)`` that leaves the element as it was read.
+
+    pydicom's ``get`` replaces a raw element with its decoded form inside the data set.
+    De-identification copies raw elements byte for byte but has to encode decoded ones again,
+    so the reads made before it (the header row, QC, the pixel-length check) go through here.
+    Elements pydicom must resolve against the data set (ambiguous VRs, deferred values,
+    sequences) are read with ``get``.
+    """
+    tag = tag_for_keyword(keyword)
+    elem = ds.get_item(tag) if tag is not None else None
+    if elem is None:
+        return default if tag is not None else ds.get(keyword, default)
+    if not isinstance(elem, RawDataElement):
+        return elem.value
+    if (elem.value is None and elem.length != 0) or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
+        return ds.get(keyword, default)
+    if tag == 0x00080005:
+        encoding = default_encoding
+    else:
+        encoding = ds.original_character_set or ds._character_set
+    converted = convert_raw_data_element(elem, encoding=encoding, ds=ds)
+    if converted.VR in AMBIGUOUS_VR or converted.VR == "SQ":
+        return ds.get(keyword, default)
+    return converted.value
+
+
 def read_header(path: Path | str) -> pydicom.Dataset:
     """Read the header (everything before Pixel Data) of one DICOM file."""
     return _read(path, str(path), pixels=False)
@@ -156,12 +186,12 @@ def read_header(path: Path | str) -> pydicom.Dataset:
 
 def expected_pixel_bytes(ds: pydicom.Dataset) -> int:
     """Bytes that native (uncompressed) Pixel Data must hold, from the image pixel module."""
-    bits = int(ds.get("BitsAllocated", 0) or 0)
+    bits = int(peek(ds, "BitsAllocated", 0) or 0)
     count = (
-        int(ds.get("Rows", 0) or 0)
-        * int(ds.get("Columns", 0) or 0)
-        * int(ds.get("SamplesPerPixel", 1) or 1)
-        * int(ds.get("NumberOfFrames", 1) or 1)
+        int(peek(ds, "Rows", 0) or 0)
+        * int(peek(ds, "Columns", 0) or 0)
+        * int(peek(ds, "SamplesPerPixel", 1) or 1)
+        * int(peek(ds, "NumberOfFrames", 1) or 1)
     )
     return math.ceil(count * bits / 8)
 
@@ -222,30 +252,30 @@ def _str(value: object) -> str | None:
 def header_record(ds: pydicom.Dataset, *, file: str) -> dict[str, object]:
     """Flatten the header into one row for validation (spacings as row/column floats)."""
     meta = getattr(ds, "file_meta", None)
-    spacing = ds.get("PixelSpacing")
-    imager = ds.get("ImagerPixelSpacing")
+    spacing = peek(ds, "PixelSpacing")
+    imager = peek(ds, "ImagerPixelSpacing")
     return {
         "file": file,
-        "sop_instance_uid": _str(ds.get("SOPInstanceUID")),
-        "study_instance_uid": _str(ds.get("StudyInstanceUID")),
-        "series_instance_uid": _str(ds.get("SeriesInstanceUID")),
-        "patient_id": _str(ds.get("PatientID")),
-        "accession_number": _str(ds.get("AccessionNumber")),
-        "modality": _str(ds.get("Modality")),
-        "rows": _int(ds.get("Rows")),
-        "columns": _int(ds.get("Columns")),
-        "bits_allocated": _int(ds.get("BitsAllocated")),
-        "bits_stored": _int(ds.get("BitsStored")),
-        "photometric_interpretation": _str(ds.get("PhotometricInterpretation")),
+        "sop_instance_uid": _str(peek(ds, "SOPInstanceUID")),
+        "study_instance_uid": _str(peek(ds, "StudyInstanceUID")),
+        "series_instance_uid": _str(peek(ds, "SeriesInstanceUID")),
+        "patient_id": _str(peek(ds, "PatientID")),
+        "accession_number": _str(peek(ds, "AccessionNumber")),
+        "modality": _str(peek(ds, "Modality")),
+        "rows": _int(peek(ds, "Rows")),
+        "columns": _int(peek(ds, "Columns")),
+        "bits_allocated": _int(peek(ds, "BitsAllocated")),
+        "bits_stored": _int(peek(ds, "BitsStored")),
+        "photometric_interpretation": _str(peek(ds, "PhotometricInterpretation")),
         "pixel_spacing": _float(spacing, 0),
         "pixel_spacing_col": _float(spacing, 1),
         "imager_pixel_spacing": _float(imager, 0),
         "imager_pixel_spacing_col": _float(imager, 1),
         "transfer_syntax_uid": _str(meta.get("TransferSyntaxUID")) if meta is not None else None,
-        "number_of_frames": _int(ds.get("NumberOfFrames")) or 1,
-        "burned_in_annotation": _str(ds.get("BurnedInAnnotation")),
-        "sop_class_uid": _str(ds.get("SOPClassUID")),
-        "patient_sex": _str(ds.get("PatientSex")),
-        "patient_age": _str(ds.get("PatientAge")),
-        "body_part_examined": _str(ds.get("BodyPartExamined")),
+        "number_of_frames": _int(peek(ds, "NumberOfFrames")) or 1,
+        "burned_in_annotation": _str(peek(ds, "BurnedInAnnotation")),
+        "sop_class_uid": _str(peek(ds, "SOPClassUID")),
+        "patient_sex": _str(peek(ds, "PatientSex")),
+        "patient_age": _str(peek(ds, "PatientAge")),
+        "body_part_examined": _str(peek(ds, "BodyPartExamined")),
     }

@@ -29,6 +29,7 @@ from bonebase.dicom.read import (
     DicomReadError,
     _read,
     expected_pixel_bytes,
+    peek,
     read_full,
 )
 
@@ -235,17 +236,17 @@ def qc_sample(parts: DicomParts) -> tuple[np.ndarray, float]:
     compressed, unusual bit depths) decodes the first frame only, through pydicom.
     """
     ds, span = parts.dataset, parts.pixels
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = int(peek(ds, "Rows", 0) or 0), int(peek(ds, "Columns", 0) or 0)
     aspect = float(max(rows, cols) / max(1, min(rows, cols)))
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    stored = int(ds.get("BitsStored", bits) or bits)
+    bits = int(peek(ds, "BitsAllocated", 0) or 0)
+    stored = int(peek(ds, "BitsStored", bits) or bits)
     ts = _syntax(ds) or "1.2.840.10008.1.2"
     native = (span is not None and span.length is not None and ts in NATIVE_SYNTAXES
               and ts != DEFLATED and bits in (8, 16, 32) and rows and cols
-              and int(ds.get("SamplesPerPixel", 1) or 1) == 1)
+              and int(peek(ds, "SamplesPerPixel", 1) or 1) == 1)
     if not native:
         return _decoded_first_frame(parts), aspect
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    signed = int(peek(ds, "PixelRepresentation", 0) or 0) == 1
     little = ds.original_encoding[1] is not False
     dtype = np.dtype(f"{'<' if little else '>'}{'i' if signed else 'u'}{bits // 8}")
     step = max(1, math.ceil(math.sqrt(rows * cols / QC_SAMPLES)))

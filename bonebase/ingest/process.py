@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from bonebase.dicom.deid import Deidentifier
-from bonebase.dicom.read import DicomReadError, header_record
+from bonebase.dicom.read import DicomReadError, header_record, peek
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
 from bonebase.errors import InputError
 from bonebase.ingest.scan import FileEntry
@@ -112,20 +112,20 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         result.reason = out.needs_review[0]
         result.message = (f"{rel}: {out.needs_review[0].replace('_', ' ')}: the image may show"
                           " identifying text; held for review by a data steward")
-    record["patient_identity_removed"] = str(out.dataset.get("PatientIdentityRemoved", ""))
+    record["patient_identity_removed"] = str(peek(out.dataset, "PatientIdentityRemoved", ""))
     result.record = record
     result.pseudonym = out.pseudonym
     result.identifiers = out.identifiers
-    result.study_uid = str(out.dataset.get("StudyInstanceUID", ""))
-    result.series_uid = str(out.dataset.get("SeriesInstanceUID", ""))
-    result.sop_instance_uid = str(out.dataset.get("SOPInstanceUID", ""))
-    result.study_date = _da(out.dataset.get("StudyDate"))
+    result.study_uid = str(peek(out.dataset, "StudyInstanceUID", ""))
+    result.series_uid = str(peek(out.dataset, "SeriesInstanceUID", ""))
+    result.sop_instance_uid = str(peek(out.dataset, "SOPInstanceUID", ""))
+    result.study_date = _da(peek(out.dataset, "StudyDate"))
     result.extra = {
-        "sop_class_uid": str(out.dataset.get("SOPClassUID", "")) or None,
-        "study_description": str(out.dataset.get("StudyDescription", "")) or None,
-        "series_description": str(out.dataset.get("SeriesDescription", "")) or None,
-        "body_part": str(out.dataset.get("BodyPartExamined", "")) or None,
-        "instance_number": record.get("instance_number") or _int(out.dataset.get("InstanceNumber")),
+        "sop_class_uid": str(peek(out.dataset, "SOPClassUID", "")) or None,
+        "study_description": str(peek(out.dataset, "StudyDescription", "")) or None,
+        "series_description": str(peek(out.dataset, "SeriesDescription", "")) or None,
+        "body_part": str(peek(out.dataset, "BodyPartExamined", "")) or None,
+        "instance_number": record.get("instance_number") or _int(peek(out.dataset, "InstanceNumber")),
     }
     if result.reason is None:
         # Nothing is written for a file held for review: its original is what quarantine keeps.

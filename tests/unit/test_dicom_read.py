@@ -144,3 +144,33 @@ def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
     with pytest.raises(DicomReadError, match="MPEG2") as caught:
         read_header(path)
     assert caught.value.reason == "unsupported_transfer_syntax"
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "chrRuss.dcm",
+                                  "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+                                  "chrJapMulti.dcm", "chrSQEncoding.dcm", "rtdose.dcm"])
+def test_peek_reads_what_get_reads_and_leaves_elements_raw(name):
+    """peek() gives ds.get()'s value for every keyword of a file (ambiguous VRs, sequences and
+    missing keywords included), and reading a plain element leaves it raw: de-identification
+    copies raw elements byte for byte."""
+    from pydicom.data import get_charset_files
+    from pydicom.datadict import dictionary_VR
+    from pydicom.dataelem import RawDataElement
+
+    from bonebase.dicom.read import peek
+
+    path = get_testdata_file(name) or get_charset_files(name)[0]
+    peeked, got = pydicom.dcmread(path), pydicom.dcmread(path)
+    keywords = [e.keyword for e in got if e.keyword] + ["NotAKeyword", "PatientWeight"]
+    for keyword in keywords:
+        assert peek(peeked, keyword, "missing") == got.get(keyword, "missing"), keyword
+
+    fresh = pydicom.dcmread(path)
+    plain = [e.keyword for e in got if e.keyword
+             and isinstance(fresh.get_item(e.tag), RawDataElement)  # (0008,0005): read decoded
+             and (fresh.get_item(e.tag).VR or dictionary_VR(e.tag)) not in (
+                 "SQ", "US or SS", "OB or OW", "US or OW", "US or SS or OW")]
+    assert plain
+    for keyword in plain:
+        peek(fresh, keyword)
+    assert all(isinstance(fresh.get_item(k), RawDataElement) for k in plain)
