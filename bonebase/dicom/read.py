@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import pydicom
 from pydicom.charset import default_encoding
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -162,21 +162,19 @@ def peek(ds: pydicom.Dataset, keyword: str, default: object = None) -> object:
     sequences) are read with ``get``.
     """
     tag = tag_for_keyword(keyword)
-    elem = ds.get_item(tag) if tag is not None else None
+    if tag is None:  # not a keyword: whatever get says
+        return ds.get(keyword, default)
+    elem = ds.get_item(tag)
     if elem is None:
-        return default if tag is not None else ds.get(keyword, default)
+        return default
     if not isinstance(elem, RawDataElement):
         return elem.value
-    if (elem.value is None and elem.length != 0) or elem.VR == "SQ" or elem.VR in AMBIGUOUS_VR:
+    vr = elem.VR or dictionary_VR(tag)  # implicit VR: the dictionary's
+    if (elem.value is None and elem.length != 0) or vr == "SQ" or vr in AMBIGUOUS_VR:
         return ds.get(keyword, default)
-    if tag == 0x00080005:
-        encoding = default_encoding
-    else:
-        encoding = ds.original_character_set or ds._character_set
-    converted = convert_raw_data_element(elem, encoding=encoding, ds=ds)
-    if converted.VR in AMBIGUOUS_VR or converted.VR == "SQ":
-        return ds.get(keyword, default)
-    return converted.value
+    encoding = default_encoding if tag == 0x00080005 else (
+        ds.original_character_set or ds._character_set)
+    return convert_raw_data_element(elem, encoding=encoding, ds=ds).value
 
 
 def read_header(path: Path | str) -> pydicom.Dataset:
