@@ -56,6 +56,23 @@ class Settings(BaseSettings):
         default=None, ge=1, le=1024,
         description="Processes for file batches (pool or temporary Dask cluster); default: cores.",
     )
+    # Limits on what a submission may claim (issue #15, hostile input): over-limit input is
+    # refused with a reason instead of being expanded, decoded or stored whole.
+    max_file_mb: float = Field(
+        default=2048, gt=0,
+        description="Largest single file (or zip entry, once expanded) a submission may hold, MiB.",
+    )
+    max_zip_ratio: float = Field(
+        default=200, gt=1,
+        description="Largest expansion ratio of a zip entry (uncompressed / compressed size).",
+    )
+    max_zip_total_mb: float = Field(
+        default=50 * 1024, gt=0, description="Largest total expanded size of a zip, MiB.",
+    )
+    max_pixels: int = Field(
+        default=120_000_000, ge=1,
+        description="Most pixels (rows x columns x frames x samples) one image may claim.",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
