@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,8 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bonebase.errors import BonebaseError, InputError, NotFoundError
 from web.auth import CSRF_COOKIE, LoginRequired, csrf_key, new_csrf_seed
+from web.guard import refuse_bad_characters
 from web.render import render
 from web.settings import WebSettings
+from web.throttle import signin_key
 
 STATIC = Path(__file__).parent / "static"
 
@@ -41,6 +43,7 @@ def create_app(*, db_url: str, store, secret: bytes, web: WebSettings | None = N
     app.state.web = web or WebSettings()
     app.state.store = store
     app.state.csrf_key = csrf_key(secret)
+    app.state.signin_key = signin_key(secret)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
@@ -62,7 +65,8 @@ def create_app(*, db_url: str, store, secret: bytes, web: WebSettings | None = N
     from web.routes import auth, cases, diagnosis, models, steward
 
     for module in (auth, cases, diagnosis, steward, models):
-        app.include_router(module.router)
+        # First of every route's dependencies: a NUL is refused before it can reach SQL.
+        app.include_router(module.router, dependencies=[Depends(refuse_bad_characters)])
     return app
 
 
@@ -79,7 +83,8 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        titles = {403: "Not allowed", 404: "Not found", 405: "Method not allowed"}
+        titles = {400: "Bad request", 403: "Not allowed", 404: "Not found",
+                  405: "Method not allowed", 429: "Too many attempts"}
         return _error(request, exc.status_code, titles.get(exc.status_code, "Error"),
                       str(exc.detail))
 

@@ -1,8 +1,9 @@
 """Who is asking: session cookies, role checks and CSRF tokens.
 
-CSRF uses the signed double-submit pattern (OWASP): every browser gets a random ``bb_csrf``
-cookie, and forms carry HMAC(key, cookie); a cross-site page can neither read the cookie nor
-forge the HMAC. The cookie is renewed at sign-in so that a planted value does not carry over.
+CSRF tokens are HMACs bound to the session (OWASP's signed double-submit): a signed-in
+browser's forms carry HMAC(key, session token), so a token is good with that session only and a
+planted cookie is worth nothing. Before sign-in, forms carry HMAC(key, ``bb_csrf``), a random
+pre-session cookie; it is renewed at sign-in so that a planted value does not carry over.
 """
 
 from __future__ import annotations
@@ -81,16 +82,22 @@ def csrf_seed(request: Request) -> str:
 
 
 def csrf_token(request: Request) -> str:
+    """The token this browser's forms carry: bound to its session, else to its pre-session cookie."""
     key: bytes = request.app.state.csrf_key
-    return hmac.new(key, csrf_seed(request).encode(), hashlib.sha256).hexdigest()
+    session = request.cookies.get(SESSION_COOKIE)
+    # Tagged so that a session token can never pass for a pre-session seed or the reverse.
+    bound = f"session:{session}" if session else f"browser:{csrf_seed(request)}"
+    return hmac.new(key, bound.encode(), hashlib.sha256).hexdigest()
 
 
 async def csrf_protect(request: Request) -> None:
-    """Refuse a form POST whose token does not match this browser's cookie."""
+    """Refuse a form POST whose token does not match this browser's session (or, signed out,
+    its pre-session cookie)."""
     form = await request.form()
     sent = str(form.get(CSRF_FIELD, ""))
-    seed = request.cookies.get(CSRF_COOKIE)
-    if not seed or not hmac.compare_digest(sent, csrf_token(request)):
+    bound = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
+    # Bytes: compare_digest refuses str with non-ASCII characters (a 500 on a forged token).
+    if not bound or not hmac.compare_digest(sent.encode(), csrf_token(request).encode()):
         raise HTTPException(403, "the form's security token is missing or stale: reload the page "
                                  "and submit again (cookies must be enabled)")
 

@@ -24,3 +24,13 @@ class WebSettings(BaseSettings):
     # Secure cookies need HTTPS; behind a TLS proxy in production set BONEBASE_COOKIE_SECURE=true.
     cookie_secure: bool = False
     page_size: int = Field(default=50, ge=5, le=500)
+    # Password guessing: a user name (or a client address) with this many wrong passwords within
+    # the window is refused, even with the right one, until the window has passed them.
+    signin_max_failures: int = Field(
+        default=5, ge=1, description="Wrong passwords per user name within the window."
+    )
+    signin_max_failures_per_address: int = Field(
+        default=20, ge=1,
+        description="Wrong passwords per client address within the window (any user names)."
+    )
+    signin_window_minutes: float = Field(default=15.0, gt=0)

@@ -96,6 +96,10 @@ def get_user(conn: Connection, username: str) -> User:
     return User(**row)
 
 
+def user_exists(conn: Connection, username: str) -> bool:
+    return conn.execute("SELECT 1 FROM users WHERE username = %s", (username,)).fetchone() is not None
+
+
 def list_users(conn: Connection) -> list[User]:
     return [User(**r) for r in conn.execute(f"{_SELECT} ORDER BY u.username").fetchall()]
 
@@ -168,4 +172,4 @@ def end_session(conn: Connection, token: str) -> None:
 
 
 __all__ = ["ROLES", "User", "add_user", "authenticate", "end_session", "get_user", "list_users",
-           "session_user", "set_password", "start_session"]
+           "session_user", "set_password", "start_session", "user_exists"]

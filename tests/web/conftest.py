@@ -61,13 +61,15 @@ def make_app(seeded: dict, **web):
 
 @pytest.fixture
 def app_client(seeded):
-    """A TestClient factory over the seeded database: ``app_client(open_data=True, ...)``."""
+    """A TestClient factory over the seeded database: ``app_client(open_data=True, ...)``;
+    ``address=`` is the client's IP address as the app sees it (sign-in throttling is per address)."""
     from fastapi.testclient import TestClient
 
     clients = []
 
-    def make(**web):
-        client = TestClient(make_app(seeded, **web), follow_redirects=False)
+    def make(*, address: str = "testclient", **web):
+        client = TestClient(make_app(seeded, **web), follow_redirects=False,
+                            client=(address, 50000))
         client.__enter__()
         clients.append(client)
         return client

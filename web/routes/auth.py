@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from psycopg import Connection
 
-from bonebase.db import audit
 from bonebase.db.users import authenticate, end_session, start_session
+from web import throttle
 from web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -36,15 +36,24 @@ def login_page(request: Request, next: str = "/cases", user=Depends(current_user
 @router.post("/login", dependencies=[Depends(csrf_protect)])
 def login(request: Request, username: str = Form(""), password: str = Form(""),
           next: str = Form("/cases"), conn: Connection = Depends(get_conn, scope="function")):
-    user = authenticate(conn, username.strip().lower(), password)
+    name = username.strip().lower()
+    request.state.user = None
+    # Checked before the password: during a lockout the right password is refused too.
+    refusal = throttle.refusal(conn, request, name)
+    if refusal is not None:
+        throttle.refused(conn, request, name, refusal)
+        page = render(request, "login.html", status=429, next=_safe_next(next),
+                      error=refusal.message)
+        page.headers["Retry-After"] = str(refusal.retry_after)
+        return page
+    user = authenticate(conn, name, password)
     if user is None:
-        request.state.user = None
+        throttle.failed(conn, request, name)
         return render(request, "login.html", status=401, next=_safe_next(next),
                       error="wrong user name or password")
     web = request.app.state.web
     token = start_session(conn, user, hours=web.session_hours)
-    audit.record(conn, action="user.sign_in", entity="user", entity_id=user.username,
-                 actor=user.username)
+    throttle.succeeded(conn, request, user.username)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
                         secure=web.cookie_secure, max_age=int(web.session_hours * 3600))
