@@ -14,7 +14,7 @@ import typer
 from bonebase.cli_common import console
 from bonebase.cli_common import db_url as _db_url
 
-users_app = typer.Typer(help="Accounts of the web database: add, list, set a password.",
+users_app = typer.Typer(help="Accounts of the web database: add, list, set a password, unlock.",
                         no_args_is_help=True)
 PASSWORD_ENV = "BONEBASE_NEW_PASSWORD"
 
@@ -66,6 +66,30 @@ def users_set_password(username: Annotated[str, typer.Argument(help="User name."
     with connect(_db_url()) as conn:
         set_password(conn, username, _password(username))
     console.print(f"password of {username} changed; their sessions are closed")
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: Annotated[str, typer.Argument(help="User name whose failed sign-ins to forget.")],
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Also forget the failures from this client address.")] = None,
+) -> None:
+    """Lift a sign-in lockout now instead of at the end of its window."""
+    from bonebase.config import get_settings
+    from bonebase.db import audit, signins
+    from bonebase.db.engine import connect
+    from web.throttle import account_key, signin_key
+
+    name = username.strip().lower()  # as the sign-in form normalises it
+    key = account_key(signin_key(get_settings().consortium_secret()), name)
+    with connect(_db_url()) as conn:
+        forgotten = signins.clear_account(conn, key)
+        if address:
+            forgotten += signins.clear_address(conn, address)
+        audit.record(conn, action="user.unlock", entity="user", entity_id=name,
+                     details={"address": address, "failures": forgotten})
+        conn.commit()
+    console.print(f"sign-in of {name} unlocked ({forgotten} failed attempts forgotten)")
 
 
 def web(

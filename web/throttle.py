@@ -32,7 +32,8 @@ class Refusal:
         who = "this user name" if self.kind == "account" else "this address"
         minutes = max(1, math.ceil(self.retry_after / 60))
         return (f"too many failed sign-ins for {who}: sign-in is paused, try again in "
-                f"{minutes} minute{'s' if minutes > 1 else ''}")
+                f"{minutes} minute{'s' if minutes > 1 else ''} (or ask an administrator: "
+                "`bonebase users unlock`)")
 
 
 def signin_key(secret: bytes) -> bytes:
@@ -40,8 +41,13 @@ def signin_key(secret: bytes) -> bytes:
     return hmac.new(secret, b"bonebase-web-sign-in-v1", hashlib.sha256).digest()
 
 
+def account_key(key: bytes, username: str) -> str:
+    """The failure table's key for a user name as typed (lower-cased): HMAC(key, name)."""
+    return hmac.new(key, username.encode(), hashlib.sha256).hexdigest()
+
+
 def _account(request: Request, username: str) -> str:
-    return hmac.new(request.app.state.signin_key, username.encode(), hashlib.sha256).hexdigest()
+    return account_key(request.app.state.signin_key, username)
 
 
 def _address(request: Request) -> str:

@@ -42,9 +42,16 @@ def record_failure(conn: Connection, *, account_key: str, address: str,
     conn.execute("DELETE FROM sign_in_failures WHERE at < now() - %s", (window,))
 
 
-def clear_account(conn: Connection, account_key: str) -> None:
-    """Forget an account's failures after its right password (its address's stay counted)."""
-    conn.execute("DELETE FROM sign_in_failures WHERE account_key = %s", (account_key,))
+def clear_account(conn: Connection, account_key: str) -> int:
+    """Forget an account's failures (after its right password, or an administrator's unlock);
+    the failures stay counted for their addresses. Returns how many were forgotten."""
+    return conn.execute("DELETE FROM sign_in_failures WHERE account_key = %s",
+                        (account_key,)).rowcount
+
+
+def clear_address(conn: Connection, address: str) -> int:
+    """Forget a client address's failures (an administrator's unlock)."""
+    return conn.execute("DELETE FROM sign_in_failures WHERE address = %s", (address,)).rowcount
 
 
 def now(conn: Connection) -> datetime:

@@ -50,3 +50,30 @@ def test_users_add_checks_role_and_password(bonebase_env, db_url):
     short = runner.invoke(_app(), ["users", "add", "zed", "--role", "viewer"],
                           env={"BONEBASE_NEW_PASSWORD": "short"})
     assert "too short" in str(short.exception)
+
+
+def test_users_unlock_lifts_a_sign_in_lockout(bonebase_env, db_url, monkeypatch):
+    from datetime import timedelta
+
+    from bonebase.db import signins
+    from bonebase.db.engine import connect
+    from web.throttle import account_key, signin_key
+
+    secret = "unlock-test-secret-0123456789abcdef"
+    monkeypatch.setenv("BONEBASE_SECRET", secret)
+    key, hour = account_key(signin_key(secret.encode()), "stan"), timedelta(hours=1)
+    with connect(db_url) as conn:
+        conn.execute("DELETE FROM sign_in_failures")
+        for address in ("192.0.2.1", "192.0.2.1", "192.0.2.2"):
+            signins.record_failure(conn, account_key=key, address=address, window=hour)
+        signins.record_failure(conn, account_key="other", address="192.0.2.1", window=hour)
+        conn.commit()
+        assert signins.locked_until(conn, kind="account", key=key, limit=3, window=hour)
+    out = CliRunner().invoke(_app(), ["users", "unlock", "Stan", "--address", "192.0.2.1"])
+    assert out.exit_code == 0, out.output
+    assert "sign-in of stan unlocked (4 failed attempts forgotten)" in out.output
+    with connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) AS n FROM sign_in_failures").fetchone()["n"] == 0
+        event = conn.execute("SELECT action, entity_id FROM audit_events"
+                             " ORDER BY id DESC LIMIT 1").fetchone()
+    assert (event["action"], event["entity_id"]) == ("user.unlock", "stan")
