@@ -186,6 +186,24 @@ def test_thirty_wrong_passwords_then_the_right_one_is_refused(app_client, seeded
     assert _try(attacker, "rhea", PASSWORD).status_code == 303
 
 
+def test_parallel_guesses_on_two_workers_get_no_more_than_the_limit(app_client, seeded):
+    """Guesses sent at once to two workers cannot all pass the check before a failure is
+    written: the account's sign-ins are taken one at a time (a PostgreSQL advisory lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _clear_failures(seeded["url"])
+    workers = [app_client(address=f"198.51.100.{20 + i}") for i in range(2)]
+    tokens = [csrf_of(w.get("/login").text) for w in workers]
+
+    def guess(i: int) -> int:
+        return workers[i % 2].post("/login", data={"username": "rhea", "csrf_token": tokens[i % 2],
+                                                   "password": f"parallel-{i}"}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(guess, range(16)))
+    assert sorted(statuses) == [401] * 5 + [429] * 11
+
+
 def test_spraying_many_accounts_from_one_address_locks_the_address(app_client, seeded):
     _clear_failures(seeded["url"])
     sprayer = app_client(address="192.0.2.9", signin_max_failures=3,
