@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 
 import great_expectations as gx
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.engine import URL
 
 from bonebase.errors import InputError
 from validation.manifest_suite import meta
@@ -97,3 +99,28 @@ def build_cases_suite(schema: str) -> gx.ExpectationSuite:
         )
     )
     return suite
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """A libpq URL or key=value DSN as a SQLAlchemy URL for the psycopg 3 driver.
+
+    psycopg2 is not installed, so the URL names psycopg 3 (``postgresql+psycopg://``). A socket
+    directory host (pgserver's embedded server) goes in the query string, as libpq expects.
+    """
+    params = conninfo_to_dict(database_url)
+    host = params.pop("host", None)
+    query = {
+        k: str(v) for k, v in params.items() if k not in ("user", "password", "dbname", "port")
+    }
+    if host and str(host).startswith("/"):
+        query["host"], host = str(host), None
+    url = URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=host,
+        port=int(params["port"]) if params.get("port") else None,
+        database=params.get("dbname"),
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)

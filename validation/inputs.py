@@ -6,9 +6,10 @@ can validate a folder without ingesting it.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
 import io
-import logging
 import re
 from pathlib import Path
 
@@ -19,42 +20,106 @@ from validation.image_qc import XRAY_MODALITIES, qc_metrics
 from validation.manifest_suite import MANIFEST_COLUMNS
 from validation.messages import Failure
 
-log = logging.getLogger(__name__)
 _FORMAT_HINT = "the header must be: " + ",".join(MANIFEST_COLUMNS)
+_RESAVE = ("save the manifest as UTF-8 (Excel: Save As > 'CSV UTF-8'; LibreOffice: "
+           "Character set 'Unicode (UTF-8)') and resubmit")
+# Control characters (C0 but tab, DEL, C1) are never manifest data: a NUL broke the database
+# write of the receipt. Surrogates stand for bytes that are not UTF-8 (surrogateescape) and
+# U+FFFD for text already damaged by a conversion.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_NOT_TEXT = re.compile(r"[\ud800-\udfff\ufffd]")
+# A header cell is named in an error only when it reads like a column name: a manifest that is
+# really a key file or a patient list must not be echoed (ids carry digits or dashes).
+_PLAIN_NAME = re.compile(r"[a-z][a-z_ ]{0,23}")
 
 
-# Fallbacks after UTF-8, in order: Excel's "CSV" in Chinese Windows locales, then Western
-# Windows, then Latin-1 (decodes any bytes). Written out rather than detected: charset-normalizer
-# read short GB18030 manifests as cp949 or gave up, and the consortium's prior is Chinese sites.
-_FALLBACK_ENCODINGS = ("gb18030", "cp1252", "latin-1")
-_LATIN_IN_GB = re.compile(r"[A-Za-z][^\x00-\x7f][A-Za-z]")
+def _decode(data: bytes) -> tuple[str, str, int | None]:
+    """(text, encoding, offset of the first byte that is not UTF-8, or None).
 
-
-def _decode(data: bytes, path: Path) -> tuple[str, str]:
-    """(text, encoding): UTF-8 (with or without BOM) first, then the fallbacks, with a warning."""
+    UTF-8 (BOM optional) or UTF-16 with a BOM; nothing is guessed. Bytes that are not UTF-8
+    become lone surrogates (surrogateescape), so the rows holding them are found and refused
+    while the rest of the manifest is read as written. Guessing a legacy encoding mis-read
+    whole files: GB18030 turns accented Latin into ideographs, Latin-1 turns a mostly-UTF-8
+    file's Chinese into mojibake (valid rows then failed as unknown_location).
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace"), "utf-16", None
     try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    for encoding in _FALLBACK_ENCODINGS:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding == "gb18030" and _LATIN_IN_GB.search(text):
-            # Accented Latin text often decodes as GB18030 too ("fémur" -> "f" + one ideograph
-            # + "ur"); a lone ideograph inside a Latin word means that happened.
-            continue
-        log.warning("%s: not UTF-8, read as %s; please save manifests as UTF-8", path, encoding)
-        return text, encoding
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+        return data.decode("utf-8-sig"), "utf-8", None
+    except UnicodeDecodeError as exc:
+        return data.decode("utf-8-sig", errors="surrogateescape"), "utf-8", exc.start
+
+
+def _header_problem(path: Path, header: list[str]) -> str | None:
+    """What is wrong with the header row, naming columns without echoing arbitrary text."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    extra = [(i, c) for i, c in enumerate(header, 1) if c not in MANIFEST_COLUMNS]
+    if not missing and not extra:
+        return None
+    if len(missing) == len(MANIFEST_COLUMNS):
+        return (f"{path}: the first line is not the manifest header (no known column in it); "
+                f"{_FORMAT_HINT}")
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        names = [c if _PLAIN_NAME.fullmatch(c) else f"column {i} (name not shown)"
+                 for i, c in extra]
+        parts.append(f"unexpected column(s) {', '.join(names)}")
+    return f"{path}: {'; '.join(parts)}; {_FORMAT_HINT}"
+
+
+def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank CSV record, the header first."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    out = []
+    try:
+        for cells in reader:
+            if cells and any(c.strip() for c in cells) or len(cells) > 1:
+                out.append((reader.line_num, cells))
+    except csv.Error as exc:
+        # csv's messages describe the syntax ("unexpected end of data"), never the cell.
+        raise InputError(f"{path}: not a valid CSV at line {reader.line_num} ({exc}); fix the "
+                         "line and resubmit") from exc
+    return out
+
+
+def _problem(reason: str, message: str, *, row: int | None = None,
+             field: str | None = None, severity: str = "error") -> Failure:
+    return Failure(suite="manifest_file", expectation="readable_manifest", severity=severity,
+                   reason=reason, message=message, row=row, field=field)
+
+
+def _check_cells(number: int, line: int, cells: list[str], problems: list[Failure]) -> list[str]:
+    """The row's cells with bad characters replaced by U+FFFD; one failure per bad cell."""
+    clean = []
+    for col, value in zip(MANIFEST_COLUMNS, cells, strict=True):
+        if _NOT_TEXT.search(value):
+            problems.append(_problem(
+                "not_utf8", f"row {number} (line {line}), column {col}: not UTF-8 text; "
+                f"{_RESAVE}", row=number, field=col))
+            value = _NOT_TEXT.sub("\ufffd", value)
+        found = _CONTROL.search(value)
+        if found:
+            problems.append(_problem(
+                "control_character", f"row {number} (line {line}), column {col}: holds a "
+                f"control character (U+{ord(found.group()):04X}); remove it (retype the value) "
+                "and resubmit", row=number, field=col))
+            value = _CONTROL.sub("\ufffd", value)
+        clean.append(value)
+    return clean
 
 
 def load_manifest(path: Path) -> pd.DataFrame:
     """Read manifest.csv into a frame of strings plus ``row`` (1-based data row number).
 
-    ``frame.attrs["encoding"]`` names the encoding used and ``frame.attrs["warnings"]`` lists
-    what a receipt should mention. Raises InputError naming the file and what to fix.
+    ``frame.attrs["encoding"]`` names the encoding read; ``frame.attrs["warnings"]`` lists what
+    a receipt should mention; ``frame.attrs["problems"]`` holds the row-level failures found
+    while reading (``ragged_row``, ``not_utf8``, ``control_character``, plus a file-level
+    ``not_utf8`` warning), which ``validate_submission`` reports first. Offending cells hold
+    U+FFFD in place of the bad characters, so nothing downstream sees them. Raises InputError
+    naming the file and what to fix when no row can be read (no file, empty, bad header).
+    Messages name rows, lines and columns, never the file's content.
     """
     path = Path(path)
     try:
@@ -63,29 +128,37 @@ def load_manifest(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: manifest not found; put manifest.csv in the folder") from exc
     if not data.strip():
         raise InputError(f"{path}: the manifest is empty; {_FORMAT_HINT}")
-    text, encoding = _decode(data, path)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True
-        )
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: not a valid CSV ({exc}); fix the line and resubmit") from exc
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in MANIFEST_COLUMNS]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing column(s) {', '.join(missing)}")
-        if extra:
-            parts.append(f"unexpected column(s) {', '.join(extra)}")
-        raise InputError(f"{path}: {'; '.join(parts)}; {_FORMAT_HINT}")
-    frame = frame[list(MANIFEST_COLUMNS)].copy()
-    frame.insert(0, "row", range(1, len(frame) + 1))
+    text, encoding, bad_offset = _decode(data)
+    records = _records(text, path)
+    if not records:
+        raise InputError(f"{path}: the manifest is empty; {_FORMAT_HINT}")
+    header = [c.strip().lower() for c in records[0][1]]
+    problem = _header_problem(path, header)
+    if problem is not None or len(set(header)) != len(header):
+        raise InputError(problem or f"{path}: a column is named twice; {_FORMAT_HINT}")
+    order = [header.index(c) for c in MANIFEST_COLUMNS]
+    problems: list[Failure] = []
+    warnings: list[str] = []
+    if bad_offset is not None:
+        note = (f"{path.name} is not UTF-8 (first bad byte at offset {bad_offset}); the rows "
+                f"holding such bytes are refused; {_RESAVE}")
+        problems.append(_problem("not_utf8", note, severity="warning"))
+        warnings.append(note)
+    rows = []
+    for number, (line, cells) in enumerate(records[1:], 1):
+        if len(cells) != len(header):
+            problems.append(_problem(
+                "ragged_row", f"row {number} (line {line}): {len(cells)} fields where the header "
+                f"has {len(header)}; put a value holding a comma in double quotes, fill empty "
+                "fields with nothing between the commas, and resubmit", row=number))
+            cells = (cells + [""] * len(header))[: len(header)]
+        ordered = [cells[i] for i in order]
+        rows.append([number, *_check_cells(number, line, ordered, problems)])
+    frame = pd.DataFrame(rows, columns=["row", *MANIFEST_COLUMNS])
+    frame["row"] = frame["row"].astype("int64")
     frame.attrs["encoding"] = encoding
-    frame.attrs["warnings"] = (
-        [] if encoding == "utf-8" else [f"{path.name} read as {encoding}; please use UTF-8"]
-    )
+    frame.attrs["warnings"] = warnings
+    frame.attrs["problems"] = problems
     return frame
 
 

@@ -21,10 +21,9 @@ import pandas as pd
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy.engine import URL
 
 from validation import cross_suite, db_suite, docs_view, header_suite, image_qc, manifest_suite
+from validation.gx_view import Masker
 from validation.messages import Failure, ValidationReport, render, where
 
 # frame name -> (suite builders, columns naming a failing record)
@@ -171,9 +170,16 @@ def _forget_results(state: _Gx) -> None:
 
 
 def _failures(
-    suite_result: Any, frame: pd.DataFrame | None, index_columns: list[str] | None
+    suite_result: Any,
+    frame: pd.DataFrame | None,
+    index_columns: list[str] | None,
+    view: pd.DataFrame | None = None,
 ) -> list[Failure]:
-    """Plain failures of one suite result; one per failing record for column expectations."""
+    """Plain failures of one suite result; one per failing record for column expectations.
+
+    ``view`` is the masked copy GX validated (same row order as ``frame``): its index values
+    locate the failing record, whose raw values ``frame`` gives.
+    """
     out: list[Failure] = []
     suite = suite_result.suite_name
     lookup: dict[Any, int] | None = None
@@ -196,7 +202,8 @@ def _failures(
         if entries and frame is not None and index_columns:
             key = index_columns[0]
             if lookup is None:
-                lookup = {v: i for i, v in enumerate(frame[key].tolist())}
+                keys = (frame if view is None else view)[key].tolist()
+                lookup = {v: i for i, v in enumerate(keys)}
             for entry in entries:
                 record = frame.iloc[lookup[entry[key]]].to_dict()
                 out.append(_record_failure(common, reason, record))
@@ -257,11 +264,15 @@ def validate_submission(
     site: str,
     submission_id: str,
     docs_dir: Path | None = None,
+    identifiers: Iterable[str] = (),
 ) -> ValidationReport:
     """Validate one submission's manifest and header frames with every applicable suite.
 
     The de-identification suite runs when ``headers`` has ``patient_identity_removed``; image QC
     when it has the ``image_qc.qc_metrics`` columns. Data Docs go to ``docs_dir`` when given.
+    GX sees copies with ids tokenised and ``identifiers`` (and the frames' own ids) redacted
+    from paths and text, so its results and Data Docs hold none of them. Problems found while
+    reading the manifest (``frame.attrs["problems"]``) come first in the report.
     """
     m = manifest_suite.prepare_manifest(manifest)
     h = header_suite.prepare_headers(headers)
@@ -270,6 +281,8 @@ def validate_submission(
         h["patient_identity_removed"] = h["patient_identity_removed"].fillna("").astype(str)
     cases, images = cross_suite.build_cross_frames(m, h)
     frames = {"manifest": m, "headers": h, "cross_cases": cases, "cross_images": images}
+    masker = Masker(frames.values(), identifiers)
+    views = {name: masker.mask(frame) for name, frame in frames.items()}
     header_suites = [header_suite.SUITE]
     if "patient_identity_removed" in h.columns:
         header_suites.append(header_suite.DEID_SUITE)
@@ -278,7 +291,7 @@ def validate_submission(
 
     # Data Docs keys are path parts: no slashes or odd characters in the run name.
     run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{site}-{submission_id}")
-    report = ValidationReport()
+    report = ValidationReport(failures=list(manifest.attrs.get("problems", ())))
     with _LOCK:
         state = gx_context()
         _forget_results(state)  # leftovers of a run that raised
@@ -293,10 +306,11 @@ def validate_submission(
                     name=f"{run_name}-{frame_name}",
                     run_name=run_name,
                     index_columns=index_columns,
-                    batch_parameters={"dataframe": frame},
+                    batch_parameters={"dataframe": views[frame_name]},
                 )
                 everything.update(results)
-                found = [f for r in results.values() for f in _failures(r, frame, index_columns)]
+                found = [f for r in results.values()
+                         for f in _failures(r, frame, index_columns, views[frame_name])]
                 report.failures.extend(found)
                 report.stats.update(_stats(results.values(), found, len(frame)))
             docs.build(everything)
@@ -305,31 +319,6 @@ def validate_submission(
     matched = images.dropna(subset=["row"])
     report.file_rows = dict(zip(matched["file"], matched["row"].astype(int), strict=True))
     return report
-
-
-def _sqlalchemy_url(database_url: str) -> str:
-    """A libpq URL or key=value DSN as a SQLAlchemy URL for the psycopg 3 driver.
-
-    psycopg2 is not installed, so the URL names psycopg 3 (``postgresql+psycopg://``). A socket
-    directory host (pgserver's embedded server) goes in the query string, as libpq expects.
-    """
-    params = conninfo_to_dict(database_url)
-    host = params.pop("host", None)
-    query = {
-        k: str(v) for k, v in params.items() if k not in ("user", "password", "dbname", "port")
-    }
-    if host and str(host).startswith("/"):
-        query["host"], host = str(host), None
-    url = URL.create(
-        "postgresql+psycopg",
-        username=params.get("user"),
-        password=params.get("password"),
-        host=host,
-        port=int(params["port"]) if params.get("port") else None,
-        database=params.get("dbname"),
-        query=query,
-    )
-    return url.render_as_string(hide_password=False)
 
 
 def _database_definitions(state: _Gx, database_url: str, schema: str) -> list:
@@ -342,7 +331,7 @@ def _database_definitions(state: _Gx, database_url: str, schema: str) -> list:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*more specific PostgresDatasource.*")
             source = context.data_sources.add_sql(
-                name, connection_string=_sqlalchemy_url(database_url)
+                name, connection_string=db_suite.sqlalchemy_url(database_url)
             )
         defs = []
         for table, suite in (

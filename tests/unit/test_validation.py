@@ -299,13 +299,87 @@ def test_load_manifest_reads_utf8_with_bom_and_numbers_rows(tmp_path):
     assert frame.at[0, "location"] == "股骨远端" and frame.attrs["warnings"] == []
 
 
-def test_load_manifest_falls_back_to_gb18030_with_a_warning(tmp_path):
-    lines = [LINE.replace("0001", f"{i:04d}") for i in range(1, 8)]
-    path = _write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n", "gb18030")
+def _problems(frame, reason: str | None = None) -> list:
+    return [p for p in frame.attrs["problems"] if reason is None or p.reason == reason]
+
+
+def test_a_non_utf8_row_is_refused_and_the_utf8_rows_read_as_written(tmp_path):
+    # The fault of #15: one row typed in a Western Windows encoding made the whole file read as
+    # Latin-1, turning every Chinese row into mojibake (then unknown_location).
+    utf8 = f"{HEADER}\n{LINE}\n".encode()
+    western = "HX-0002,P2,A2,F,15,fémur distal,osteosarcoma,,XR,yes\n".encode("cp1252")
+    path = tmp_path / "manifest.csv"
+    path.write_bytes(utf8 + western + LINE.replace("0001", "0003").encode() + b"\n")
     frame = load_manifest(path)
-    assert frame.at[0, "diagnosis"] == "骨肉瘤"
-    assert frame.attrs["encoding"] == "gb18030"
-    assert frame.attrs["warnings"] and "UTF-8" in frame.attrs["warnings"][0]
+    assert frame["location"].tolist()[::2] == ["股骨远端", "股骨远端"]
+    assert frame.at[0, "diagnosis"] == "骨肉瘤" and frame.attrs["encoding"] == "utf-8"
+    [row] = [p for p in _problems(frame, "not_utf8") if p.row is not None]
+    assert (row.row, row.field, row.severity) == (2, "location", "error")
+    assert "row 2" in row.message and "location" in row.message and "UTF-8" in row.message
+    assert "\ufffd" in frame.at[1, "location"]  # no guessed text goes downstream
+    [note] = [p for p in _problems(frame, "not_utf8") if p.row is None]
+    assert note.severity == "warning" and f"offset {len(utf8) + 20}" in note.message
+    assert frame.attrs["warnings"] == [note.message]
+
+
+def test_a_gb18030_manifest_is_refused_row_by_row_not_guessed(tmp_path):
+    lines = [LINE.replace("0001", f"{i:04d}") for i in range(1, 4)]
+    path = _write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\nHX-0009,P9,A9,F,15,pelvis,"
+                  "osteosarcoma,,XR,yes\n", "gb18030")
+    frame = load_manifest(path)
+    refused = {p.row for p in _problems(frame, "not_utf8") if p.row is not None}
+    assert refused == {1, 2, 3}  # the ASCII row 4 is read
+    assert "骨" not in "".join(frame["diagnosis"]) and frame.at[3, "location"] == "pelvis"
+    assert all("Save As" in p.message for p in _problems(frame, "not_utf8"))
+
+
+def test_load_manifest_reads_utf16_with_bom(tmp_path):
+    path = _write(tmp_path, f"{HEADER}\n{LINE}\n", "utf-16")
+    frame = load_manifest(path)
+    assert frame.at[0, "location"] == "股骨远端" and not _problems(frame)
+
+
+@pytest.mark.parametrize("cut", [1, -1])
+def test_a_ragged_row_is_refused_with_its_number_and_does_not_shift_others(tmp_path, cut):
+    bad = LINE.replace("0001", "0002") + ",extra" if cut > 0 else LINE.rsplit(",", 1)[0]
+    path = _write(tmp_path, f"{HEADER}\n{LINE}\n{bad}\n{LINE.replace('0001', '0003')}\n")
+    frame = load_manifest(path)
+    [problem] = _problems(frame)
+    assert (problem.reason, problem.row) == ("ragged_row", 2)
+    assert "row 2 (line 3)" in problem.message and "header has 10" in problem.message
+    assert frame.at[2, "case_id"] == "HX-0003" and frame.at[2, "pathology_confirmed"] == "yes"
+
+
+def test_control_characters_are_refused_per_cell(tmp_path):
+    rows = [LINE.replace("P1", "P\x001"), LINE.replace("0001", "0002").replace("XR", "X\x1bR"),
+            LINE.replace("0001", "0003").replace("yes", "yes\t")]
+    frame = load_manifest(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
+    found = [(p.reason, p.row, p.field) for p in _problems(frame)]
+    assert found == [("control_character", 1, "patient_id"), ("control_character", 2, "modalities")]
+    assert "U+0000" in frame.attrs["problems"][0].message
+    assert "\x00" not in "".join(frame["patient_id"])  # tab (row 3) is allowed
+
+
+def test_manifest_errors_never_echo_the_file(tmp_path):
+    # A "manifest" that is a copy of the consortium key, and one that lost its header row.
+    key = "dev-" + "3f9a0c" * 10
+    for text in (key + "\n", "HX-0001,MRN-20240001,ACC777001,F,15,pelvis,x,,XR,yes\n"):
+        with pytest.raises(InputError) as info:
+            load_manifest(_write(tmp_path, text))
+        message = str(info.value)
+        assert "manifest.csv" in message and "header must be" in message
+        assert not any(v in message for v in (key, "3f9a0c", "MRN-20240001", "ACC777001"))
+
+
+def test_validate_submission_reports_manifest_problems_first(tmp_path):
+    manifest, headers = clean_frames(3)
+    path = _write(tmp_path, HEADER + "\n" + "\n".join(
+        ",".join(str(r[c]) for c in MANIFEST_COLUMNS) for r in manifest.to_dict("records"))
+        .replace("P001", "P0\x0001") + "\n")
+    report = validate_submission(load_manifest(path), headers, site="HX", submission_id="7")
+    assert report.errors[0].reason == "control_character" and report.errors[0].row == 2
+    # Its images then match no row (images_without_row); no other row is touched.
+    assert {f.row for f in report.errors if f.row is not None} == {2}
 
 
 @pytest.mark.parametrize(
@@ -327,12 +401,6 @@ def test_load_manifest_empty_and_missing_files(tmp_path):
         load_manifest(_write(tmp_path, "  \n"))
     with pytest.raises(InputError, match="not found"):
         load_manifest(tmp_path / "nope.csv")
-
-
-def test_load_manifest_reads_western_windows_encoding(tmp_path):
-    path = _write(tmp_path, f"{HEADER}\nHX-0001,P1,A1,F,15,fémur distal,x,,XR,yes\n", "cp1252")
-    frame = load_manifest(path)
-    assert frame.attrs["encoding"] == "cp1252" and frame.at[0, "location"] == "fémur distal"
 
 
 # --- load_headers (standalone `bonebase validate` on a folder) -----------------------------
