@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
+from psycopg.types.json import Jsonb
 
 from bonebase.db.engine import connect
 from tests.web import conftest as web
@@ -135,6 +136,21 @@ def test_bad_characters_in_the_sign_in_form_and_filters_are_400_with_a_message(a
     # A non-ASCII token is a wrong token (403), not a crash of the comparison.
     resp = client.post("/logout", data={"csrf_token": "é" * 64})
     assert resp.status_code == 403
+
+
+def test_a_data_docs_path_too_long_for_the_file_system_is_a_404(app_client, seeded, tmp_path):
+    (tmp_path / "index.html").write_text("<p>docs</p>")
+    with connect(seeded["url"]) as conn:
+        sub = conn.execute(
+            "UPDATE submissions SET receipt = %s WHERE id = (SELECT min(s.id) FROM submissions s"
+            " JOIN sites t ON t.id = s.site_id WHERE t.code = %s) RETURNING id",
+            (Jsonb({"data_docs": str(tmp_path / "index.html")}), seeded["steward_site"]),
+        ).fetchone()["id"]
+        conn.commit()
+    client = app_client()
+    sign_in(client, "stan")
+    assert client.get(f"/submissions/{sub}/docs/index.html").text == "<p>docs</p>"
+    assert client.get(f"/submissions/{sub}/docs/{'a' * 300}.html").status_code == 404
 
 
 # -- point 12: password guessing ------------------------------------------------------------

@@ -67,7 +67,11 @@ def data_docs(submission_id: int, path: str = "", conn: Connection = Depends(get
     root = Path(index).parent.resolve()
     target = (root / (path or Path(index).name)).resolve()
     # The path comes from the URL: never serve anything outside this submission's docs folder.
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        found = target.is_relative_to(root) and target.is_file()
+    except OSError:  # e.g. a name too long for the file system: no such page either
+        found = False
+    if not found:
         raise HTTPException(404, f"no Data Docs page {path!r} for submission {submission_id}")
     return FileResponse(target)
 
