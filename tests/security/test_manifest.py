@@ -136,3 +136,42 @@ def test_data_docs_hold_no_identifying_value(settings, db, tmp_path, prefect_har
     values = {v for case in CASES for v in case} | {"ACC0000001"}
     leaks = sorted(v for v in values if v.encode() in text)
     assert not leaks, f"Data Docs hold {leaks}"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where reason codes are born: suite metadata, reader/limit errors, quarantine items, review
+# flags, the manifest reader's own problems, module constants of the ingest limits.
+_CODE_PATTERNS = [
+    r'meta\(\s*"(?:error|warning)",\s*"([a-z0-9_]+)"',
+    r'reason\s*=\s*"([a-z0-9_]+)"',
+    r'\.reason(?:,\s*[\w.]+)?\s*=\s*"([a-z0-9_]+)"',
+    r'QuarantineItem\(\s*"([a-z0-9_]+)"',
+    r'needs_review\.append\(\s*f?"([a-z0-9_]+)',
+    r'_(?:problem|fault)\(\s*"([a-z0-9_]+)"',
+]
+
+
+def reason_codes() -> set[str]:
+    """Every reason code the code base can put in a receipt or the quarantine."""
+    from bonebase.ingest.receipt import FIXES
+    from validation.messages import _TEMPLATES
+
+    codes = set(FIXES) | set(_TEMPLATES)
+    for folder in ("bonebase", "validation", "flows"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            for pattern in _CODE_PATTERNS:
+                codes |= set(re.findall(pattern, text))
+    # Module constants naming codes (the ingest limits, the store's neutral "held" code).
+    for path in (ROOT / "bonebase" / "ingest").glob("*.py"):
+        codes |= set(re.findall(r'^[A-Z_]+ = "([a-z0-9_]+)"', path.read_text(), re.M))
+    return codes
+
+
+def test_every_reason_code_is_documented():
+    # Issue #15 point 8: `unparseable_date:...` (and others) had no line in docs/manifest.md.
+    docs = (ROOT / "docs" / "manifest.md").read_text()
+    codes = reason_codes()
+    assert {"unparseable_date", "ragged_row", "not_utf8", "case_rejected"} <= codes
+    undocumented = sorted(c for c in codes if not re.search(rf"`{c}[`:]", docs))
+    assert not undocumented, f"reason codes missing from docs/manifest.md: {undocumented}"
