@@ -13,17 +13,25 @@ Environment (read here, the entry point, never by the library): ``BONEBASE_API_T
 set, every route but the health checks needs ``Authorization: Bearer <token>``),
 ``BONEBASE_DEVICE`` (default cuda when available), ``BONEBASE_MAX_UPLOAD_MB`` (default 32), ``BONEBASE_MAX_BATCH`` (default 16) and
 ``BONEBASE_MAX_LATENCY_MS`` (default 5000: BentoML answers 503 to requests it expects to
-miss this bound, so on CPUs it must cover a full batch) for adaptive batching.
+miss this bound, so on CPUs it must cover a full batch) for adaptive batching,
+``BONEBASE_MAX_PIXELS`` (the platform's limit on the pixels an image may claim: larger uploads
+are refused with 413 before decoding) and ``BONEBASE_DECODE_SLOTS`` (default 2: images decoded
+at once, which bounds the server's memory under concurrent uploads).
+
+The batched model call has an HTTP route (BentoML's adaptive batching dispatches through it) that
+answers only the service's own in-process calls: 404 from outside, and absent from the OpenAPI
+document (``/docs.json``), ``/schema.json`` and the Swagger page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import hmac
+import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +42,9 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bonebase.config import get_settings
 from bonebase.model.inference import Predictor, UploadError, decode_upload, heat_png
+from bonebase.model.upload_limits import TOO_LARGE
 
 MODEL_NAME = "bonebase-diagnosis"
 log = logging.getLogger("bonebase.serving")
@@ -45,15 +55,27 @@ MAX_UPLOAD = int(float(os.environ.get("BONEBASE_MAX_UPLOAD_MB", "32")) * 1024 * 
 DEVICE = os.environ.get("BONEBASE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 MAX_BATCH = int(os.environ.get("BONEBASE_MAX_BATCH", "16"))
 MAX_LATENCY_MS = int(os.environ.get("BONEBASE_MAX_LATENCY_MS", "5000"))
+MAX_PIXELS = get_settings().max_pixels
+# Decoding is where one upload's memory peaks (a limit-sized image takes a few hundred MB as
+# floats): only this many at once, whatever the HTTP concurrency.
+DECODE_SLOTS = max(1, int(os.environ.get("BONEBASE_DECODE_SLOTS", "2")))
 NOTICE = (
     "Research use only. Not a medical device; not for clinical diagnosis or treatment "
     "decisions. Trained on a consortium dataset that may not represent your population."
 )
-# The batched model call is an API route (BentoML batches through its own HTTP dispatch, also
-# in-process). A random per-process route keeps it from being a public, token-free endpoint: the
-# in-process self-call of /diagnose cannot carry the caller's token.
-FORWARD_ROUTE = f"/_forward_{secrets.token_hex(16)}"
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", FORWARD_ROUTE})
+# The batched model call is an API route: BentoML batches through its own HTTP dispatch, which
+# the service reaches in-process (its self-proxy sends requests into this same ASGI app, in the
+# calling task). The self-call cannot carry the caller's token, so instead it carries this
+# context variable, which no request from outside can set: from outside the route is 404.
+INTERNAL_PREFIX = "/_internal"
+FORWARD_ROUTE = f"{INTERNAL_PREFIX}/forward"
+FORWARD_API = "forward"  # the method's name, which BentoML prefixes to its types
+_IN_PROCESS: contextvars.ContextVar[bool] = contextvars.ContextVar("in_process", default=False)
+# Health checks stay open for load balancers and orchestrators: they reveal nothing but
+# liveness. /metrics (route names, request counts) needs the token like everything else.
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+# BentoML's generated route listings: served without the internal route.
+LISTINGS = frozenset({"/docs.json", "/schema.json"})
 SEXES = frozenset({"M", "F", "O", "U"})
 
 
@@ -75,7 +97,10 @@ class GuardMiddleware:
             return
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.token and path not in OPEN_PATHS:
+        if path.startswith(INTERNAL_PREFIX) and not _IN_PROCESS.get():
+            await _error(404, "not_found", "no such route")(scope, receive, send)
+            return
+        if self.token and path not in OPEN_PATHS and not _IN_PROCESS.get():
             given = headers.get("authorization", "")
             expected = f"Bearer {self.token}"
             # Constant-time comparison: the token must not leak through response timing.
@@ -84,6 +109,9 @@ class GuardMiddleware:
                 resp.headers["WWW-Authenticate"] = "Bearer"
                 await resp(scope, receive, send)
                 return
+        if path in LISTINGS:
+            await _listing(path)(scope, receive, send)
+            return
         declared = headers.get("content-length")
         too_big = _error(
             413, "too_large", f"request body over {self.max_bytes} bytes; send one image at a time"
@@ -111,6 +139,21 @@ class GuardMiddleware:
 
 class _TooLarge(Exception):
     pass
+
+
+def _listing(path: str) -> JSONResponse:
+    """BentoML's OpenAPI document or route schema, without the internal route and its types."""
+    svc = Diagnosis  # the bentoml.Service this module defines below
+    if path == "/docs.json":
+        doc = svc.openapi_spec.asdict()
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in [n for n in schemas if n.startswith(f"{FORWARD_API}__")]:
+            del schemas[name]
+    else:
+        doc = svc.schema()
+        doc["routes"] = [r for r in doc.get("routes", []) if r.get("route") != FORWARD_ROUTE]
+    doc["paths"] = {k: v for k, v in doc.get("paths", {}).items() if k != FORWARD_ROUTE}
+    return JSONResponse(json.loads(json.dumps(doc, default=str)))
 
 
 def _model_card(svc: Diagnosis) -> dict:
@@ -164,6 +207,7 @@ class Diagnosis:
         self.predictor = Predictor.from_checkpoint(
             Path(stored.path_of(CHECKPOINT_FILE)), device=DEVICE
         )
+        self._decoding = asyncio.Semaphore(DECODE_SLOTS)
 
     @bentoml.api(
         route=FORWARD_ROUTE,
@@ -176,6 +220,7 @@ class Diagnosis:
         return self.predictor.forward(inputs)
 
     async def _forward(self, x: np.ndarray) -> np.ndarray:
+        marker = _IN_PROCESS.set(True)
         try:
             return np.asarray(await self.to_async.forward(x))
         except aiohttp.ClientError as exc:
@@ -184,9 +229,11 @@ class Diagnosis:
             # request on its own rather than fail it.
             log.warning("batched call failed (%s); scoring unbatched", exc)
             return await asyncio.to_thread(self.predictor.forward, x)
+        finally:
+            _IN_PROCESS.reset(marker)
 
     def _prepare(self, file: Path) -> tuple:
-        decoded = decode_upload(file.read_bytes(), name="uploaded file")
+        decoded = decode_upload(file.read_bytes(), name="uploaded file", max_pixels=MAX_PIXELS)
         return decoded, self.predictor.preprocess(decoded.image)[None]
 
     @bentoml.api(route="/diagnose")
@@ -204,10 +251,12 @@ class Diagnosis:
         if age is not None and not 0 <= age <= 130:
             return _error(422, "bad_field", f"age={age}; give years between 0 and 130 or omit")
         try:
-            # Decoding and resizing are CPU work: off the event loop, so requests overlap.
-            decoded, x = await asyncio.to_thread(self._prepare, file)
+            # Decoding and resizing are CPU work: off the event loop, so requests overlap,
+            # but only DECODE_SLOTS at a time, so memory stays bounded.
+            async with self._decoding:
+                decoded, x = await asyncio.to_thread(self._prepare, file)
         except UploadError as exc:
-            status = 422 if exc.code == "not_a_radiograph" else 400
+            status = {"not_a_radiograph": 422, TOO_LARGE: 413}.get(exc.code, 400)
             return _error(status, exc.code, str(exc))
         probs = await self._forward(x)
         result = self.predictor.decide(probs)[0]

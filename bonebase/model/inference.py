@@ -17,26 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from bonebase.config import Settings
 from bonebase.dicom.pixels import radiograph_to_float, resize_keep_aspect
 from bonebase.dicom.read import DicomReadError, read_full
 from bonebase.errors import InputError
 from bonebase.model.checkpoint import Checkpoint, load_checkpoint
 from bonebase.model.data import preprocess_for_model
 from bonebase.model.gradcam import heat_maps, make_cam
+from bonebase.model.upload_limits import UploadError, dicom_within_limits, open_image
 
 RADIOGRAPH_MODALITIES = ("CR", "DX")
 _DICM_MAGIC_OFFSET = 128
-
-
-class UploadError(InputError):
-    """An uploaded file the service cannot diagnose; ``code`` is a stable machine-readable reason
-    (``not_an_image``, ``corrupt_file``, ``not_a_radiograph``, ``unsupported_image``)."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.code = code
+# The platform's default; entry points pass the configured BONEBASE_MAX_PIXELS.
+MAX_PIXELS = Settings.model_fields["max_pixels"].default
 
 
 @dataclass(frozen=True)
@@ -53,9 +48,16 @@ def _is_dicom(data: bytes) -> bool:
 
 
 def decode_upload(
-    data: bytes, *, name: str = "upload", modalities: tuple[str, ...] = RADIOGRAPH_MODALITIES
+    data: bytes,
+    *,
+    name: str = "upload",
+    modalities: tuple[str, ...] = RADIOGRAPH_MODALITIES,
+    max_pixels: int = MAX_PIXELS,
 ) -> Decoded:
     """An uploaded DICOM, PNG or JPEG as a 2-D float32 [0, 1] radiograph (bright = dense).
+
+    The pixel count the header claims is checked against ``max_pixels`` before anything is
+    decoded (``UploadError`` code ``too_large``), see :mod:`bonebase.model.upload_limits`.
 
     DICOM goes through ``radiograph_to_float`` (modality LUT → VOI LUT → MONOCHROME1); a DICOM
     whose Modality is not in ``modalities`` is refused (the model reads X-rays only). PNG/JPEG
@@ -64,6 +66,7 @@ def decode_upload(
     if not data:
         raise UploadError(f"{name}: the file is empty; send a DICOM, PNG or JPEG", code="empty")
     if _is_dicom(data):
+        data = dicom_within_limits(data, name=name, max_pixels=max_pixels)
         try:
             ds = read_full(data)
         except DicomReadError as exc:
@@ -86,7 +89,7 @@ def decode_upload(
             ) from exc
         return Decoded(image=image, kind="dicom", modality=modality)
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data, name=name, max_pixels=max_pixels) as im:
             fmt = (im.format or "").lower()
             if fmt not in ("png", "jpeg"):
                 raise UploadError(
@@ -97,11 +100,6 @@ def decode_upload(
             arr = _grayscale(im)
     except UploadError:
         raise
-    except UnidentifiedImageError as exc:
-        raise UploadError(
-            f"{name}: not a DICOM, PNG or JPEG file; send a radiograph image",
-            code="not_an_image",
-        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt image data
         raise UploadError(
             f"{name}: the image file is corrupt ({exc}); send it again", code="corrupt_file"

@@ -120,7 +120,7 @@ def server(trained) -> dict:
                     f"bentoml serve did not become ready: {(root / 'serve.log').read_text()[-3000:]}"
                 )
             time.sleep(0.5)
-        yield {"url": url, "client": client, "tag": tag}
+        yield {"url": url, "client": client, "tag": tag, "pid": proc.pid}
     finally:
         client.close()
         os.killpg(proc.pid, signal.SIGTERM)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
+from functools import cache
 
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -22,6 +24,16 @@ from web.render import render
 
 router = APIRouter()
 MAX_UPLOAD = 32 * 1024 * 1024
+# Decoding an upload is this process's memory peak (a limit-sized image is a few hundred MB as
+# floats): two at a time, whatever the number of requests.
+_DECODING = threading.BoundedSemaphore(2)
+
+
+@cache
+def _max_pixels() -> int:
+    from bonebase.config import get_settings
+
+    return get_settings().max_pixels
 
 
 def _client(request: Request) -> DiagnosisClient:
@@ -93,17 +105,28 @@ async def upload(request: Request, file: UploadFile = File(...),
         from bonebase.dicom.pixels import resize_keep_aspect, to_uint
         from bonebase.model.inference import decode_upload
 
+        # Decoded here first, with the service's own limits (bonebase.model.upload_limits):
+        # an image bomb is refused before it reaches the service or fills this process.
+        with _DECODING:
+            decoded = decode_upload(data, name=file.filename or "upload",
+                                    max_pixels=_max_pixels())
+            buf = io.BytesIO()
+            Image.fromarray(to_uint(resize_keep_aspect(decoded.image, 512))).save(buf, "PNG")
+            del decoded
         with _client(request) as client:
             result = client.diagnose(data, gradcam=True, filename=file.filename or "upload")
-        decoded = decode_upload(data, name=file.filename or "upload")
-        buf = io.BytesIO()
-        Image.fromarray(to_uint(resize_keep_aspect(decoded.image, 512))).save(buf, "PNG")
         return result, buf.getvalue()
+
+    from bonebase.model.upload_limits import UploadError
 
     try:
         result, picture = await run_in_threadpool(work)
     except DiagnosisError as exc:
         return _refused(request, exc)
+    except UploadError as exc:
+        status = {"too_large": 413, "not_a_radiograph": 422}.get(exc.code, 400)
+        return render(request, "error.html", status=status, title="The image was not accepted",
+                      message=str(exc))
     heat = base64.b64decode(result["gradcam_png"]) if result.get("gradcam_png") else None
     return render(request, "upload.html", result=result, image_uri=_data_uri(picture),
                   heat_uri=_data_uri(heat_colour(heat)) if heat else None,
