@@ -78,14 +78,14 @@ def users_unlock(
     from bonebase.config import get_settings
     from bonebase.db import audit, signins
     from bonebase.db.engine import connect
-    from web.throttle import account_key, signin_key
+    from web.throttle import account_key, client_address, signin_key
 
     name = username.strip().lower()  # as the sign-in form normalises it
     key = account_key(signin_key(get_settings().consortium_secret()), name)
     with connect(_db_url()) as conn:
         forgotten = signins.clear_account(conn, key)
         if address:
-            forgotten += signins.clear_address(conn, address)
+            forgotten += signins.clear_address(conn, client_address(address))
         audit.record(conn, action="user.unlock", entity="user", entity_id=name,
                      details={"address": address, "failures": forgotten})
         conn.commit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,10 +51,24 @@ def _account(request: Request, username: str) -> str:
     return account_key(request.app.state.signin_key, username)
 
 
+def client_address(host: str | None) -> str:
+    """The address failures are counted for: an IPv4 address, or an IPv6 address's /64 (one
+    client usually holds a whole /64, so counting single IPv6 addresses would count nothing)."""
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host or "unknown"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 def _address(request: Request) -> str:
     # Behind a reverse proxy this is the proxy unless uvicorn trusts its X-Forwarded-For
-    # (--forwarded-allow-ips): see docs/operators.md.
-    return request.client.host if request.client else "unknown"
+    # (FORWARDED_ALLOW_IPS, 127.0.0.1 by default): see docs/operators.md.
+    return client_address(request.client.host if request.client else None)
 
 
 def _window(request: Request) -> timedelta:

@@ -240,6 +240,16 @@ def test_spraying_many_accounts_from_one_address_locks_the_address(app_client, s
     assert len(unknown) == 4 and all(not e["details"]["known_user"] for e in unknown)
 
 
+def test_ipv6_clients_are_counted_by_their_64_network():
+    from web.throttle import client_address
+
+    assert client_address("2001:db8:1:2:aaaa::1") == client_address("2001:db8:1:2:bbbb::9") \
+        == "2001:db8:1:2::/64"
+    assert client_address("2001:db8:1:3::1") != client_address("2001:db8:1:2::1")
+    assert client_address("::ffff:192.0.2.7") == client_address("192.0.2.7") == "192.0.2.7"
+    assert client_address(None) == "unknown"
+
+
 # -- point 13: CSRF bound to the session --------------------------------------------------------
 
 def _plant(client, name: str, value: str) -> None:
