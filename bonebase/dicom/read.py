@@ -1,8 +1,11 @@
 """Reading submitted DICOM files: headers for ingestion, full objects with a pixel-length check.
 
 Every failure is a :class:`DicomReadError` with a reason code that goes into quarantine:
-``non_dicom`` (not a DICOM file at all), ``corrupt_file`` (truncated or unreadable) and
-``unsupported_transfer_syntax`` (an encoding the platform does not store).
+``non_dicom`` (not a DICOM file at all), ``corrupt_file`` (truncated or unreadable),
+``unsupported_transfer_syntax`` (an encoding the platform does not store), and for hostile files
+(issue #15) ``too_deeply_nested`` (sequences nested past MAX_NESTING), ``too_many_pixels`` (an
+image claiming more than the pixel limit) and ``decompression_bomb`` (a deflated file that
+inflates past what its header claims). See :mod:`bonebase.dicom.bounded`.
 """
 
 from __future__ import annotations
@@ -107,8 +110,13 @@ def _looks_like_broken_dicom(source: str | PathLike | BinaryIO, name: str) -> bo
     return len(head) == 132 and head[:128] == bytes(128)
 
 
-def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydicom.Dataset:
+def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool,
+          max_pixels: int | None = None) -> pydicom.Dataset:
+    from bonebase.dicom.bounded import check_nesting, check_pixels, guard_deflated
+
     try:
+        if max_pixels is not None:
+            guard_deflated(source, name, max_pixels)  # before pydicom inflates a deflated file
         try:
             ds = pydicom.dcmread(source, stop_before_pixels=not pixels)
         except InvalidDicomError:
@@ -132,8 +140,15 @@ def _read(source: str | PathLike | BinaryIO, name: str, *, pixels: bool) -> pydi
                     reason="non_dicom",
                     file=name,
                 ) from None
+        check_nesting(ds, name)  # before anything walks the data set recursively
+        if max_pixels is not None:
+            check_pixels(ds, name, max_pixels)  # from the header: nothing decoded yet
     except DicomReadError:
         raise
+    except RecursionError:
+        raise DicomReadError(
+            f"{name}: the DICOM header nests sequences too deeply to be read safely; {_RESEND}",
+            reason="too_deeply_nested", file=name) from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
@@ -177,9 +192,9 @@ def peek(ds: pydicom.Dataset, keyword: str, default: object = None) -> object:
     return convert_raw_data_element(elem, encoding=encoding, ds=ds).value
 
 
-def read_header(path: Path | str) -> pydicom.Dataset:
+def read_header(path: Path | str, *, max_pixels: int | None = None) -> pydicom.Dataset:
     """Read the header (everything before Pixel Data) of one DICOM file."""
-    return _read(path, str(path), pixels=False)
+    return _read(path, str(path), pixels=False, max_pixels=max_pixels)
 
 
 def expected_pixel_bytes(ds: pydicom.Dataset) -> int:
@@ -194,12 +209,17 @@ def expected_pixel_bytes(ds: pydicom.Dataset) -> int:
     return math.ceil(count * bits / 8)
 
 
-def read_full(source: Path | str | bytes | BinaryIO) -> pydicom.Dataset:
-    """Read a whole DICOM object and check that its Pixel Data is complete."""
+def read_full(source: Path | str | bytes | BinaryIO, *,
+              max_pixels: int | None = None) -> pydicom.Dataset:
+    """Read a whole DICOM object and check that its Pixel Data is complete.
+
+    With ``max_pixels``, an image claiming more pixels is refused (``too_many_pixels``) before its
+    Pixel Data is read, and a deflated file before it is inflated past its claim.
+    """
     name = _name(source)
     if isinstance(source, bytes | bytearray):
         source = io.BytesIO(source)
-    ds = _read(source, name, pixels=True)
+    ds = _read(source, name, pixels=True, max_pixels=max_pixels)
     if "PixelData" not in ds:
         raise DicomReadError(
             f"{name}: the DICOM file has no Pixel Data (7FE0,0010); {_RESEND}",

@@ -118,16 +118,22 @@ class DicomParts:
             reason="corrupt_file", file=self.name)
 
 
-def open_parts(path: Path, name: str) -> DicomParts:
-    """Parse the header of ``path`` and locate its Pixel Data; raises DicomReadError."""
-    size = path.stat().st_size
-    fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - owned by the returned DicomParts
+def open_parts(path: Path, name: str, *, max_pixels: int | None = None) -> DicomParts:
+    """Parse the header of ``path`` and locate its Pixel Data; raises DicomReadError.
+
+    With ``max_pixels``, an image claiming more pixels is refused from its header (a deflated one
+    before it is inflated). A link is not followed (OSError): submissions hold files, not links.
+    """
+    # O_NOFOLLOW: a file swapped for a link after the submission was scanned is not read.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fh: BinaryIO = os.fdopen(fd, "rb")  # owned by the returned DicomParts
     try:
+        size = os.fstat(fd).st_size
         if size <= IN_MEMORY_MAX:
             data = fh.read()
             fh.close()
             fh = io.BytesIO(data)
-        ds = _read(fh, name, pixels=False)
+        ds = _read(fh, name, pixels=False, max_pixels=max_pixels)
         parts = DicomParts(name, path, ds, fh, size, None)
         if _syntax(ds) == DEFLATED:
             # The data set is one deflate stream: there is no Pixel Data offset to copy from.

@@ -19,6 +19,8 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.read import DicomReadError, header_record, peek
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
 from bonebase.errors import InputError
+from bonebase.ingest import limits
+from bonebase.ingest.limits import refusal_message
 from bonebase.ingest.scan import FileEntry
 from bonebase.storage import TMP_PREFIX
 
@@ -57,17 +59,27 @@ def _da(value: object) -> date | None:
 
 
 
-def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path) -> FileResult:
+def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path,
+                 max_pixels: int | None = None) -> FileResult:
     """Read, QC and de-identify one file; failures become a reason code, never an exception.
 
     The header is parsed and de-identified; Pixel Data is copied from the source into the staged
-    output in chunks (never held whole), hashed on the way.
+    output in chunks (never held whole), hashed on the way. A file refused at scan (a link, a
+    refused zip entry, an oversized file) is not opened. ``max_pixels`` defaults to
+    BONEBASE_MAX_PIXELS. Whatever a file holds, it costs at most one quarantine item: only
+    failures to write the staging folder (this machine's fault, retried) are raised.
     """
     from validation.image_qc import qc_metrics
 
     result = FileResult(entry.rel, entry.sha256, entry.size)
+    if entry.refused is not None:
+        result.reason = entry.refused
+        result.message = refusal_message(entry.rel, entry.refused, entry.size)
+        return result
+    if max_pixels is None:
+        max_pixels = limits.current().max_pixels
     try:
-        parts = open_parts(entry.path, entry.rel)
+        parts = open_parts(entry.path, entry.rel, max_pixels=max_pixels)
     except DicomReadError as exc:
         result.reason, result.message = exc.reason, str(exc).replace(str(entry.path), entry.rel)
         return result
@@ -75,13 +87,38 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
         result.reason = "missing_file"
         result.message = f"{entry.rel}: the file disappeared during ingestion; send it again"
         return result
+    except Exception as exc:  # noqa: BLE001 - whatever pydicom raises on a hostile file
+        return _failed(result, exc)
     with parts:
-        return _process_parts(parts, result, deid=deid, site=site, staging=staging,
-                              qc_metrics=qc_metrics)
+        try:
+            staged = _process_parts(parts, result, deid=deid, site=site, qc_metrics=qc_metrics)
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError included
+            return _failed(result, exc)
+        if staged is not None:
+            # Nothing is written for a file held for review: its original is what quarantine keeps.
+            result.staged, result.sha256, result.out_size = _stage(parts, *staged, staging)
+    return result
+
+
+def _failed(result: FileResult, exc: BaseException) -> FileResult:
+    """The quarantine reason of a file whose reading or de-identification raised; the message
+    names the exception's type only (its text may quote the file's contents)."""
+    result.record = None
+    if isinstance(exc, RecursionError):
+        result.reason = limits.TOO_DEEPLY_NESTED
+        result.message = (f"{result.rel}: the DICOM header nests sequences too deeply to be "
+                          "processed; export the image again from the PACS and resubmit")
+    else:
+        result.reason = "corrupt_file"
+        result.message = (f"{result.rel}: the DICOM file cannot be processed "
+                          f"({exc.__class__.__name__}); export the image again from the PACS "
+                          "and resubmit")
+    return result
 
 
 def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
-                   staging: Path, qc_metrics) -> FileResult:
+                   qc_metrics) -> tuple[bytes, bytes] | None:
+    """Fill ``result`` from the header; the encoded header and trailer to stage, or None."""
     ds, rel = parts.dataset, result.rel
     record = header_record(ds, file=rel)
     if record["modality"] in XRAY:
@@ -93,13 +130,13 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
             result.reason = "corrupt_file"
             result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__});"
                               " export the image again from the PACS and resubmit")
-            return result
+            return None
     try:
         # The data set scan is left to encode_parts/to_bytes, which scan the encoded bytes.
         out = deid.deidentify(ds, site=site, scan=False)
     except InputError as exc:
         result.reason, result.message = "deidentification_failed", f"{rel}: {exc}"
-        return result
+        return None
     if parts.pixels is None:  # Pixel Data read into the data set (deflated files)
         head, tail = out.to_bytes(), b""  # to_bytes scans the encoded header for residue
     else:
@@ -127,10 +164,7 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         "body_part": str(peek(out.dataset, "BodyPartExamined", "")) or None,
         "instance_number": record.get("instance_number") or _int(peek(out.dataset, "InstanceNumber")),
     }
-    if result.reason is None:
-        # Nothing is written for a file held for review: its original is what quarantine keeps.
-        result.staged, result.sha256, result.out_size = _stage(parts, head, tail, staging)
-    return result
+    return (head, tail) if result.reason is None else None
 
 
 def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path) -> tuple[Path, str, int]:
@@ -163,8 +197,11 @@ def _int(value: object) -> int | None:
 
 
 def process_batch(entries: list[FileEntry], *, secret: bytes, uid_root: str, site: str,
-                  staging: Path) -> list[FileResult]:
+                  staging: Path, max_pixels: int | None = None) -> list[FileResult]:
     """Process a batch of files (one task's worth: hundreds of files)."""
     deid = Deidentifier(secret, uid_root=uid_root)
     staging.mkdir(parents=True, exist_ok=True)
-    return [process_file(e, deid=deid, site=site, staging=staging) for e in entries]
+    if max_pixels is None:
+        max_pixels = limits.current().max_pixels
+    return [process_file(e, deid=deid, site=site, staging=staging, max_pixels=max_pixels)
+            for e in entries]

@@ -137,7 +137,8 @@ def test_large_file_is_streamed_not_read_whole(tmp_path):
         src = Path({str(src)!r})
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         r = process_file(FileEntry("IMG1", src, src.stat().st_size, "0" * 64),
-                         deid=Deidentifier({SECRET!r}), site="HX", staging=Path({str(staging)!r}))
+                         deid=Deidentifier({SECRET!r}), site="HX", staging=Path({str(staging)!r}),
+                         max_pixels={rows * cols})  # the default limit is below this image
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps({{"growth_kb": peak - base, "reason": r.reason, "sha": r.sha256,
                           "staged": str(r.staged), "std": r.record["pixel_std"],

@@ -1,0 +1,157 @@
+"""Checks that keep a hostile DICOM file from costing more than a bounded amount (issue #15).
+
+- :func:`check_nesting`: sequences nested deeper than MAX_NESTING are refused before anything
+  walks the data set recursively (pydicom's reader, de-identification, the encoders and the
+  residue scan all recurse, and 5,000 levels fit in 600 kB).
+- :func:`check_pixels`: rows x columns x frames x samples from the header, before any decoding.
+- :func:`guard_deflated`: a Deflated Explicit VR Little Endian file is inflated through a bounded
+  zlib decompressobj first: its header is read from the first few MiB, its pixel count checked,
+  and the whole stream must not inflate past header + Pixel Data as claimed (pydicom itself
+  inflates the whole file into memory at once).
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from os import PathLike
+from typing import BinaryIO
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.sequence import Sequence
+
+from bonebase.dicom.read import _RESEND, DicomReadError, expected_pixel_bytes, peek
+
+# Deeper than any real object (SR content trees nest ~10 levels), far below the depth at which
+# pydicom or the de-identification walk exhaust Python's recursion limit (~190 levels).
+MAX_NESTING = 32
+DEFLATED = "1.2.840.10008.1.2.1.99"
+HEAD_MAX = 4 << 20  # inflated bytes in which a deflated file's header must end
+SLACK = 1 << 20  # allowed past the claimed Pixel Data (its element header, trailing padding)
+_CHUNK = 1 << 16
+_PIXEL_GROUP = 0x7FE00000
+
+
+def _is_sequence(item: pydicom.Dataset, tag: int) -> bool:
+    elem = item.get_item(tag)
+    if not isinstance(elem, RawDataElement):
+        return isinstance(elem.value, Sequence)
+    try:
+        return (elem.VR or dictionary_VR(tag)) == "SQ"
+    except KeyError:  # private tag in implicit VR: read as bytes, never walked
+        return False
+
+
+def check_nesting(ds: pydicom.Dataset, name: str, *, limit: int = MAX_NESTING) -> None:
+    """Raise ``too_deeply_nested`` when sequences nest deeper than ``limit`` (walked without
+    recursion; a raw sequence is converted one level at a time, as de-identification would)."""
+    stack = [(ds, 0)]
+    while stack:
+        item, depth = stack.pop()
+        for tag in list(item.keys()):
+            if not _is_sequence(item, tag):
+                continue
+            if depth >= limit:
+                raise DicomReadError(
+                    f"{name}: sequences nested more than {limit} levels deep; no real image "
+                    f"needs that many, so the file was not processed; {_RESEND}",
+                    reason="too_deeply_nested", file=name)
+            stack.extend((child, depth + 1) for child in item[tag].value)
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def pixel_count(ds: pydicom.Dataset) -> int:
+    """Rows x Columns x NumberOfFrames x SamplesPerPixel as the header claims them."""
+    return (_int(peek(ds, "Rows"), 0) * _int(peek(ds, "Columns"), 0)
+            * max(1, _int(peek(ds, "NumberOfFrames"), 1))
+            * max(1, _int(peek(ds, "SamplesPerPixel"), 1)))
+
+
+def check_pixels(ds: pydicom.Dataset, name: str, max_pixels: int) -> None:
+    """Raise ``too_many_pixels`` when the header claims more than ``max_pixels``."""
+    count = pixel_count(ds)
+    if count > max_pixels:
+        raise DicomReadError(
+            f"{name}: the image claims {count:,} pixels (rows x columns x frames x samples), "
+            f"over the limit of {max_pixels:,} (BONEBASE_MAX_PIXELS); it was not decoded: "
+            "send the image at its acquired size, or ask the operator to raise the limit",
+            reason="too_many_pixels", file=name)
+
+
+def _inflated(fh: BinaryIO):
+    """The inflated stream in pieces of at most _CHUNK bytes (memory stays bounded)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    while not inflater.eof:
+        data = fh.read(_CHUNK)
+        if not data:
+            break
+        while data:
+            yield inflater.decompress(data, _CHUNK)
+            data = inflater.unconsumed_tail
+    yield inflater.flush()
+
+
+def _header(head: bytes) -> tuple[pydicom.Dataset, int]:
+    """The data set before Pixel Data parsed from the first inflated bytes, and its end."""
+    fp = io.BytesIO(head)
+    try:
+        ds = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >= _PIXEL_GROUP)
+    except (EOFError, ValueError, KeyError, TypeError, NotImplementedError, OSError):
+        ds = pydicom.Dataset()
+    return ds, fp.tell()
+
+
+def guard_deflated(source: str | PathLike | BinaryIO, name: str, max_pixels: int) -> None:
+    """For a deflated file, check its pixel count and inflated size without inflating it whole;
+    any other file is left alone (its position is restored)."""
+    if isinstance(source, str | PathLike):
+        with open(source, "rb") as fh:
+            return guard_deflated(fh, name, max_pixels)
+    start = source.tell()
+    try:
+        if DEFLATED.encode() not in source.read(2048):  # cheap: the syntax is in the file meta
+            return None
+        source.seek(start)
+        read_preamble(source, True)
+        meta = _read_file_meta_info(source)
+        if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+            return None
+        _check_inflation(source, name, max_pixels)
+        return None
+    finally:
+        source.seek(start)
+
+
+def _check_inflation(fh: BinaryIO, name: str, max_pixels: int) -> None:
+    head, total, cap = bytearray(), 0, None
+    for piece in _inflated(fh):
+        total += len(piece)
+        if cap is None:
+            head += piece
+            if len(head) < HEAD_MAX:
+                continue
+            cap = _cap(bytes(head), name, max_pixels)
+            head = bytearray()
+        if total > cap:
+            raise DicomReadError(
+                f"{name}: the deflated data set inflates past {cap:,} bytes, more than its "
+                "header's image needs; it was not inflated further; check where the file "
+                "came from and export it again uncompressed", reason="decompression_bomb",
+                file=name)
+    if cap is None:  # the whole stream fitted in the head: the pixel count still applies
+        _cap(bytes(head), name, max_pixels)
+
+
+def _cap(head: bytes, name: str, max_pixels: int) -> int:
+    ds, end = _header(head)
+    check_pixels(ds, name, max_pixels)
+    return end + expected_pixel_bytes(ds) + SLACK
