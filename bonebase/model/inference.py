@@ -26,7 +26,12 @@ from bonebase.errors import InputError
 from bonebase.model.checkpoint import Checkpoint, load_checkpoint
 from bonebase.model.data import preprocess_for_model
 from bonebase.model.gradcam import heat_maps, make_cam
-from bonebase.model.upload_limits import UploadError, dicom_within_limits, open_image
+from bonebase.model.upload_limits import (
+    UploadError,
+    check_frames,
+    dicom_within_limits,
+    open_image,
+)
 
 RADIOGRAPH_MODALITIES = ("CR", "DX")
 _DICM_MAGIC_OFFSET = 128
@@ -71,6 +76,7 @@ def decode_upload(
             ds = read_full(data)
         except DicomReadError as exc:
             raise UploadError(str(exc).replace("<bytes>", name, 1), code=exc.reason) from exc
+        check_frames(ds, name=name, max_pixels=max_pixels)
         modality = str(ds.get("Modality", "") or "")
         if modality not in modalities:
             raise UploadError(

@@ -17,9 +17,11 @@ import zlib
 
 import pydicom
 from PIL import Image, UnidentifiedImageError
+from pydicom.encaps import generate_frames
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.filewriter import write_file_meta_info
+from pydicom.pixels.utils import _get_jpg_parameters
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from bonebase.dicom.read import expected_pixel_bytes
@@ -32,6 +34,13 @@ HEADER_LIMIT = 4 * 1024 * 1024
 # Elements allowed after Pixel Data (padding, digital signatures) in a deflated data set.
 TRAILER_LIMIT = 1024 * 1024
 _PIXEL_DATA = 0x7FE00010
+# Compressed syntaxes whose decoders size their output by the codestream's own header.
+_JPEG_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                            "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+                            "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})  # fmt: skip
+_J2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                           "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+                           "1.2.840.10008.1.2.4.203"})  # fmt: skip
 
 
 class UploadError(InputError):
@@ -159,4 +168,39 @@ def dicom_within_limits(data: bytes, *, name: str, max_pixels: int) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["TOO_LARGE", "UploadError", "dicom_within_limits", "open_image"]
+def _codestream_size(frame: bytes, j2k: bool) -> tuple[int, int, int]:
+    if j2k:
+        from openjpeg import get_parameters  # the J2K decoder pydicom uses; reads headers only
+
+        p = get_parameters(frame)
+        return int(p["rows"]), int(p["columns"]), int(p["samples_per_pixel"])
+    # pydicom's own SOF parser (what its JPEG decoders consult); not exported by name.
+    p = _get_jpg_parameters(frame)
+    return int(p["height"]), int(p["width"]), int(p["components"])
+
+
+def check_frames(ds: pydicom.Dataset, *, name: str, max_pixels: int) -> None:
+    """For JPEG / JPEG 2000 Pixel Data: each frame's codestream must claim the header's size.
+
+    The decoders allocate what the codestream says, not what Rows x Columns say: a header of
+    64 x 64 around a codestream of 20,000 x 20,000 would pass the header check.
+    """
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax not in _JPEG_SYNTAXES | _J2K_SYNTAXES:
+        return
+    rows, cols, frames, samples = _dims(ds)
+    try:
+        sizes = {_codestream_size(bytes(f), syntax in _J2K_SYNTAXES)
+                 for f in generate_frames(ds.PixelData, number_of_frames=frames)}  # fmt: skip
+    except Exception as exc:  # a codestream without a readable header
+        raise _corrupt(name, f"a compressed frame has no readable header ({type(exc).__name__})"
+                       ) from None  # fmt: skip
+    for r, c, n in sizes:
+        _check_count(name, [r, c, frames, n], max_pixels)
+        if (r, c, n) != (rows, cols, samples):
+            raise _corrupt(name, f"a compressed frame is {r} x {c} x {n} but the header says "
+                                 f"{rows} x {cols} x {samples}")  # fmt: skip
+
+
+__all__ = ["TOO_LARGE", "UploadError", "check_frames", "dicom_within_limits", "open_image"]

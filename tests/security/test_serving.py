@@ -197,6 +197,43 @@ def test_decode_upload_refuses_bombs_before_decoding():
     assert hidden.value.code == "too_large" and "inflates" in str(hidden.value)
 
 
+def _encapsulated(syntax: str, codestream: bytes, *, rows: int = 64, cols: int = 64) -> bytes:
+    """A DX radiograph whose header says ``rows`` x ``cols`` around one compressed frame."""
+    from pydicom.encaps import encapsulate
+
+    ds = _radiograph(rows, cols)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = encapsulate([codestream])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta = _meta(ds, syntax)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_compressed_frame_larger_than_its_header_is_refused():
+    """A 64 x 64 header around a codestream claiming 20,000 x 20,000: decoders size by the
+    codestream, so the header check alone would let it through."""
+    import openjpeg
+
+    j2k = bytearray(openjpeg.encode(np.zeros((64, 64), np.uint8)))
+    assert j2k[2:4] == b"\xff\x51"  # SIZ: image size at bytes 8..16, tile size at 24..32
+    j2k[8:16] = j2k[24:32] = struct.pack(">II", 20_000, 20_000)
+    jpeg = io.BytesIO()
+    Image.new("L", (64, 64)).save(jpeg, "JPEG")
+    sof = jpeg.getvalue().index(b"\xff\xc0")  # SOF0: height, width at +5..+9
+    bomb_jpeg = bytearray(jpeg.getvalue())
+    bomb_jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 20_000, 20_000)
+    for syntax, stream in (("1.2.840.10008.1.2.4.90", bytes(j2k)),
+                           ("1.2.840.10008.1.2.4.50", bytes(bomb_jpeg))):  # fmt: skip
+        with pytest.raises(UploadError) as exc:
+            decode_upload(_encapsulated(syntax, stream))
+        assert exc.value.code == "too_large", (syntax, str(exc.value))
+    # A frame that is honest about its size still decodes.
+    fine = decode_upload(_encapsulated("1.2.840.10008.1.2.4.50", jpeg.getvalue()))
+    assert fine.image.shape == (64, 64)
+
+
 def test_deflated_dicom_within_limits_decodes_as_its_plain_twin():
     ds = _radiograph(48, 64)
     ds.PixelData = np.random.default_rng(0).integers(0, 4096, (48, 64), np.uint16).tobytes()
