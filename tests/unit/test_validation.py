@@ -260,6 +260,28 @@ def test_data_docs_index_is_written(tmp_path):
     assert all(p.relative_to(tmp_path / "docs").as_posix() in index for p in pages)
 
 
+def test_data_docs_mask_ids_and_paths_but_failures_name_the_real_record(tmp_path):
+    # Hospitals name folders after the patient (ids, names) and use MRNs as case ids: GX must
+    # not see them; the report still names the real file and case for the receipt.
+    m, h = clean_frames(3)
+    m["case_id"] = [f"MRN2024{i:04d}" for i in range(3)]
+    m.at[1, "age"] = "214"
+    h["file"] = [f"Doe_Jane_{i}/{p}/{a}/img{i}.dcm" for i, (p, a)
+                 in enumerate(zip(h["patient_id"], h["accession_number"], strict=True))]
+    h.at[4, "modality"] = "US"  # a failing file: its path is rendered
+    names = {f"Doe_Jane_{i}" for i in range(len(h))}
+    report = validate_submission(m, h, site="HX", submission_id="5", docs_dir=tmp_path / "d",
+                                 identifiers=names)
+    assert {(f.reason, f.row, f.case_id) for f in report.errors if f.row} >= {
+        ("impossible_age", 2, "MRN20240001")}
+    assert [f.file for f in report.errors if f.reason == "unsupported_modality"] == [h.at[4, "file"]]
+    text = b"".join(p.read_bytes() for p in (tmp_path / "d").rglob("*.html")).decode()
+    assert "214" in text and "[redacted]" in text
+    values = {*m["case_id"], *h["patient_id"], *h["accession_number"], *h["sop_instance_uid"],
+              *names}
+    assert not [v for v in values if v in text]
+
+
 # --- image QC metrics ---------------------------------------------------------------------
 
 
