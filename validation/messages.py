@@ -211,8 +211,15 @@ def render(reason: str, record: dict[str, Any], *, place: str, fallback: str = "
         return f"{place}: {reason.replace('_', ' ')} ({fallback})"
 
 
+# A message quotes a site's value so it can find and fix it ("age '214'"); a longer value is
+# not a vocabulary term but pasted text (a note, a key file's line) and is described instead.
+_QUOTE_MAX = 40
+
+
 def _plain(value: Any) -> Any:
-    """Numpy scalars and NaN print as plain Python values in messages."""
+    """Numpy scalars and NaN print as plain Python values; long text as its length only."""
+    if isinstance(value, str) and len(value) > _QUOTE_MAX:
+        return f"<{len(value)} characters, not shown>"
     if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
         try:
             value = value.item()

@@ -282,6 +282,16 @@ def test_data_docs_mask_ids_and_paths_but_failures_name_the_real_record(tmp_path
     assert not [v for v in values if v in text]
 
 
+def test_messages_do_not_quote_long_pasted_text():
+    m, h = clean_frames(3)
+    key = "dev-" + "3f9a0c" * 10  # a key file's line pasted into a cell
+    m.at[1, "location"] = key
+    report = validate_submission(m, h, site="HX", submission_id="8")
+    [failure] = [f for f in report.errors if f.reason == "unknown_location"]
+    assert failure.row == 2 and "64 characters, not shown" in failure.message
+    assert "3f9a0c" not in " ".join(f.message for f in report.failures)
+
+
 # --- image QC metrics ---------------------------------------------------------------------
 
 
