@@ -19,9 +19,8 @@ from typing import BinaryIO
 
 import pydicom
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
-from pydicom.sequence import Sequence
 
 from bonebase.dicom.read import _RESEND, DicomReadError, expected_pixel_bytes, peek
 
@@ -35,12 +34,13 @@ _CHUNK = 1 << 16
 _PIXEL_GROUP = 0x7FE00000
 
 
-def _is_sequence(item: pydicom.Dataset, tag: int) -> bool:
-    elem = item.get_item(tag)
+def _is_sequence(elem: DataElement | RawDataElement) -> bool:
     if not isinstance(elem, RawDataElement):
-        return isinstance(elem.value, Sequence)
+        return elem.VR == "SQ"
+    if elem.VR is not None:
+        return elem.VR == "SQ"
     try:
-        return (elem.VR or dictionary_VR(tag)) == "SQ"
+        return dictionary_VR(elem.tag) == "SQ"  # implicit VR: the dictionary's
     except KeyError:  # private tag in implicit VR: read as bytes, never walked
         return False
 
@@ -51,15 +51,14 @@ def check_nesting(ds: pydicom.Dataset, name: str, *, limit: int = MAX_NESTING) -
     stack = [(ds, 0)]
     while stack:
         item, depth = stack.pop()
-        for tag in list(item.keys()):
-            if not _is_sequence(item, tag):
-                continue
+        # _dict: the elements as read (raw ones unconverted); get_item per tag costs 3x more.
+        for tag in [t for t, e in item._dict.items() if _is_sequence(e)]:
             if depth >= limit:
                 raise DicomReadError(
                     f"{name}: sequences nested more than {limit} levels deep; no real image "
                     f"needs that many, so the file was not processed; {_RESEND}",
                     reason="too_deeply_nested", file=name)
-            stack.extend((child, depth + 1) for child in item[tag].value)
+            stack.extend((child, depth + 1) for child in item[tag].value or ())
 
 
 def _int(value: object, default: int) -> int:

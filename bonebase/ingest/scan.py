@@ -128,7 +128,9 @@ def scan_files(root: Path, manifest: Path, *, limits: lim.Limits | None = None) 
                                      refused=lim.SYMBOLIC_LINK))
     for r in refused_in(root):
         entries.append(FileEntry(r.rel, root / r.rel, r.size, r.sha256, refused=r.reason))
-    return sorted(entries, key=lambda e: e.rel)
+    # By path components, as pathlib sorts paths: the order (and so the submission's hash) of
+    # earlier versions ('a/b' before 'a-b/c', which a plain string sort reverses).
+    return sorted(entries, key=lambda e: e.rel.split("/"))
 
 
 def submission_hash(manifest: Path, entries: list[FileEntry]) -> str:
