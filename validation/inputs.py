@@ -70,13 +70,15 @@ def _header_problem(path: Path, header: list[str]) -> str | None:
 
 
 def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every non-blank CSV record, the header first."""
+    """(first line number, cells) of every non-blank CSV record, the header first."""
     reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
     out = []
+    start = 1
     try:
         for cells in reader:
-            if cells and any(c.strip() for c in cells) or len(cells) > 1:
-                out.append((reader.line_num, cells))
+            if len(cells) > 1 or (cells and cells[0].strip()):
+                out.append((start, cells))
+            start = reader.line_num + 1  # a quoted value may span lines
     except csv.Error as exc:
         # csv's messages describe the syntax ("unexpected end of data"), never the cell.
         raise InputError(f"{path}: not a valid CSV at line {reader.line_num} ({exc}); fix the "

@@ -384,10 +384,14 @@ def test_a_ragged_row_is_refused_with_its_number_and_does_not_shift_others(tmp_p
 
 def test_control_characters_are_refused_per_cell(tmp_path):
     rows = [LINE.replace("P1", "P\x001"), LINE.replace("0001", "0002").replace("XR", "X\x1bR"),
-            LINE.replace("0001", "0003").replace("yes", "yes\t")]
+            LINE.replace("0001", "0003").replace("yes", "yes\t"),
+            LINE.replace("0001", "0004").replace("股骨远端", '"distal\nfemur"'), LINE]
     frame = load_manifest(_write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n"))
     found = [(p.reason, p.row, p.field) for p in _problems(frame)]
-    assert found == [("control_character", 1, "patient_id"), ("control_character", 2, "modalities")]
+    assert found == [("control_character", 1, "patient_id"), ("control_character", 2, "modalities"),
+                     ("control_character", 4, "location")]
+    assert "row 4 (line 5)" in frame.attrs["problems"][2].message  # where the record starts
+    assert frame["row"].tolist() == [1, 2, 3, 4, 5]
     assert "U+0000" in frame.attrs["problems"][0].message
     assert "\x00" not in "".join(frame["patient_id"])  # tab (row 3) is allowed
 
