@@ -9,8 +9,10 @@ flow is the same either way.
 
 from __future__ import annotations
 
-import time
+import hashlib
+import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from prefect import flow, task
@@ -19,13 +21,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from bonebase.config import Settings, get_settings
-from bonebase.db import audit
+from bonebase.db import audit, quarantine
 from bonebase.db import submissions as subs
 from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site
 from bonebase.dicom.deid import Deidentifier
-from bonebase.errors import ConfigError
+from bonebase.errors import BonebaseError, ConfigError
 from bonebase.ingest import accept, process, receipt, scan, source, store
+from bonebase.ingest.clock import Clock
 from bonebase.storage import open_store
 
 # Files per task: a task costs tens of milliseconds of orchestration (more on a busy machine),
@@ -34,9 +37,12 @@ BATCH_MIN, BATCH_MAX = 100, 500
 
 
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def process_files(entries: list[scan.FileEntry], secret: bytes, uid_root: str, site: str,
-                  staging: str, pool: int = 0) -> list[process.FileResult]:
+def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, staging: str,
+                  pool: int = 0) -> list[process.FileResult]:
     """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
+    # The key comes from the settings, never as a parameter: Prefect stores parameters. On a
+    # Dask worker these are the worker's environment (BONEBASE_SECRET or BONEBASE_HOME).
+    secret = _settings().consortium_secret()
     if not pool:  # on Dask: the task already runs in a worker process of its own
         return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
                                      staging=Path(staging))
@@ -64,8 +70,17 @@ def _batches(entries: list, slots: int) -> list[list]:
     return [entries[i:i + size] for i in range(0, len(entries), size)]
 
 
+_POOL_LOCK = threading.Lock()  # two runs in one process (threads) must not make two pools
+
+
 def _workers(size: int):
     """The process pool for file batches: BONEBASE_INGEST_WORKERS, default one per core."""
+    global _POOL
+    with _POOL_LOCK:
+        return _POOL or _make_pool(size)
+
+
+def _make_pool(size: int):
     global _POOL
     if _POOL is None:
         import multiprocessing
@@ -96,6 +111,14 @@ def _dask_runner(settings: Settings):
     return DaskTaskRunner(cluster=_local_cluster(_worker_count(settings), _api_url()))
 
 
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """What a local Dask worker needs to find the consortium key itself (see process_files)."""
+    env = {"BONEBASE_HOME": str(settings.home), "BONEBASE_ENV": settings.env}
+    if settings.secret:
+        env["BONEBASE_SECRET"] = settings.secret
+    return env
+
+
 _CLUSTER: dict = {}
 
 
@@ -103,7 +126,9 @@ def _local_cluster(workers: int, api_url: str):
     """The temporary local cluster: made on first use and kept for the life of this process,
     like the process pool, so later runs find warm workers (a fresh worker spends seconds
     importing pydicom and Prefect); distributed closes it when the process exits."""
-    key = (workers, api_url)
+    env = _worker_env(_settings())
+    # Keyed by a digest of the environment, so that a cluster holds no key other than its own.
+    key = (workers, api_url, hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest())
     if key not in _CLUSTER:
         from distributed import LocalCluster
 
@@ -114,7 +139,8 @@ def _local_cluster(workers: int, api_url: str):
         # help. The workers report to this run's Prefect API, a temporary server's included
         # (else each starts a temporary server of its own); ':0' avoids a port clash.
         _CLUSTER[key] = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0", env={"PREFECT_API_URL": api_url})
+                                     dashboard_address=":0",
+                                     env={"PREFECT_API_URL": api_url, **env})
     return _CLUSTER[key]
 
 
@@ -165,13 +191,17 @@ def validate(manifest, headers, site: str, submission_id: int, docs_dir: str):
 
 
 @task(name="store-cases", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def store_cases(plan, url: str, storage_url: str, endpoint: str | None, region: str | None,
-                site_id: int, submission_id: int):
+def store_cases(plan, site_id: int, submission_id: int):
     """Move accepted files into the object store, then commit the cases in batches."""
-    with connect(url) as conn:
-        return store.store_cases(plan, conn=conn,
-                                 store=open_store(storage_url, endpoint_url=endpoint, region=region),
-                                 site_id=site_id, submission_id=submission_id)
+    settings = _settings()  # not parameters: DATABASE_URL may hold a password
+    with connect(database_url(settings)) as conn:
+        return store.store_cases(plan, conn=conn, store=_objects(settings), site_id=site_id,
+                                 submission_id=submission_id)
+
+
+def _objects(settings: Settings):
+    return open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
+                      region=settings.s3_region)
 
 
 def _progress(callback: Callable[[str, int, int], None] | None, stage: str, done: int, total: int):
@@ -179,18 +209,36 @@ def _progress(callback: Callable[[str, int, int], None] | None, stage: str, done
         callback(stage, done, total)
 
 
-@flow(name="ingest-submission", log_prints=True)
+# The settings and progress callback of the run in this context. They reach the flow beside its
+# parameters, because Prefect stores parameters (in its database, UI and API) and the settings
+# hold the consortium key and the database URL; Prefect's task runner copies the context into
+# the threads that run tasks.
+_SETTINGS: ContextVar[Settings | None] = ContextVar("bonebase_ingest_settings", default=None)
+_PROGRESS: ContextVar[Callable | None] = ContextVar("bonebase_ingest_progress", default=None)
+
+
+def _settings() -> Settings:
+    return _SETTINGS.get() or get_settings()
+
+
 def ingest_submission(site: str, source_path: str, *, settings: Settings | None = None,
                       progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Ingest one submission of ``site`` from a folder, zip or s3:// prefix; returns the receipt."""
-    import pandas as pd
+    """Ingest one submission of ``site`` from a folder, zip or s3:// prefix; returns the receipt.
+    Runs the flow ``ingest-submission`` with ``settings`` (default: the environment's)."""
+    tokens = _SETTINGS.set(settings), _PROGRESS.set(progress)
+    try:
+        return ingest_flow(site, source_path)
+    finally:
+        _SETTINGS.reset(tokens[0])
+        _PROGRESS.reset(tokens[1])
 
-    from validation.inputs import load_manifest
 
-    settings = settings or get_settings()
-    clock = _Clock()
+@flow(name="ingest-submission", log_prints=True)
+def ingest_flow(site: str, source_path: str) -> dict:
+    """Ingest one submission; settings come from the environment (or ingest_submission's)."""
+    settings = _settings()
+    clock = Clock()
     url = database_url(settings)
-    secret = settings.consortium_secret()
     with connect(url) as conn:
         site_row = get_site(conn, site)
     with source.as_folder(source_path, endpoint_url=settings.s3_endpoint_url,
@@ -200,77 +248,139 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
-            row, created = subs.register(conn, site_id=site_row.id, source=source_path,
-                                         content_hash=digest)
+            row, _ = subs.register(conn, site_id=site_row.id, source=source_path,
+                                   content_hash=digest)
             conn.commit()
-            if not created and row["status"] == "done":
+        # One run at a time per submission: this session holds the lock until the run ends
+        # (PostgreSQL drops it when a killed run's connection goes), and a second run waits.
+        with connect(url, autocommit=True) as guard:
+            if not subs.try_lock(guard, row["id"]):
+                print(f"submission {row['id']} of site {site} is being ingested by another run:"
+                      " waiting for it to finish")
+                subs.lock(guard, row["id"])
+            row = subs.get(guard, row["id"])  # as the run before this one left it
+            if row["status"] == "done":
                 print(f"submission {row['id']} of site {site} was already ingested: nothing to do")
                 return {**(row["receipt"] or {}), "already_ingested": True}
-            if not created:
-                subs.restart(conn, row["id"])  # finish a run that crashed: every step is idempotent
-                conn.commit()
-        submission_id = row["id"]
-        manifest = load_manifest(manifest_path)
-        objects = open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
-                             region=settings.s3_region)
-        # A local store stages inside itself, so storing an accepted file is a rename.
-        staging = (objects.staging_dir(str(submission_id))
-                   or settings.home / "staging" / str(submission_id))
-        args = {"secret": secret, "uid_root": settings.uid_root, "site": site,
-                "staging": str(staging)}
-        results = _process_all(entries, args, settings, progress)
+            subs.restart(guard, row["id"])  # finish a run that crashed: every step is idempotent
+            job = _Job(settings=settings, site=site, site_id=site_row.id, submission_id=row["id"],
+                       source_path=source_path, manifest_path=manifest_path, entries=entries,
+                       clock=clock)
+            return job.run()
+
+
+class _Job:
+    """One run of a registered submission: every failure ends in a final state and a receipt."""
+
+    def __init__(self, *, settings: Settings, site: str, site_id: int, submission_id: int,
+                 source_path: str, manifest_path: Path, entries: list[scan.FileEntry],
+                 clock: Clock) -> None:
+        self.settings, self.site, self.site_id = settings, site, site_id
+        self.submission_id, self.source_path = submission_id, source_path
+        self.manifest_path, self.entries, self.clock = manifest_path, entries, clock
+        self.url = database_url(settings)
+        self.stage = "opening the object store"
+        self.redact: Callable[[str], str] = lambda text: text
+
+    def run(self) -> dict:
+        staging = None
+        try:
+            objects = _objects(self.settings)
+            # A local store stages inside itself, so storing an accepted file is a rename.
+            staging = (objects.staging_dir(str(self.submission_id))
+                       or self.settings.home / "staging" / str(self.submission_id))
+            return self._stages(objects, staging)
+        except Exception as exc:  # noqa: BLE001 - any failure must end in a receipt
+            raise self._fail(exc) from None
+        finally:
+            if staging is not None:
+                _cleanup(staging)
+
+    def _stages(self, objects, staging: Path) -> dict:
+        import pandas as pd
+
+        from validation.inputs import load_manifest
+
+        settings, clock, sid = self.settings, self.clock, self.submission_id
+        self.stage = "reading the manifest"
+        manifest = load_manifest(self.manifest_path)
+        self.stage = "de-identifying the files"
+        args = {"uid_root": settings.uid_root, "site": self.site, "staging": str(staging)}
+        results = _process_all(self.entries, args, settings, _PROGRESS.get())
         clock.lap("process")
+        self.stage = "validating"
         headers = pd.DataFrame([r.record for r in results if r.record is not None])
-        docs_dir = settings.home / "datadocs" / str(submission_id)
-        report = validate(quote(manifest), quote(headers), site, submission_id, str(docs_dir))
+        docs_dir = settings.home / "datadocs" / str(sid)
+        report = validate(quote(manifest), quote(headers), self.site, sid, str(docs_dir))
         clock.lap("validate")
-        deid = Deidentifier(secret, uid_root=settings.uid_root)
-        # Files stored by an earlier submission are counted as duplicates when their rows
-        # conflict (ON CONFLICT DO NOTHING), so no lookup is needed here.
-        plan = accept.plan_submission(manifest, results, report, site=site, deid=deid)
+        self.stage = "planning the cases"
+        deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)
+        plan = accept.plan_submission(manifest, results, report, site=self.site, deid=deid)
+        self.redact = plan.redact
+        self.stage = "storing the cases"
+        with connect(self.url) as conn:
+            held = store.hold_elsewhere(plan, conn=conn, site_id=self.site_id)
         # quote(): Prefect would walk every object of the plan (and of the batches, frames
         # above) looking for futures to wait on: seconds per submission, for nothing.
-        outcome = store_cases(quote(plan), url, settings.object_store_url,
-                              settings.s3_endpoint_url, settings.s3_region, site_row.id,
-                              submission_id)
-        _progress(progress, "cases", len(plan.cases), len(plan.cases))
+        outcome = store_cases(quote(plan), self.site_id, sid)
+        _progress(_PROGRESS.get(), "cases", len(plan.cases), len(plan.cases))
         clock.lap("store")
+        self.stage = "keeping the quarantined files"
+        with connect(self.url) as conn:
+            store.store_quarantine(plan, conn=conn, store=objects, site_id=self.site_id,
+                                   submission_id=sid, entries={e.rel: e for e in self.entries},
+                                   manifest_bytes=self.manifest_path.read_bytes())
+            by_reason = quarantine.counts_by_reason(conn, submission_id=sid)
+        clock.lap("quarantine")
         docs = str(report.data_docs_index) if report.data_docs_index else None
         the_receipt = receipt.build_receipt(
-            site=site, submission_id=submission_id, source=source_path, plan=plan,
-            outcome=outcome, n_files=len(entries), n_rows=len(manifest), data_docs=docs)
-        with connect(url) as conn:
-            store.store_quarantine(plan, conn=conn, store=objects, site_id=site_row.id,
-                                   submission_id=submission_id,
-                                   entries={e.rel: e for e in entries},
-                                   manifest_bytes=manifest_path.read_bytes())
-            subs.finish(conn, submission_id, status="done", counts=the_receipt["counts"],
-                        receipt=the_receipt)
-            audit.record(conn, action="submission.ingest", entity="submission",
-                         entity_id=submission_id, details=the_receipt["counts"])
+            site=self.site, submission_id=sid, source=self.source_path, plan=plan,
+            outcome=outcome, n_files=len(self.entries), n_rows=len(manifest), data_docs=docs,
+            quarantined_by_reason=by_reason)
+        self.stage = "writing the receipt"
+        # The files first: a submission is marked done only once its receipt exists.
+        json_path, md_path = receipt.write_receipt(the_receipt, settings.home / "receipts")
+        self.stage = "recording the submission"
+        with connect(self.url) as conn:
+            subs.finish(conn, sid, status="done", counts=the_receipt["counts"],
+                        receipt=the_receipt, source=the_receipt["source"])
+            audit.record(conn, action="submission.ingest", entity="submission", entity_id=sid,
+                         details=the_receipt["counts"])
+            if held:  # for the data stewards: files another site holds already
+                audit.record(conn, action="submission.held_for_review", entity="submission",
+                             entity_id=sid, details={"files": held})
             conn.commit()
-        clock.lap("quarantine")
-    json_path, md_path = receipt.write_receipt(the_receipt, settings.home / "receipts")
-    the_receipt["paths"] = {"json": str(json_path), "markdown": str(md_path)}
-    create_markdown_artifact(markdown=receipt.to_markdown(the_receipt),
-                             key=f"receipt-{site.lower()}-{submission_id}",
-                             description=f"Receipt of submission {submission_id} ({site})")
-    _cleanup(staging)
-    the_receipt["timings_s"] = clock.laps
-    return the_receipt
+        the_receipt["paths"] = {"json": str(json_path), "markdown": str(md_path)}
+        try:
+            create_markdown_artifact(markdown=receipt.to_markdown(the_receipt),
+                                     key=f"receipt-{self.site.lower()}-{sid}",
+                                     description=f"Receipt of submission {sid} ({self.site})")
+        except Exception as exc:  # noqa: BLE001 - the receipt is stored; the copy is a courtesy
+            print(f"the receipt's copy in Prefect was not made ({type(exc).__name__})")
+        the_receipt["timings_s"] = clock.laps
+        return the_receipt
 
-
-class _Clock:
-    """Seconds spent per stage, reported with the receipt (and read by benchmarks/ingest.py)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self._last, 3)
-        self._last = now
+    def _fail(self, exc: Exception) -> BonebaseError:
+        """Mark the submission failed with a receipt that says where and why; the error to raise."""
+        error = receipt.describe_failure(exc, self.redact)
+        sid = self.submission_id
+        the_receipt = receipt.failure_receipt(site=self.site, submission_id=sid,
+                                              source=self.redact(self.source_path),
+                                              stage=self.stage, error=error)
+        where = "its receipt could not be written"
+        try:
+            json_path, _ = receipt.write_receipt(the_receipt, self.settings.home / "receipts")
+            where = f"receipt: {json_path}"
+        except OSError as write_error:
+            the_receipt["error"] += f"; the receipt file could not be written ({write_error.strerror})"
+        with connect(self.url) as conn:
+            subs.finish(conn, sid, status="failed", counts={}, receipt=the_receipt,
+                        source=the_receipt["source"])
+            audit.record(conn, action="submission.failed", entity="submission", entity_id=sid,
+                         details={"stage": self.stage, "error": error})
+            conn.commit()
+        return BonebaseError(f"submission {sid} of site {self.site} failed while {self.stage}: "
+                             f"{error}; it is marked failed ({where}); {the_receipt['what_to_do']}")
 
 
 def _cleanup(staging: Path) -> None:

@@ -197,6 +197,55 @@ def commit_case(conn: Connection, *, site_id: int, submission_id: int, case: Cas
                         cases=[(case, instances)])[0]
 
 
+def submission_tally(conn: Connection, *, site_id: int, submission_id: int,
+                     case_pseudonyms: list[str]) -> tuple[dict[str, tuple[str, int]], set[str]]:
+    """What a submission wrote, read from its rows (whichever run wrote them): per case
+    pseudonym (new | updated | unchanged, version), and the source hashes of its instances."""
+    cases = {r["case_pseudonym"]: r for r in conn.execute(
+        "SELECT c.case_pseudonym, c.version, min(v.version) AS first, max(v.version) AS last"
+        " FROM cases c LEFT JOIN case_versions v ON v.case_id = c.id AND v.submission_id = %s"
+        " WHERE c.site_id = %s AND c.case_pseudonym = ANY(%s) GROUP BY c.id",
+        (submission_id, site_id, case_pseudonyms)).fetchall()}
+    status = {}
+    for pseudonym, r in cases.items():
+        if r["first"] is None:
+            status[pseudonym] = ("unchanged", r["version"])
+        else:
+            status[pseudonym] = ("new" if r["first"] == 1 else "updated", r["last"])
+    stored = {r["source_sha256"] for r in conn.execute(
+        "SELECT source_sha256 FROM instances WHERE submission_id = %s", (submission_id,))}
+    return status, stored
+
+
+def held_elsewhere(conn: Connection, *, site_id: int, source_sha256: list[str],
+                   sha256: list[str], sop_instance_uids: list[str], study_uids: list[str],
+                   series_uids: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """Which of these files, studies and series another site holds already: (source hashes,
+    de-identified hashes and SOP UIDs of instances; study UIDs; series UIDs). An instance key
+    is unique across the consortium, so such a file cannot be stored for this site."""
+    instances = conn.execute(
+        "SELECT i.source_sha256, i.sha256, i.sop_instance_uid FROM instances i"
+        " JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = se.study_id"
+        " JOIN cases c ON c.id = st.case_id WHERE c.site_id <> %s AND (i.source_sha256 = ANY(%s)"
+        " OR i.sha256 = ANY(%s) OR i.sop_instance_uid = ANY(%s))",
+        (site_id, source_sha256, sha256, sop_instance_uids)).fetchall()
+    keys = {v for r in instances for v in r.values()}
+    studies = {r["study_uid"] for r in conn.execute(
+        "SELECT st.study_uid FROM studies st JOIN cases c ON c.id = st.case_id"
+        " WHERE c.site_id <> %s AND st.study_uid = ANY(%s)", (site_id, study_uids))}
+    series = {r["series_uid"] for r in conn.execute(
+        "SELECT se.series_uid FROM series se JOIN studies st ON st.id = se.study_id"
+        " JOIN cases c ON c.id = st.case_id WHERE c.site_id <> %s AND se.series_uid = ANY(%s)",
+        (site_id, series_uids))}
+    return keys, studies, series
+
+
+def referenced_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """The object keys among ``keys`` that an instance row points to."""
+    return {r["object_key"] for r in conn.execute(
+        "SELECT object_key FROM instances WHERE object_key = ANY(%s)", (keys,))}
+
+
 def case_history(conn: Connection, *, site_id: int, case_pseudonym: str) -> list[dict]:
     return list(conn.execute(
         "SELECT v.version, v.data, v.row_hash, v.submission_id, v.created_at FROM case_versions v"
@@ -213,4 +262,4 @@ def counts(conn: Connection) -> dict:
 
 
 __all__ = ["CaseOutcome", "CaseRecord", "InstanceRecord", "commit_case", "commit_cases",
-           "case_history", "counts"]
+           "case_history", "counts", "held_elsewhere", "referenced_keys", "submission_tally"]

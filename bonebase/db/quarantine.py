@@ -38,6 +38,13 @@ def add_many(conn: Connection, *, submission_id: int, site_id: int,
         )
 
 
+def counts_by_reason(conn: Connection, *, submission_id: int) -> dict[str, int]:
+    """How many items a submission has, per reason code (whichever run recorded them)."""
+    return {r["reason"]: r["n"] for r in conn.execute(
+        "SELECT reason, count(*) AS n FROM quarantine_items WHERE submission_id = %s"
+        " GROUP BY reason ORDER BY reason", (submission_id,))}
+
+
 def list_items(conn: Connection, *, site: str | None = None, status: str | None = "open",
                submission_id: int | None = None, limit: int = 500) -> list[dict]:
     clauses, args = [], []

@@ -23,6 +23,23 @@ def register(conn: Connection, *, site_id: int, source: str, content_hash: str) 
     return row, False
 
 
+# The first key of the two-key advisory locks taken on submissions (the second is the id), so
+# that other users of advisory locks in the same database cannot collide with ours.
+_LOCK_SPACE = 0x62627375  # 'bbsu'
+
+
+def try_lock(conn: Connection, submission_id: int) -> bool:
+    """Take the session-level lock that lets one run at a time work on a submission; False when
+    another session holds it. PostgreSQL releases it when the session ends, a killed one too."""
+    return conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok",
+                        (_LOCK_SPACE, submission_id)).fetchone()["ok"]
+
+
+def lock(conn: Connection, submission_id: int) -> None:
+    """Wait for the submission's lock (see :func:`try_lock`)."""
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_SPACE, submission_id))
+
+
 def restart(conn: Connection, submission_id: int) -> None:
     conn.execute(
         "UPDATE submissions SET status = 'running', finished_at = NULL WHERE id = %s",
@@ -30,11 +47,14 @@ def restart(conn: Connection, submission_id: int) -> None:
     )
 
 
-def finish(conn: Connection, submission_id: int, *, status: str, counts: dict, receipt: dict) -> None:
+def finish(conn: Connection, submission_id: int, *, status: str, counts: dict, receipt: dict,
+           source: str | None = None) -> None:
+    """Record the final state and receipt; ``source``, when given, replaces the path as
+    registered (its redacted form: folders are often named by PatientID)."""
     conn.execute(
-        "UPDATE submissions SET status = %s, counts = %s, receipt = %s, finished_at = now()"
-        " WHERE id = %s",
-        (status, Jsonb(counts), Jsonb(receipt), submission_id),
+        "UPDATE submissions SET status = %s, counts = %s, receipt = %s, finished_at = now(),"
+        " source = COALESCE(%s, source) WHERE id = %s",
+        (status, Jsonb(counts), Jsonb(receipt), source, submission_id),
     )
 
 

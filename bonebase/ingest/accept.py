@@ -26,7 +26,7 @@ from bonebase.ingest.redact import Redactor
 @dataclass
 class CasePlan:
     row: int
-    case_ref: str
+    case_ref: str  # the case pseudonym: a site's case_id is often the patient's record number
     record: CaseRecord
     files: list[FileResult]
 
@@ -80,12 +80,23 @@ def case_record(row: dict, *, site: str, deid: Deidentifier) -> CaseRecord:
     )
 
 
+def case_ref(case_id: object, *, site: str, deid: Deidentifier) -> str | None:
+    """The case's pseudonym, which receipts and quarantine items name a case by (with its row
+    number): hospitals often use the patient's record number as case_id."""
+    text = _text(case_id)
+    return deid.pseudonym(site, f"case\x1f{text}") if text else None
+
+
 def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *, site: str,
                     deid: Deidentifier) -> Plan:
     """Turn validation failures and file results into accepted cases and quarantine items."""
     plan = Plan()
+
+    def ref(case_id: object) -> str | None:
+        return case_ref(case_id, site=site, deid=deid)
+
     identifiers = set().union(*(r.identifiers for r in results)) if results else set()
-    for col in ("patient_id", "accession_number"):
+    for col in ("patient_id", "accession_number", "case_id"):
         if col in manifest:
             identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
     plan.scrub = Redactor(identifiers)
@@ -112,17 +123,17 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
     for f in report.failures:
         if f.severity != "error":
             plan.warnings.append({"reason": f.reason, "message": plan.clean(f.message),
-                                  "row": f.row, "case_id": f.case_id, "file": plan.redact(f.file)})
+                                  "row": f.row, "case": ref(f.case_id), "file": plan.redact(f.file)})
             continue
         if f.file is not None and f.file in by_rel:
             if f.file not in rejected_files:
                 plan.quarantine.append((QuarantineItem(f.reason, plan.clean(f.message), file=f.file,
-                                                       case_ref=f.case_id), by_rel[f.file]))
+                                                       case_ref=ref(f.case_id)), by_rel[f.file]))
                 rejected_files.add(f.file)
         elif f.row is not None:
             if f.row not in rejected_rows:
                 plan.quarantine.append((QuarantineItem(f.reason, plan.clean(f.message),
-                                                       row_number=int(f.row), case_ref=f.case_id),
+                                                       row_number=int(f.row), case_ref=ref(f.case_id)),
                                         None))
             rejected_rows.setdefault(int(f.row), f.reason)
         else:
@@ -146,9 +157,9 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
         number = int(row["row"])
         if number in rejected_rows:
             item = QuarantineItem(
-                "case_rejected", f"{r.rel}: its case {_text(row.get('case_id'))} (row {number}) was"
-                f" rejected ({rejected_rows[number]}); it is kept until the row is fixed",
-                file=r.rel, row_number=number, case_ref=_text(row.get("case_id")))
+                "case_rejected", f"{r.rel}: its case (row {number}) was rejected"
+                f" ({rejected_rows[number]}); it is kept until the row is fixed",
+                file=r.rel, row_number=number, case_ref=ref(row.get("case_id")))
             plan.quarantine.append((item, r))
             continue
         files_of[number].append(r)
@@ -161,13 +172,13 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
         if not files:
             if not any(i.row_number == number for i, _ in plan.quarantine):
                 plan.quarantine.append((QuarantineItem(
-                    "row_without_images", f"row {number}, case {_text(row.get('case_id'))}: no image"
-                    " of the submission matches its patient_id and accession_number; send the images"
-                    " or correct the row", row_number=number, case_ref=_text(row.get("case_id"))),
+                    "row_without_images", f"row {number}: no image of the submission matches its"
+                    " patient_id and accession_number; send the images or correct the row",
+                    row_number=number, case_ref=ref(row.get("case_id"))),
                     None))
             continue
-        plan.cases.append(CasePlan(number, _text(row.get("case_id")),
-                                   case_record(row, site=site, deid=deid), files))
+        record = case_record(row, site=site, deid=deid)
+        plan.cases.append(CasePlan(number, record.case_pseudonym, record, files))
     return plan
 
 

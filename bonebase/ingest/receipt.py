@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+
+from bonebase.errors import BonebaseError
 
 # What a site should do for each reason code (the validation message says what was found).
 FIXES = {
@@ -41,14 +44,19 @@ FIXES = {
     "identity_not_removed": "a data steward reviews the file; remove identifying data at the source",
     "deidentification_failed": "export the file again from the PACS; if it repeats, tell the "
     "consortium's data stewards",
+    "held_for_review": "nothing now: the consortium's data stewards review the file",
 }
 
 
 def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
-                  n_files: int, n_rows: int, data_docs: str | None) -> dict:
+                  n_files: int, n_rows: int, data_docs: str | None,
+                  quarantined_by_reason: dict[str, int]) -> dict:
+    """The receipt of a finished submission. ``outcome`` and ``quarantined_by_reason`` are read
+    from the database (what the submission stored, whichever run stored it); cases are named by
+    row number and pseudonym, never by the site's case_id."""
     quarantined = [
         {"reason": item.reason, "severity": item.severity, "message": plan.redact(item.message),
-         "file": plan.redact(item.file), "row": item.row_number, "case_id": item.case_ref,
+         "file": plan.redact(item.file), "row": item.row_number, "case": item.case_ref,
          "fix": FIXES.get(item.reason, "see the message")}
         for item, _ in plan.quarantine
     ]
@@ -63,14 +71,15 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
         "files_accepted": files_accepted,
         "files_stored": outcome.added,
         "files_duplicate": outcome.duplicates,
-        "quarantined": len(quarantined),
+        "quarantined": sum(quarantined_by_reason.values()),
         "warnings": len(plan.warnings),
-        "by_reason": dict(sorted(Counter(q["reason"] for q in quarantined).items())),
+        "by_reason": dict(sorted(quarantined_by_reason.items())),
     }
     return {
         "site": site,
         "submission": submission_id,
-        "source": source,
+        "status": "done",
+        "source": plan.redact(source),
         "counts": counts,
         "cases": outcome.case_results,
         "quarantine": quarantined,
@@ -80,7 +89,47 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
     }
 
 
+def failure_receipt(*, site: str, submission_id: int, source: str, stage: str,
+                    error: str) -> dict:
+    """The receipt of a submission that could not be finished: where it stopped and what to do.
+    ``error`` names the failure without quoting any file (messages can echo their contents)."""
+    return {
+        "site": site,
+        "submission": submission_id,
+        "status": "failed",
+        "source": source,
+        "failed_at": stage,
+        "error": error,
+        "what_to_do": "run the same submission again: whatever was stored is kept and nothing is "
+                      "stored twice; if it fails again, send this receipt to the consortium's data "
+                      "stewards",
+        "counts": {},
+        "cases": [],
+        "quarantine": [],
+        "warnings": [],
+        "notes": [],
+        "data_docs": None,
+    }
+
+
+def describe_failure(exc: Exception, redact: Callable[[str], str]) -> str:
+    """A failure in one line that quotes no file: our own errors' messages (written for people),
+    else the exception's type and where it was raised."""
+    if isinstance(exc, BonebaseError):
+        return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"an unexpected error ({type(exc).__name__})"
+    last = frames[-1]
+    return (f"an unexpected error ({type(exc).__name__} in {Path(last.filename).name}:"
+            f"{last.lineno}, {last.name})")
+
+
 def to_markdown(receipt: dict) -> str:
+    if receipt.get("status") == "failed":
+        return (f"# Receipt: submission {receipt['submission']} from site {receipt['site']}\n\n"
+                f"- status: FAILED while {receipt['failed_at']}\n- error: {receipt['error']}\n"
+                f"- what to do: {receipt['what_to_do']}\n")
     c = receipt["counts"]
     lines = [
         f"# Receipt: submission {receipt['submission']} from site {receipt['site']}",
@@ -112,6 +161,10 @@ def write_receipt(receipt: dict, folder: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"submission-{receipt['submission']}"
     json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
-    json_path.write_text(json.dumps(receipt, indent=2, default=str))
-    md_path.write_text(to_markdown(receipt))
+    for path, text in ((json_path, json.dumps(receipt, indent=2, default=str)),
+                       (md_path, to_markdown(receipt))):
+        # Whole or not at all: a receipt cut short by a crash would be read as the truth.
+        part = path.with_name(f".{path.name}.part")
+        part.write_text(text)
+        part.replace(path)
     return json_path, md_path

@@ -15,6 +15,7 @@ from bonebase.config import Settings
 from bonebase.db.cases import counts
 from bonebase.db.engine import connect
 from bonebase.db.sites import add_site
+from bonebase.errors import BonebaseError
 
 pytestmark = pytest.mark.slow
 
@@ -192,8 +193,9 @@ def test_ingest_into_s3(settings, site_dir, db, s3_bucket, prefect_harness):
 
 def test_crash_midway_then_rerun_finishes_without_duplicates(settings, site_dir, db, monkeypatch,
                                                              prefect_harness):
-    """A failure after some cases committed leaves the submission 'running'; running it again
-    completes it, and nothing is stored twice."""
+    """A failure after some cases committed marks the submission 'failed' (with a receipt);
+    running it again completes it, nothing is stored twice, and the receipt counts the cases
+    the first run committed as the submission's new cases."""
     import bonebase.ingest.store as store_module
     from flows.ingest import ingest_submission
 
@@ -209,10 +211,10 @@ def test_crash_midway_then_rerun_finishes_without_duplicates(settings, site_dir,
 
     monkeypatch.setattr(store_module, "CASES_PER_COMMIT", 5)
     monkeypatch.setattr(store_module, "commit_cases", crashing_commit)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(BonebaseError, match="failed while storing the cases"):
         ingest_submission(code, str(site_dir / "submission"), settings=settings)
     status = db.execute("SELECT status FROM submissions").fetchone()["status"]
-    assert status == "running"
+    assert status == "failed"
     assert counts(db)["cases"] == 5
     monkeypatch.setattr(store_module, "commit_cases", real_commit)
 
@@ -222,6 +224,7 @@ def test_crash_midway_then_rerun_finishes_without_duplicates(settings, site_dir,
     c = counts(db)
     assert c["cases"] == receipt["counts"]["cases_accepted"]
     assert c["instances"] == receipt["counts"]["files_accepted"]
-    assert receipt["counts"]["cases_unchanged"] == 5  # committed before the crash, kept as they were
+    # Committed before the crash by this same submission: new, as the database says.
+    assert receipt["counts"]["cases_new"] == receipt["counts"]["cases_accepted"]
     got, _ = _quarantined(db)
     assert got == _expected(site_dir)
