@@ -377,3 +377,19 @@ def test_pixel_limit_applies_to_read_full(tmp_path):
     buf = io.BytesIO()
     ok.save_as(buf, enforce_file_format=True)
     assert read_full(buf.getvalue(), max_pixels=128 * 128).Rows == 128
+
+
+def test_cli_validate_refuses_a_manifest_link_without_printing_the_key(tmp_path):
+    # Point 3, on the command line: `bonebase validate` printed the key as "unexpected columns".
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret.key").write_text(PLANTED + "\n")
+    sub = _submission(tmp_path / "sub")
+    (sub / "manifest.csv").unlink()
+    (sub / "manifest.csv").symlink_to(home / "secret.key")
+    env = {**os.environ, "BONEBASE_HOME": str(home), "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "bonebase.cli", "validate", str(sub), "--site",
+                           "HX"], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert done.returncode != 0
+    assert "symbolic link" in done.stdout + done.stderr
+    assert PLANTED not in done.stdout + done.stderr and "Traceback" not in done.stderr
