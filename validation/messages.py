@@ -202,7 +202,7 @@ def render(reason: str, record: dict[str, Any], *, place: str, fallback: str = "
     template = _TEMPLATES.get(reason)
     if template is None:
         return f"{place}: {fallback or reason}"
-    values = _Missing({k: _plain(v) for k, v in record.items()})
+    values = _Missing({k: _quoted(k, v) for k, v in record.items()})
     values["where"] = place
     try:
         return template.format_map(values)
@@ -211,15 +211,21 @@ def render(reason: str, record: dict[str, Any], *, place: str, fallback: str = "
         return f"{place}: {reason.replace('_', ' ')} ({fallback})"
 
 
-# A message quotes a site's value so it can find and fix it ("age '214'"); a longer value is
-# not a vocabulary term but pasted text (a note, a key file's line) and is described instead.
+# A message quotes a site's manifest value so it can find and fix it ("age '214'"); a longer
+# value is not a vocabulary term but pasted text (a note, a key file's line): described instead.
 _QUOTE_MAX = 40
+_FREE_TEXT = {"sex", "age", "location", "diagnosis", "behaviour", "modalities",
+              "pathology_confirmed"}
+
+
+def _quoted(key: str, value: Any) -> Any:
+    if key in _FREE_TEXT and isinstance(value, str) and len(value) > _QUOTE_MAX:
+        return f"<{len(value)} characters, not shown>"
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:
-    """Numpy scalars and NaN print as plain Python values; long text as its length only."""
-    if isinstance(value, str) and len(value) > _QUOTE_MAX:
-        return f"<{len(value)} characters, not shown>"
+    """Numpy scalars and NaN print as plain Python values in messages."""
     if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
         try:
             value = value.item()
