@@ -44,10 +44,11 @@ def _decode(data: bytes) -> tuple[str, str, int | None]:
     """
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", errors="replace"), "utf-16", None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig"), "utf-8", None
-    except UnicodeDecodeError as exc:
-        return data.decode("utf-8-sig", errors="surrogateescape"), "utf-8", exc.start
+        return data[bom:].decode("utf-8"), "utf-8", None
+    except UnicodeDecodeError as exc:  # the offset counts from the file's first byte
+        return data[bom:].decode("utf-8", errors="surrogateescape"), "utf-8", bom + exc.start
 
 
 def _header_problem(path: Path, header: list[str]) -> str | None:

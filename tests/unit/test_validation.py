@@ -338,7 +338,7 @@ def _problems(frame, reason: str | None = None) -> list:
 def test_a_non_utf8_row_is_refused_and_the_utf8_rows_read_as_written(tmp_path):
     # The fault of #15: one row typed in a Western Windows encoding made the whole file read as
     # Latin-1, turning every Chinese row into mojibake (then unknown_location).
-    utf8 = f"{HEADER}\n{LINE}\n".encode()
+    utf8 = f"{HEADER}\n{LINE}\n".encode("utf-8-sig")  # offsets count the BOM's 3 bytes
     western = "HX-0002,P2,A2,F,15,fémur distal,osteosarcoma,,XR,yes\n".encode("cp1252")
     path = tmp_path / "manifest.csv"
     path.write_bytes(utf8 + western + LINE.replace("0001", "0003").encode() + b"\n")
