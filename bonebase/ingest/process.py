@@ -8,6 +8,7 @@ a local store the staging folder lies inside it, so the move is a rename, not a 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -86,6 +87,13 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
     except FileNotFoundError:
         result.reason = "missing_file"
         result.message = f"{entry.rel}: the file disappeared during ingestion; send it again"
+        return result
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # this machine's fault (permissions, I/O): raised, retried
+            raise
+        # Swapped for a link after the submission was scanned: refused by O_NOFOLLOW, unread.
+        result.reason = limits.SYMBOLIC_LINK
+        result.message = refusal_message(entry.rel, limits.SYMBOLIC_LINK, 0)
         return result
     except Exception as exc:  # noqa: BLE001 - whatever pydicom raises on a hostile file
         return _failed(result, exc)

@@ -393,3 +393,28 @@ def test_cli_validate_refuses_a_manifest_link_without_printing_the_key(tmp_path)
     assert done.returncode != 0
     assert "symbolic link" in done.stdout + done.stderr
     assert PLANTED not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(tmp_path):
+    # Point 3, the race: scan saw a plain file, which became a link to the key before it was
+    # processed; the open refuses to follow it.
+    from bonebase.dicom.deid import Deidentifier
+    from bonebase.ingest.process import process_file
+
+    sub = _submission(tmp_path / "sub")
+    entries = scan_files(sub, find_manifest(sub))
+    target = entries[0].path
+    target.unlink()
+    target.symlink_to(tmp_path / "sub" / entries[1].rel)  # a readable DICOM file: not opened
+    result = process_file(entries[0], deid=Deidentifier(b"k" * 40), site="HX",
+                          staging=tmp_path / "staging", max_pixels=10**8)
+    assert (result.reason, result.record, result.staged) == ("symbolic_link", None, None)
+
+
+def test_pipes_and_devices_in_a_folder_are_refused_unread(tmp_path):
+    # A FIFO would block the reader forever; it is listed, refused, never opened.
+    sub = _submission(tmp_path / "sub")
+    os.mkfifo(sub / "pipe.dcm")
+    entries = {e.rel: e.refused for e in scan_files(sub, find_manifest(sub))}
+    assert entries["pipe.dcm"] == "non_dicom"
+    assert sum(r is None for r in entries.values()) == len(CASES)
