@@ -124,9 +124,11 @@ def extract_zip(zip_path: Path, dest: Path, *, limits: lim.Limits | None = None)
 
 
 @contextmanager
-def as_folder(source: str, *, endpoint_url: str | None = None,
-              region: str | None = None) -> Iterator[Path]:
-    """Yield a local folder holding the submission; temporary copies are removed afterwards."""
+def as_folder(source: str, *, endpoint_url: str | None = None, region: str | None = None,
+              limits: lim.Limits | None = None) -> Iterator[Path]:
+    """Yield a local folder holding the submission; temporary copies are removed afterwards.
+
+    A zip is extracted under ``limits`` (default: the environment's BONEBASE_MAX_*)."""
     if source.startswith("s3://"):
         from bonebase.storage import open_store
 
@@ -147,7 +149,7 @@ def as_folder(source: str, *, endpoint_url: str | None = None,
             raise InputError(f"{source}: a file that is not a zip; give the submission folder or a zip")
         with tempfile.TemporaryDirectory(prefix="bonebase-zip-") as tmp:
             root = Path(tmp)
-            _REFUSED[root] = extract_zip(path, root)
+            _REFUSED[root] = extract_zip(path, root, limits=limits)
             try:
                 yield root
             finally:
