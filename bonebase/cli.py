@@ -42,6 +42,7 @@ def _mount_subapps() -> None:
     from bonebase.ingest.cli import quarantine_app, submit, subs_app, validate
     from bonebase.registry_cli import models_app
     from bonebase.schedule_cli import retrain, schedule_app
+    from bonebase.secret_cli import secret_app
 
     app.command()(submit)
     app.command()(retrain)
@@ -51,6 +52,7 @@ def _mount_subapps() -> None:
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
+    app.add_typer(secret_app, name="secret")
     from web.cli import register as register_web
 
     register_web(app)
@@ -76,7 +78,7 @@ def demo(
     repo = Path(__file__).resolve().parents[1]
     cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
                      keep_serving=not stop_serving)
-    out = run_demo(settings, repo=repo, cfg=cfg,
+    out = run_demo(repo=repo, cfg=cfg,
                    say=lambda m: console.print(m, markup=False, soft_wrap=True))
     console.print("\n[bold]Where everything is[/]")
     rows = [
@@ -150,6 +152,25 @@ def db_downgrade(
     if not yes:
         raise BonebaseError("downgrade drops tables and their data; repeat with --yes to confirm")
     console.print(f"schema at {downgrade(_db_url(migrated=False), revision) or 'base'}")
+
+
+@db_app.command("scrub-prefect")
+def db_scrub_prefect() -> None:
+    """Remove secrets (the consortium key, database passwords) from the flow-run parameters that
+    bonebase versions before #15 left in Prefect's database, then compact its SQLite file."""
+    from bonebase.cli_common import prefect_env
+
+    prefect_env()  # the same Prefect state as `submit`, `retrain` and `dataset version`
+    from bonebase.prefect_scrub import known_secrets, scrub
+
+    report = scrub(known=known_secrets())
+    console.print(f"{len(report.rewritten)} of {report.flow_runs} flow runs held secrets in "
+                  "their parameters: rewritten")  # fmt: skip
+    if report.vacuumed:
+        console.print(f"compacted {report.vacuumed} (old bytes removed, mode 0600)")
+    else:
+        console.print("Prefect's database is not a local SQLite file: run VACUUM FULL on the "
+                      "server's flow_run table to drop the old rows' bytes")  # fmt: skip
 
 
 @db_app.command("stop")

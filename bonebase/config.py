@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bonebase import secret_key
 from bonebase.errors import ConfigError
 
 SECRET_FILE = "secret.key"
@@ -118,10 +119,15 @@ class Settings(BaseSettings):
         if self.env == "production" and value.startswith(DEV_SECRET_PREFIX):
             raise ConfigError(
                 "BONEBASE_ENV=production refuses the development secret; set BONEBASE_SECRET "
-                "to the consortium key (at least 32 random characters)"
+                f"to the consortium key: {secret_key.HOW_TO_MAKE}"
             )
-        if self.env == "production" and len(value) < 32:
-            raise ConfigError("BONEBASE_SECRET must be at least 32 characters in production")
+        if self.env == "production" and (problem := secret_key.weakness(value)):
+            # The reason names length or predictability, never the key itself.
+            raise ConfigError(
+                f"the consortium key (BONEBASE_SECRET or {self.secret_file}) {problem}: "
+                "production needs a random key; "
+                f"{secret_key.HOW_TO_MAKE}"
+            )
         return value.encode()
 
     def ensure_home(self) -> Path:
@@ -143,10 +149,22 @@ class Settings(BaseSettings):
         if self.secret or self.secret_file.exists():
             return False
         if self.env == "production":
-            raise ConfigError("BONEBASE_ENV=production needs BONEBASE_SECRET set; none is generated")
-        self.secret_file.write_text(DEV_SECRET_PREFIX + secrets.token_hex(32) + "\n")
-        self.secret_file.chmod(0o600)
-        return True
+            raise ConfigError(
+                "BONEBASE_ENV=production needs BONEBASE_SECRET set; none is generated: "
+                + secret_key.HOW_TO_MAKE
+            )
+        key = DEV_SECRET_PREFIX + secrets.token_hex(32) + "\n"
+        return secret_key.write_new(self.secret_file, key)
+
+    def environ(self) -> dict[str, str]:
+        """These settings as the environment variables that :func:`get_settings` reads back
+        (for a child process, or a flow that builds its settings from the environment)."""
+        env = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is not None:
+                env[field.validation_alias or f"BONEBASE_{name.upper()}"] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)

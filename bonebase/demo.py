@@ -18,7 +18,6 @@ from pathlib import Path
 
 import yaml
 
-from bonebase.config import Settings
 from bonebase.errors import ConfigError
 
 APPROVER = "Demo Steward"
@@ -64,15 +63,16 @@ def _params(repo: Path, project: Path, cfg: DemoConfig) -> Path:
 
 
 def run_demo(
-    settings: Settings,
     *,
     repo: Path,
     cfg: DemoConfig = DemoConfig(),
     say: Callable[[str], None] = print,
 ) -> dict:
-    """Run the story; returns ids and places (models, URLs, reports) for the summary."""
+    """Run the story on the settings of the environment (BONEBASE_*, DATABASE_URL); returns ids
+    and places (models, URLs, reports) for the summary."""
     from bonebase import registry, serving_supervisor
     from bonebase.client import DiagnosisClient
+    from bonebase.config import get_settings
     from bonebase.db import models as q
     from bonebase.db.engine import connect, database_url
     from bonebase.db.migrate import upgrade
@@ -83,6 +83,9 @@ def run_demo(
     from flows.ingest import ingest_submission
     from flows.retrain import retrain_flow
 
+    # The flows read the same settings from the environment: none is passed to them, since
+    # Prefect stores flow parameters (a Settings holds the consortium key and DATABASE_URL).
+    settings = get_settings()
     home = settings.home
     settings.ensure_home()
     settings.ensure_secret()
@@ -105,8 +108,7 @@ def run_demo(
             if site["code"] not in {s.code for s in list_sites(conn)}:
                 add_site(conn, code=site["code"], name=site["name"],
                          country=site.get("country", ""), contact=site.get("contact", ""))  # fmt: skip
-        r = ingest_submission(site["code"], str(synth / site["code"] / "submission"),
-                              settings=settings)  # fmt: skip
+        r = ingest_submission(site["code"], str(synth / site["code"] / "submission"))
         c = r.get("counts", {})
         again = " (already ingested: nothing changed)" if r.get("already_ingested") else ""
         if r.get("data_docs"):
@@ -122,7 +124,7 @@ def run_demo(
     project = _project(home, repo)
     params = _params(repo, project, cfg)
     say(f"== dataset version + training + evaluation (retrain flow, DVC pipeline in {project})")
-    run1 = retrain_flow(str(params), str(project), truth_dir=str(synth), settings=settings)
+    run1 = retrain_flow(str(params), str(project), truth_dir=str(synth))
     policy = release_policy(params)
     with connect(url) as conn:
         champion = q.deployed_model(conn, task=yaml.safe_load(params.read_text())["task"])
@@ -156,7 +158,7 @@ def run_demo(
     say(f"== a fifth hospital joins: {fifth['code']} ({fifth['name']})")
     ingest(fifth)
     say("== retraining (the flow the schedule runs): new version, candidate, gate vs champion")
-    run2 = retrain_flow(str(params), str(project), truth_dir=str(synth), settings=settings)
+    run2 = retrain_flow(str(params), str(project), truth_dir=str(synth))
     candidate = run2.get("model_id")
     comparison = None
     if candidate and candidate != champion["id"]:

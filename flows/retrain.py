@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from bonebase.config import Settings, get_settings
+from bonebase.config import get_settings
 from bonebase.errors import ConfigError
 from flows.version_dataset import version_dataset_flow
 
@@ -26,28 +26,33 @@ from flows.version_dataset import version_dataset_flow
 DEFAULT_PROJECT = Path(__file__).resolve().parents[1]
 
 
-def _connect(settings: Settings):
+# No parameter of a flow or task here is a secret or holds one (Settings, DATABASE_URL): Prefect
+# stores flow-run parameters in its database, UI and API. Each task reads the environment.
+
+
+def _connect():
     from bonebase.db.engine import connect, database_url
 
-    return connect(database_url(settings))
+    return connect(database_url(get_settings()))
 
 
-def _store(settings: Settings):
+def _store():
     from bonebase.storage import open_store
 
+    settings = get_settings()
     return open_store(
         settings.object_store_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
     )
 
 
 @task(name="check-out-version", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def check_out(settings: Settings, workspace: str, version: int, project: Path) -> str:
+def check_out(workspace: str, version: int, project: Path) -> str:
     """Put dataset ``version`` (images, labels, split) into the project's data/."""
     from bonebase.dataset.versioning import checkout
     from bonebase.db.engine import database_url
 
     row, path = checkout(
-        database_url(settings), version, workspace=Path(workspace), dest=project / "data"
+        database_url(get_settings()), version, workspace=Path(workspace), dest=project / "data"
     )
     return str(path)
 
@@ -62,14 +67,14 @@ def train_and_evaluate(project: Path) -> None:
 
 
 @task(name="register-and-gate", cache_policy=NO_CACHE)
-def register_and_gate(settings: Settings, project: Path, params: Path, version: int) -> dict:
+def register_and_gate(project: Path, params: Path, version: int) -> dict:
     """Register models/model.pt as a candidate and run the release gate on it."""
     from bonebase import registry
     from bonebase.db import models as q
     from bonebase.registry_cli import release_policy
 
-    with _connect(settings) as conn:
-        store = _store(settings)
+    with _connect() as conn:
+        store = _store()
         model = registry.register(
             conn,
             store,
@@ -93,21 +98,20 @@ def retrain_flow(
     *,
     force: bool = False,
     truth_dir: str | None = None,
-    settings: Settings | None = None,
 ) -> dict:
-    """Retrain on the newest dataset version unless nothing changed; never deploys."""
+    """Retrain on the newest dataset version unless nothing changed; never deploys (database,
+    object store and HOME from the environment: BONEBASE_*, DATABASE_URL)."""
     from bonebase.dataset.versioning import default_target
     from bonebase.db import datasets
     from bonebase.retrain import comparison_markdown, recipe_hash, record_run, skip_reason
 
-    settings = settings or get_settings()
     project = Path(project_dir) if project_dir else DEFAULT_PROJECT
     params = Path(params_path) if Path(params_path).is_absolute() else project / params_path
     recipe, parts = recipe_hash(project, params)
-    target = default_target(settings)
+    target = default_target(get_settings())
 
-    cut = version_dataset_flow(str(params), settings=settings, target=target, truth_dir=truth_dir)
-    with _connect(settings) as conn:
+    cut = version_dataset_flow(str(params), target=target, truth_dir=truth_dir)
+    with _connect() as conn:
         latest = datasets.latest_version(conn)
         if latest is None:
             raise ConfigError(
@@ -122,9 +126,9 @@ def retrain_flow(
         return {"skipped": True, "reason": reason, "dataset_version": latest.version}
 
     print(f"training on dataset version {latest.version} ({cut['message']}); recipe {recipe}")
-    check_out(settings, str(latest.workspace or target.workspace), latest.version, project)
+    check_out(str(latest.workspace or target.workspace), latest.version, project)
     train_and_evaluate(project)
-    out = register_and_gate(settings, project, params, latest.version)
+    out = register_and_gate(project, params, latest.version)
     model, gate, champion = out["model"], out["gate"], out["champion"]
     markdown = comparison_markdown(
         candidate=model, champion=champion, gate=gate, dataset_version=latest.version
@@ -132,7 +136,7 @@ def retrain_flow(
     create_markdown_artifact(
         key="retrain", markdown=markdown, description=f"candidate model {model['id']}"
     )
-    with _connect(settings) as conn:
+    with _connect() as conn:
         record_run(
             conn,
             dataset_version=latest.version,

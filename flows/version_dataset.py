@@ -14,7 +14,7 @@ import yaml
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from bonebase.config import Settings, get_settings
+from bonebase.config import get_settings
 from bonebase.dataset.versioning import ExportParams, SplitParams, Target, default_target
 from bonebase.errors import ConfigError
 
@@ -47,9 +47,11 @@ def load_params(path: Path | str | None) -> tuple[ExportParams, SplitParams]:
     return export, split
 
 
+# No parameter of a flow or task here is a secret or holds one (Settings, DATABASE_URL): Prefect
+# stores flow-run parameters in its database, UI and API; they are read from the environment
+# inside the task instead.
 @task(name="cut-version", cache_policy=NO_CACHE)
 def cut_version(
-    settings: Settings,
     target: Target,
     export: ExportParams,
     split: SplitParams,
@@ -61,6 +63,7 @@ def cut_version(
     from bonebase.db.engine import database_url
     from bonebase.storage import open_store
 
+    settings = get_settings()
     store = open_store(
         settings.object_store_url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
     )
@@ -91,17 +94,16 @@ def cut_version(
 def version_dataset_flow(
     params_path: str | None = "params.yaml",
     *,
-    settings: Settings | None = None,
     target: Target | None = None,
     truth_dir: str | None = None,
 ) -> dict:
-    """Cut the next dataset version with the export/split parameters of ``params_path``."""
-    settings = settings or get_settings()
+    """Cut the next dataset version with the export/split parameters of ``params_path``
+    (database, object store and HOME from the environment: BONEBASE_*, DATABASE_URL)."""
     path = params_path if params_path and Path(params_path).is_file() else None
     if params_path and path is None and params_path != "params.yaml":
         raise ConfigError(f"params file {params_path} not found; pass an existing params.yaml")
     export, split = load_params(path)
-    return cut_version(settings, target or default_target(settings), export, split, truth_dir)
+    return cut_version(target or default_target(get_settings()), export, split, truth_dir)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -65,7 +65,6 @@ def version_cmd(
 
     result = version_dataset_flow(
         str(params),
-        settings=settings,
         target=_target(settings, workspace, remote),
         truth_dir=str(truth) if truth else None,
     )

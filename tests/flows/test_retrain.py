@@ -29,17 +29,25 @@ def test_recipe_changes_with_train_params_not_with_comments(tmp_path):
 
 @pytest.fixture(scope="module")
 def world(fresh_database, tmp_path_factory, prefect_harness):
-    """Two hospitals ingested (MUC is the external site) and a project copy to train in."""
+    """Two hospitals ingested (MUC is the external site) and a project copy to train in; the
+    flows read these settings from the environment, as in production."""
+    from bonebase.config import get_settings
+
     synth = two_submissions(tmp_path_factory.mktemp("synth"))
-    settings = ingested_world(fresh_database(), tmp_path_factory.mktemp("home"), synth)
-    return settings, copy_project(tmp_path_factory.mktemp("project"), TINY)
+    with pytest.MonkeyPatch.context() as mp:
+        settings = ingested_world(fresh_database(), tmp_path_factory.mktemp("home"), synth)
+        for name, value in settings.environ().items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        yield settings, copy_project(tmp_path_factory.mktemp("project"), TINY)
+    get_settings.cache_clear()
 
 
 def test_retrain_registers_a_gated_candidate_and_never_deploys(world):
     from flows.retrain import retrain_flow
 
     settings, project = world
-    out = retrain_flow("params.yaml", str(project), settings=settings)
+    out = retrain_flow("params.yaml", str(project))
     assert out["skipped"] is False and out["dataset_version"] == 1
     assert "# Retraining on dataset version 1" in out["markdown"]
     assert "## Release gate" in out["markdown"] and "auc_ci_low" in out["markdown"]
@@ -71,7 +79,7 @@ def test_second_run_with_nothing_new_is_skipped(world):
     from flows.retrain import retrain_flow
 
     settings, project = world
-    out = retrain_flow("params.yaml", str(project), settings=settings)
+    out = retrain_flow("params.yaml", str(project))
     assert out["skipped"] is True and "nothing changed" in out["reason"]
     with connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM models").fetchone()["n"] == 1

@@ -51,8 +51,17 @@ def test_production_refuses_development_secret(tmp_path):
         Settings(home=tmp_path, env="production").consortium_secret()
     with pytest.raises(ConfigError, match="32"):
         Settings(home=tmp_path, env="production", secret="short").consortium_secret()
-    good = "k" * 40
+    with pytest.raises(ConfigError, match="predictable"):
+        Settings(home=tmp_path, env="production", secret="k" * 40).consortium_secret()
+    good = "q7Hc2pXw9LmN4vBt8RzK1sYd6FgJ3aEu5iOo0WbP"  # 40 characters, none repeated in a pattern
     assert Settings(home=tmp_path, env="production", secret=good).consortium_secret() == good.encode()
+
+
+def test_environ_round_trips_through_the_environment(tmp_path, monkeypatch):
+    s = Settings(home=tmp_path, database_url="postgresql://u@db/x", secret="s" * 40, env="test")
+    for name, value in s.environ().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == s
 
 
 def test_production_never_generates_a_secret(tmp_path):
