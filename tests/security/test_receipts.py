@@ -266,3 +266,70 @@ def test_record_numbers_used_as_case_id_are_stored_and_returned_nowhere(
     for item in receipt["quarantine"] + receipt["cases"]:
         if item.get("row") is not None:
             assert item["case"] and item["case"].startswith(f"{site.name}-")
+
+
+# -- no secret as a flow or task parameter; quarantine never copies a link or a refused entry -
+
+
+def test_the_ingest_flow_gives_prefect_no_secret_and_no_database_url(consortium, settings, db,
+                                                                    db_url, prefect_harness):
+    """Whoever reads Prefect's API (flow and task runs, logs, artifacts) finds neither the
+    consortium key nor the database URL of an ingest run."""
+    import secrets
+
+    from prefect.client.orchestration import get_client
+    from psycopg.conninfo import conninfo_to_dict
+
+    from flows.ingest import ingest_submission
+
+    site = consortium[1]
+    _register(db, site.name)
+    key = secrets.token_hex(24)
+    run = settings.model_copy(update={"secret": key})
+    ingest_submission(site.name, str(site / "submission"), settings=run)
+    with get_client(sync_client=True) as client:
+        flow_runs = client.read_flow_runs()
+        task_runs = client.read_task_runs()
+        seen = "\n".join(r.model_dump_json() for r in [*flow_runs, *task_runs])
+        seen += "\n".join(r.model_dump_json() for r in client.read_logs())
+        seen += "\n".join(a.model_dump_json() for a in client.read_artifacts())
+    assert any(r.name and r.parameters.get("site") == site.name for r in flow_runs)
+    assert key not in seen and key.encode().hex() not in seen
+    assert db_url not in seen and conninfo_to_dict(db_url)["dbname"] not in seen
+
+
+def test_quarantine_keeps_no_bytes_of_a_link_or_a_refused_entry(db, tmp_path):
+    """Entries that must not be read (a link to the key file, a refused bomb) are recorded as
+    quarantine items without their bytes; a plain file's bytes are kept."""
+    import hashlib
+
+    from bonebase.db import submissions as subs
+    from bonebase.db.quarantine import QuarantineItem
+    from bonebase.ingest.accept import Plan
+    from bonebase.ingest.scan import FileEntry
+    from bonebase.ingest.store import store_quarantine
+    from bonebase.storage import LocalStore
+
+    _register(db, "LNK")
+    site_id = db.execute("SELECT id FROM sites WHERE code = 'LNK'").fetchone()["id"]
+    row, _ = subs.register(db, site_id=site_id, source="x", content_hash="h")
+    db.commit()
+    key_file, sub = tmp_path / "secret.key", tmp_path / "sub"
+    key_file.write_text("KEY-MATERIAL-5519")
+    sub.mkdir()
+    (sub / "link.dcm").symlink_to(key_file)
+    (sub / "bomb.dcm").write_bytes(b"BOMB-BYTES-5519")
+    (sub / "plain.dcm").write_bytes(b"PLAIN-BYTES")
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sub.iterdir()}
+    entries = {p.name: FileEntry(p.name, p, p.stat().st_size, sha[p]) for p in sub.iterdir()}
+    entries["bomb.dcm"] = FileEntry("bomb.dcm", sub / "bomb.dcm", 15, sha[sub / "bomb.dcm"],
+                                    refused="zip_bomb")
+    plan = Plan(quarantine=[(QuarantineItem("non_dicom", f"{name}: refused", file=name), None)
+                            for name in sorted(entries)])
+    store = LocalStore(tmp_path / "objects")
+    assert store_quarantine(plan, conn=db, store=store, site_id=site_id,
+                            submission_id=row["id"], entries=entries, manifest_bytes=b"") == 3
+    kept = b"".join(p.read_bytes() for p in (tmp_path / "objects").rglob("*") if p.is_file())
+    assert b"KEY-MATERIAL" not in kept and b"BOMB-BYTES" not in kept and b"PLAIN-BYTES" in kept
+    items = {r["file"]: r["object_key"] for r in db.execute("SELECT * FROM quarantine_items")}
+    assert items["link.dcm"] is None and items["bomb.dcm"] is None and items["plain.dcm"]
