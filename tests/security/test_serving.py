@@ -124,6 +124,7 @@ def _peak_growth(pid: int, action) -> tuple[int, object]:
     """Run ``action()`` while sampling the server's memory; (peak - before, action's result)."""
     before = _tree_rss(pid)
     peak, done = before, threading.Event()
+    started = time.monotonic()
 
     def sample():
         nonlocal peak
@@ -138,6 +139,10 @@ def _peak_growth(pid: int, action) -> tuple[int, object]:
     finally:
         done.set()
         sampler.join()
+    # Shown with -s: the figures behind the bounds asserted.
+    print(f"\n{action.__name__ if hasattr(action, '__name__') else 'action'}: peak RSS "
+          f"+{(peak - before) / MB:.0f} MB over {before / MB:.0f} MB, "
+          f"{time.monotonic() - started:.2f} s")
     return peak - before, result
 
 
@@ -182,6 +187,27 @@ def test_four_concurrent_bombs_keep_memory_bounded(server, bombs):  # noqa: F811
     assert growth < 2 * REFUSED_GROWTH, f"server grew by {growth / MB:.0f} MB"
     # ...and it still serves a real radiograph afterwards.
     assert server["client"].ready()
+
+
+def test_concurrent_accepted_images_decode_two_at_a_time(server):  # noqa: F811
+    """Images under the pixel limit still cost memory to decode (~300 MB for 6,000 x 6,000):
+    six at once must cost about two, not six (BONEBASE_DECODE_SLOTS, default 2)."""
+    img = io.BytesIO()
+    Image.fromarray(np.tile((np.arange(6_000) % 256).astype(np.uint8), (6_000, 1))).save(img, "PNG")
+    data = img.getvalue()  # ~50 kB
+
+    def one() -> httpx.Response:
+        return _post(server["url"], data, "large.png")
+
+    def six() -> list[int]:
+        with ThreadPoolExecutor(6) as pool:
+            return [r.status_code for r in pool.map(lambda _: one(), range(6))]
+
+    single, resp = _peak_growth(server["pid"], one)
+    assert resp.status_code == 200
+    together, codes = _peak_growth(server["pid"], six)
+    assert codes == [200] * 6
+    assert together < 2.75 * single, f"six at once: +{together / MB:.0f} MB, one: +{single / MB:.0f} MB"
 
 
 def test_decode_upload_refuses_bombs_before_decoding():
