@@ -1,8 +1,9 @@
 """Checks that keep a hostile DICOM file from costing more than a bounded amount (issue #15).
 
-- :func:`check_nesting`: sequences nested deeper than MAX_NESTING are refused before anything
-  walks the data set recursively (pydicom's reader, de-identification, the encoders and the
-  residue scan all recurse, and 5,000 levels fit in 600 kB).
+- :func:`check_nesting`: sequences nested deeper than MAX_NESTING (or holding more than
+  MAX_ITEMS items) are refused before anything walks the data set recursively (pydicom's
+  reader, de-identification, the encoders and the residue scan all recurse, and 5,000 levels
+  fit in 600 kB).
 - :func:`check_pixels`: rows x columns x frames x samples from the header, before any decoding.
 - :func:`guard_deflated`: a Deflated Explicit VR Little Endian file is inflated through a bounded
   zlib decompressobj first: its header is read from the first few MiB, its pixel count checked,
@@ -27,6 +28,10 @@ from bonebase.dicom.read import _RESEND, DicomReadError, expected_pixel_bytes, p
 # Deeper than any real object (SR content trees nest ~10 levels), far below the depth at which
 # pydicom or the de-identification walk exhaust Python's recursion limit (~190 levels).
 MAX_NESTING = 32
+# Items in all sequences of a header: 500,000 empty items (an 8 MB file) took 680 MB and
+# minutes to de-identify and encode, and were stored. An enhanced multi-frame CT/MR holds about
+# 15 per frame (per-frame functional groups), so thousands of frames stay well below this.
+MAX_ITEMS = 200_000
 DEFLATED = "1.2.840.10008.1.2.1.99"
 HEAD_MAX = 4 << 20  # inflated bytes in which a deflated file's header must end
 SLACK = 1 << 20  # allowed past the claimed Pixel Data (its element header, trailing padding)
@@ -45,10 +50,13 @@ def _is_sequence(elem: DataElement | RawDataElement) -> bool:
         return False
 
 
-def check_nesting(ds: pydicom.Dataset, name: str, *, limit: int = MAX_NESTING) -> None:
-    """Raise ``too_deeply_nested`` when sequences nest deeper than ``limit`` (walked without
-    recursion; a raw sequence is converted one level at a time, as de-identification would)."""
-    stack = [(ds, 0)]
+def check_nesting(ds: pydicom.Dataset, name: str, *, limit: int = MAX_NESTING,
+                  max_items: int | None = None) -> None:
+    """Raise ``too_deeply_nested`` when sequences nest deeper than ``limit``, ``corrupt_file``
+    when they hold more than ``max_items`` items in all (walked without recursion; a raw
+    sequence is converted one level at a time, as de-identification would)."""
+    stack, items = [(ds, 0)], 0
+    max_items = MAX_ITEMS if max_items is None else max_items
     while stack:
         item, depth = stack.pop()
         # _dict: the elements as read (raw ones unconverted); get_item per tag costs 3x more.
@@ -58,7 +66,14 @@ def check_nesting(ds: pydicom.Dataset, name: str, *, limit: int = MAX_NESTING) -
                     f"{name}: sequences nested more than {limit} levels deep; no real image "
                     f"needs that many, so the file was not processed; {_RESEND}",
                     reason="too_deeply_nested", file=name)
-            stack.extend((child, depth + 1) for child in item[tag].value or ())
+            children = item[tag].value or ()
+            items += len(children)
+            if items > max_items:
+                raise DicomReadError(
+                    f"{name}: sequences holding more than {max_items:,} items; no real image "
+                    f"needs that many, so the file was not processed; {_RESEND}",
+                    reason="corrupt_file", file=name)
+            stack.extend((child, depth + 1) for child in children)
 
 
 def _int(value: object, default: int) -> int:

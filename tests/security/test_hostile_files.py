@@ -418,3 +418,23 @@ def test_pipes_and_devices_in_a_folder_are_refused_unread(tmp_path):
     entries = {e.rel: e.refused for e in scan_files(sub, find_manifest(sub))}
     assert entries["pipe.dcm"] == "non_dicom"
     assert sum(r is None for r in entries.values()) == len(CASES)
+
+
+def test_a_header_of_countless_empty_items_is_refused(tmp_path, monkeypatch):
+    # Point 4's sibling: 500,000 empty items (8 MB) took 680 MB and minutes to de-identify, and
+    # were stored. The limit is lowered here so that the file stays small.
+    from bonebase.dicom import bounded
+    from bonebase.dicom.deid import Deidentifier
+    from bonebase.ingest.process import process_file
+    from bonebase.ingest.scan import FileEntry
+
+    monkeypatch.setattr(bounded, "MAX_ITEMS", 1000)
+    raw = _nested(1)  # one sequence: its item is repeated
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+    path = tmp_path / "items.dcm"
+    path.write_bytes(raw.replace(item, item * 5000, 1))
+    result = process_file(FileEntry("items.dcm", path, path.stat().st_size, "0" * 64),
+                          deid=Deidentifier(b"k" * 40), site="HX", staging=tmp_path,
+                          max_pixels=10**8)
+    assert result.reason == "corrupt_file" and "1,000 items" in result.message
+    assert result.staged is None
