@@ -111,6 +111,47 @@ def test_two_runs_of_one_submission_at_once_process_it_once(consortium, settings
         results[0]["counts"]["cases_new"])
 
 
+def test_a_run_waits_for_the_run_that_holds_its_submission_until_that_one_dies(
+        consortium, settings, db, db_url, prefect_harness):
+    """Another run holds the submission (its lock taken on its own connection); a second run
+    waits, and proceeds when the first one's connection goes, as when it is killed -9."""
+    import time
+
+    from bonebase.db import submissions as subs
+    from bonebase.db.engine import connect
+    from bonebase.ingest import scan
+    from flows.ingest import ingest_submission
+
+    site = consortium[0]
+    _register(db, site.name)
+    root = site / "submission"
+    manifest = scan.find_manifest(root)
+    digest = scan.submission_hash(manifest, scan.scan_files(root, manifest))
+    site_id = db.execute("SELECT id FROM sites WHERE code = %s", (site.name,)).fetchone()["id"]
+    row, _ = subs.register(db, site_id=site_id, source=str(root), content_hash=digest)
+    db.commit()
+    holder = connect(db_url, autocommit=True)  # the run that will be killed
+    subs.lock(holder, row["id"])
+    results = []
+    second = threading.Thread(target=lambda: results.append(
+        ingest_submission(site.name, str(root), settings=settings)))
+    second.start()
+    waiting = ("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+               f" AND objid = {row['id']} AND objsubid = 2 AND database ="
+               " (SELECT oid FROM pg_database WHERE datname = current_database())")
+    deadline = time.monotonic() + 60
+    while db.execute(waiting).fetchone()["n"] == 0 and time.monotonic() < deadline:
+        db.commit()
+        time.sleep(0.1)
+    assert db.execute(waiting).fetchone()["n"] == 1 and not results, "the second run did not wait"
+    db.commit()
+    holder.close()  # the holder dies: PostgreSQL ends its session and releases the lock
+    second.join(timeout=300)
+    assert results and results[0]["submission"] == row["id"]
+    assert _told(results[0]) == _truth(db, row["id"])
+    assert db.execute("SELECT status FROM submissions").fetchone()["status"] == "done"
+
+
 def test_receipt_after_an_interrupted_run_tells_what_the_submission_did(
         consortium, settings, db, monkeypatch, prefect_harness):
     """A run cut off after its first 5 cases committed (the window a kill -9 hits), then the
