@@ -374,3 +374,45 @@ def test_quarantine_keeps_no_bytes_of_a_link_or_a_refused_entry(db, tmp_path):
     assert b"KEY-MATERIAL" not in kept and b"BOMB-BYTES" not in kept and b"PLAIN-BYTES" in kept
     items = {r["file"]: r["object_key"] for r in db.execute("SELECT * FROM quarantine_items")}
     assert items["link.dcm"] is None and items["bomb.dcm"] is None and items["plain.dcm"]
+
+
+def test_migration_scrubs_case_ids_stored_by_older_versions(fresh_database):
+    """Rows written before this fix (raw case_id in quarantine_items.case_ref, in its message and
+    in the stored receipt) hold no case_id after `bonebase db upgrade`; pseudonyms stay."""
+    from psycopg.types.json import Jsonb
+
+    from bonebase.db.engine import connect
+    from bonebase.db.migrate import upgrade
+
+    url = fresh_database()
+    upgrade(url, "0005")
+    mrn, pseudonym = "MRN40719283", "HX-0123456789abcdef0123"
+    old = {"submission": 1, "counts": {"quarantined": 2},
+           "quarantine": [{"reason": "case_rejected", "row": 3, "case_id": mrn,
+                           "message": f"a.dcm: its case {mrn} (row 3) was rejected"},
+                          {"reason": "missing_column", "row": None, "case_id": None,
+                           "message": "no column"}],
+           "cases": [{"row": 4, "case_id": mrn, "status": "new", "files": ["a.dcm"]}],
+           "warnings": [{"reason": "x", "row": 5, "case_id": mrn, "message": f"case {mrn}"}]}
+    with connect(url) as conn:
+        site = conn.execute("INSERT INTO sites (code, name) VALUES ('HX', 'H') RETURNING id"
+                            ).fetchone()["id"]
+        sub = conn.execute("INSERT INTO submissions (site_id, source, content_hash, receipt)"
+                           " VALUES (%s, 's', 'h', %s) RETURNING id", (site, Jsonb(old))
+                           ).fetchone()["id"]
+        for ref, message in ((mrn, f"row 3, case {mrn}: no image"), (pseudonym, "kept")):
+            conn.execute("INSERT INTO quarantine_items (submission_id, site_id, reason, message,"
+                         " row_number, case_ref) VALUES (%s, %s, 'r', %s, 3, %s)",
+                         (sub, site, message, ref))
+        conn.commit()
+    upgrade(url)
+    with connect(url) as conn:
+        items = conn.execute("SELECT case_ref, message, row_number FROM quarantine_items"
+                             " ORDER BY id").fetchall()
+        receipt = conn.execute("SELECT receipt FROM submissions").fetchone()["receipt"]
+    assert [i["case_ref"] for i in items] == [None, pseudonym]
+    assert items[0]["message"] == "row 3, case [redacted]: no image" and items[0]["row_number"] == 3
+    assert mrn not in json.dumps(receipt) and "case_id" not in json.dumps(receipt)
+    assert receipt["quarantine"][0]["message"] == "a.dcm: its case [redacted] (row 3) was rejected"
+    assert [q["row"] for q in receipt["quarantine"]] == [3, None]
+    assert receipt["cases"][0]["files"] == ["a.dcm"] and receipt["counts"] == old["counts"]
