@@ -169,3 +169,43 @@ def _cap(head: bytes, name: str, max_pixels: int) -> int:
     ds, end = _header(head)
     check_pixels(ds, name, max_pixels)
     return end + expected_pixel_bytes(ds) + SLACK
+
+
+# Compressed syntaxes whose decoders size their output by the codestream's own header, not by
+# Rows x Columns: a 64 x 64 header around a J2K codestream claiming 20,000 x 20,000 took 2.3 GB.
+_JPEG = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                   "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
+_J2K = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                  "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+
+
+def _codestream_size(head: bytes, j2k: bool) -> tuple[int, int, int]:
+    if j2k:
+        from openjpeg import get_parameters  # pydicom's J2K decoder; reads the header only
+
+        p = get_parameters(head)
+        return int(p["rows"]), int(p["columns"]), int(p["samples_per_pixel"])
+    from pydicom.pixels.utils import _get_jpg_parameters  # what pydicom's JPEG decoders read
+
+    p = _get_jpg_parameters(head)
+    return int(p["height"]), int(p["width"]), int(p["components"])
+
+
+def check_codestream(head: bytes, ds: pydicom.Dataset, syntax: str, name: str) -> None:
+    """Before a JPEG / JPEG 2000 frame is decoded: its codestream (``head``: its first bytes)
+    must claim the size the header does, which :func:`check_pixels` has bounded."""
+    if syntax not in _JPEG | _J2K:
+        return
+    claimed = (_int(peek(ds, "Rows"), 0), _int(peek(ds, "Columns"), 0),
+               max(1, _int(peek(ds, "SamplesPerPixel"), 1)))
+    try:
+        found = _codestream_size(head, syntax in _J2K)
+    except Exception as exc:  # noqa: BLE001 - a codestream without a readable header
+        raise DicomReadError(
+            f"{name}: the compressed frame has no readable header ({type(exc).__name__}); "
+            f"{_RESEND}", reason="corrupt_file", file=name) from None
+    if found != claimed:
+        raise DicomReadError(
+            f"{name}: the compressed frame is {found[0]} x {found[1]} x {found[2]} but the header "
+            f"says {claimed[0]} x {claimed[1]} x {claimed[2]}; it was not decoded; {_RESEND}",
+            reason="corrupt_file", file=name)

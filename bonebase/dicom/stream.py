@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 
+from bonebase.dicom.bounded import check_codestream
 from bonebase.dicom.read import (
     _RESEND,
     NATIVE_SYNTAXES,
@@ -276,11 +277,31 @@ def qc_sample(parts: DicomParts) -> tuple[np.ndarray, float]:
     return sample, aspect
 
 
+def _first_fragment(parts: DicomParts, limit: int = CHUNK) -> bytes:
+    """The first ``limit`` bytes of the first fragment of encapsulated Pixel Data (after the
+    Basic Offset Table item): where the first frame's codestream header is."""
+    endian = "<" if parts.dataset.original_encoding[1] is not False else ">"
+    pos = parts.pixels.value_start
+    for skip in (True, False):  # the offset table's item, then the first fragment's
+        parts.fh.seek(pos)
+        head = parts.fh.read(8)
+        if len(head) < 8:
+            raise parts._truncated()
+        group, elem, length = struct.unpack(endian + "HHI", head)
+        if (group << 16 | elem) != _ITEM or length == _UNDEFINED:
+            raise DicomReadError(f"{parts.name}: compressed Pixel Data holds no frame; {_RESEND}",
+                                 reason="corrupt_file", file=parts.name)
+        pos += 8 + (length if skip else 0)
+    return parts.fh.read(min(length, limit))
+
+
 def _decoded_first_frame(parts: DicomParts) -> np.ndarray:
     if parts.pixels is None:  # deflated: the data set was read whole
         return parts.dataset.pixel_array
     from pydicom.pixels import pixel_array
 
+    if parts.pixels.length is None:  # encapsulated: the codestream must claim the header's size
+        check_codestream(_first_fragment(parts), parts.dataset, _syntax(parts.dataset), parts.name)
     parts.fh.seek(0)
     # index=0 decodes one frame only: memory stays bounded by a frame, not the file.
     return pixel_array(parts.fh, index=0)

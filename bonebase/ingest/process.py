@@ -134,6 +134,9 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
             sample, aspect = qc_sample(parts)
             record.update(qc_metrics(sample, bits_stored=record["bits_stored"]))
             record["aspect_ratio"] = aspect  # of the image, not of the sample
+        except DicomReadError as exc:  # refused before decoding (a lying codestream)
+            result.reason, result.message = exc.reason, str(exc)
+            return None
         except Exception as exc:  # undecodable pixels are a corrupt file, not a crash
             result.reason = "corrupt_file"
             result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__});"

@@ -438,3 +438,39 @@ def test_a_header_of_countless_empty_items_is_refused(tmp_path, monkeypatch):
                           max_pixels=10**8)
     assert result.reason == "corrupt_file" and "1,000 items" in result.message
     assert result.staged is None
+
+
+def test_a_codestream_claiming_more_than_its_header_is_not_decoded(tmp_path):
+    # Point 5, compressed: QC decodes a radiograph's first frame, and the J2K decoder allocates
+    # what the codestream claims. A 64 x 64 header around a codestream of 20,000 x 20,000 (a few
+    # hundred bytes) took 2.3 GB at ingest on main.
+    import openjpeg
+    from pydicom.encaps import encapsulate
+
+    j2k = bytearray(openjpeg.encode(np.zeros((64, 64), np.uint16), bits_stored=12))
+    assert j2k[2:4] == b"\xff\x51"  # SIZ: image size at bytes 8..16, tile size at 24..32
+    j2k[8:16] = j2k[24:32] = struct.pack(">II", 20_000, 20_000)
+    ds = _dataset("PID999003", "ACC999003", 92, rows=64, cols=64,
+                  syntax="1.2.840.10008.1.2.4.90")  # JPEG 2000 Lossless
+    ds.PixelData = encapsulate([bytes(j2k)])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "j2k.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    result = _peak(f"""
+        import json, resource
+        from pathlib import Path
+        from bonebase.dicom.deid import Deidentifier
+        from bonebase.ingest.process import process_file
+        from bonebase.ingest.scan import FileEntry
+        import validation.image_qc  # imported before the baseline: it is not the file's cost
+        src = Path({str(path)!r})
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        r = process_file(FileEntry("j2k.dcm", src, src.stat().st_size, "0" * 64),
+                         deid=Deidentifier(b"k" * 40), site="HX", staging=Path({str(tmp_path)!r}),
+                         max_pixels=120_000_000)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({{"growth_kb": peak - base, "reason": r.reason, "message": r.message}}))
+    """)
+    assert result["reason"] == "corrupt_file"
+    assert "20000 x 20000" in result["message"] and "not decoded" in result["message"]
+    assert result["growth_kb"] * 1024 < 48 * MIB, f"peak memory grew by {result['growth_kb']} kB"
