@@ -474,3 +474,28 @@ def test_a_codestream_claiming_more_than_its_header_is_not_decoded(tmp_path):
     assert result["reason"] == "corrupt_file"
     assert "20000 x 20000" in result["message"] and "not decoded" in result["message"]
     assert result["growth_kb"] * 1024 < 48 * MIB, f"peak memory grew by {result['growth_kb']} kB"
+
+
+@pytest.mark.parametrize("error", [MemoryError, RecursionError, KeyError, AssertionError])
+def test_any_failure_inside_one_file_is_that_files_quarantine_item(tmp_path, monkeypatch, error):
+    # Point 4: whatever pydicom or de-identification raises on one file (MemoryError included)
+    # is that file's reason, never the batch's exception; the message quotes no exception text.
+    from bonebase.dicom.deid import Deidentifier
+    from bonebase.ingest.process import process_batch
+
+    sub = _submission(tmp_path / "sub")
+    entries = scan_files(sub, find_manifest(sub))
+    real = Deidentifier.deidentify
+
+    def failing(self, ds, **kwargs):
+        if ds.PatientID == CASES[0][1]:
+            raise error(PLANTED)
+        return real(self, ds, **kwargs)
+
+    monkeypatch.setattr(Deidentifier, "deidentify", failing)
+    results = process_batch(entries, secret=b"k" * 40, uid_root="2.25", site="HX",
+                            staging=tmp_path / "staging", max_pixels=10**8)
+    reasons = [r.reason for r in results]
+    expected = "too_deeply_nested" if error is RecursionError else "corrupt_file"
+    assert reasons == [expected, None]
+    assert PLANTED not in results[0].message and results[0].record is None
