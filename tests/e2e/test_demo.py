@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 
@@ -24,22 +25,35 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo_world(fresh_database, tmp_path_factory, prefect_harness):
+    """The demo's settings, in the environment as `bonebase demo` has them; the consortium key
+    and a DATABASE_URL password are unique values for the secrets scan (the test server trusts
+    local connections: the password is accepted and ignored)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from bonebase.config import get_settings
     from bonebase.demo import DemoConfig
 
-    url = fresh_database()
+    password = "pw" + secrets.token_hex(12)
+    url = make_conninfo(**{**conninfo_to_dict(fresh_database()), "password": password})
     home = tmp_path_factory.mktemp("demo-home")
-    settings = Settings(home=home, database_url=url, secret="d" * 40, env="test")
+    settings = Settings(home=home, database_url=url, secret="demo-" + secrets.token_urlsafe(32),
+                        env="test")  # fmt: skip
     cfg = DemoConfig(sites=3, cases_per_site=22, seed=3, image_size=64, export_size=64,
                      epochs=1, bootstrap=50, port=_free_port(), keep_serving=False)  # fmt: skip
-    return settings, cfg
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in settings.environ().items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        yield settings, cfg, {"password": password, "lines": []}
+    get_settings.cache_clear()
 
 
 def test_demo_story_end_to_end_and_rerun_is_safe(demo_world):
     from bonebase.demo import run_demo
 
-    settings, cfg = demo_world
-    lines: list[str] = []
-    out = run_demo(settings, repo=ROOT, cfg=cfg, say=lines.append)
+    settings, cfg, seen = demo_world
+    lines: list[str] = seen["lines"]
+    out = run_demo(repo=ROOT, cfg=cfg, say=lines.append)
 
     answer = out["diagnosis"]
     assert set(answer["probabilities"]) == {"benign", "malignant"}
@@ -61,10 +75,27 @@ def test_demo_story_end_to_end_and_rerun_is_safe(demo_world):
     assert any("a fifth hospital joins" in line for line in lines)
 
     again: list[str] = []
-    out2 = run_demo(settings, repo=ROOT, cfg=cfg, say=again.append)
+    out2 = run_demo(repo=ROOT, cfg=cfg, say=again.append)
+    lines += again
     assert out2["champion"] == out["champion"] and out2["candidate"] is None
     assert any("nothing changed" in line for line in again)
     with connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM models").fetchone()["n"] == len(models)
         assert conn.execute("SELECT count(*) AS n FROM dataset_versions").fetchone()["n"] == 2
         assert conn.execute("SELECT count(*) AS n FROM deployments").fetchone()["n"] == 1
+
+
+def test_after_the_demo_only_secret_key_holds_the_secret(demo_world):
+    """#15's done-when: after the demo (the story above, same fixture: no second run), no file
+    under BONEBASE_HOME but secret.key, no row of the database, no Prefect API answer or
+    Prefect database byte, and no line the demo printed holds the key or the DB password."""
+    from tests.security.leaks import database_leaks, file_leaks, prefect_leaks
+
+    settings, _, seen = demo_world
+    assert seen["lines"], "runs after test_demo_story_end_to_end_and_rerun_is_safe (its state)"
+    values = [settings.secret, seen["password"]]
+    assert file_leaks(settings.home, values, allowed={settings.secret_file}) == []
+    with connect(settings.database_url) as conn:
+        assert database_leaks(conn, values) == []
+    assert prefect_leaks(values) == []
+    assert not [line for line in seen["lines"] if any(v in line for v in values)]
