@@ -40,7 +40,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
-    """synth → exported data/ → tiny checkpoint; returns paths and a few DICOM files."""
+    """synth → exported data/ → tiny checkpoint; returns paths and a few DICOM files.
+
+    Trained once per test session: the modules that import this fixture (web, security) find
+    the first one's model under the session's base temp folder."""
+    root = tmp_path_factory.getbasetemp() / "serving-model"
+    done = root / "trained.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        return {"root": root, "checkpoint": Path(saved["checkpoint"]),
+                "xrays": [Path(p) for p in saved["xrays"]],
+                "others": [Path(p) for p in saved["others"]]}  # fmt: skip
+    return _train(root, done)
+
+
+def _train(root: Path, done: Path) -> dict:
     from bonebase.dataset.split import assign_splits, write_assignments
     from bonebase.model.checkpoint import save_checkpoint
     from bonebase.model.data import load_frame
@@ -48,7 +62,6 @@ def trained(tmp_path_factory) -> dict:
     from bonebase.model.train import train
     from bonebase.synth import generate
 
-    root = tmp_path_factory.mktemp("serving")
     generate(root / "synth", sites=2, cases_per_site=22, seed=3, workers=1)
     labels = export_synth(root / "synth", root / "data", size=64, bits=16, workers=2)
     split = assign_splits(
@@ -76,7 +89,9 @@ def trained(tmp_path_factory) -> dict:
             if row["file"] not in bad:
                 target = xrays if row["modality"] in ("CR", "DX") else others
                 target.append(site.parent / "submission" / row["file"])
-    return {"root": root, "checkpoint": path, "xrays": xrays[:4], "others": others[:1]}
+    out = {"checkpoint": path, "xrays": xrays[:4], "others": others[:1]}
+    done.write_text(json.dumps(out, default=str))
+    return {"root": root, **out}
 
 
 @pytest.fixture(scope="module")
