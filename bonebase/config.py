@@ -35,8 +35,12 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".bonebase"), description="Folder for all embedded state.")
     env: Literal["development", "test", "production"] = "development"
     # DATABASE_URL is the conventional name, so it is read without the prefix.
-    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
-    secret: str | None = Field(default=None, description="Consortium pseudonymisation key.")
+    # repr=False: a Settings printed or logged (an error, a debugger) shows neither the key nor
+    # the database password.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL", repr=False)
+    secret: str | None = Field(
+        default=None, description="Consortium pseudonymisation key.", repr=False
+    )
     storage_url: str | None = Field(
         default=None, description="s3://bucket/prefix, or a local path; default HOME/objects."
     )

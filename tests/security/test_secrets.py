@@ -133,6 +133,11 @@ def test_scrub_prefect_rewrites_old_flow_runs_that_hold_secrets(planted):
     assert kept["secret"] == "<scrubbed>" and kept["url"].startswith("postgresql://bb:")
 
 
+def test_printed_settings_show_neither_key_nor_password(tmp_path):
+    s = Settings(home=tmp_path, secret="k3y-" + "x1y2z3" * 6, database_url="postgresql://u:pw9@h/d")
+    assert "k3y-" not in repr(s) + str(s) and "pw9" not in repr(s) + str(s)
+
+
 # -- point 2: the key file and the key's strength ------------------------------------------
 def test_key_file_is_private_from_creation(tmp_path, monkeypatch):
     """With umask 0 and no chmod afterwards, the file must already be created 0600: a file
