@@ -373,12 +373,16 @@ class _Job:
             where = f"receipt: {json_path}"
         except OSError as write_error:
             the_receipt["error"] += f"; the receipt file could not be written ({write_error.strerror})"
-        with connect(self.url) as conn:
-            subs.finish(conn, sid, status="failed", counts={}, receipt=the_receipt,
-                        source=the_receipt["source"])
-            audit.record(conn, action="submission.failed", entity="submission", entity_id=sid,
-                         details={"stage": self.stage, "error": error})
-            conn.commit()
+        try:
+            with connect(self.url) as conn:
+                subs.finish(conn, sid, status="failed", counts={}, receipt=the_receipt,
+                            source=the_receipt["source"])
+                audit.record(conn, action="submission.failed", entity="submission",
+                             entity_id=sid, details={"stage": self.stage, "error": error})
+                conn.commit()
+        except Exception as db_error:  # noqa: BLE001 - the first failure is the one to report
+            where += (f"; the database could not record it ({type(db_error).__name__}), so the"
+                      " submission still shows 'running'")
         return BonebaseError(f"submission {sid} of site {self.site} failed while {self.stage}: "
                              f"{error}; it is marked failed ({where}); {the_receipt['what_to_do']}")
 

@@ -115,6 +115,11 @@ def test_submit_killed_midway_then_rerun_finishes_without_duplicates(tmp_path, m
     c = counts(db)
     assert c["cases"] == receipt["counts"]["cases_accepted"] > 0
     assert c["instances"] == receipt["counts"]["files_accepted"]
+    # The receipt tells what the submission did, the killed run's share included.
+    assert (receipt["counts"]["cases_new"], receipt["counts"]["files_stored"]) == (
+        c["cases"], c["instances"])
+    assert receipt["counts"]["quarantined"] == db.execute(
+        "SELECT count(*) AS n FROM quarantine_items").fetchone()["n"]
     got, _ = _quarantined(db)
     assert got == _expected(tmp_path / "synth" / site)
     # Nothing of the killed run is left behind: no staged or partial files, no stray objects.
