@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bonebase.secret_key import redact_passwords
+
 SCRUBBED = "<scrubbed>"
 #: Parameter names whose values are secrets whatever they hold.
 SECRET_NAMES = re.compile(r"secret|passw|token|api_?key|credential|private", re.IGNORECASE)
-#: The password of a URL (scheme://user:PASSWORD@host) or of a libpq conninfo (password=...).
-URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
-CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 PAGE = 200  # flow runs read per API call
 
 
@@ -50,8 +49,7 @@ def clean(value: Any, known: Iterable[str] = ()) -> Any:
     if isinstance(value, str):
         for secret in known:
             value = value.replace(secret, SCRUBBED)
-        value = URL_PASSWORD.sub(lambda m: m["head"] + SCRUBBED + "@", value)
-        return CONNINFO_PASSWORD.sub(lambda m: m["head"] + SCRUBBED, value)
+        return redact_passwords(value, SCRUBBED)
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,17 @@ HOW_TO_MAKE = (
     "make one with `bonebase secret generate` "
     "(or: python -c \"import secrets; print(secrets.token_urlsafe(48))\")"
 )
+
+#: The password of a URL (scheme://user:PASSWORD@host) or of a libpq conninfo or URL query
+#: (password=...).
+URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('[^']*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_passwords(text: str, mark: str = "***") -> str:
+    """``text`` with the passwords of the URLs and connection strings it holds replaced."""
+    text = URL_PASSWORD.sub(lambda m: m["head"] + mark + "@", text)
+    return CONNINFO_PASSWORD.sub(lambda m: m["head"] + mark, text)
 
 
 def generate() -> str:

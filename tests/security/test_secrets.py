@@ -188,3 +188,16 @@ def test_cli_refuses_a_weak_key_in_one_line_without_echoing_it(tmp_path):
     made = subprocess.run([sys.executable, "-m", "bonebase.cli", "secret", "generate"],
                           capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert made.returncode == 0 and secret_key.weakness(made.stdout.strip()) is None
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://bb:pw-9x@db.example/bonebase",
+    "host=db.example password=pw-9x dbname=bonebase",
+    "host=db.example password='pw-9x' dbname=bonebase",
+    "postgresql://bb@db.example/bonebase?password=pw-9x&sslmode=require",
+])  # fmt: skip
+def test_passwords_are_redacted_in_every_url_form(url):
+    from bonebase.secret_key import redact_passwords
+
+    shown = redact_passwords(url)
+    assert "pw-9x" not in shown and "db.example" in shown and "***" in shown
