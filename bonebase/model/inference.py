@@ -28,8 +28,8 @@ from bonebase.model.data import preprocess_for_model
 from bonebase.model.gradcam import heat_maps, make_cam
 from bonebase.model.upload_limits import (
     UploadError,
+    check_dicom,
     check_frames,
-    dicom_within_limits,
     open_image,
 )
 
@@ -71,12 +71,12 @@ def decode_upload(
     if not data:
         raise UploadError(f"{name}: the file is empty; send a DICOM, PNG or JPEG", code="empty")
     if _is_dicom(data):
-        data = dicom_within_limits(data, name=name, max_pixels=max_pixels)
+        check_dicom(data, name=name, max_pixels=max_pixels)
         try:
             ds = read_full(data)
         except DicomReadError as exc:
             raise UploadError(str(exc).replace("<bytes>", name, 1), code=exc.reason) from exc
-        check_frames(ds, name=name, max_pixels=max_pixels)
+        check_frames(ds, name=name)
         modality = str(ds.get("Modality", "") or "")
         if modality not in modalities:
             raise UploadError(

@@ -252,9 +252,19 @@ def test_compressed_frame_larger_than_its_header_is_refused():
     bomb_jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 20_000, 20_000)
     for syntax, stream in (("1.2.840.10008.1.2.4.90", bytes(j2k)),
                            ("1.2.840.10008.1.2.4.50", bytes(bomb_jpeg))):  # fmt: skip
-        with pytest.raises(UploadError) as exc:
-            decode_upload(_encapsulated(syntax, stream))
-        assert exc.value.code == "too_large", (syntax, str(exc.value))
+        bomb = _encapsulated(syntax, stream)
+
+        def decode(bomb=bomb) -> UploadError | None:
+            try:
+                decode_upload(bomb)
+            except UploadError as refused:
+                return refused
+            return None
+
+        growth, err = _peak_growth(os.getpid(), decode)  # on main: +2.3 GB, then refused
+        assert err is not None and err.code == "corrupt_file", (syntax, err)
+        assert "20000 x 20000" in str(err) and "not decoded" in str(err)
+        assert growth < REFUSED_GROWTH, f"decoding grew by {growth / MB:.0f} MB"
     # A frame that is honest about its size still decodes.
     fine = decode_upload(_encapsulated("1.2.840.10008.1.2.4.50", jpeg.getvalue()))
     assert fine.image.shape == (64, 64)
