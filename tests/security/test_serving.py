@@ -210,6 +210,28 @@ def test_concurrent_accepted_images_decode_two_at_a_time(server):  # noqa: F811
     assert together < 2.75 * single, f"six at once: +{together / MB:.0f} MB, one: +{single / MB:.0f} MB"
 
 
+def nested_dicom(levels: int) -> bytes:
+    """A small DX radiograph (64 x 64) with ``levels`` nested sequences of undefined length."""
+    ds = _radiograph(64, 64)
+    ds.PixelData = bytes(64 * 64 * 2)
+    ds.file_meta = _meta(ds, ExplicitVRLittleEndian)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    open_seq = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF)
+    item, end_item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF), struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+    end_seq = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    nest = (open_seq + item) * levels + (end_item + end_seq) * levels
+    data = buf.getvalue()
+    at = data.index(b"\xe0\x7f\x10\x00")  # Pixel Data (7FE0,0010)
+    return data[:at] + nest + data[at:]
+
+
+def test_deeply_nested_dicom_is_400_not_500(server):  # noqa: F811
+    resp = _post(server["url"], nested_dicom(5_000), "nested.dcm")
+    assert resp.status_code == 400, resp.text[:300]
+    assert resp.json()["error"] in ("too_deeply_nested", "corrupt_file")
+
+
 def test_decode_upload_refuses_bombs_before_decoding():
     with pytest.raises(UploadError) as png:
         decode_upload(black_png(4_000, 3_000), max_pixels=10_000_000)
