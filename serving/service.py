@@ -232,9 +232,11 @@ class Diagnosis:
         finally:
             _IN_PROCESS.reset(marker)
 
-    def _prepare(self, file: Path) -> tuple:
+    def _prepare(self, file: Path) -> tuple[str, str | None, np.ndarray]:
+        """The upload's kind, modality and model input; the full-size image is not kept, so a
+        request waiting for its batch holds only the small model input."""
         decoded = decode_upload(file.read_bytes(), name="uploaded file", max_pixels=MAX_PIXELS)
-        return decoded, self.predictor.preprocess(decoded.image)[None]
+        return decoded.kind, decoded.modality, self.predictor.preprocess(decoded.image)[None]
 
     @bentoml.api(route="/diagnose")
     async def diagnose(
@@ -254,7 +256,7 @@ class Diagnosis:
             # Decoding and resizing are CPU work: off the event loop, so requests overlap,
             # but only DECODE_SLOTS at a time, so memory stays bounded.
             async with self._decoding:
-                decoded, x = await asyncio.to_thread(self._prepare, file)
+                kind, modality, x = await asyncio.to_thread(self._prepare, file)
         except UploadError as exc:
             status = {"not_a_radiograph": 422, TOO_LARGE: 413}.get(exc.code, 400)
             return _error(status, exc.code, str(exc))
@@ -266,7 +268,7 @@ class Diagnosis:
             "model_version": self.model_version,
             "dataset_version": self.predictor.checkpoint.dataset_version,
             "code_revision": self.predictor.checkpoint.code_revision,
-            "input": {"kind": decoded.kind, "modality": decoded.modality},
+            "input": {"kind": kind, "modality": modality},
             "clinical": {"age": age, "sex": sex.upper() if sex else None, "location": location},
             "notice": NOTICE,
         }
