@@ -46,6 +46,7 @@ OPEN_PATHS = {"/healthz", "/livez", "/readyz"}
 
 # --- bombs, built small: a mostly-black image compresses about 1000:1 ---------------------------
 
+
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -56,7 +57,9 @@ def black_png(width: int, height: int) -> bytes:
     row = bytes(width + 1)  # filter byte 0 + the pixels
     idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
 
 
 def _radiograph(rows: int, cols: int) -> pydicom.Dataset:
@@ -87,7 +90,9 @@ def deflated_dicom(rows: int, cols: int, *, pixel_bytes: int | None = None) -> b
     write_dataset(header, ds)
     size = rows * cols * 2 if pixel_bytes is None else pixel_bytes
     deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    parts = [deflate.compress(header.getvalue() + struct.pack("<HH2sHI", 0x7FE0, 0x10, b"OW", 0, size))]
+    parts = [
+        deflate.compress(header.getvalue() + struct.pack("<HH2sHI", 0x7FE0, 0x10, b"OW", 0, size))
+    ]
     block = bytes(4 * MB)
     for start in range(0, size, len(block)):
         parts.append(deflate.compress(block[: min(len(block), size - start)]))
@@ -107,6 +112,7 @@ def bombs() -> dict:
 
 
 # --- measuring the server -------------------------------------------------------------------------
+
 
 def _tree_rss(pid: int) -> int:
     """Resident memory of the ``bentoml serve`` process and its workers, bytes."""
@@ -140,9 +146,11 @@ def _peak_growth(pid: int, action) -> tuple[int, object]:
         done.set()
         sampler.join()
     # Shown with -s: the figures behind the bounds asserted.
-    print(f"\n{action.__name__ if hasattr(action, '__name__') else 'action'}: peak RSS "
-          f"+{(peak - before) / MB:.0f} MB over {before / MB:.0f} MB, "
-          f"{time.monotonic() - started:.2f} s")
+    print(
+        f"\n{action.__name__ if hasattr(action, '__name__') else 'action'}: peak RSS "
+        f"+{(peak - before) / MB:.0f} MB over {before / MB:.0f} MB, "
+        f"{time.monotonic() - started:.2f} s"
+    )
     return peak - before, result
 
 
@@ -154,6 +162,7 @@ def _post(url: str, data: bytes, name: str, token: str | None = TOKEN) -> httpx.
 
 # --- point 6: image bombs ---------------------------------------------------------------------------
 
+
 def test_png_of_20000_squared_is_413_json_not_500(server, bombs):  # noqa: F811
     resp = _post(server["url"], bombs["png_20k"], "bomb.png")
     assert resp.status_code == 413, resp.text[:300]
@@ -163,7 +172,9 @@ def test_png_of_20000_squared_is_413_json_not_500(server, bombs):  # noqa: F811
 
 def test_png_of_12000_squared_is_refused_with_memory_bounded(server, bombs):  # noqa: F811
     assert len(bombs["png_12k"]) < 200 * 1024  # the attack: ~140 kB on the wire
-    growth, resp = _peak_growth(server["pid"], lambda: _post(server["url"], bombs["png_12k"], "b.png"))
+    growth, resp = _peak_growth(
+        server["pid"], lambda: _post(server["url"], bombs["png_12k"], "b.png")
+    )
     assert resp.status_code == 413 and resp.json()["error"] == "too_large"
     assert "12,000 x 12,000" in resp.json()["message"]
     assert growth < REFUSED_GROWTH, f"server grew by {growth / MB:.0f} MB"
@@ -171,7 +182,9 @@ def test_png_of_12000_squared_is_refused_with_memory_bounded(server, bombs):  # 
 
 def test_deflated_dicom_claiming_12000_squared_is_413_with_memory_bounded(server, bombs):  # noqa: F811
     assert len(bombs["dcm_12k"]) < 1 * MB  # 288 MB of pixels once inflated
-    growth, resp = _peak_growth(server["pid"], lambda: _post(server["url"], bombs["dcm_12k"], "b.dcm"))
+    growth, resp = _peak_growth(
+        server["pid"], lambda: _post(server["url"], bombs["dcm_12k"], "b.dcm")
+    )
     assert resp.status_code == 413 and resp.json()["error"] == "too_large"
     assert growth < REFUSED_GROWTH, f"server grew by {growth / MB:.0f} MB"
 
@@ -207,7 +220,9 @@ def test_concurrent_accepted_images_decode_two_at_a_time(server):  # noqa: F811
     assert resp.status_code == 200
     together, codes = _peak_growth(server["pid"], six)
     assert codes == [200] * 6
-    assert together < 2.75 * single, f"six at once: +{together / MB:.0f} MB, one: +{single / MB:.0f} MB"
+    assert together < 2.75 * single, (
+        f"six at once: +{together / MB:.0f} MB, one: +{single / MB:.0f} MB"
+    )
 
 
 def nested_dicom(levels: int) -> bytes:
@@ -218,7 +233,10 @@ def nested_dicom(levels: int) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     open_seq = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF)
-    item, end_item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF), struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+    item, end_item = (
+        struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF),
+        struct.pack("<HHI", 0xFFFE, 0xE00D, 0),
+    )
     end_seq = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     nest = (open_seq + item) * levels + (end_item + end_seq) * levels
     data = buf.getvalue()
@@ -296,7 +314,10 @@ def test_deflated_dicom_within_limits_decodes_as_its_plain_twin():
     ds = _radiograph(48, 64)
     ds.PixelData = np.random.default_rng(0).integers(0, 4096, (48, 64), np.uint16).tobytes()
     plain, deflated = io.BytesIO(), io.BytesIO()
-    for buf, syntax in ((plain, ExplicitVRLittleEndian), (deflated, DeflatedExplicitVRLittleEndian)):
+    for buf, syntax in (
+        (plain, ExplicitVRLittleEndian),
+        (deflated, DeflatedExplicitVRLittleEndian),
+    ):
         ds.file_meta = _meta(ds, syntax)
         ds.save_as(buf, enforce_file_format=True)
     a, b = decode_upload(plain.getvalue()), decode_upload(deflated.getvalue())
@@ -332,6 +353,7 @@ def test_web_upload_form_refuses_bombs_before_decoding(seeded, server, bombs):  
 
 # --- point 14: the internal forward route -----------------------------------------------------------
 
+
 def test_no_listed_route_is_open_without_the_token(server):  # noqa: F811
     url, good = server["url"], {"Authorization": f"Bearer {TOKEN}"}
     docs = httpx.get(url + "/docs.json", headers=good, timeout=10)
@@ -353,12 +375,17 @@ def test_forward_route_runs_no_model_for_outsiders(server):  # noqa: F811
     """Whoever knows the route (it was once in the docs) cannot send arrays to the model."""
     url = server["url"]
     known = ["/_internal/forward"]
-    listed = httpx.get(url + "/schema.json", headers={"Authorization": f"Bearer {TOKEN}"},
-                       timeout=10).json()
+    listed = httpx.get(
+        url + "/schema.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    ).json()
     known += [r["route"] for r in listed.get("routes", []) if "forward" in r["route"]]
     array = np.random.default_rng(1).random((3, 1, 64, 64)).tolist()
     for route in known:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Bearer {TOKEN}"},
+        ):
             resp = httpx.post(url + route, json={"inputs": array}, headers=headers, timeout=30)
             assert resp.status_code in (401, 404), (route, headers, resp.status_code)
     # The service's own batched calls still go through it.
@@ -367,5 +394,7 @@ def test_forward_route_runs_no_model_for_outsiders(server):  # noqa: F811
 
 def _png_radiograph() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray((np.linspace(0, 255, 96 * 80).reshape(96, 80)).astype(np.uint8)).save(buf, "PNG")
+    Image.fromarray((np.linspace(0, 255, 96 * 80).reshape(96, 80)).astype(np.uint8)).save(
+        buf, "PNG"
+    )
     return buf.getvalue()
