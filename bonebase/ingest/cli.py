@@ -30,7 +30,11 @@ def submit(
     check_code(site)
     db_url()  # migrated database before the flow starts
     prefect_env()
+    import logging
+
     from flows.ingest import ingest_submission
+
+    logging.getLogger("prefect.flow_runs").addFilter(_without_traceback)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err, transient=True) as bar:
@@ -46,6 +50,17 @@ def submit(
         print(json.dumps(result, indent=2, default=str))
         return
     _print_receipt(result)
+
+
+def _without_traceback(record) -> bool:
+    """A failed submission (a BonebaseError, its message written for people and naming its
+    receipt) is logged by Prefect in one line: the CLI's output stays one line, as for any
+    expected failure."""
+    from bonebase.errors import BonebaseError
+
+    if record.exc_info and isinstance(record.exc_info[1], BonebaseError):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _print_receipt(result: dict) -> None:

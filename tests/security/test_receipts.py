@@ -416,3 +416,36 @@ def test_migration_scrubs_case_ids_stored_by_older_versions(fresh_database):
     assert receipt["quarantine"][0]["message"] == "a.dcm: its case [redacted] (row 3) was rejected"
     assert [q["row"] for q in receipt["quarantine"]] == [3, None]
     assert receipt["cases"][0]["files"] == ["a.dcm"] and receipt["counts"] == old["counts"]
+
+
+def test_submit_whose_receipt_cannot_be_written_ends_failed_in_one_line(consortium, db, db_url,
+                                                                       tmp_path):
+    """`bonebase submit` where the receipts folder cannot be written (it is a file): the command
+    exits non-zero with one line naming the stage, no traceback, and the submission is 'failed'
+    (not 'done' without a receipt); once the folder is fixed the same submit finishes it."""
+    import os
+    import subprocess
+    import sys
+
+    site = consortium[0]
+    _register(db, site.name)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "receipts").write_text("not a folder")
+    env = {**os.environ, "BONEBASE_HOME": str(home), "DATABASE_URL": db_url,
+           "BONEBASE_SECRET": "q" * 40, "BONEBASE_INGEST_WORKERS": "2"}
+    submit = [sys.executable, "-m", "bonebase.cli", "submit", str(site / "submission"),
+              "--site", site.name]
+    failed = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=600)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    # The error, once from the command and once in Prefect's log of the flow run: one line each.
+    lines = [line for line in failed.stderr.splitlines() if "failed while" in line]
+    assert lines and all("failed while writing the receipt" in line for line in lines)
+    row = db.execute("SELECT status, receipt FROM submissions").fetchone()
+    assert row["status"] == "failed" and row["receipt"]["failed_at"] == "writing the receipt"
+
+    (home / "receipts").unlink()
+    again = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert db.execute("SELECT status FROM submissions").fetchone()["status"] == "done"
+    assert (home / "receipts" / f"submission-{row['receipt']['submission']}.json").exists()
