@@ -36,7 +36,9 @@ def prefect_env() -> None:
 
     if not os.environ.get("PREFECT_API_URL"):
         home = settings().home / "prefect"
-        home.mkdir(parents=True, exist_ok=True)
+        # Prefect's database holds flow-run history: readable by the owner only (#15).
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)
         os.environ.setdefault("PREFECT_HOME", str(home))
         # The temporary server's telemetry heartbeat collides with its own SQLite writes at
         # start ("database is locked" tracebacks in the output) and sends data off the machine.
@@ -45,10 +47,7 @@ def prefect_env() -> None:
 
 
 def redact(url: str) -> str:
-    """A database URL with its password hidden, for printing."""
-    from urllib.parse import urlsplit
+    """A database URL or connection string with its passwords hidden, for printing."""
+    from bonebase.secret_key import redact_passwords
 
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+    return redact_passwords(url)

@@ -19,6 +19,7 @@ import csv
 import json
 import re
 import resource
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -626,7 +627,7 @@ def walk(tmp_path, fresh_database, s3_bucket):
         "/synth/\n/submission\n/submission.zip\n/sites.json\n/knee_ap.dcm\n")
     embedded = world_traversable_tmp("bb-walk-")
     secret = tmp_path / "bonebase_secret"
-    secret.write_text("w" * 48)
+    secret.write_text(secrets.token_urlsafe(36))  # production refuses guessable keys
     for folder in ("logs", "scratch", "home"):
         (tmp_path / folder).mkdir()
     url = url_of(fresh_database())
