@@ -318,11 +318,11 @@ class _Job:
         plan = accept.plan_submission(manifest, results, report, site=self.site, deid=deid)
         self.redact = plan.redact
         self.stage = "storing the cases"
-        with connect(self.url) as conn:
+        with connect(self.url, autocommit=True) as conn, subs.storing(conn):
             held = store.hold_elsewhere(plan, conn=conn, site_id=self.site_id)
-        # quote(): Prefect would walk every object of the plan (and of the batches, frames
-        # above) looking for futures to wait on: seconds per submission, for nothing.
-        outcome = store_cases(quote(plan), self.site_id, sid)
+            # quote(): Prefect would walk every object of the plan (and of the batches, frames
+            # above) looking for futures to wait on: seconds per submission, for nothing.
+            outcome = store_cases(quote(plan), self.site_id, sid)
         _progress(_PROGRESS.get(), "cases", len(plan.cases), len(plan.cases))
         clock.lap("store")
         self.stage = "keeping the quarantined files"

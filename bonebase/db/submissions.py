@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
@@ -38,6 +41,18 @@ def try_lock(conn: Connection, submission_id: int) -> bool:
 def lock(conn: Connection, submission_id: int) -> None:
     """Wait for the submission's lock (see :func:`try_lock`)."""
     conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_SPACE, submission_id))
+
+
+@contextmanager
+def storing(conn: Connection) -> Iterator[None]:
+    """Hold the consortium-wide lock under which one submission at a time checks what other
+    sites hold and stores its cases, so that two sites sending the same images at once cannot
+    both find them new (``conn`` in autocommit; a killed holder's session releases it)."""
+    conn.execute("SELECT pg_advisory_lock(%s, 0)", (_LOCK_SPACE,))  # ids start at 1
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, 0)", (_LOCK_SPACE,))
 
 
 def restart(conn: Connection, submission_id: int) -> None:

@@ -268,6 +268,44 @@ def test_images_another_site_holds_leave_no_orphans_and_no_trace_in_the_receipt(
                if q["reason"] == "held_for_review")
 
 
+def test_two_sites_sending_the_same_images_at_once_store_them_once(consortium, settings, db,
+                                                                   tmp_path, prefect_harness):
+    """Both sites' runs at once: one stores the images, the other's are held for review; no
+    case without images, no orphans, no 'duplicates' in either receipt."""
+    from flows.ingest import ingest_submission
+
+    codes = [consortium[0].name, consortium[1].name]
+    _register(db, *codes)
+    copy = tmp_path / "copy"
+    shutil.copytree(consortium[0] / "submission", copy)
+    sources = {codes[0]: str(consortium[0] / "submission"), codes[1]: str(copy)}
+    start, results, errors = threading.Barrier(2), {}, []
+
+    def run(code):
+        start.wait()
+        try:
+            results[code] = ingest_submission(code, sources[code], settings=settings)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(code,)) for code in codes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    stored = [r for r in results.values() if r["counts"]["files_stored"]]
+    held = [r for r in results.values() if r["counts"]["by_reason"].get("held_for_review")]
+    assert len(stored) == 1 and len(held) == 1 and stored[0] is not held[0]
+    assert held[0]["counts"]["cases_accepted"] == 0
+    for r in results.values():
+        assert r["counts"]["files_duplicate"] == 0 and _told(r) == _truth(db, r["submission"])
+    assert _orphans(db, settings.home) == set()
+    assert db.execute(
+        "SELECT count(*) AS n FROM cases c WHERE NOT EXISTS (SELECT 1 FROM studies st"
+        " WHERE st.case_id = c.id)").fetchone()["n"] == 0
+
+
 # -- 11: record numbers as case_id ----------------------------------------------------------
 
 
