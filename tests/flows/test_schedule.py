@@ -71,3 +71,17 @@ def test_enable_show_disable(prefect_harness):
     with get_client(sync_client=True) as client:
         dep = client.read_deployment_by_name("retrain/retrain")
         assert len(client.read_deployment_schedules(dep.id)) == 1  # replaced, not added
+
+
+def test_every_prefect_yaml_entrypoint_is_a_flow():
+    """`prefect deploy --all` imports each entrypoint: a renamed flow must not go unnoticed."""
+    import importlib
+
+    import yaml
+    from prefect import Flow
+
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    for deployment in deployments:
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert isinstance(getattr(module, name, None), Flow), deployment["entrypoint"]
