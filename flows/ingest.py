@@ -29,6 +29,7 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, ConfigError
 from bonebase.ingest import accept, process, receipt, scan, source, store
 from bonebase.ingest.clock import Clock
+from bonebase.ingest.limits import Limits
 from bonebase.storage import open_store
 
 # Files per task: a task costs tens of milliseconds of orchestration (more on a busy machine),
@@ -42,14 +43,16 @@ def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, stagi
     """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
     # The key comes from the settings, never as a parameter: Prefect stores parameters. On a
     # Dask worker these are the worker's environment (BONEBASE_SECRET or BONEBASE_HOME).
-    secret = _settings().consortium_secret()
+    settings = _settings()
+    secret, max_pixels = settings.consortium_secret(), settings.max_pixels
     if not pool:  # on Dask: the task already runs in a worker process of its own
         return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
-                                     staging=Path(staging))
+                                     staging=Path(staging), max_pixels=max_pixels)
     # pydicom is pure Python: the work runs in a process pool so batches use every core, while
     # Prefect still sees (and retries) one task per batch.
     future = _workers(pool).submit(process.process_batch, entries, secret=secret,
-                                   uid_root=uid_root, site=site, staging=Path(staging))
+                                   uid_root=uid_root, site=site, staging=Path(staging),
+                                   max_pixels=max_pixels)
     return future.result()
 
 
@@ -241,10 +244,11 @@ def ingest_flow(site: str, source_path: str) -> dict:
     url = database_url(settings)
     with connect(url) as conn:
         site_row = get_site(conn, site)
+    limits = Limits.from_settings(settings)  # this run's settings, not only the environment's
     with source.as_folder(source_path, endpoint_url=settings.s3_endpoint_url,
-                          region=settings.s3_region) as root:
-        manifest_path = scan.find_manifest(root)
-        entries = scan.scan_files(root, manifest_path)
+                          region=settings.s3_region, limits=limits) as root:
+        manifest_path = scan.find_manifest(root, limits=limits)
+        entries = scan.scan_files(root, manifest_path, limits=limits)
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
@@ -309,7 +313,13 @@ class _Job:
         results = _process_all(self.entries, args, settings, _PROGRESS.get())
         clock.lap("process")
         self.stage = "validating"
+        # Every file may have been refused (links, bombs, corrupt files): the suites still need
+        # the frame's columns to report the rows that then have no image.
         headers = pd.DataFrame([r.record for r in results if r.record is not None])
+        if headers.empty:
+            from validation.header_suite import REQUIRED
+
+            headers = pd.DataFrame(columns=list(REQUIRED))
         docs_dir = settings.home / "datadocs" / str(sid)
         report = validate(quote(manifest), quote(headers), self.site, sid, str(docs_dir))
         clock.lap("validate")

@@ -45,6 +45,11 @@ FIXES = {
     "deidentification_failed": "export the file again from the PACS; if it repeats, tell the "
     "consortium's data stewards",
     "held_for_review": "nothing now: the consortium's data stewards review the file",
+    "symbolic_link": "put the file itself in the submission folder; links are not followed",
+    "file_too_large": "send the image on its own, or ask the consortium about the size limit",
+    "decompression_bomb": "send the files uncompressed and resubmit",
+    "too_many_pixels": "export the image at its acquired size",
+    "too_deeply_nested": "export the image again from the PACS as a DICOM Part 10 file",
 }
 
 

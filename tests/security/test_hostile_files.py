@@ -499,3 +499,12 @@ def test_any_failure_inside_one_file_is_that_files_quarantine_item(tmp_path, mon
     expected = "too_deeply_nested" if error is RecursionError else "corrupt_file"
     assert reasons == [expected, None]
     assert PLANTED not in results[0].message and results[0].record is None
+
+
+def test_the_flow_applies_its_own_settings_limits(settings, db, tmp_path, prefect_harness):
+    # Limits given to the flow in its settings (not only through BONEBASE_MAX_* in the
+    # environment) reach the scan and the worker processes: 128 x 128 images over 10,000 pixels.
+    sub = _submission(tmp_path / "sub")
+    receipt = _ingest(settings.model_copy(update={"max_pixels": 10_000}), sub)
+    assert {i["reason"] for i in _items(db).values()} == {"too_many_pixels"}
+    assert receipt["counts"]["files_accepted"] == 0
