@@ -26,7 +26,7 @@ from bonebase.db import submissions as subs
 from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site
 from bonebase.dicom.deid import Deidentifier
-from bonebase.errors import BonebaseError, ConfigError
+from bonebase.errors import BonebaseError, ConfigError, InputError
 from bonebase.ingest import accept, process, receipt, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
@@ -218,6 +218,8 @@ def _progress(callback: Callable[[str, int, int], None] | None, stage: str, done
 # the threads that run tasks.
 _SETTINGS: ContextVar[Settings | None] = ContextVar("bonebase_ingest_settings", default=None)
 _PROGRESS: ContextVar[Callable | None] = ContextVar("bonebase_ingest_progress", default=None)
+# The submission's path too: hospitals name folders after patients and accession numbers.
+_SOURCE: ContextVar[str | None] = ContextVar("bonebase_ingest_source", default=None)
 
 
 def _settings() -> Settings:
@@ -228,17 +230,23 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
                       progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Ingest one submission of ``site`` from a folder, zip or s3:// prefix; returns the receipt.
     Runs the flow ``ingest-submission`` with ``settings`` (default: the environment's)."""
-    tokens = _SETTINGS.set(settings), _PROGRESS.set(progress)
+    tokens = _SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path)
     try:
-        return ingest_flow(site, source_path)
+        return ingest_flow(site)
     finally:
         _SETTINGS.reset(tokens[0])
         _PROGRESS.reset(tokens[1])
+        _SOURCE.reset(tokens[2])
 
 
 @flow(name="ingest-submission", log_prints=True)
-def ingest_flow(site: str, source_path: str) -> dict:
-    """Ingest one submission; settings come from the environment (or ingest_submission's)."""
+def ingest_flow(site: str, source_path: str | None = None) -> dict:
+    """Ingest one submission; settings come from the environment (or ingest_submission's).
+    ``source_path`` is for runs of the deployment, whose parameters Prefect stores: give it a
+    path that names no patient; ingest_submission passes its path beside the parameters."""
+    source_path = source_path or _SOURCE.get()
+    if not source_path:
+        raise InputError("no submission to ingest: give source_path (a folder, zip or s3:// URL)")
     settings = _settings()
     clock = Clock()
     url = database_url(settings)

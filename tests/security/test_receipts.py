@@ -351,10 +351,13 @@ def test_record_numbers_used_as_case_id_are_stored_and_returned_nowhere(
 
 
 def test_the_ingest_flow_gives_prefect_no_secret_and_no_database_url(consortium, settings, db,
-                                                                    db_url, prefect_harness):
+                                                                    db_url, prefect_harness,
+                                                                    tmp_path):
     """Whoever reads Prefect's API (flow and task runs, logs, artifacts) finds neither the
-    consortium key nor the database URL of an ingest run."""
+    consortium key nor the database URL of an ingest run, nor the submission's path (hospitals
+    name folders after patients)."""
     import secrets
+    import shutil
 
     from prefect.client.orchestration import get_client
     from psycopg.conninfo import conninfo_to_dict
@@ -365,7 +368,9 @@ def test_the_ingest_flow_gives_prefect_no_secret_and_no_database_url(consortium,
     _register(db, site.name)
     key = secrets.token_hex(24)
     run = settings.model_copy(update={"secret": key})
-    ingest_submission(site.name, str(site / "submission"), settings=run)
+    folder = tmp_path / "DOE_JANE_PID884120" / "submission"
+    shutil.copytree(site / "submission", folder)
+    ingest_submission(site.name, str(folder), settings=run)
     with get_client(sync_client=True) as client:
         flow_runs = client.read_flow_runs()
         task_runs = client.read_task_runs()
@@ -375,6 +380,7 @@ def test_the_ingest_flow_gives_prefect_no_secret_and_no_database_url(consortium,
     assert any(r.name and r.parameters.get("site") == site.name for r in flow_runs)
     assert key not in seen and key.encode().hex() not in seen
     assert db_url not in seen and conninfo_to_dict(db_url)["dbname"] not in seen
+    assert "PID884120" not in seen and "DOE_JANE" not in seen
 
 
 def test_quarantine_keeps_no_bytes_of_a_link_or_a_refused_entry(db, tmp_path):
