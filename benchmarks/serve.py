@@ -32,7 +32,7 @@ import torch
 from bonebase.model.checkpoint import Checkpoint, save_checkpoint
 from bonebase.model.inference import Predictor, decode_upload
 from bonebase.model.networks import build_network
-from bonebase.registry_serving import start_server
+from bonebase.release.serving import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def main() -> int:
         env = {**os.environ, "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
         env.pop("BONEBASE_API_TOKEN", None)
         save = (
-            "from bonebase.registry_serving import save_to_bentoml as s; "
+            "from bonebase.release.serving import save_to_bentoml as s; "
             f"print(s({str(model)!r}, version='bench'))"
         )
         tag = subprocess.run(

@@ -40,8 +40,7 @@ def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
     from bonebase.ingest.cli import quarantine_app, submit, subs_app, validate
-    from bonebase.registry_cli import models_app
-    from bonebase.schedule_cli import retrain, schedule_app
+    from bonebase.release.cli import models_app, retrain, schedule_app
     from bonebase.secret_cli import secret_app
 
     app.command()(submit)

@@ -70,14 +70,14 @@ def run_demo(
 ) -> dict:
     """Run the story on the settings of the environment (BONEBASE_*, DATABASE_URL); returns ids
     and places (models, URLs, reports) for the summary."""
-    from bonebase import registry, serving_supervisor
     from bonebase.client import DiagnosisClient
     from bonebase.config import get_settings
     from bonebase.db import models as q
     from bonebase.db.engine import connect, database_url
     from bonebase.db.migrate import upgrade
     from bonebase.db.sites import add_site, list_sites
-    from bonebase.registry_cli import release_policy
+    from bonebase.release import registry, supervisor
+    from bonebase.release.cli import release_policy
     from bonebase.storage import open_store
     from bonebase.synth import generate
     from flows.ingest import ingest_submission
@@ -147,7 +147,7 @@ def run_demo(
             champion = q.get_model(conn, model_id)
         tag = q.deployments(conn, task=champion["task"])[0]["bento_tag"]
     say(f"== serving {tag} (bentoml serve, port {cfg.port})")
-    served = serving_supervisor.start(home, tag, project=repo, port=cfg.port)
+    served = supervisor.start(home, tag, project=repo, port=cfg.port)
     xray = _a_radiograph(synth / fifth["code"])
     with DiagnosisClient(served["url"]) as client:
         answer = client.diagnose(xray, gradcam=True)
@@ -170,7 +170,7 @@ def run_demo(
     elif run2.get("skipped"):
         say(f"   {run2['reason']}")
     if not cfg.keep_serving:
-        serving_supervisor.stop(home)
+        supervisor.stop(home)
     return {
         "champion": champion["id"],
         "candidate": candidate,

@@ -60,7 +60,7 @@ def check_out(workspace: str, version: int, project: Path) -> str:
 @task(name="train-and-evaluate", cache_policy=NO_CACHE)
 def train_and_evaluate(project: Path) -> None:
     """`dvc repro --single-item train evaluate` in the project, its output in the flow's log."""
-    from bonebase.retrain import run_pipeline
+    from bonebase.release.retrain import run_pipeline
 
     logger = get_run_logger()
     run_pipeline(project, on_line=logger.info)
@@ -69,9 +69,9 @@ def train_and_evaluate(project: Path) -> None:
 @task(name="register-and-gate", cache_policy=NO_CACHE)
 def register_and_gate(project: Path, params: Path, version: int) -> dict:
     """Register models/model.pt as a candidate and run the release gate on it."""
-    from bonebase import registry
     from bonebase.db import models as q
-    from bonebase.registry_cli import release_policy
+    from bonebase.release import registry
+    from bonebase.release.cli import release_policy
 
     with _connect() as conn:
         store = _store()
@@ -103,7 +103,7 @@ def retrain_flow(
     object store and HOME from the environment: BONEBASE_*, DATABASE_URL)."""
     from bonebase.dataset.versioning import default_target
     from bonebase.db import datasets
-    from bonebase.retrain import comparison_markdown, recipe_hash, record_run, skip_reason
+    from bonebase.release.retrain import comparison_markdown, recipe_hash, record_run, skip_reason
 
     project = Path(project_dir) if project_dir else DEFAULT_PROJECT
     params = Path(params_path) if Path(params_path).is_absolute() else project / params_path

@@ -106,7 +106,7 @@ def server(trained) -> dict:
         "BONEBASE_MAX_UPLOAD_MB": "2",
     }
     save = (
-        "from bonebase.registry_serving import save_to_bentoml as s; "
+        "from bonebase.release.serving import save_to_bentoml as s; "
         f"print(s({str(trained['checkpoint'])!r}, version='m1-test', "
         "labels={'task': 'benign_vs_malignant'}))"
     )
@@ -224,7 +224,7 @@ def test_decode_upload_png_and_refusals():
 
 def test_supervised_server_restarts_on_a_new_tag_and_stops(trained, server, tmp_path):
     """deploy/rollback --serve: one server per home, restarted on the new tag, ready on return."""
-    from bonebase import serving_supervisor as sup
+    from bonebase.release import supervisor as sup
 
     env = {
         **os.environ,
@@ -233,7 +233,7 @@ def test_supervised_server_restarts_on_a_new_tag_and_stops(trained, server, tmp_
     }
     env.pop("BONEBASE_API_TOKEN", None)
     save = (
-        "from bonebase.registry_serving import save_to_bentoml as s; "
+        "from bonebase.release.serving import save_to_bentoml as s; "
         f"print(s({str(trained['checkpoint'])!r}, version='m2-test'))"
     )
     subprocess.run([sys.executable, "-c", save], env=env, cwd=REPO, check=True)
@@ -255,8 +255,8 @@ def test_supervised_server_restarts_on_a_new_tag_and_stops(trained, server, tmp_
 
 
 def test_supervised_server_that_cannot_start_says_why(trained, tmp_path):
-    from bonebase import serving_supervisor as sup
-    from bonebase.serving_supervisor import ServeError
+    from bonebase.release import supervisor as sup
+    from bonebase.release.supervisor import ServeError
 
     env = {**os.environ, "BENTOML_HOME": str(trained["root"] / "bentoml"),
            "BENTOML_DO_NOT_TRACK": "true"}  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bonebase.db.engine import connect
-from bonebase.retrain import recipe_hash
+from bonebase.release.retrain import recipe_hash
 from tests.flows.world import TINY, copy_project, ingested_world, two_submissions
 
 pytestmark = pytest.mark.slow

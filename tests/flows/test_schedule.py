@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bonebase.errors import ConfigError, InputError
-from bonebase.schedule import cron_from_prefect_yaml, next_times
+from bonebase.release.schedule import cron_from_prefect_yaml, next_times
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def test_next_times_and_bad_cron():
 def test_schedule_needs_a_server(monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from bonebase.schedule import require_server
+    from bonebase.release.schedule import require_server
 
     with temporary_settings(updates={PREFECT_API_URL: None}):
         with pytest.raises(ConfigError, match="prefect server start"):
@@ -48,7 +48,7 @@ def test_schedule_needs_a_server(monkeypatch):
 def test_enable_show_disable(prefect_harness):
     from prefect import get_client
 
-    from bonebase.schedule import disable, enable, show
+    from bonebase.release.schedule import disable, enable, show
 
     state = enable(ROOT)
     assert state.active and state.cron == "0 3 * * 1" and state.work_pool == "bonebase"

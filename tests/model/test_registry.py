@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 
-from bonebase import registry
 from bonebase.db import audit
 from bonebase.db import models as q
 from bonebase.errors import InputError, NotFoundError
 from bonebase.model.checkpoint import save_checkpoint
-from bonebase.release_gate import check_gate
+from bonebase.release import registry
+from bonebase.release.gate import check_gate
 from bonebase.storage import LocalStore
 
 POLICY = {"auc_ci_low_min": 0.6, "site_auc_min": 0.55, "ece_max": 0.2, "min_test_cases": 10}
@@ -166,7 +166,7 @@ def test_cli_register_list_and_approve_needs_by(db_url, bonebase_env, checkpoint
 
     from typer.testing import CliRunner
 
-    from bonebase.registry_cli import models_app
+    from bonebase.release.cli import models_app
 
     a, _ = checkpoints
     metrics = tmp_path / "metrics.json"

@@ -65,7 +65,7 @@ def test_dataset_version_command_leaves_no_secret_in_prefect(planted):
 def test_retrain_flow_and_its_subflow_leave_no_secret_in_prefect(planted, tmp_path):
     import shutil
 
-    from bonebase.retrain import PipelineError
+    from bonebase.release.retrain import PipelineError
     from flows.retrain import retrain_flow
 
     # A project with the pipeline's recipe but no DVC repository, on an empty database: the

@@ -1,6 +1,6 @@
 """What goes into the BentoML model store with a deployed model."""
 
-from bonebase.registry_serving import bento_version, clean_metadata
+from bonebase.release.serving import bento_version, clean_metadata
 
 
 def test_bentoml_metadata_drops_none_and_nan():

@@ -22,8 +22,8 @@ from bonebase.db import models as q
 from bonebase.errors import InputError, NotFoundError
 from bonebase.model.checkpoint import load_checkpoint
 from bonebase.model.inference import Predictor
-from bonebase.registry_serving import bento_version, save_to_bentoml
-from bonebase.release_gate import check_gate, compare_predictors
+from bonebase.release.gate import check_gate, compare_predictors
+from bonebase.release.serving import bento_version, save_to_bentoml
 from bonebase.storage import ObjectStore, check_sha, sha256_file
 
 

@@ -1,21 +1,26 @@
-"""`bonebase models …`: register, list, show, compare, approve, reject, deploy and roll back
-model versions (mount with ``app.add_typer(models_app, name="models")``)."""
+"""The release stage's commands: `bonebase models …` (register, list, show, compare, approve,
+reject, deploy and roll back model versions; the supervised server), `bonebase retrain` (one run
+now) and `bonebase schedule show|enable|disable` (the cron). bonebase/cli.py mounts them.
+
+`retrain` and `schedule enable` start the Prefect flow of flows/retrain.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from bonebase.cli_common import console, db_url, prefect_env, settings
 
 models_app = typer.Typer(
     help="Model releases: registry, gate, approval, deployment.", no_args_is_help=True
 )
-console = Console()
 
 # Used only when params.yaml has no `release:` section (printed as a warning when used).
 DEFAULT_POLICY = {
@@ -37,22 +42,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _ctx():
     """(connection, object store) from the one settings object."""
-    from bonebase.config import get_settings
-    from bonebase.db.engine import connect, database_url
-    from bonebase.db.migrate import require_head
+    from bonebase.db.engine import connect
     from bonebase.storage import open_store
 
-    settings = get_settings()
-    if not settings.database_url:
-        settings.ensure_home()
-    url = database_url(settings)
-    require_head(url)
-    store = open_store(
-        settings.object_store_url,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
+    s = settings()
+    url = db_url()  # the schema at head, else: run init
+    return connect(url), open_store(
+        s.object_store_url, endpoint_url=s.s3_endpoint_url, region=s.s3_region
     )
-    return connect(url), store
 
 
 def release_policy(params: Path) -> dict:
@@ -83,7 +80,7 @@ def register_cmd(
     by: By = None,
 ) -> None:
     """Register a trained model (checkpoint, metrics, report) as a candidate."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, store = _ctx()
     with conn:
@@ -101,7 +98,7 @@ def list_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Registered models, newest first."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, _ = _ctx()
     with conn:
@@ -129,7 +126,7 @@ def list_cmd(
 @models_app.command("show")
 def show_cmd(model_id: int, as_json: AsJson = False) -> None:
     """One model with its metrics, approvals and deployments."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, _ = _ctx()
     with conn:
@@ -144,7 +141,7 @@ def compare_cmd(
     as_json: AsJson = False,
 ) -> None:
     """A vs B on the same locked test + external cases: AUCs, DeLong test, per-site AUCs."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, store = _ctx()
     with conn:
@@ -179,7 +176,7 @@ def approve_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Run the release gate and approve the model in the name of --by."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, store = _ctx()
     with conn:
@@ -200,7 +197,7 @@ def approve_cmd(
 @models_app.command("reject")
 def reject_cmd(model_id: int, by: By = None, reason: Reason = "") -> None:
     """Reject a model with a reason."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, _ = _ctx()
     with conn:
@@ -222,11 +219,11 @@ def _maybe_serve(tag: str, serve: bool, port: int) -> None:
             f"{tag} bentoml serve serving.service:Diagnosis --port {port})"
         )
         return
-    from bonebase import serving_supervisor
+    from bonebase.release import supervisor
 
     home, project = _home_and_project()
     with console.status(f"starting bentoml serve for {tag} (restarting the running one)"):
-        state = serving_supervisor.start(
+        state = supervisor.start(
             home, tag, project=project, port=port, token=os.environ.get("BONEBASE_API_TOKEN")
         )
     console.print(
@@ -247,7 +244,7 @@ def deploy_cmd(
     model_id: int, by: By = None, url: Url = None, serve: Serve = False, port: Port = 3000
 ) -> None:
     """Deploy an approved model (BentoML model store + deployment record)."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, store = _ctx()
     with conn:
@@ -265,7 +262,7 @@ def rollback_cmd(
     port: Port = 3000,
 ) -> None:
     """Put the previous approved champion of --task back; the current one is retired."""
-    from bonebase import registry
+    from bonebase.release import registry
 
     conn, store = _ctx()
     with conn:
@@ -299,10 +296,10 @@ def server_start_cmd(
 @server_app.command("status")
 def server_status_cmd(as_json: AsJson = False) -> None:
     """Whether the server runs, answers, and which model version it serves."""
-    from bonebase import serving_supervisor
+    from bonebase.release import supervisor
 
     home, _ = _home_and_project()
-    state = serving_supervisor.status(home, token=os.environ.get("BONEBASE_API_TOKEN"))
+    state = supervisor.status(home, token=os.environ.get("BONEBASE_API_TOKEN"))
     if as_json:
         print(json.dumps(state, indent=2))
     elif not state["running"]:
@@ -316,8 +313,107 @@ def server_status_cmd(as_json: AsJson = False) -> None:
 @server_app.command("stop")
 def server_stop_cmd() -> None:
     """Stop the supervised server."""
-    from bonebase import serving_supervisor
+    from bonebase.release import supervisor
 
     home, _ = _home_and_project()
-    state = serving_supervisor.stop(home)
+    state = supervisor.stop(home)
     console.print(f"stopped {state['tag']} at {state['url']}" if state else "no server running")
+
+
+# --------------------------------------------------------------------------------------------
+schedule_app = typer.Typer(
+    help="The retraining schedule (a Prefect deployment with a cron; needs a Prefect server).",
+    no_args_is_help=True,
+)
+
+Project = Annotated[
+    Path | None,
+    typer.Option("--project", help="bonebase checkout with dvc.yaml (default: this one)."),
+]
+
+
+def _project(project: Path | None) -> Path:
+    from flows.retrain import DEFAULT_PROJECT
+
+    return (project or DEFAULT_PROJECT).resolve()
+
+
+def retrain(
+    params: Annotated[
+        str, typer.Option("--params", help="params.yaml, relative to --project.")
+    ] = "params.yaml",
+    project: Project = None,
+    force: Annotated[bool, typer.Option("--force", help="Train even if nothing changed.")] = False,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Synthetic consortium folder (lesion boxes).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run the retraining flow once now: version the dataset, train and evaluate on it, register
+    the candidate and run the release gate. It never deploys (approve, then deploy)."""
+    db_url()
+    prefect_env()
+    from flows.retrain import retrain_flow
+
+    out = retrain_flow(
+        params, str(_project(project)), force=force, truth_dir=str(truth) if truth else None
+    )
+    if as_json:
+        print(json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=2, default=str))
+    elif out["skipped"]:
+        console.print(out["reason"])
+    else:
+        console.print(out["markdown"], markup=False)
+
+
+def _print_state(state, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(state), indent=2, default=str))
+        return
+    status = "[green]active[/]" if state.active else "[yellow]paused[/]"
+    console.print(
+        f"{state.deployment}: {status}, cron '{state.cron}' ({state.timezone}), "
+        f"work pool {state.work_pool}"
+    )
+    for t in state.next_runs:
+        console.print(f"  next  {t}")
+    for r in state.recent_runs:
+        console.print(f"  run   {r['start'] or '(not started)'}  {r['state']}  {r['name']}")
+    if state.active:
+        console.print(f"runs need a worker: prefect worker start --pool {state.work_pool}")
+
+
+@schedule_app.command("show")
+def schedule_show_cmd(as_json: AsJson = False) -> None:
+    """The retraining schedule: cron, active or paused, next times, recent runs."""
+    prefect_env()
+    from bonebase.release.schedule import show
+
+    _print_state(show(), as_json)
+
+
+@schedule_app.command("enable")
+def schedule_enable_cmd(
+    cron: Annotated[
+        str | None,
+        typer.Option("--cron", help="e.g. '0 3 * * 1' (default: prefect.yaml's retrain schedule)."),
+    ] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="e.g. Europe/Berlin.")] = None,
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool.")] = "bonebase",
+    project: Project = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create or resume the scheduled retraining deployment."""
+    prefect_env()
+    from bonebase.release.schedule import enable
+
+    _print_state(enable(_project(project), cron=cron, timezone=timezone, pool=pool), as_json)
+
+
+@schedule_app.command("disable")
+def schedule_disable_cmd(as_json: AsJson = False) -> None:
+    """Pause the scheduled retraining (enable resumes it)."""
+    prefect_env()
+    from bonebase.release.schedule import disable
+
+    _print_state(disable(), as_json)

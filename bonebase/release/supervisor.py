@@ -92,7 +92,7 @@ def start(
 ) -> dict:
     """(Re)start the server on ``tag`` and wait until it is ready; returns its state."""
     from bonebase.client import DiagnosisClient
-    from bonebase.registry_serving import start_server
+    from bonebase.release.serving import start_server
 
     stop(home)
     log = Path(home) / "logs" / f"serve-{port}.log"
