@@ -222,6 +222,12 @@ _PROGRESS: ContextVar[Callable | None] = ContextVar("bonebase_ingest_progress", 
 _SOURCE: ContextVar[str | None] = ContextVar("bonebase_ingest_source", default=None)
 
 
+def _source() -> str | None:
+    # A function, not the ContextVar in the flow's body: the Dask runner pickles the flow's
+    # function by value, with the globals it names, and a ContextVar cannot be pickled.
+    return _SOURCE.get()
+
+
 def _settings() -> Settings:
     return _SETTINGS.get() or get_settings()
 
@@ -244,7 +250,7 @@ def ingest_flow(site: str, source_path: str | None = None) -> dict:
     """Ingest one submission; settings come from the environment (or ingest_submission's).
     ``source_path`` is for runs of the deployment, whose parameters Prefect stores: give it a
     path that names no patient; ingest_submission passes its path beside the parameters."""
-    source_path = source_path or _SOURCE.get()
+    source_path = source_path or _source()
     if not source_path:
         raise InputError("no submission to ingest: give source_path (a folder, zip or s3:// URL)")
     settings = _settings()
