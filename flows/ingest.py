@@ -3,14 +3,12 @@
 Thin by design: every step is a function of ``bonebase.ingest``; tasks batch hundreds of files
 (a task per file costs more than the file) and the I/O tasks retry. The file batches run on a
 process pool on this machine, or with BONEBASE_TASK_RUNNER=dask as tasks of Prefect's Dask task
-runner (a temporary local cluster, or the scheduler at BONEBASE_DASK_ADDRESS); the rest of the
-flow is the same either way.
+runner (``bonebase.ingest.runner`` chooses and sizes them); the rest of the flow is the same
+either way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -26,15 +24,11 @@ from bonebase.db import submissions as subs
 from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site
 from bonebase.dicom.deid import Deidentifier
-from bonebase.errors import BonebaseError, ConfigError, InputError
-from bonebase.ingest import accept, process, receipt, scan, source, store
+from bonebase.errors import BonebaseError, InputError
+from bonebase.ingest import accept, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
 from bonebase.storage import open_store
-
-# Files per task: a task costs tens of milliseconds of orchestration (more on a busy machine),
-# so about two tasks per worker, each of 100-500 files, keep every core busy at little cost.
-BATCH_MIN, BATCH_MAX = 100, 500
 
 
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -44,144 +38,9 @@ def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, stagi
     # The key comes from the settings, never as a parameter: Prefect stores parameters. On a
     # Dask worker these are the worker's environment (BONEBASE_SECRET or BONEBASE_HOME).
     settings = _settings()
-    secret, max_pixels = settings.consortium_secret(), settings.max_pixels
-    if not pool:  # on Dask: the task already runs in a worker process of its own
-        return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
-                                     staging=Path(staging), max_pixels=max_pixels)
-    # pydicom is pure Python: the work runs in a process pool so batches use every core, while
-    # Prefect still sees (and retries) one task per batch.
-    future = _workers(pool).submit(process.process_batch, entries, secret=secret,
-                                   uid_root=uid_root, site=site, staging=Path(staging),
-                                   max_pixels=max_pixels)
-    return future.result()
-
-
-_POOL = None
-
-
-def _worker_count(settings: Settings) -> int:
-    import os
-
-    return settings.ingest_workers or os.cpu_count() or 1
-
-
-def _batches(entries: list, slots: int) -> list[list]:
-    """About two batches per worker slot, each of BATCH_MIN to BATCH_MAX files."""
-    import math
-
-    size = min(BATCH_MAX, max(BATCH_MIN, math.ceil(len(entries) / (2 * slots))))
-    return [entries[i:i + size] for i in range(0, len(entries), size)]
-
-
-_POOL_LOCK = threading.Lock()  # two runs in one process (threads) must not make two pools
-
-
-def _workers(size: int):
-    """The process pool for file batches: BONEBASE_INGEST_WORKERS, default one per core."""
-    global _POOL
-    with _POOL_LOCK:
-        return _POOL or _make_pool(size)
-
-
-def _make_pool(size: int):
-    global _POOL
-    if _POOL is None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn, not fork: the flow process runs Prefect's threads, which fork must not copy.
-        _POOL = ProcessPoolExecutor(max_workers=size,
-                                    mp_context=multiprocessing.get_context("spawn"))
-    return _POOL
-
-
-def _dask_runner(settings: Settings):
-    """Prefect's Dask task runner: the scheduler at BONEBASE_DASK_ADDRESS, else a temporary
-    local cluster of BONEBASE_INGEST_WORKERS processes."""
-    from prefect.settings import get_current_settings
-    from prefect_dask import DaskTaskRunner
-
-    if settings.dask_address:
-        # Workers elsewhere report their task runs to the Prefect server; a temporary one
-        # listens on this machine only, and each worker would start one of its own.
-        if not get_current_settings().api.url:
-            raise ConfigError(
-                f"BONEBASE_DASK_ADDRESS={settings.dask_address} needs a Prefect server that the "
-                "Dask workers reach: start one (`prefect server start`) and set PREFECT_API_URL "
-                "for this process and the workers"
-            )
-        return DaskTaskRunner(address=settings.dask_address)
-    return DaskTaskRunner(cluster=_local_cluster(_worker_count(settings), _api_url()))
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    """What a local Dask worker needs to find the consortium key itself (see process_files)."""
-    env = {"BONEBASE_HOME": str(settings.home), "BONEBASE_ENV": settings.env}
-    if settings.secret:
-        env["BONEBASE_SECRET"] = settings.secret
-    return env
-
-
-_CLUSTER: dict = {}
-
-
-def _local_cluster(workers: int, api_url: str):
-    """The temporary local cluster: made on first use and kept for the life of this process,
-    like the process pool, so later runs find warm workers (a fresh worker spends seconds
-    importing pydicom and Prefect); distributed closes it when the process exits."""
-    env = _worker_env(_settings())
-    # Keyed by a digest of the environment, so that a cluster holds no key other than its own.
-    key = (workers, api_url, hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest())
-    if key not in _CLUSTER:
-        from distributed import LocalCluster
-
-        for old in _CLUSTER.values():  # another size or Prefect server: one cluster at a time
-            old.close()
-        _CLUSTER.clear()
-        # One thread per worker process: pydicom holds the GIL, so more threads would not
-        # help. The workers report to this run's Prefect API, a temporary server's included
-        # (else each starts a temporary server of its own); ':0' avoids a port clash.
-        _CLUSTER[key] = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                     dashboard_address=":0",
-                                     env={"PREFECT_API_URL": api_url, **env})
-    return _CLUSTER[key]
-
-
-def _api_url() -> str:
-    """The API this flow run reports to (a temporary server's too, which settings do not hold)."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    if context is None:
-        from prefect.settings import get_current_settings
-
-        return get_current_settings().api.url or ""
-    return str(context.client.api_url).rstrip("/")
-
-
-def _process_all(entries: list[scan.FileEntry], args: dict, settings: Settings,
-                 progress: Callable[[str, int, int], None] | None) -> list[process.FileResult]:
-    """Run the file batches as Prefect tasks, on the process pool or as Dask tasks."""
-    if settings.task_runner != "dask":
-        slots = _worker_count(settings)
-        futures = [process_files.submit(quote(b), **args, pool=slots)
-                   for b in _batches(entries, slots)]
-        return _collect(futures, len(entries), progress)
-    with _dask_runner(settings) as runner:
-        # Batches are sized by the cluster as it is (a remote one has its own worker count).
-        slots = sum(runner.client.nthreads().values()) or 1
-        # (no quote() here: the Dask runner hands the quoted wrapper itself to the task)
-        futures = [runner.submit(process_files, {"entries": b, **args})
-                   for b in _batches(entries, slots)]
-        return _collect(futures, len(entries), progress)
-
-
-def _collect(futures: list, total: int, progress) -> list[process.FileResult]:
-    results: list[process.FileResult] = []
-    for future in futures:  # in submission order: the receipt must not depend on timing
-        results.extend(future.result())
-        _progress(progress, "files", len(results), total)
-    return results
+    return runner.run_batch(entries, pool=pool, secret=settings.consortium_secret(),
+                            uid_root=uid_root, site=site, staging=Path(staging),
+                            max_pixels=settings.max_pixels)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -205,11 +64,6 @@ def store_cases(plan, site_id: int, submission_id: int):
 def _objects(settings: Settings):
     return open_store(settings.object_store_url, endpoint_url=settings.s3_endpoint_url,
                       region=settings.s3_region)
-
-
-def _progress(callback: Callable[[str, int, int], None] | None, stage: str, done: int, total: int):
-    if callback:
-        callback(stage, done, total)
 
 
 # The settings and progress callback of the run in this context. They reach the flow beside its
@@ -324,7 +178,7 @@ class _Job:
         manifest = load_manifest(self.manifest_path)
         self.stage = "de-identifying the files"
         args = {"uid_root": settings.uid_root, "site": self.site, "staging": str(staging)}
-        results = _process_all(self.entries, args, settings, _PROGRESS.get())
+        results = runner.run_batches(process_files, self.entries, args, settings, _PROGRESS.get())
         clock.lap("process")
         self.stage = "validating"
         # Every file may have been refused (links, bombs, corrupt files): the suites still need
@@ -347,7 +201,7 @@ class _Job:
             # quote(): Prefect would walk every object of the plan (and of the batches, frames
             # above) looking for futures to wait on: seconds per submission, for nothing.
             outcome = store_cases(quote(plan), self.site_id, sid)
-        _progress(_PROGRESS.get(), "cases", len(plan.cases), len(plan.cases))
+        runner.report_progress(_PROGRESS.get(), "cases", len(plan.cases), len(plan.cases))
         clock.lap("store")
         self.stage = "keeping the quarantined files"
         with connect(self.url) as conn:

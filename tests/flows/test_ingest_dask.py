@@ -40,11 +40,11 @@ CONTENT = {
 def _close_clusters():
     """The temporary cluster outlives a run (warm workers for the next); not this module."""
     yield
-    import flows.ingest
+    from bonebase.ingest import runner
 
-    for cluster in flows.ingest._CLUSTER.values():
+    for cluster in runner._CLUSTER.values():
         cluster.close()
-    flows.ingest._CLUSTER.clear()
+    runner._CLUSTER.clear()
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +74,26 @@ def _ingest(url: str, home: Path, code: str, source: Path, **runner) -> tuple[di
 
 def test_dask_cluster_stores_the_same_content(submission, fresh_database, tmp_path, monkeypatch,
                                               prefect_harness):
-    import flows.ingest
     from bonebase.db.migrate import upgrade
+    from bonebase.ingest import runner
 
     code, source = submission
     urls = [fresh_database(), fresh_database()]
     for url in urls:
         upgrade(url)
     # Small batches, so that the submission makes several tasks and both workers get some.
-    monkeypatch.setattr(flows.ingest, "BATCH_MIN", 20)
+    monkeypatch.setattr(runner, "BATCH_MIN", 20)
     default, expected = _ingest(urls[0], tmp_path / "default", code, source)
 
     runners = []
-    make_runner = flows.ingest._dask_runner
-    monkeypatch.setattr(flows.ingest, "_dask_runner", lambda s: runners.append(make_runner(s))
+    make_runner = runner._dask_runner
+    monkeypatch.setattr(runner, "_dask_runner", lambda s: runners.append(make_runner(s))
                         or runners[-1])
 
     def no_pool(size):
         raise AssertionError("the process pool was used with BONEBASE_TASK_RUNNER=dask")
 
-    monkeypatch.setattr(flows.ingest, "_workers", no_pool)
+    monkeypatch.setattr(runner, "_workers", no_pool)
     on_dask, got = _ingest(urls[1], tmp_path / "dask", code, source,
                            task_runner="dask", ingest_workers=2)
     assert len(runners) == 1 and len(runners[0]._cluster.workers) == 2

@@ -87,22 +87,22 @@ def test_task_runner_defaults_to_the_process_pool(tmp_path, monkeypatch):
 def test_dask_settings_are_read_and_reach_the_runner(tmp_path, monkeypatch):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    import flows.ingest
+    from bonebase.ingest import runner
 
     monkeypatch.setenv("BONEBASE_TASK_RUNNER", "dask")
     monkeypatch.setenv("BONEBASE_INGEST_WORKERS", "3")
     sizes = []
-    monkeypatch.setattr(flows.ingest, "_local_cluster", lambda n, url: sizes.append(n))
-    local = flows.ingest._dask_runner(Settings(home=tmp_path))
+    monkeypatch.setattr(runner, "_local_cluster", lambda n, url, env: sizes.append(n))
+    local = runner._dask_runner(Settings(home=tmp_path))
     assert local.address is None and sizes == [3]
     monkeypatch.setenv("BONEBASE_DASK_ADDRESS", " tcp://scheduler:8786 ")
     with temporary_settings({PREFECT_API_URL: "http://prefect.example:4200/api"}):
-        remote = flows.ingest._dask_runner(Settings(home=tmp_path))
+        remote = runner._dask_runner(Settings(home=tmp_path))
     assert remote.address == "tcp://scheduler:8786"
     # A cluster elsewhere cannot reach a temporary Prefect server on this machine.
     with temporary_settings({PREFECT_API_URL: None}), pytest.raises(ConfigError,
                                                                     match="PREFECT_API_URL"):
-        flows.ingest._dask_runner(Settings(home=tmp_path))
+        runner._dask_runner(Settings(home=tmp_path))
 
 
 @pytest.mark.parametrize(("env", "match"), [
