@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -172,25 +171,31 @@ def load_headers(folder: Path, *, qc: bool = True) -> tuple[pd.DataFrame, list[F
     ``unsupported_transfer_syntax``) and ``duplicate_file`` for a byte-identical copy of an
     earlier file. ``qc`` adds the image QC columns for radiographs (decodes their pixels).
     """
-    # The ingest helper; imported here so the suites import without the DICOM reader.
+    # The ingest helpers; imported here so the suites import without the DICOM reader.
     from bonebase.dicom.read import DicomReadError, header_record, read_full
+    from bonebase.ingest import limits as lim
+    from bonebase.ingest.scan import MANIFEST, scan_files
 
     folder = Path(folder)
+    limits = lim.current()
     records: list[dict] = []
     faults: list[Failure] = []
     seen: dict[str, str] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.relative_to(folder).as_posix()
-        if name == "manifest.csv":
+    # The ingest's own listing: links, special files and files over the size limit are refused
+    # unread, as `bonebase submit` refuses them (a link may point at the consortium key).
+    for entry in scan_files(folder, folder / MANIFEST, limits=limits):
+        name = entry.rel
+        if entry.refused:
+            faults.append(_fault(entry.refused, name,
+                                 lim.refusal_message(name, entry.refused, entry.size)))
             continue
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in seen:
-            faults.append(_fault("duplicate_file", name, f"file {name}: copy of {seen[digest]}"))
+        if entry.sha256 in seen:
+            faults.append(_fault("duplicate_file", name,
+                                 f"file {name}: copy of {seen[entry.sha256]}"))
             continue
-        seen[digest] = name
+        seen[entry.sha256] = name
         try:
-            ds = read_full(data)
+            ds = read_full(_read_nofollow(entry.path), max_pixels=limits.max_pixels)
             record = header_record(ds, file=name)
             if qc and record.get("modality") in XRAY_MODALITIES:
                 record.update(qc_metrics(ds.pixel_array, bits_stored=ds.get("BitsStored")))
@@ -198,11 +203,21 @@ def load_headers(folder: Path, *, qc: bool = True) -> tuple[pd.DataFrame, list[F
             faults.append(_fault(exc.reason, name, f"file {name}: {exc}"))
             continue
         except Exception as exc:  # noqa: BLE001 - any decoder error makes the pixels unusable
-            text = f"file {name}: pixels cannot be decoded ({exc}); export the image again"
+            # The exception's type only: a decoder's message can quote the file's bytes.
+            text = (f"file {name}: pixels cannot be decoded ({type(exc).__name__}); "
+                    "export the image again")
             faults.append(_fault("corrupt_file", name, text))
             continue
         records.append(record)
     return pd.DataFrame.from_records(records), faults
+
+
+def _read_nofollow(path: Path) -> bytes:
+    """The file's bytes; a link put in its place after the listing is refused, not followed."""
+    import os
+
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+        return f.read()
 
 
 def _fault(reason: str, name: str, message: str) -> Failure:

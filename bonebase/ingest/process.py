@@ -157,9 +157,15 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         result.message = (f"{rel}: identifying values remain after de-identification "
                           f"({len(out.residue)} hits); held for review by a data steward")
     elif out.needs_review:
-        result.reason = out.needs_review[0]
-        result.message = (f"{rel}: {out.needs_review[0].replace('_', ' ')}: the image may show"
-                          " identifying text; held for review by a data steward")
+        result.reason = reason = out.needs_review[0]
+        if reason.startswith("unparseable_date:"):
+            keyword = reason.split(":", 1)[1]
+            result.message = (f"{rel}: the date in {keyword} cannot be read, so it cannot be "
+                              "shifted with the patient's other dates; held for review by a data "
+                              "steward (fix the date in the PACS export)")
+        else:
+            result.message = (f"{rel}: {reason.replace('_', ' ')}: the image may show"
+                              " identifying text; held for review by a data steward")
     record["patient_identity_removed"] = str(peek(out.dataset, "PatientIdentityRemoved", ""))
     result.record = record
     result.pseudonym = out.pseudonym

@@ -50,7 +50,16 @@ FIXES = {
     "decompression_bomb": "send the files uncompressed and resubmit",
     "too_many_pixels": "export the image at its acquired size",
     "too_deeply_nested": "export the image again from the PACS as a DICOM Part 10 file",
+    "not_utf8": "re-save manifest.csv as UTF-8 (Excel: Save As > CSV UTF-8) and resubmit",
+    "control_character": "retype the value without control characters",
+    "ragged_row": "one field per column; put values holding commas in double quotes",
+    "unparseable_date": "correct the date in the PACS export (DICOM dates are YYYYMMDD)",
 }
+
+
+def fix_for(reason: str) -> str:
+    """What the site does about a quarantine reason (``unparseable_date:<Keyword>`` included)."""
+    return FIXES.get(reason.split(":", 1)[0], "see the message")
 
 
 def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
@@ -62,7 +71,7 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
     quarantined = [
         {"reason": item.reason, "severity": item.severity, "message": plan.redact(item.message),
          "file": plan.redact(item.file), "row": item.row_number, "case": item.case_ref,
-         "fix": FIXES.get(item.reason, "see the message")}
+         "fix": fix_for(item.reason)}
         for item, _ in plan.quarantine
     ]
     files_accepted = sum(len(c.files) for c in plan.cases)

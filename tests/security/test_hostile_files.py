@@ -508,3 +508,42 @@ def test_the_flow_applies_its_own_settings_limits(settings, db, tmp_path, prefec
     receipt = _ingest(settings.model_copy(update={"max_pixels": 10_000}), sub)
     assert {i["reason"] for i in _items(db).values()} == {"too_many_pixels"}
     assert receipt["counts"]["files_accepted"] == 0
+
+
+def test_validate_lists_links_refused_unread_as_submit_does(tmp_path):
+    # Point 3 in `bonebase validate` (validation.inputs.load_headers): it followed links, so a
+    # link to an image outside the submission was read as one of its files.
+    from validation.inputs import load_headers
+
+    sub = _submission(tmp_path / "sub")
+    outside = tmp_path / "elsewhere.dcm"
+    _image(outside, "PID000999", "ACC000999", 9)
+    (sub / "PID000999").mkdir()
+    (sub / "PID000999" / "IMG1.dcm").symlink_to(outside)
+    (sub / "passwd").symlink_to("/etc/passwd")
+    headers, faults = load_headers(sub, qc=False)
+    assert sorted(headers["file"]) == sorted(f"{p}/{a}/IMG1.dcm" for _, p, a in CASES)
+    assert {(f.file, f.reason) for f in faults} == {
+        ("PID000999/IMG1.dcm", "symbolic_link"), ("passwd", "symbolic_link")}
+    assert not any("root:" in f.message for f in faults)
+
+
+def test_an_unreadable_date_is_held_for_review_with_its_own_message(tmp_path):
+    # Point 8: `unparseable_date:<Keyword>` said "the image may show identifying text".
+    from bonebase.dicom.deid import Deidentifier
+    from bonebase.ingest.process import process_file
+    from bonebase.ingest.receipt import fix_for
+    from bonebase.ingest.scan import FileEntry
+
+    path = tmp_path / "IMG1.dcm"
+    ds = _dataset("PID000777", "ACC000777", 7)
+    ds.SeriesDate = "2024-13-45"
+    ds.PixelData = np.zeros((128, 128), "uint16").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    entry = FileEntry("IMG1.dcm", path, path.stat().st_size, "0" * 64)
+    result = process_file(entry, deid=Deidentifier(PLANTED.encode()), site="HX",
+                          staging=tmp_path / "staging")
+    assert result.reason == "unparseable_date:SeriesDate"
+    assert "SeriesDate cannot be read" in result.message
+    assert "identifying text" not in result.message
+    assert "date" in fix_for(result.reason)
