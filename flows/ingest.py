@@ -44,12 +44,13 @@ def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, stagi
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(manifest, headers, site: str, submission_id: int, docs_dir: str):
-    """Run the Great Expectations suites over the manifest and the header table."""
+def validate(manifest, headers, site: str, submission_id: int, docs_dir: str, identifiers=()):
+    """Run the Great Expectations suites over the manifest and the header table; the files'
+    identifying values (names, ids) are redacted wherever they show in the Data Docs."""
     from validation.runner import validate_submission
 
     return validate_submission(manifest, headers, site=site, submission_id=str(submission_id),
-                               docs_dir=Path(docs_dir))
+                               docs_dir=Path(docs_dir), identifiers=identifiers)
 
 
 @task(name="store-cases", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -189,7 +190,10 @@ class _Job:
 
             headers = pd.DataFrame(columns=list(REQUIRED))
         docs_dir = settings.home / "datadocs" / str(sid)
-        report = validate(quote(manifest), quote(headers), self.site, sid, str(docs_dir))
+        identifiers = set().union(*(r.identifiers or () for r in results))
+        # quote(): identifying values, never walked or recorded by Prefect as inputs.
+        report = validate(quote(manifest), quote(headers), self.site, sid, str(docs_dir),
+                          quote(identifiers))
         clock.lap("validate")
         self.stage = "planning the cases"
         deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)

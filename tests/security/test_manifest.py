@@ -125,7 +125,8 @@ def test_data_docs_hold_no_identifying_value(settings, db, tmp_path, prefect_har
     lines[0] = lines[0].replace(b",15,", b",214,")  # a failing row: its case id is rendered
     folder = submission(tmp_path / "sub", lines)
     stray = CASES[2]  # an image whose row is missing: its path is rendered
-    _image(folder / stray[1] / "ACC0000001" / f"{stray[1]}_ACC0000001.dcm", stray[1],
+    # ... in a folder named after the patient (its PatientName is Doe^Jane9)
+    _image(folder / stray[1] / "Jane9_Doe" / f"{stray[1]}_ACC0000001.dcm", stray[1],
            "ACC0000001", 9)
     receipt = _ingest(settings, folder)
     docs = settings.home / "datadocs" / str(receipt["submission"])
@@ -133,7 +134,7 @@ def test_data_docs_hold_no_identifying_value(settings, db, tmp_path, prefect_har
     assert any(p.suffix == ".html" for p in files) and receipt["data_docs"]
     text = b"".join(p.read_bytes() for p in files)
     assert b"impossible_age" in text or b"age_years" in text  # the failures are in the pages
-    values = {v for case in CASES for v in case} | {"ACC0000001"}
+    values = {v for case in CASES for v in case} | {"ACC0000001", "Jane9"}
     leaks = sorted(v for v in values if v.encode() in text)
     assert not leaks, f"Data Docs hold {leaks}"
 
