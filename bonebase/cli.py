@@ -18,6 +18,7 @@ from rich.table import Table
 from bonebase.cli_common import console, err, redact
 from bonebase.cli_common import db_url as _db_url
 from bonebase.cli_common import settings as _settings
+from bonebase.demo_cli import demo
 from bonebase.errors import BonebaseError
 
 app = typer.Typer(
@@ -58,43 +59,8 @@ def _mount_subapps() -> None:
 
 
 
-# --------------------------------------------------------------------------------------------
-@app.command()
-def demo(
-    cases_per_site: Annotated[int, typer.Option(help="Cases per synthetic hospital.")] = 100,
-    epochs: Annotated[int, typer.Option(help="Training epochs (CPU: ~15 s each).")] = 8,
-    port: Annotated[int, typer.Option(help="Port of the served model.")] = 3000,
-    stop_serving: Annotated[bool, typer.Option(
-        "--stop-serving", help="Stop the model server at the end.")] = False,
-) -> None:
-    """The whole consortium story on embedded defaults: ingest 4 hospitals, version, train,
-    approve, deploy, diagnose, a fifth hospital joins, retrain, compare. Safe to re-run."""
-    from bonebase.cli_common import prefect_env
-    from bonebase.demo import DemoConfig, run_demo
-
-    settings = _settings()
-    prefect_env()
-    repo = Path(__file__).resolve().parents[1]
-    cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
-                     keep_serving=not stop_serving)
-    out = run_demo(repo=repo, cfg=cfg,
-                   say=lambda m: console.print(m, markup=False, soft_wrap=True))
-    console.print("\n[bold]Where everything is[/]")
-    rows = [
-        ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if not stop_serving else
-         "stopped (bonebase models server start)"),
-        ("evaluation report", out["report"]),
-        ("receipts (JSON + Markdown)", out["receipts"]),
-        ("Data Docs (validation)", f"{Path(out['data_docs'][-1]).parents[1]}/<submission>/"
-         "index.html" if out["data_docs"] else "linked from each receipt"),
-        ("models", "bonebase models list / show ID / compare A B"),
-        ("Prefect UI", "prefect server start (flow runs of this demo are in "
-         f"{settings.home / 'prefect'})"),
-        ("schedule", "bonebase schedule enable (needs a Prefect server)"),
-        ("web database", "bonebase web"),
-    ]
-    for what, where in rows:
-        console.print(f"  {what:28} {where}", markup=False)
+# `bonebase demo` is defined beside the story it runs (it starts the flows); registered here, first
+app.command()(demo)
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def enable(
     params_path: str = "params.yaml",
 ) -> ScheduleState:
     """Create or update the `retrain/retrain` deployment with an active cron schedule."""
-    from prefect import get_client
+    from prefect import flow, get_client
     from prefect.client.schemas.schedules import CronSchedule
 
     require_server()
@@ -126,11 +126,11 @@ def enable(
         timezone = timezone or yaml_tz
     timezone = timezone or "UTC"
     next_times(cron, timezone, 1)  # validates cron and timezone before anything is written
-    from flows.retrain import retrain_flow
-
     with get_client(sync_client=True) as client:
         _ensure_pool(client, pool)
-    retrain_flow.from_source(source=str(project_dir), entrypoint=ENTRYPOINT).deploy(
+    # The flow is loaded from the project's entrypoint, as the worker will load it: the core
+    # library does not import flows/.
+    flow.from_source(source=str(project_dir), entrypoint=ENTRYPOINT).deploy(
         name=DEPLOYMENT,
         work_pool_name=pool,
         schedule=CronSchedule(cron=cron, timezone=timezone),

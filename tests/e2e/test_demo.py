@@ -31,7 +31,7 @@ def demo_world(fresh_database, tmp_path_factory, prefect_harness):
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from bonebase.config import get_settings
-    from bonebase.demo import DemoConfig
+    from bonebase.demo_cli import DemoConfig
 
     password = "pw" + secrets.token_hex(12)
     url = make_conninfo(**{**conninfo_to_dict(fresh_database()), "password": password})
@@ -49,7 +49,7 @@ def demo_world(fresh_database, tmp_path_factory, prefect_harness):
 
 
 def test_demo_story_end_to_end_and_rerun_is_safe(demo_world):
-    from bonebase.demo import run_demo
+    from bonebase.demo_cli import run_demo
 
     settings, cfg, seen = demo_world
     lines: list[str] = seen["lines"]
@@ -99,3 +99,43 @@ def test_after_the_demo_only_secret_key_holds_the_secret(demo_world):
         assert database_leaks(conn, values) == []
     assert prefect_leaks(values) == []
     assert not [line for line in seen["lines"] if any(v in line for v in values)]
+
+
+def test_after_the_demo_no_submitted_identifying_value_is_stored(demo_world):
+    """#15's done-when: after the demo, the database, receipts, Data Docs, logs, the curated
+    store, the DVC workspace, Prefect and the demo's own output hold none of the identifying
+    values the hospitals submitted (names, patient ids, accession numbers, physicians) nor the
+    sites' case ids. Only the inputs themselves and the quarantine's original bytes may."""
+    import csv
+
+    import pydicom
+
+    from tests.security.leaks import database_leaks, file_leaks, prefect_leaks
+
+    settings, _, seen = demo_world
+    assert seen["lines"], "runs after test_demo_story_end_to_end_and_rerun_is_safe (its state)"
+    synth = settings.home / "demo-synth"
+    values: set[str] = set()
+    for path in synth.rglob("*.dcm"):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - the injected faults include unreadable files
+            continue
+        for keyword in ("PatientName", "PatientID", "AccessionNumber", "OtherPatientIDs",
+                        "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName"):
+            value = str(ds.get(keyword, "") or "").strip()
+            if len(value) >= 5:
+                values.add(value)
+    for manifest in synth.rglob("manifest.csv"):
+        with manifest.open(encoding="utf-8", newline="") as fh:
+            values |= {r["case_id"] for r in csv.DictReader(fh) if len(r.get("case_id") or "") >= 5}
+    assert len(values) > 100, "the generator put identifying values in the headers"
+    wanted = sorted(values)
+    allowed = {p for p in settings.home.rglob("*")
+               if p == settings.secret_file or synth in p.parents or "quarantine" in p.parts
+               or (settings.home / "pg") in p.parents}
+    assert file_leaks(settings.home, wanted, allowed=allowed) == []
+    with connect(settings.database_url) as conn:
+        assert database_leaks(conn, wanted) == []
+    assert prefect_leaks(wanted) == []
+    assert not [line for line in seen["lines"] if any(v in line for v in wanted)]

@@ -1,4 +1,5 @@
-"""`bonebase demo`: the whole consortium story on embedded defaults, from nothing.
+"""`bonebase demo`: the whole consortium story on embedded defaults, from nothing. A CLI module:
+it starts the ingest and retrain flows (flows/), as the `submit` and `retrain` commands do.
 
 init → 4 synthetic hospitals registered and their submissions ingested (injected faults end in
 quarantine) → dataset version → train + evaluate (the retrain flow) → approval by a named
@@ -15,9 +16,13 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import typer
 import yaml
 
+from bonebase.cli_common import console, prefect_env
+from bonebase.cli_common import settings as _settings
 from bonebase.errors import ConfigError
 
 APPROVER = "Demo Steward"
@@ -211,3 +216,37 @@ def _comparison_line(cmp: dict) -> str:
         f"{b['auc']:.3f} ({b['ci_low']:.3f}–{b['ci_high']:.3f}) on {cmp['n_cases']} locked "
         f"test + external cases; difference {d['diff']:+.3f}, DeLong p = {d['p']:.3f}"
     )
+
+
+def demo(
+    cases_per_site: Annotated[int, typer.Option(help="Cases per synthetic hospital.")] = 100,
+    epochs: Annotated[int, typer.Option(help="Training epochs (CPU: ~15 s each).")] = 8,
+    port: Annotated[int, typer.Option(help="Port of the served model.")] = 3000,
+    stop_serving: Annotated[bool, typer.Option(
+        "--stop-serving", help="Stop the model server at the end.")] = False,
+) -> None:
+    """The whole consortium story on embedded defaults: ingest 4 hospitals, version, train,
+    approve, deploy, diagnose, a fifth hospital joins, retrain, compare. Safe to re-run."""
+    home = _settings().home
+    prefect_env()
+    repo = Path(__file__).resolve().parents[1]
+    cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
+                     keep_serving=not stop_serving)
+    out = run_demo(repo=repo, cfg=cfg,
+                   say=lambda m: console.print(m, markup=False, soft_wrap=True))
+    console.print("\n[bold]Where everything is[/]")
+    rows = [
+        ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if not stop_serving else
+         "stopped (bonebase models server start)"),
+        ("evaluation report", out["report"]),
+        ("receipts (JSON + Markdown)", out["receipts"]),
+        ("Data Docs (validation)", f"{Path(out['data_docs'][-1]).parents[1]}/<submission>/"
+         "index.html" if out["data_docs"] else "linked from each receipt"),
+        ("models", "bonebase models list / show ID / compare A B"),
+        ("Prefect UI", "prefect server start (flow runs of this demo are in "
+         f"{home / 'prefect'})"),
+        ("schedule", "bonebase schedule enable (needs a Prefect server)"),
+        ("web database", "bonebase web"),
+    ]
+    for what, where in rows:
+        console.print(f"  {what:28} {where}", markup=False)
