@@ -9,6 +9,7 @@ either way.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -31,7 +32,25 @@ from bonebase.ingest.limits import Limits
 from bonebase.storage import open_store
 
 
+def _quoting_nothing(body):
+    """A task body whose failures name no value: our own errors pass as they are, any other
+    becomes its type and place. Prefect logs (and stores) a failed task's exception, and a
+    library's message can quote what it read, a header value or a file's bytes."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except BonebaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised, without its message
+            raise BonebaseError(receipt.describe_failure(exc, str)) from None
+
+    return run
+
+
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@_quoting_nothing
 def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, staging: str,
                   pool: int = 0) -> list[process.FileResult]:
     """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
@@ -44,6 +63,7 @@ def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, stagi
 
 
 @task(name="validate", cache_policy=NO_CACHE)
+@_quoting_nothing
 def validate(manifest, headers, site: str, submission_id: int, docs_dir: str, identifiers=()):
     """Run the Great Expectations suites over the manifest and the header table; the files'
     identifying values (names, ids) are redacted wherever they show in the Data Docs."""
@@ -54,6 +74,7 @@ def validate(manifest, headers, site: str, submission_id: int, docs_dir: str, id
 
 
 @task(name="store-cases", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@_quoting_nothing
 def store_cases(plan, site_id: int, submission_id: int):
     """Move accepted files into the object store, then commit the cases in batches."""
     settings = _settings()  # not parameters: DATABASE_URL may hold a password

@@ -493,3 +493,31 @@ def test_submit_whose_receipt_cannot_be_written_ends_failed_in_one_line(consorti
     assert again.returncode == 0, again.stderr[-2000:]
     assert db.execute("SELECT status FROM submissions").fetchone()["status"] == "done"
     assert (home / "receipts" / f"submission-{row['receipt']['submission']}.json").exists()
+
+
+def test_a_library_error_inside_a_task_reaches_prefect_without_its_message(
+        consortium, settings, db, monkeypatch, prefect_harness):
+    """Prefect logs and stores a failed task's exception; a library's message can quote what it
+    read (a header value, a file's bytes). Inside a task, such an error is named by its type and
+    place only; the submission still ends failed with its receipt."""
+    from prefect.client.orchestration import get_client
+
+    import validation.runner
+    from flows.ingest import ingest_submission
+
+    site = consortium[0]
+    _register(db, site.name)
+    planted = "DOE^JANE-PID-55731"
+
+    def broken(*args, **kwargs):
+        raise KeyError(f"no column for {planted}")
+
+    monkeypatch.setattr(validation.runner, "validate_submission", broken)
+    with pytest.raises(BonebaseError) as failed:
+        ingest_submission(site.name, str(site / "submission"), settings=settings)
+    assert "KeyError" in str(failed.value) and planted not in str(failed.value)
+    with get_client(sync_client=True) as client:
+        seen = "\n".join(r.model_dump_json() for r in client.read_logs())
+        seen += "\n".join(r.model_dump_json() for r in client.read_task_runs())
+    assert "KeyError" in seen and planted not in seen
+    assert db.execute("SELECT status FROM submissions").fetchone()["status"] == "failed"
