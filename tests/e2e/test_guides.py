@@ -567,17 +567,6 @@ TABLE: list[Entry | Step] = [
           note="CI runs the demo's story, smaller, in tests/e2e/test_demo.py (`run_demo`)"),
     Entry(README, "make test   # install into .venv, then run the test suite", ELSEWHERE,
           note="CI (.ci/run) is `make test` on a fresh clone"),
-    *not_a_command(README, [
-        "bonebase/     core library: config, db (psycopg 3 + Alembic), storage, dicom, vocab, "
-        "synth, stats, cli",
-        "validation/   Great Expectations suites as code and their runner",
-        "flows/        Prefect flows (thin)          pipelines/  DVC stage entry points",
-        "serving/      BentoML service               benchmarks/ speed figures against "
-        "in-process references",
-        "web/          the web database (FastAPI + Jinja2, server-rendered)",
-        "docs/         guides: manifest, datasets, MLOps, diagnosis API, web database",
-        "tests/        unit/, db/, flows/, model/, e2e/, web/ — real PostgreSQL, S3 over HTTP, "
-        "headless Chromium"], "the repository layout"),
 ]
 
 
