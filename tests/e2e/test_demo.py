@@ -110,10 +110,10 @@ def test_after_the_demo_no_submitted_identifying_value_is_stored(demo_world):
     token, as the residue scan counts it: an 8-digit PatientID also occurs, by chance, inside
     the 39-digit remapped UIDs."""
     import csv
-    import re
 
     import pydicom
-    from prefect import get_client
+
+    from tests.security.leaks import database_leaks, file_leaks, prefect_leaks, whole_tokens
 
     settings, _, seen = demo_world
     assert seen["lines"], "runs after test_demo_story_end_to_end_and_rerun_is_safe (its state)"
@@ -133,34 +133,13 @@ def test_after_the_demo_no_submitted_identifying_value_is_stored(demo_world):
         with manifest.open(encoding="utf-8", newline="") as fh:
             values |= {r["case_id"] for r in csv.DictReader(fh) if len(r.get("case_id") or "") >= 5}
     assert len(values) > 100, "the generator put identifying values in the headers"
-    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    token = re.compile(f"(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])")
-    token_bytes = re.compile(token.pattern.encode())
-
+    tokens = whole_tokens(sorted(values))
     skipped = (synth, settings.home / "project", settings.home / "pg")
-    leaks = []
-    for path in settings.home.rglob("*"):
-        if (not path.is_file() or path.is_symlink() or path == settings.secret_file
-                or "quarantine" in path.parts or any(s in path.parents for s in skipped)):
-            continue
-        hit = token_bytes.search(path.read_bytes())
-        if hit:
-            leaks.append(f"{path.relative_to(settings.home)}: {hit.group()!r}")
+    allowed = {p for p in settings.home.rglob("*")
+               if p == settings.secret_file or "quarantine" in p.parts
+               or any(s in p.parents for s in skipped)}
+    assert file_leaks(settings.home, tokens, allowed=allowed) == []
     with connect(settings.database_url) as conn:
-        tables = [r["tablename"] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
-        for table in tables:
-            for row in conn.execute(f'SELECT t::text AS row FROM "{table}" t'):  # noqa: S608
-                hit = token.search(row["row"])
-                if hit:
-                    leaks.append(f"table {table}: {hit.group()!r}")
-                    break
-    with get_client(sync_client=True) as client:
-        for where, items in {"flow runs": client.read_flow_runs(),
-                             "task runs": client.read_task_runs(), "logs": client.read_logs(),
-                             "artifacts": client.read_artifacts()}.items():
-            hit = token.search("\n".join(item.model_dump_json() for item in items))
-            if hit:
-                leaks.append(f"Prefect {where}: {hit.group()!r}")
-    leaks += [f"printed: {line}" for line in seen["lines"] if token.search(line)]
-    assert leaks == []
+        assert database_leaks(conn, tokens) == []
+    assert prefect_leaks(tokens) == []
+    assert not [line for line in seen["lines"] if tokens.search(line.encode())]

@@ -1,10 +1,15 @@
-"""Where a secret could be found by someone who reads Prefect's API or its database, the files
-of BONEBASE_HOME, or our database's rows (used by the secrets tests and the demo's scan)."""
+"""Where a secret or an identifying value could be found by someone who reads Prefect's API
+or its database, the files of BONEBASE_HOME, or our database's rows (the secrets tests and the
+demo's scans)."""
 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
+
+#: What a scan looks for: values (each in every form of :func:`forms`), or a pattern.
+Wanted = list[str] | re.Pattern[bytes]
 
 
 def forms(value: str) -> set[bytes]:
@@ -14,18 +19,28 @@ def forms(value: str) -> set[bytes]:
             base64.urlsafe_b64encode(raw)}  # fmt: skip
 
 
-def _wanted(values: list[str]) -> set[bytes]:
-    return set().union(*(forms(v) for v in values))
+def whole_tokens(values: list[str]) -> re.Pattern[bytes]:
+    """``values`` as whole tokens (no letter or digit either side), as the residue scan counts
+    them: an 8-digit PatientID also occurs, by chance, inside a 39-digit remapped UID."""
+    alternatives = b"|".join(re.escape(v.encode()) for v in sorted(values, key=len, reverse=True))
+    return re.compile(rb"(?<![0-9A-Za-z])(?:" + alternatives + rb")(?![0-9A-Za-z])")
 
 
-def prefect_leaks(values: list[str]) -> list[str]:
-    """Where Prefect holds any of ``values``: its API's flow runs, task runs, logs and
+def _pattern(wanted: Wanted) -> re.Pattern[bytes]:
+    if isinstance(wanted, re.Pattern):
+        return wanted
+    every_form = sorted(set().union(*(forms(v) for v in wanted)), key=len, reverse=True)
+    return re.compile(b"|".join(re.escape(f) for f in every_form))
+
+
+def prefect_leaks(values: Wanted) -> list[str]:
+    """Where Prefect holds any of ``values`` (or matches of a pattern): its API's flow runs, task runs, logs and
     artifacts, and the bytes of its SQLite database (and write-ahead log)."""
     from prefect import get_client
 
     from bonebase.prefect_scrub import local_sqlite_path
 
-    wanted = _wanted(values)
+    pattern = _pattern(values)
     found = []
     with get_client(sync_client=True) as client:
         answers = {
@@ -36,19 +51,20 @@ def prefect_leaks(values: list[str]) -> list[str]:
         }
     for where, items in answers.items():
         text = "\n".join(item.model_dump_json() for item in items).encode()
-        found += [f"API {where}" for w in wanted if w in text]
+        if pattern.search(text):
+            found.append(f"API {where}")
     db = local_sqlite_path()
     assert db is not None and db.is_file(), "the test expects Prefect's SQLite database"
     for part in (db, db.with_name(db.name + "-wal")):
         if part.exists():
-            data = part.read_bytes()
-            found += [f"file {part.name}" for w in wanted if w in data]
+            if pattern.search(part.read_bytes()):
+                found.append(f"file {part.name}")
     return found
 
 
-def file_leaks(root: Path, values: list[str], *, allowed: set[Path] = frozenset()) -> list[str]:
+def file_leaks(root: Path, values: Wanted, *, allowed: set[Path] = frozenset()) -> list[str]:
     """The files under ``root`` (but ``allowed``) whose bytes hold any of ``values``."""
-    wanted = _wanted(values)
+    pattern = _pattern(values)
     found = []
     for path in sorted(root.rglob("*")):
         if path in allowed or path.is_symlink() or not path.is_file():
@@ -57,22 +73,25 @@ def file_leaks(root: Path, values: list[str], *, allowed: set[Path] = frozenset(
             data = path.read_bytes()
         except OSError:  # a socket or a file the embedded server holds exclusively
             continue
-        if any(w in data for w in wanted):
+        if pattern.search(data):
             found.append(str(path.relative_to(root)))
     return found
 
 
-def database_leaks(conn, values: list[str]) -> list[str]:
+def database_leaks(conn, values: Wanted) -> list[str]:
     """The tables of our database that hold any of ``values`` in any row (as text)."""
-    wanted = [w.decode() for w in _wanted(values)]
     tables = [r["tablename"] for r in conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]  # fmt: skip
     found = []
     for table in tables:
-        hit = conn.execute(
-            f'SELECT 1 FROM "{table}" t WHERE t::text LIKE ANY(%s) LIMIT 1',
-            ([f"%{w}%" for w in wanted],),
-        ).fetchone()
+        if isinstance(values, re.Pattern):  # PostgreSQL's regular expressions lack lookbehind
+            hit = any(values.search(row["row"].encode())
+                      for row in conn.execute(f'SELECT t::text AS row FROM "{table}" t'))
+        else:  # plain substrings: searched by the server
+            hit = conn.execute(
+                f'SELECT 1 FROM "{table}" t WHERE t::text LIKE ANY(%s) LIMIT 1',
+                ([f"%{f.decode()}%" for v in values for f in forms(v)],),
+            ).fetchone()
         if hit:
             found.append(table)
     return found
