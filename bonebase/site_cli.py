@@ -1,0 +1,137 @@
+"""`bonebase site …`: register and inspect the consortium's hospitals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bonebase.cli_common import console
+from bonebase.cli_common import db_url as _db_url
+
+site_app = typer.Typer(help="Register and inspect the consortium's hospitals (sites).",
+                       no_args_is_help=True)
+
+
+@site_app.command("add")
+def site_add(
+    code: Annotated[str, typer.Argument(help="Site code: 2-8 upper-case letters/digits, e.g. HX.")],
+    name: Annotated[str, typer.Option("--name", help="The hospital's name.")],
+    country: Annotated[str, typer.Option("--country", help="Country (ISO code or name).")] = "",
+    contact: Annotated[str, typer.Option("--contact", help="Data contact (e-mail).")] = "",
+) -> None:
+    """Register a hospital."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import add_site, check_code
+
+    check_code(code)  # before starting a server for a typo
+    with connect(_db_url()) as conn:
+        site = add_site(conn, code=code, name=name, country=country, contact=contact)
+    console.print(f"site {site.code} added: {site.name}")
+
+
+@site_app.command("list")
+def site_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the registered hospitals."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import list_sites
+
+    with connect(_db_url()) as conn:
+        sites = list_sites(conn)
+    if as_json:
+        print(json.dumps([{"code": s.code, "name": s.name, "country": s.country,
+                           "contact": s.contact, "active": s.active} for s in sites], indent=2))
+        return
+    table = Table("code", "name", "country", "contact", "active")
+    for s in sites:
+        table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no")
+    console.print(table if sites else "no sites yet: `bonebase site add CODE --name ...`")
+
+
+@site_app.command("show")
+def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
+    """Show one hospital and its recent audit events."""
+    from bonebase.db import audit
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import get_site
+
+    with connect(_db_url()) as conn:
+        site = get_site(conn, code)
+        events = audit.events(conn, entity="site", entity_id=code, limit=10)
+    for key in ("code", "name", "country", "contact", "active", "created_at"):
+        console.print(f"{key:<10} {getattr(site, key)}")
+    for e in events:
+        console.print(f"  {e['at']:%Y-%m-%d %H:%M} {e['actor']}: {e['action']} {e['details']}")
+
+
+@site_app.command("import")
+def site_import(
+    path: Annotated[Path, typer.Argument(help="JSON list of {code, name, country, contact}.")],
+) -> None:
+    """Register every hospital of a sites.json (as `bonebase synth` writes); existing ones are kept."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import add_site, list_sites
+    from bonebase.errors import InputError
+
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(entries, list)
+    except (OSError, ValueError, AssertionError) as exc:
+        raise InputError(f"{path}: expected a JSON list of sites ({exc.__class__.__name__}); "
+                         "see `bonebase site import --help`") from None
+    with connect(_db_url()) as conn:
+        known = {s.code for s in list_sites(conn)}
+        for i, entry in enumerate(entries, 1):
+            if not isinstance(entry, dict) or "code" not in entry or "name" not in entry:
+                raise InputError(f"{path}: entry {i} needs 'code' and 'name'")
+            if entry["code"] in known:
+                console.print(f"site {entry['code']} exists, kept")
+                continue
+            add_site(conn, code=entry["code"], name=entry["name"],
+                     country=entry.get("country", ""), contact=entry.get("contact", ""))
+            console.print(f"site {entry['code']} added: {entry['name']}")
+
+
+@site_app.command("quality")
+def site_quality(
+    code: Annotated[str | None, typer.Argument(help="One site (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-site quality scorecard: acceptance rate, top quarantine reasons, recent trend."""
+    from bonebase.db.engine import connect
+    from bonebase.db.quality import site_quality as scorecards
+
+    with connect(_db_url()) as conn:
+        cards = scorecards(conn, site=code)
+    if as_json:
+        print(json.dumps(cards, indent=2))
+        return
+    table = Table("site", "submissions", "rows", "accepted", "rate", "top reasons", "trend")
+    for c in cards:
+        rate = "-" if c["acceptance"] is None else f"{c['acceptance']:.0%}"
+        reasons = ", ".join(f"{r} {n}" for r, n in c["top_reasons"])
+        trend = " ".join("-" if t["acceptance"] is None else f"{t['acceptance']:.0%}"
+                         for t in c["trend"])
+        table.add_row(c["site"], str(c["submissions"]), str(c["rows"]), str(c["cases_accepted"]),
+                      rate, reasons, trend)
+    console.print(table if cards else "no sites yet")
+
+
+@site_app.command("update")
+def site_update(
+    code: Annotated[str, typer.Argument(help="Site code.")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    country: Annotated[str | None, typer.Option("--country")] = None,
+    contact: Annotated[str | None, typer.Option("--contact")] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
+) -> None:
+    """Change a hospital's name, country, contact or active flag."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import update_site
+
+    with connect(_db_url()) as conn:
+        site = update_site(conn, code, name=name, country=country, contact=contact, active=active)
+    console.print(f"site {site.code} updated")
