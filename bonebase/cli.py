@@ -17,6 +17,7 @@ import typer
 from bonebase.cli_common import console, err, redact
 from bonebase.cli_common import db_url as _db_url
 from bonebase.cli_common import settings as _settings
+from bonebase.cli_help import tidy as tidy_help
 from bonebase.demo_cli import demo
 from bonebase.errors import BonebaseError
 from bonebase.site_cli import site_app
@@ -207,6 +208,7 @@ def reader_analyze(
 
 
 _mount_subapps()
+tidy_help(app)  # after every command is mounted: no docstring line breaks mid-sentence in --help
 
 
 def main() -> None:
