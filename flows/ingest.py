@@ -23,7 +23,7 @@ from bonebase.config import Settings, get_settings
 from bonebase.db import audit, quarantine
 from bonebase.db import submissions as subs
 from bonebase.db.engine import connect, database_url
-from bonebase.db.sites import get_site
+from bonebase.db.sites import get_site, require_active
 from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, InputError
 from bonebase.ingest import accept, process, receipt, runner, scan, source, store
@@ -133,7 +133,7 @@ def ingest_flow(site: str, source_path: str | None = None) -> dict:
     clock = Clock()
     url = database_url(settings)
     with connect(url) as conn:
-        site_row = get_site(conn, site)
+        site_row = require_active(get_site(conn, site))
     limits = Limits.from_settings(settings)  # this run's settings, not only the environment's
     with source.as_folder(source_path, endpoint_url=settings.s3_endpoint_url,
                           region=settings.s3_region, limits=limits) as root:

@@ -69,6 +69,16 @@ def get_site(conn: Connection, code: str) -> Site:
     return _site(row)
 
 
+def require_active(site: Site) -> Site:
+    """``site`` if it may submit; an inactive site's submissions are refused with what to do."""
+    if not site.active:
+        raise InputError(
+            f"site {site.code} ({site.name}) is marked inactive, so its submissions are refused; "
+            f"if the hospital sends data again, an operator reactivates it with `bonebase site "
+            f"update {site.code} --active`, then submit again")
+    return site
+
+
 def list_sites(conn: Connection) -> list[Site]:
     return [_site(r) for r in conn.execute("SELECT * FROM sites ORDER BY code").fetchall()]
 

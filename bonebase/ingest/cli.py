@@ -26,7 +26,7 @@ def submit(
     from bonebase.db.sites import check_code
 
     check_code(site)
-    db_url()  # migrated database before the flow starts
+    _active_site(site)  # a migrated database, and a site that may submit, before the flow starts
     prefect_env()
     import logging
 
@@ -48,6 +48,15 @@ def submit(
         print(json.dumps(result, indent=2, default=str))
         return
     _print_receipt(result)
+
+
+def _active_site(code: str):
+    """The registered, active site ``code`` (else an error saying what to do)."""
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import get_site, require_active
+
+    with connect(db_url()) as conn:
+        return require_active(get_site(conn, code))
 
 
 def _without_traceback(record) -> bool:

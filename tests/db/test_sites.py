@@ -35,3 +35,14 @@ def test_duplicate_site_is_refused_and_audit_has_one_event(db):
 def test_missing_site(db):
     with pytest.raises(NotFoundError, match="site list"):
         get_site(db, "NOPE")
+
+
+def test_an_inactive_site_may_not_submit(db):
+    from bonebase.db.sites import require_active
+
+    add_site(db, code="HX", name="Hospital X")
+    assert require_active(get_site(db, "HX")).code == "HX"
+    update_site(db, "HX", active=False)
+    with pytest.raises(InputError, match=r"site HX \(Hospital X\) is marked inactive.*"
+                                         r"bonebase site update HX --active"):
+        require_active(get_site(db, "HX"))
