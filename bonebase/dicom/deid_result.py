@@ -33,7 +33,9 @@ class DeidResult:
     date_offset_days: int
     identifiers: set[str]
     needs_review: list[str] = field(default_factory=list)
-    residue: list[str] = field(default_factory=list)
+    residue: list[str] = field(default_factory=list)  # "phi_residue: <Residue>" lines
+    # What the encoders' scans found, by attribute and kind of value (never the value).
+    findings: list[deid_scan.Residue] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict, repr=False)  # value -> keyword
     # The matcher of ``sources`` that de-identification built (the encoders' scans reuse it).
     matcher: deid_scan.Matcher | None = field(default=None, repr=False, compare=False)
@@ -43,17 +45,28 @@ class DeidResult:
             self.matcher = deid_scan.Matcher(self.sources)
         return self.matcher
 
+    def _scan(self, *parts: bytes) -> None:
+        """Scan encoded bytes; name the elements behind any hit (the rare, slower case)."""
+        matcher = self._matcher()
+        sources = [src for part in parts for src in deid_scan.scan_bytes(part, matcher)]
+        if not sources:
+            return
+        for hit in deid_scan.locate(self.dataset, matcher, sources):
+            line = f"phi_residue: {hit}"
+            if hit not in self.findings:
+                self.findings.append(hit)
+            if line not in self.residue:  # the data set scan may have named it already
+                self.residue.append(line)
+
     def to_bytes(self) -> bytes:
         """Encode the data set as a DICOM file and scan the encoded header for residue.
 
-        Hits are appended to ``residue``; the bytes are what the object store should hold.
+        Hits are appended to ``residue`` and ``findings``; the bytes are what the object store should hold.
         """
         buf = BytesIO()
         self.dataset.save_as(buf, enforce_file_format=True)
         data = buf.getvalue()
-        header = data[: dv.pixel_data_offset(data)]
-        hits = deid_scan.scan_bytes(header, self._matcher())
-        self.residue.extend(f"phi_residue: {hit}" for hit in hits)
+        self._scan(data[: dv.pixel_data_offset(data)])
         return data
 
     def encode_parts(self) -> tuple[bytes, bytes]:
@@ -82,8 +95,5 @@ class DeidResult:
             out.is_implicit_VR, out.is_little_endian = self.dataset.original_encoding
             write_dataset(out, Dataset(tail), self.dataset.original_character_set or "iso8859")
             trailing = out.getvalue()
-        matcher = self._matcher()
-        for part in (head, trailing):
-            hits = deid_scan.scan_bytes(part, matcher)
-            self.residue.extend(f"phi_residue: {hit}" for hit in hits)
+        self._scan(head, trailing)
         return head, trailing

@@ -3,17 +3,25 @@
 The scans are the check after de-identification: a value that identified the patient in the
 input (a name, an ID, the birth date, the accession number, the institution...) must not appear
 anywhere in the output, neither in an element value nor in the encoded bytes. Residue reports
-name the element and the kind of value found, never the value itself, so that the report can be
-stored and logged.
+(:class:`Residue`) name the element and the kind of value found, never the value itself, so that
+the report can be stored, logged and shown to people who may not see the value.
+
+Which matches count (docs/quarantine.md, "What counts as residue"): a value of a kind that is
+routinely also a vendor's or a device's name (the institution's name or department, the station
+name) does not count in an equipment attribute (Manufacturer, model name, software versions...),
+nor where each of its occurrences is only part of a longer token ("TOSHIBA" in Manufacturer
+"TOSHIBA_MEC"). Every other kind (person names, IDs, dates, addresses, UIDs) always counts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import AnyStr
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -49,6 +57,79 @@ IDENTIFYING_KEYWORDS = (
     "RegionOfResidence",
 )
 IDENTIFYING_TAGS: frozenset[int] = frozenset(tag_for_keyword(k) for k in IDENTIFYING_KEYWORDS)
+
+# The kind of value each identifying attribute holds: what a residue report names.
+_KINDS = {
+    **dict.fromkeys(("PatientID", "OtherPatientIDs", "IssuerOfPatientID", "MedicalRecordLocator"),
+                    "patient ID"),
+    **dict.fromkeys(("AccessionNumber", "AdmissionID", "StudyID", "RequestedProcedureID",
+                     "ScheduledProcedureStepID", "PerformedProcedureStepID"),
+                    "study or visit ID"),
+    "PatientBirthDate": "birth date",
+    **dict.fromkeys(("PatientAddress", "InstitutionAddress", "ReferringPhysicianAddress",
+                     "PersonAddress", "RegionOfResidence"), "address"),
+    **dict.fromkeys(("PatientTelephoneNumbers", "ReferringPhysicianTelephoneNumbers",
+                     "PersonTelephoneNumbers"), "telephone number"),
+    **dict.fromkeys(("InstitutionName", "InstitutionalDepartmentName"), "institution name"),
+    "StationName": "station name",
+    "DeviceSerialNumber": "device serial number",
+    "MilitaryRank": "military rank",
+    "UID": "original UID",
+}
+#: Kinds of value that are routinely also a vendor's or a device's name ("TOSHIBA" as a site's
+#: InstitutionName, a scanner's StationName): judged by the rule in the module's docstring.
+VENDOR_LIKE_KINDS = frozenset({"institution name", "station name"})
+#: Attributes that name equipment (its maker, model and software), not a patient or a place.
+EQUIPMENT_TAGS = frozenset(tag_for_keyword(k) for k in (
+    "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
+    "SecondaryCaptureDeviceManufacturer", "SecondaryCaptureDeviceManufacturerModelName",
+    "SecondaryCaptureDeviceSoftwareVersions", "DetectorManufacturerName",
+    "DetectorManufacturerModelName", "DeviceDescription", "ImplementationVersionName",
+))
+# Characters that join words into one token ("TOSHIBA_MEC", "GE-OEC", "Philips.DX"); a value
+# joined by one of them to a further letter or digit is part of a longer token.
+_JOINERS = "_-./+"
+
+
+def kind_of(source: str) -> str:
+    """The kind of identifying value an attribute holds ("person name", "patient ID"...)."""
+    if source in _KINDS:
+        return _KINDS[source]
+    tag = tag_for_keyword(source)
+    try:
+        if tag is not None and dictionary_VR(tag) == "PN":
+            return "person name"
+    except KeyError:
+        pass
+    return "identifying value"
+
+
+@dataclass(frozen=True)
+class Residue:
+    """An identifying value found after de-identification: in which attribute, and which input
+    attribute (so which kind of value) it came from; never the value itself."""
+
+    attribute: str  # "(0008,0070) Manufacturer", or ENCODED for bytes no element explains
+    source: str  # the input attribute the value was read from: "InstitutionName"
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.source)
+
+    def __str__(self) -> str:
+        return f"{self.attribute} holds the {self.source} value ({self.kind})"
+
+
+#: The attribute of a value found in the encoded bytes but in no single element's value.
+ENCODED = "the encoded header"
+
+
+def summary(found: list[Residue], *, limit: int = 5) -> str:
+    """``found`` as one bounded line: at most ``limit`` named, then "and K more"."""
+    named = "; ".join(str(r) for r in found[:limit])
+    rest = len(found) - limit
+    return f"{named}; and {rest} more" if rest > 0 else named
+
 
 # Values too generic to count as identifying (placeholders sites put in empty fields).
 GENERIC_VALUES = frozenset(
@@ -211,28 +292,73 @@ def _element_texts(ds: Dataset, out: list[tuple[int, str]]) -> None:
             out.append((elem.tag, _text_of(elem)))
 
 
-def scan_dataset(ds: Dataset, matcher: Matcher) -> list[str]:
-    """Return ``'<tag> <keyword>: <source>'`` for each element holding an identifying value.
+def _inside_longer_token(folded: str, start: int, end: int) -> bool:
+    def word(i: int) -> bool:
+        return 0 <= i < len(folded) and folded[i].isalnum()
+
+    return ((start >= 2 and folded[start - 1] in _JOINERS and word(start - 2))
+            or (end + 1 < len(folded) and folded[end] in _JOINERS and word(end + 1)))
+
+
+def waived(tag: int, value: str, source: str, text: str) -> bool:
+    """True when ``value`` (read from ``source``) in ``text`` of ``tag`` is no residue by the
+    rule of the module's docstring: a vendor-like kind in an equipment attribute, or with every
+    occurrence only part of a longer token."""
+    if kind_of(source) not in VENDOR_LIKE_KINDS:
+        return False
+    if tag in EQUIPMENT_TAGS:
+        return True
+    folded = text.casefold()
+    spans = [m.span() for m in _word_re(_words(value)).finditer(folded)]
+    return bool(spans) and all(_inside_longer_token(folded, *span) for span in spans)
+
+
+def _findings(ds: Dataset, matcher: Matcher) -> dict[Residue, bool]:
+    """Every (attribute, source) hit in ``ds`` and its file meta, and whether it is waived."""
+    texts: list[tuple[int, str]] = []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        _element_texts(meta, texts)
+    _element_texts(ds, texts)
+    # One search over everything first: a clean output (the usual case) costs one pass.
+    if not matcher.in_text("\n".join(text for _, text in texts)):
+        return {}
+    found: dict[Residue, bool] = {}
+    for tag, text in texts:
+        for value, src in matcher.in_text(text):
+            hit = Residue(_label(tag), src)
+            # An attribute counts if any of its values or readings counts.
+            found[hit] = found.get(hit, True) and waived(tag, value, src, text)
+    return found
+
+
+def scan_dataset(ds: Dataset, matcher: Matcher) -> list[Residue]:
+    """Every element (file meta included) holding an identifying value that counts as residue.
 
     Every value is searched, in nested sequences too; raw (undecoded) and binary values are
     read both as UTF-8 and as Latin-1. Pixel Data is skipped.
     """
-    texts: list[tuple[int, str]] = []
-    _element_texts(ds, texts)
-    # One search over everything first: a clean output (the usual case) costs one pass.
-    if not matcher.in_text("\n".join(text for _, text in texts)):
-        return []
-    hits = [f"{_label(tag)}: {src}" for tag, text in texts for _, src in matcher.in_text(text)]
-    return list(dict.fromkeys(hits))
+    return [hit for hit, ok in _findings(ds, matcher).items() if not ok]
+
+
+def locate(ds: Dataset, matcher: Matcher, sources: Iterable[str]) -> list[Residue]:
+    """The residue behind a byte scan's ``sources`` (found in the encoding of ``ds``): the
+    elements that hold them, or :data:`ENCODED` for a source that no element's value holds
+    (never cleared for lack of a place: the bytes do hold it)."""
+    found = _findings(ds, matcher)
+    placed = {hit.source for hit in found}
+    return ([hit for hit, ok in found.items() if not ok]
+            + [Residue(ENCODED, src) for src in dict.fromkeys(sources) if src not in placed])
 
 
 def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
-    """Return ``'encoded bytes: <source>'`` for each identifying value found in ``data``.
+    """The source keyword of each identifying value found in ``data``.
 
     Pass the encoded header (without Pixel Data: pixel bytes match short words by chance).
     The bytes are searched as they are (ASCII case-insensitive) and read as Latin-1 and as
     UTF-8 with Unicode case folding, so this scan finds whatever :func:`scan_dataset` finds in
-    the elements it encodes (it reads raw values the same two ways).
+    the elements it encodes (it reads raw values the same two ways); :func:`locate` then says
+    which elements hold them and applies the rule of what counts.
     """
     if not data:
         return []
@@ -240,7 +366,7 @@ def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
     if not data.isascii():  # on ASCII bytes the two readings find what in_bytes finds
         for codec in ("latin-1", "utf-8"):
             sources += [src for _, src in matcher.in_text(data.decode(codec, "replace"))]
-    return list(dict.fromkeys(f"encoded bytes: {src}" for src in sources))
+    return list(dict.fromkeys(sources))
 
 
 @lru_cache(maxsize=8192)

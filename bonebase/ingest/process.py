@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from bonebase.dicom import deid_scan
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.read import DicomReadError, header_record, peek
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
@@ -154,8 +155,9 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         head, tail = out.encode_parts()  # scanned for residue as well
     if out.residue:
         result.reason = "phi_residue"
-        result.message = (f"{rel}: identifying values remain after de-identification "
-                          f"({len(out.residue)} hits); held for review by a data steward")
+        # Attribute and kind of value only: the message is stored, logged and shown.
+        result.message = (f"{rel}: identifying values remain after de-identification: "
+                          f"{deid_scan.summary(out.findings)}; held for review by a data steward")
     elif out.needs_review:
         result.reason = reason = out.needs_review[0]
         if reason.startswith("unparseable_date:"):

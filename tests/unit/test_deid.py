@@ -12,6 +12,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from bonebase.dicom.deid import Deidentifier
+from bonebase.dicom.deid_scan import ENCODED, Matcher, Residue, locate, scan_dataset, summary
 from bonebase.dicom.deid_table import action_table, load_rows
 from bonebase.errors import InputError
 from tests.unit.dicom_samples import PHI, SECONDARY_CAPTURE, make_instance, study_uids
@@ -41,7 +42,8 @@ def test_to_bytes_scans_encoded_header(deid: Deidentifier) -> None:
     leaky = deid.deidentify(ds, site=SITE)
     leaky.dataset.ImageComments = PHI["institution"]  # a later step puts PHI back in
     leaky.to_bytes()
-    assert leaky.residue == ["phi_residue: encoded bytes: InstitutionName"]
+    assert leaky.residue == ["phi_residue: (0020,4000) ImageComments holds the InstitutionName"
+                             " value (institution name)"]
 
 
 def _phi_values() -> list[str]:
@@ -204,12 +206,90 @@ def test_residue_reported_without_the_value(deid: Deidentifier) -> None:
     ds.Manufacturer = f"{PHI['given']} {PHI['family']}"  # kept by the profile: must be caught
     ds.ImageComments = PHI["accession"]  # Clean Descriptors: scrubbed, no hit
     result = deid.deidentify(ds, site=SITE)
-    assert any("(0008,0070) Manufacturer" in hit for hit in result.residue)
-    result.to_bytes()
-    assert any("encoded bytes" in hit for hit in result.residue)
-    assert all(hit.startswith("phi_residue") for hit in result.residue)
-    assert not any(PHI["family"] in hit for hit in result.residue)
+    named = "phi_residue: (0008,0070) Manufacturer holds the PatientName value (person name)"
+    assert result.residue == [named]
+    result.to_bytes()  # the byte scan names the same element, once
+    assert result.residue == [named]
+    assert result.findings == [Residue("(0008,0070) Manufacturer", "PatientName")]
+    assert not any(PHI["family"] in hit or PHI["given"] in hit for hit in result.residue)
     assert not result.dataset.get("ImageComments")
+
+
+def test_byte_hit_no_element_holds_is_kept(deid: Deidentifier) -> None:
+    """A value the bytes hold but no element's value does (split across elements, say) is never
+    cleared for lack of a place: it is named as the encoded header."""
+    result = deid.deidentify(make_instance(), site=SITE)
+    found = locate(result.dataset, Matcher(result.sources), ["InstitutionName"])
+    assert found == [Residue(ENCODED, "InstitutionName")]
+    assert str(found[0]) == ("the encoded header holds the InstitutionName value"
+                             " (institution name)")
+
+
+def test_summary_is_bounded() -> None:
+    found = [Residue(f"(0009,10{i:02X}) private or unknown", "PatientID") for i in range(8)]
+    text = summary(found, limit=5)
+    assert text.count("holds the PatientID value (patient ID)") == 5
+    assert text.endswith("; and 3 more")
+    assert summary(found[:2]) == "; ".join(str(r) for r in found[:2])
+
+
+def _vendor_named(institution: str, manufacturer: str, **more: str) -> pydicom.Dataset:
+    ds = make_instance()
+    ds.InstitutionName, ds.Manufacturer = institution, manufacturer
+    for keyword, value in more.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_institution_inside_vendor_token_is_no_residue(deid: Deidentifier) -> None:
+    """The real case (#17): InstitutionName "TOSHIBA", Manufacturer "TOSHIBA_MEC"; a station
+    named like its scanner model too. Institution and station names in equipment attributes
+    do not count (docs/quarantine.md)."""
+    ds = _vendor_named("TOSHIBA", "TOSHIBA_MEC", StationName="Aquilion",
+                       ManufacturerModelName="Aquilion ONE", SoftwareVersions="V4.51ER TOSHIBA")
+    result = deid.deidentify(ds, site=SITE)
+    result.to_bytes()
+    assert result.residue == [] and result.findings == []
+    assert result.dataset.Manufacturer == "TOSHIBA_MEC"
+    assert not result.dataset.InstitutionName and not result.dataset.StationName  # emptied
+
+
+def _scan(out: pydicom.Dataset, sources: dict[str, str]) -> list[str]:
+    return [str(hit) for hit in scan_dataset(out, Matcher(sources))]
+
+
+def test_longer_token_rule_outside_equipment_attributes() -> None:
+    """Outside equipment attributes an institution's name counts unless every occurrence is
+    only part of a longer token; other kinds always count, inside longer tokens too."""
+    sources = {"TOSHIBA": "InstitutionName", "MRN12345": "PatientID",
+               "Johanna Müller": "PatientName", "Müller": "PatientName"}
+    out = pydicom.Dataset()
+    out.ImageComments = "scan TOSHIBA_MEC-2 protocol"
+    assert _scan(out, sources) == []
+    out.ImageComments = "sent from TOSHIBA"  # the site's name on its own: residue
+    assert _scan(out, sources) == [
+        "(0020,4000) ImageComments holds the InstitutionName value (institution name)"]
+    out.ImageComments = "TOSHIBA_MEC; sent from TOSHIBA"  # one occurrence on its own is enough
+    assert len(_scan(out, sources)) == 1
+    out.ImageComments = "seen by Johanna Müller"  # a patient's name always counts
+    assert _scan(out, sources) == [
+        "(0020,4000) ImageComments holds the PatientName value (person name)"]
+    del out.ImageComments
+    out.Manufacturer = "MRN12345-A"  # an ID in a longer token, even in an equipment attribute
+    assert _scan(out, sources) == [
+        "(0008,0070) Manufacturer holds the PatientID value (patient ID)"]
+    out.Manufacturer = "Müller_Medical"  # a person's name in a vendor-like token still counts
+    assert _scan(out, sources) == [
+        "(0008,0070) Manufacturer holds the PatientName value (person name)"]
+
+
+def test_patient_name_in_image_comments_still_holds(deid: Deidentifier) -> None:
+    ds = _vendor_named("TOSHIBA", "TOSHIBA_MEC")
+    result = deid.deidentify(ds, site=SITE)
+    result.dataset.ImageComments = f"{PHI['given']} {PHI['family']}"  # put back after cleaning
+    result.to_bytes()
+    assert [str(r) for r in result.findings] == [
+        "(0020,4000) ImageComments holds the PatientName value (person name)"]
 
 
 def test_missing_patient_id_and_bad_dates(deid: Deidentifier) -> None:
@@ -350,3 +430,32 @@ def test_matcher_finds_what_whole_word_matching_defines():
         for codec in ("utf-8", "latin-1"):
             data = text.encode(codec, "replace")
             assert matcher.in_bytes(data) == _reference_bytes(identifiers, data), (text, codec)
+
+
+def test_held_file_message_names_attributes_not_values(tmp_path) -> None:
+    """The stored phi_residue message (#17): which attribute holds which kind of value; the
+    TOSHIBA_MEC file of the real case is accepted."""
+    from bonebase.ingest.process import process_file
+    from bonebase.ingest.scan import FileEntry
+    from bonebase.storage import sha256_file
+
+    deid = Deidentifier(SECRET)
+    held = make_instance()
+    held.Manufacturer = f"{PHI['given']} {PHI['family']}"
+    held.ManufacturerModelName = PHI["patient_id"]
+    files = {"held.dcm": held, "vendor.dcm": _vendor_named("TOSHIBA", "TOSHIBA_MEC")}
+    results = {}
+    for name, ds in files.items():
+        path = tmp_path / name
+        path.write_bytes(_write(ds))
+        entry = FileEntry(name, path, path.stat().st_size, sha256_file(path))
+        results[name] = process_file(entry, deid=deid, site=SITE, staging=tmp_path)
+    assert results["vendor.dcm"].reason is None and results["vendor.dcm"].staged is not None
+    message = results["held.dcm"].message
+    assert results["held.dcm"].reason == "phi_residue"
+    assert message == (
+        "held.dcm: identifying values remain after de-identification: (0008,0070) Manufacturer"
+        " holds the PatientName value (person name); (0008,1090) ManufacturerModelName holds the"
+        " PatientID value (patient ID); held for review by a data steward")
+    for value in (PHI["given"], PHI["family"], PHI["patient_id"]):
+        assert value not in message
