@@ -1,0 +1,50 @@
+"""The consortium's side of gateway deliveries: find the batches that are ready and have no
+receipt yet, and write each batch's receipt back where its gateway reads it.
+
+Ingesting a batch is the ordinary ingest flow (``flows/ingest.py``) run on the batch's S3 prefix,
+so receipts, quarantine, validation and idempotency are one code path; ``flows/gateway.py`` is
+the thin Prefect flow around :func:`poll`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from bonebase.errors import BonebaseError
+from bonebase.gateway.deliver import batch_prefix, receipt_key
+from bonebase.storage import ObjectStore
+
+_READY = re.compile(r"^([A-Za-z0-9_-]{1,16})/ready/([0-9A-Za-z_-]{1,64})\.json$")
+# Receipt fields that describe the consortium's machine, not the batch.
+_LOCAL_ONLY = ("paths", "data_docs")
+
+
+def pending(store: ObjectStore) -> list[tuple[str, str]]:
+    """(site, batch) of every ready batch without a receipt, oldest first."""
+    keys = set(store.list(""))
+    found = []
+    for key in sorted(keys):
+        match = _READY.match(key)
+        if match and receipt_key(*match.groups()) not in keys:
+            found.append(match.groups())
+    return found
+
+
+def poll(store: ObjectStore, store_url: str, ingest: Callable[[str, str], dict]) -> list[dict]:
+    """Ingest each pending batch with ``ingest(site, source_url)`` and write its receipt back;
+    a batch refused centrally (an inactive site, an unknown site) gets a receipt that says why."""
+    done = []
+    for site, batch in pending(store):
+        source = f"{store_url.rstrip('/')}/{batch_prefix(site, batch)}"
+        try:
+            receipt = ingest(site, source)
+        except BonebaseError as exc:
+            receipt = {"site": site, "status": "refused", "error": str(exc), "counts": {},
+                       "cases": [], "quarantine": []}
+        receipt = {k: v for k, v in receipt.items() if k not in _LOCAL_ONLY}
+        receipt["batch"] = batch
+        store.put_bytes(receipt_key(site, batch), json.dumps(receipt, default=str).encode())
+        done.append(receipt)
+    return done

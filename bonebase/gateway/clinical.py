@@ -1,0 +1,75 @@
+"""The hospital's clinical data on the gateway: CSV files in its ``clinical/`` folder.
+
+Each row has the manifest's clinical columns (docs/manifest.md) and is keyed by the hospital's
+own ``accession_number`` (one study) or ``patient_id`` (every study of the patient); the ids
+never leave the gateway: the delivered manifest carries their pseudonyms.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bonebase.errors import InputError
+
+CLINICAL_COLUMNS = ("case_id", "sex", "age", "location", "diagnosis", "behaviour", "modalities",
+                    "pathology_confirmed")
+KEYS = ("patient_id", "accession_number")
+
+
+@dataclass
+class ClinicalTable:
+    by_accession: dict[str, dict] = field(default_factory=dict)
+    by_patient: dict[str, dict] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # file, row, what to do (no values)
+
+    def find(self, patient_id: str, accession: str) -> dict | None:
+        """The row for a study: its accession number first, then its patient."""
+        if accession and accession in self.by_accession:
+            return self.by_accession[accession]
+        return self.by_patient.get(patient_id) if patient_id else None
+
+
+def load(folder: Path) -> ClinicalTable:
+    """Read every ``*.csv`` of ``folder`` (UTF-8, a BOM accepted); later files win."""
+    table = ClinicalTable()
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                reader = csv.DictReader(fh)
+                header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+                if not any(k in header for k in KEYS):
+                    table.problems.append(f"{path.name}: no patient_id or accession_number column;"
+                                          " add one to key the rows")
+                    continue
+                for number, raw in enumerate(reader, 1):
+                    row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()
+                           if k is not None}
+                    _add(table, row, path.name, number)
+        except UnicodeDecodeError:
+            table.problems.append(f"{path.name}: not UTF-8; re-save it as CSV UTF-8")
+        except (OSError, csv.Error) as exc:
+            table.problems.append(f"{path.name}: cannot be read ({type(exc).__name__})")
+    return table
+
+
+def _add(table: ClinicalTable, row: dict, name: str, number: int) -> None:
+    accession, patient = row.get("accession_number", ""), row.get("patient_id", "")
+    if not accession and not patient:
+        table.problems.append(f"{name} row {number}: neither patient_id nor accession_number "
+                              "is filled in; fill one of them")
+        return
+    if accession:
+        table.by_accession[accession] = row
+    else:
+        table.by_patient[patient] = row
+
+
+def check_columns(path: Path) -> None:
+    """Refuse a CSV that cannot key its rows (for `gateway clinical add`)."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = [(h or "").strip().lower() for h in next(csv.reader(fh), [])]
+    if not any(k in header for k in KEYS):
+        raise InputError(f"{path}: no patient_id or accession_number column; add one to key "
+                         f"the rows (columns: {', '.join(KEYS + CLINICAL_COLUMNS)})")

@@ -1,0 +1,197 @@
+"""Durable receipt of instances and the state of each study, on the gateway's disk.
+
+An instance is acknowledged only after :func:`Spool.store` returns: its bytes are fsync'ed,
+linked into its study's folder (the folder fsync'ed too) and counted in the state database
+(SQLite, WAL, one connection per call: the SCP's association threads and the work loop share it).
+A kill -9 at any point before that leaves at most an unacknowledged temporary file, which the
+sender sends again; after it, a restart finds the instance where it was acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from bonebase.gateway.home import GatewayHome
+
+# Image storage SOP classes of radiographs, CT and MR (issue #18), by PS3.4 Annex B UID.
+SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1": "CR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.1.1": "Digital X-Ray Image Storage - For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.1.1": "Digital X-Ray Image Storage - For Processing",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+}
+# Study states, in the order a study normally passes them.
+RECEIVING, NEEDS_CLINICAL, HELD, QUEUED, SENT, INGESTED, QUARANTINED, FAILED = (
+    "receiving", "needs clinical data", "held on site", "queued", "sent", "ingested",
+    "quarantined", "failed centrally")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+  key TEXT PRIMARY KEY, study_uid TEXT NOT NULL, patient_id TEXT, accession TEXT,
+  modalities TEXT NOT NULL DEFAULT '', instances INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+  state TEXT NOT NULL, detail TEXT, batch TEXT, case_ref TEXT, flush INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS batches (
+  id TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  next_try REAL NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL,
+  receipt TEXT);
+"""
+
+
+class Refused(Exception):
+    """An instance the gateway does not take; ``status`` is the DIMSE status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+# DIMSE statuses (PS3.4 B.2.3)
+OUT_OF_RESOURCES = 0xA700
+SOP_CLASS_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+
+@dataclass(frozen=True)
+class Stored:
+    study_key: str
+    sop_instance_uid: str
+    size: int
+    new: bool
+
+
+def study_key(study_uid: str) -> str:
+    """A study's folder name: a hash, so that no UID shows in paths or logs."""
+    return hashlib.sha256(study_uid.encode()).hexdigest()[:32]
+
+
+class Spool:
+    def __init__(self, home: GatewayHome, *, max_bytes: int | None = None) -> None:
+        self.home = home
+        self.max_bytes = max_bytes
+        home.create()
+        with self.db() as conn:
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def db(self):
+        conn = sqlite3.connect(self.home.state_db, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss
+            yield conn
+        finally:
+            conn.close()
+
+    def used_bytes(self) -> int:
+        with self.db() as conn:
+            row = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM studies WHERE state != ?",
+                               (INGESTED,)).fetchone()
+        return int(row[0])
+
+    def store(self, path: Path, *, sop_class_uid: str | None = None) -> Stored:
+        """Take the DICOM file at ``path`` (in the spool's ``incoming`` folder, which the caller
+        may delete afterwards) into its study; raises :class:`Refused` with the status to answer."""
+        size = path.stat().st_size
+        try:
+            ds = dcmread(path, stop_before_pixels=True, force=False)
+            study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+            sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+            sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+            patient_id = str(ds.get("PatientID", "") or "").strip()
+            accession = str(ds.get("AccessionNumber", "") or "").strip()
+            modality = str(ds.get("Modality", "") or "").strip()
+        except (InvalidDicomError, ValueError, TypeError, KeyError, OSError, EOFError,
+                AttributeError, OverflowError, UnicodeDecodeError, NotImplementedError):
+            raise Refused(CANNOT_UNDERSTAND, "not a readable DICOM data set") from None
+        if not study_uid or not sop_uid:
+            raise Refused(CANNOT_UNDERSTAND, "StudyInstanceUID or SOPInstanceUID is missing")
+        if sop_class not in SOP_CLASSES:
+            raise Refused(SOP_CLASS_NOT_SUPPORTED, "SOP class not supported by the gateway")
+        if sop_class_uid is not None and sop_class_uid != sop_class:
+            raise Refused(SOP_CLASS_MISMATCH, "data set does not match the SOP class sent")
+        if self.max_bytes is not None and self.used_bytes() + size > self.max_bytes:
+            raise Refused(OUT_OF_RESOURCES, "the gateway's spool is full")
+        key = study_key(study_uid)
+        folder = self.home.studies / key
+        dest = folder / f"{hashlib.sha256(sop_uid.encode()).hexdigest()[:32]}.dcm"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            new = not dest.exists()
+            old_size = 0 if new else dest.stat().st_size
+            tmp = dest.with_suffix(".part")
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)  # same file system: no copy
+            os.replace(tmp, dest)
+            _fsync_dir(folder)
+        except OSError as exc:  # disk full, permissions: nothing is acknowledged
+            raise Refused(OUT_OF_RESOURCES, f"the spool cannot be written ({exc.strerror})") from None
+        now = time.time()
+        with self.db() as conn:
+            conn.execute(
+                "INSERT INTO studies (key, study_uid, patient_id, accession, modalities, instances,"
+                " bytes, first_seen, last_seen, state) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (key) DO UPDATE SET instances = instances + excluded.instances, "
+                "bytes = bytes + excluded.bytes, last_seen = excluded.last_seen, "
+                "patient_id = excluded.patient_id, accession = excluded.accession, "
+                "modalities = CASE WHEN instr(modalities, excluded.modalities) > 0 "
+                "THEN modalities ELSE trim(modalities || ' ' || excluded.modalities) END, "
+                "state = excluded.state, flush = 0",
+                (key, study_uid, patient_id, accession, modality, int(new), size - old_size,
+                 now, now, RECEIVING))
+        return Stored(key, sop_uid, size, new)
+
+    def incoming_file(self) -> Path:
+        """A fresh temporary path in the spool's file system (for STOW-RS parts)."""
+        return self.home.incoming / f"stow-{os.getpid()}-{time.monotonic_ns()}.dcm"
+
+    def clean_incoming(self) -> int:
+        """Remove what a killed receive left (never acknowledged); the count removed."""
+        count = 0
+        for path in self.home.incoming.iterdir():
+            path.unlink(missing_ok=True) if path.is_file() else shutil.rmtree(path, True)
+            count += 1
+        return count
+
+    def studies(self) -> list[sqlite3.Row]:
+        with self.db() as conn:
+            return conn.execute("SELECT * FROM studies ORDER BY first_seen").fetchall()
+
+    def set_state(self, key: str, state: str, *, detail: str | None = None,
+                  batch: str | None = None, case_ref: str | None = None) -> None:
+        with self.db() as conn:
+            conn.execute("UPDATE studies SET state = ?, detail = ?, batch = COALESCE(?, batch),"
+                         " case_ref = COALESCE(?, case_ref) WHERE key = ?",
+                         (state, detail, batch, case_ref, key))
+
+    def flush(self) -> int:
+        """Mark every receiving study complete now; the number marked."""
+        with self.db() as conn:
+            return conn.execute("UPDATE studies SET flush = 1 WHERE state IN (?, ?)",
+                                (RECEIVING, NEEDS_CLINICAL)).rowcount
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

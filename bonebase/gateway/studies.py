@@ -1,0 +1,195 @@
+"""Complete studies into de-identified submission folders in the outbox.
+
+A study is complete after its quiet period (no instance for ``timeout`` seconds) or a flush. It
+is then joined with its clinical row (none: it waits as "needs clinical data"), de-identified
+file by file with the consortium's engine and key (:class:`bonebase.dicom.deid.Deidentifier`,
+the same pseudonyms, UID remapping and date shifts as central ingest), each output scanned for
+residue of the study's identifying values, and marked (:mod:`bonebase.gateway.mark`). A study
+with any residue or file held for review stays on site ("held on site"). Complete studies are
+batched into one submission folder (``manifest.csv`` + DICOM), whose manifest names patient,
+case and accession by their pseudonyms only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bonebase.dicom.deid import METHOD_TEXT, Deidentifier
+from bonebase.dicom.read import DicomReadError
+from bonebase.dicom.stream import open_parts
+from bonebase.errors import InputError
+from bonebase.gateway import clinical
+from bonebase.gateway.mark import gateway_mark
+from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, Spool
+
+MANIFEST_COLUMNS = ("case_id", "patient_id", "accession_number", "sex", "age", "location",
+                    "diagnosis", "behaviour", "modalities", "pathology_confirmed")
+_MODALITY = {"CR": "XR", "DX": "XR", "RG": "XR", "CT": "CT", "MR": "MR"}
+MAX_BATCH_STUDIES = 500
+
+
+@dataclass
+class Prepared:
+    key: str
+    row: dict  # the manifest row, pseudonymous
+    files: list[Path]  # de-identified, in the batch's staging folder
+
+
+def due(spool: Spool, timeout: float, now: float | None = None) -> list:
+    """Studies whose quiet period is over (or flushed), and waiting ones to try again."""
+    now = time.time() if now is None else now
+    return [s for s in spool.studies()
+            if (s["state"] == RECEIVING and (s["flush"] or s["last_seen"] <= now - timeout))
+            or s["state"] == NEEDS_CLINICAL]
+
+
+def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout: float,
+              max_pixels: int | None = None) -> str | None:
+    """Turn the complete studies into one submission folder in the outbox; its id, or None."""
+    studies = due(spool, timeout)
+    if not studies:
+        return None
+    table = clinical.load(spool.home.clinical)
+    deid = Deidentifier(secret, uid_root=uid_root)
+    batch = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+    staging = spool.home.outbox / f".{batch}.part"
+    staging.mkdir(parents=True)
+    prepared: list[Prepared] = []
+    cases: set[str] = set()
+    try:
+        for study in studies:
+            row = table.find(study["patient_id"] or "", study["accession"] or "")
+            if row is None:
+                spool.set_state(study["key"], NEEDS_CLINICAL,
+                                detail="add its row to a CSV in the gateway's clinical/ folder")
+                continue
+            case_ref = deid.pseudonym(site, f"case\x1f{_case_id(row, study)}")
+            # A batch holds a case once: central ingest matches a row's images by accession.
+            if case_ref in cases or len(prepared) >= MAX_BATCH_STUDIES:
+                continue
+            done = _deidentify_study(spool, study, row, deid=deid, site=site, secret=secret,
+                                     out=staging / f"study-{len(prepared) + 1}",
+                                     max_pixels=max_pixels)
+            if done is not None:
+                cases.add(case_ref)
+                prepared.append(done)
+        if not prepared:
+            shutil.rmtree(staging)
+            return None
+        _write_manifest(staging / "manifest.csv", [p.row for p in prepared])
+        _fsync_tree(staging)
+        final = spool.home.outbox / batch
+        with spool.db() as conn:  # the folder and its queue entry appear together
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO batches (id, state, created) VALUES (?, ?, ?)",
+                         (batch, QUEUED, time.time()))
+            os.replace(staging, final)
+            for p in prepared:
+                conn.execute("UPDATE studies SET state = ?, detail = NULL, batch = ?, "
+                             "case_ref = ?, flush = 0 WHERE key = ?",
+                             (QUEUED, batch, p.row["case_id"], p.key))
+            conn.execute("COMMIT")
+        return batch
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _deidentify_study(spool: Spool, study, row: dict, *, deid: Deidentifier, site: str,
+                      secret: bytes, out: Path, max_pixels: int | None) -> Prepared | None:
+    out.mkdir()
+    files: list[Path] = []
+    pseudonym = accession_ref = None
+    # A study without an accession number is keyed by its Study Instance UID instead.
+    accession = study["accession"] or f"study\x1f{study['study_uid']}"
+    for path in sorted((spool.home.studies / study["key"]).glob("*.dcm")):
+        try:
+            result = _deidentify_file(path, out, deid=deid, site=site, secret=secret,
+                                      accession=accession, max_pixels=max_pixels)
+        except (DicomReadError, InputError) as exc:
+            problem = getattr(exc, "reason", None) or "deidentification_failed"
+            spool.set_state(study["key"], HELD, detail=f"{problem}: a file could not be "
+                            "de-identified; a data steward reviews it (it stays on site)")
+            return None
+        if isinstance(result, str):
+            spool.set_state(study["key"], HELD, detail=result)
+            return None
+        files.append(result[0])
+        pseudonym, accession_ref = result[1], result[2]
+    if not files:
+        return None
+    modalities = row.get("modalities") or ";".join(sorted(
+        {_MODALITY.get(m, m) for m in (study["modalities"] or "").split()}))
+    manifest_row = {
+        "case_id": deid.pseudonym(site, f"case\x1f{_case_id(row, study)}"),
+        "patient_id": pseudonym,  # as the files' PatientID: central ingest matches on it
+        "accession_number": accession_ref,
+        **{c: row.get(c, "") for c in clinical.CLINICAL_COLUMNS if c != "case_id"},
+        "modalities": modalities,
+    }
+    return Prepared(study["key"], manifest_row, files)
+
+
+def _case_id(row: dict, study) -> str:
+    """The hospital's case id: the clinical row's, else the study's accession number."""
+    return row.get("case_id") or study["accession"] or f"study\x1f{study['study_uid']}"
+
+
+def accession_pseudonym(deid: Deidentifier, site: str, accession: str) -> str:
+    """16 hex characters keyed like the pseudonyms (AccessionNumber is SH: 16 at most)."""
+    return deid.pseudonym(site, f"accession\x1f{accession}")[-16:]
+
+
+def _deidentify_file(path: Path, out: Path, *, deid: Deidentifier, site: str, secret: bytes,
+                     accession: str, max_pixels: int | None):
+    """Write the de-identified, marked file into ``out``; (path, pseudonym, accession ref), or
+    the reason the study is held on site."""
+    with open_parts(path, path.name, max_pixels=max_pixels) as parts:
+        result = deid.deidentify(parts.dataset, site=site, scan=False)
+        ds = result.dataset
+        accession_ref = accession_pseudonym(deid, site, accession)
+        ds.AccessionNumber = accession_ref
+        ds.DeidentificationMethod = [*METHOD_TEXT, gateway_mark(
+            secret, site, result.pseudonym, str(ds.SOPInstanceUID))]
+        if parts.pixels is None:
+            head, tail = result.to_bytes(), b""
+        else:
+            head, tail = result.encode_parts()
+        if result.residue:
+            return (f"phi_residue: identifying values remain after de-identification "
+                    f"({len(result.residue)} hits); a data steward reviews it (it stays on site)")
+        if result.needs_review:
+            return (f"{result.needs_review[0]}: the image may show identifying text; a data "
+                    "steward reviews it (it stays on site)")
+        digest = hashlib.sha256()
+        tmp = out / "file.part"
+        with open(tmp, "wb") as fh:
+            fh.write(head)
+            if parts.pixels is not None:
+                parts.copy_pixels(fh, digest)
+            fh.write(tail)
+        final = out / f"{hashlib.sha256(str(ds.SOPInstanceUID).encode()).hexdigest()[:24]}.dcm"
+        os.replace(tmp, final)
+    return final, result.pseudonym, accession_ref
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in [*root.rglob("*"), root]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
