@@ -66,9 +66,11 @@ app.command()(demo)
 # --------------------------------------------------------------------------------------------
 @app.command()
 def init() -> None:
-    """Create BONEBASE_HOME, a development secret, the database, and migrate it to the latest schema.
+    """Create a bonebase home, a development secret, the database, and migrate it to the latest schema.
 
-    Safe to run again: it reuses what exists and applies only missing migrations.
+    The home is BONEBASE_HOME when set, else the nearest .bonebase folder in this folder or its
+    parents, else ~/.bonebase when it exists, else a new ./.bonebase here. Safe to run again: it
+    reuses what exists and applies only missing migrations.
     """
     from bonebase.db.migrate import upgrade
 
@@ -76,12 +78,12 @@ def init() -> None:
     settings.ensure_home()
     made = settings.ensure_secret()
     settings.consortium_secret()  # refuses a development key in production
-    url = _db_url(migrated=False)
+    url = _db_url(migrated=False, create=True)
     revision = upgrade(url)
     store = settings.object_store_url
     if "://" not in store:
         Path(store).mkdir(parents=True, exist_ok=True)
-    console.print(f"[green]ready[/] home={settings.home}")
+    console.print(f"[green]ready[/] home={settings.describe_home()}")
     console.print(f"  database  {redact(url)} (schema {revision})")
     console.print(f"  objects   {store}")
     console.print(f"  secret    {'generated in ' + str(settings.secret_file) if made else 'present'}")
@@ -90,10 +92,11 @@ def init() -> None:
 # --------------------------------------------------------------------------------------------
 @db_app.command("status")
 def db_status() -> None:
-    """Show the database URL and its schema revision against the code's."""
+    """Show the home, the database URL and its schema revision against the code's."""
     from bonebase.db.migrate import current_revision, head_revision
 
     url = _db_url(migrated=False)
+    console.print(f"home     {_settings().describe_home()}")
     console.print(f"database {redact(url)}")
     console.print(f"schema   {current_revision(url) or 'empty'} (code expects {head_revision()})")
 
@@ -140,25 +143,16 @@ def db_scrub_prefect() -> None:
 
 @db_app.command("stop")
 def db_stop() -> None:
-    """Stop the embedded PostgreSQL server (no-op when DATABASE_URL is set)."""
-    import subprocess
+    """Stop the embedded PostgreSQL server of this home (no-op when DATABASE_URL is set)."""
+    from bonebase.db.engine import stop_embedded
 
     settings = _settings()
     if settings.database_url:
         console.print("DATABASE_URL is set: no embedded server to stop")
-        return
-    if not (settings.pg_dir / "postmaster.pid").exists():
-        console.print("the embedded server is not running")
-        return
-    import pgserver
-
-    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    owner = settings.pg_dir.owner()
-    cmd = [str(pg_ctl), "-D", str(settings.pg_dir), "stop", "-m", "fast"]
-    if owner != "root" and Path("/proc/self").exists() and __import__("os").geteuid() == 0:
-        cmd = ["su", owner, "-s", "/bin/sh", "-c", " ".join(cmd)]
-    subprocess.run(cmd, check=False, capture_output=True)
-    console.print("embedded server stopped")
+    elif stop_embedded(settings.pg_dir):
+        console.print(f"embedded server of {settings.home} stopped")
+    else:
+        console.print(f"the embedded server of {settings.describe_home()} is not running")
 
 
 # --------------------------------------------------------------------------------------------

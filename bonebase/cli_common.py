@@ -14,18 +14,32 @@ def settings():
     return get_settings()
 
 
-def db_url(*, migrated: bool = True) -> str:
-    """The database URL; with ``migrated`` the schema must be at head (else: run init)."""
+def db_url(*, migrated: bool = True, create: bool = False) -> str:
+    """The database URL; with ``migrated`` the schema must be at head (else: run init).
+
+    With the embedded server only ``create`` (`bonebase init`) makes a home and a database; any
+    other command finding neither says which home it looked at and how to make or choose one.
+    """
     from bonebase.db.engine import database_url
+    from bonebase.errors import DatabaseError
 
     s = settings()
-    if not s.database_url:
-        s.ensure_home()
+    if s.database_url:
+        where = "the database of DATABASE_URL"
+    else:
+        where = f"the embedded database of {s.describe_home()}"
+        if create:
+            s.ensure_home()
+        elif not (s.require_home() and (s.pg_dir / "PG_VERSION").is_file()):
+            raise DatabaseError(
+                f"no database in {s.describe_home()}: run `bonebase init` to create it, or set "
+                "BONEBASE_HOME to another home (or DATABASE_URL to a server)"
+            )
     url = database_url(s)
     if migrated:
         from bonebase.db.migrate import require_head
 
-        require_head(url)
+        require_head(url, where=where)
     return url
 
 

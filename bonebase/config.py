@@ -14,13 +14,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bonebase import secret_key
 from bonebase.errors import ConfigError
 
 SECRET_FILE = "secret.key"
+#: The folder name of a home; looked for in the current folder and its parents, then in ~.
+HOME_DIR = ".bonebase"
 # Schemes a dask.distributed scheduler listens on (distributed.comm registry).
 DASK_SCHEMES = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
 # Marks a key that `bonebase init` generated for development; production refuses it.
@@ -32,7 +34,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BONEBASE_", extra="ignore")
 
-    home: Path = Field(default=Path(".bonebase"), description="Folder for all embedded state.")
+    # None: found as git finds .git (see find_home); the resolved folder is always a Path.
+    home: Path | None = Field(default=None, description="Folder for all embedded state.")
     env: Literal["development", "test", "production"] = "development"
     # DATABASE_URL is the conventional name, so it is read without the prefix.
     # repr=False: a Settings printed or logged (an error, a debugger) shows neither the key nor
@@ -79,8 +82,14 @@ class Settings(BaseSettings):
         description="Most pixels (rows x columns x frames x samples) one image may claim.",
     )
 
+    # How the home was chosen, for messages: "BONEBASE_HOME", "found in DIR", "user-level", or
+    # "none found" (then home is where `bonebase init` creates one: ./.bonebase).
+    _home_origin: str = PrivateAttr(default="BONEBASE_HOME")
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
+        if self.home is None:
+            self.home, self._home_origin = find_home(Path.cwd())
         self.home = Path(os.path.expanduser(str(self.home))).absolute()
         if self.dask_address is not None:
             address = self.dask_address.strip()
@@ -97,6 +106,33 @@ class Settings(BaseSettings):
                 )
             self.dask_address = address
         return self
+
+    @property
+    def home_origin(self) -> str:
+        return self._home_origin
+
+    def describe_home(self) -> str:
+        """The home and how it was chosen, e.g. '/srv/x/.bonebase (found in /srv/x)'."""
+        origin = {"BONEBASE_HOME": "set by BONEBASE_HOME",
+                  "user-level": "the user-level home, none found in this folder or its parents",
+                  "none found": "new" if self.home.is_dir() else "not created yet",
+                  }.get(self._home_origin, self._home_origin)
+        return f"{self.home} ({origin})"
+
+    def require_home(self) -> Path:
+        """The home, which must exist: a command that reads state never creates one."""
+        if self.home.is_dir():
+            return self.home
+        if self._home_origin == "BONEBASE_HOME":
+            raise ConfigError(
+                f"BONEBASE_HOME {self.home} does not exist: run `bonebase init` to create a "
+                "home there, or point BONEBASE_HOME at an existing one"
+            )
+        raise ConfigError(
+            f"no bonebase home here: looked for {HOME_DIR} in {self.home.parent} and its parents "
+            f"and for {Path.home() / HOME_DIR}; run `bonebase init` to create {self.home}, "
+            "cd into a project that has one, or set BONEBASE_HOME"
+        )
 
     @property
     def pg_dir(self) -> Path:
@@ -169,6 +205,20 @@ class Settings(BaseSettings):
             if value is not None:
                 env[field.validation_alias or f"BONEBASE_{name.upper()}"] = str(value)
         return env
+
+
+def find_home(start: Path) -> tuple[Path, str]:
+    """The home to use when BONEBASE_HOME is unset, and how it was found: the nearest
+    ``.bonebase`` folder in ``start`` or its parents (as git finds ``.git``), else the user-level
+    ``~/.bonebase`` if it exists, else ``start/.bonebase`` (created only by `bonebase init`)."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if (folder / HOME_DIR).is_dir():
+            return folder / HOME_DIR, f"found in {folder}"
+    user = Path.home() / HOME_DIR
+    if user.is_dir():
+        return user, "user-level"
+    return start / HOME_DIR, "none found"
 
 
 @lru_cache(maxsize=1)

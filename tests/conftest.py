@@ -2,7 +2,9 @@
 
 The database is the server named by ``DATABASE_URL`` when set (CI sets it to the machine's
 PostgreSQL); each test session creates its own database there and drops it after. With no
-``DATABASE_URL`` an embedded server is started with pgserver in a temporary folder.
+``DATABASE_URL`` an embedded server is started with pgserver in a temporary folder. At the end
+of the session every embedded server under the session's temporary folders is stopped (the
+embedded server outlives the process that starts it: tests/plugins/postgres.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.plugins.postgres import stop_servers_under
 from tests.plugins.s3 import *  # noqa: F403  (moto S3 server fixtures)
+
+# The folders world_traversable_tmp made in this session: embedded servers under them are stopped
+# at its end.
+SESSION_ROOTS: list[Path] = []
 
 
 def world_traversable_tmp(prefix: str) -> Path:
@@ -25,7 +32,18 @@ def world_traversable_tmp(prefix: str) -> Path:
     'pgserver' user, which cannot enter pytest's private (0700) temp folders."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
+    SESSION_ROOTS.append(path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_servers(tmp_path_factory) -> Iterator[None]:
+    """Set up first, torn down last: stop what the tests' embedded homes left running."""
+    yield
+    left = stop_servers_under([*SESSION_ROOTS, tmp_path_factory.getbasetemp()])
+    if left:
+        print(f"\nstopped {len(left)} embedded PostgreSQL server(s) that tests left running: "
+              + ", ".join(map(str, left)))
 
 
 def _server_url(tmp_root: Path) -> tuple[str, bool]:
@@ -44,9 +62,11 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
     url, embedded = _server_url(root)
     yield url
     if embedded:
-        import pgserver
+        # Not pgserver's cleanup(): get_server returns the instance embedded_url made, whose
+        # cleanup mode is None (bonebase keeps its server running), so it stopped nothing.
+        from bonebase.db.engine import stop_embedded
 
-        pgserver.get_server(root / "pg", cleanup_mode="stop").cleanup()
+        stop_embedded(root / "pg")
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -15,14 +15,9 @@ console = Console()
 
 
 def _settings_and_url():
-    from bonebase.config import get_settings
-    from bonebase.db.engine import database_url
-    from bonebase.db.migrate import require_head
+    from bonebase.cli_common import db_url, settings
 
-    settings = get_settings()
-    url = database_url(settings)
-    require_head(url)
-    return settings, url
+    return settings(), db_url()  # the schema at head, in a home that exists (else: run init)
 
 
 def _target(settings, workspace: Path | None, remote: str | None):

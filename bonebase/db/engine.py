@@ -55,6 +55,25 @@ def embedded_url(pg_dir: Path) -> str:
     return server.get_uri(EMBEDDED_DB)
 
 
+def stop_embedded(pg_dir: Path) -> bool:
+    """Stop the embedded server whose data folder is ``pg_dir`` (fast shutdown: sessions are
+    closed, nothing is lost); False when none runs there."""
+    import os
+    import shlex
+    import subprocess
+
+    if not (pg_dir / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    cmd = [str(pg_ctl), "-D", str(pg_dir), "stop", "-m", "fast", "-w"]
+    owner = pg_dir.owner()
+    if os.geteuid() == 0 and owner != "root":  # as root, pgserver runs postgres as its own user
+        cmd = ["su", owner, "-s", "/bin/sh", "-c", shlex.join(cmd)]
+    return subprocess.run(cmd, check=False, capture_output=True, timeout=60).returncode == 0
+
+
 def database_url(settings: Settings) -> str:
     """The URL to use: ``DATABASE_URL`` if set, else the embedded server's (started on demand)."""
     if settings.database_url:

@@ -59,11 +59,12 @@ def downgrade(url: str, revision: str) -> str | None:
     return current_revision(url)
 
 
-def require_head(url: str) -> None:
-    """Raise a one-line error when the database is not migrated to the code's schema."""
+def require_head(url: str, *, where: str = "the database") -> None:
+    """Raise a one-line error when the database is not migrated to the code's schema; ``where``
+    names it (which home or server) in the message."""
     current, head = current_revision(url), head_revision()
     if current != head:
+        state = f"is at {current}" if current else "is empty (no bonebase schema)"
         raise DatabaseError(
-            f"the database schema is at {current or 'nothing'}, the code needs {head}: "
-            "run `bonebase init` to migrate"
+            f"{where} {state}, the code needs schema {head}: run `bonebase init` to migrate"
         )

@@ -9,9 +9,10 @@ from bonebase.errors import ConfigError
 def test_defaults_put_all_state_under_home(tmp_path, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("BONEBASE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no user-level ~/.bonebase
     monkeypatch.chdir(tmp_path)
     s = Settings()
-    assert s.home == tmp_path / ".bonebase"
+    assert s.home == tmp_path / ".bonebase"  # where `bonebase init` makes one (tests/unit/test_home.py)
     assert s.pg_dir == s.home / "pg"
     assert s.object_store_url == str(s.home / "objects")
     assert s.database_url is None
