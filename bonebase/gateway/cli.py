@@ -203,12 +203,22 @@ def flush(
 
 
 @gateway_app.command("status")
-def status() -> None:
-    """Show each study on the gateway: instances, bytes, state, and what to do when it waits."""
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show each study on the gateway: instances, bytes, state, and what to do when it waits.
+
+    States: receiving, needs clinical data, held on site (a data steward reviews it), queued, sent, ingested, quarantined (with the consortium's reason), failed centrally (with its message).
+    """
+    import json
+
     from bonebase.gateway.spool import Spool
 
     _, home = _home()
     rows = Spool(home).studies()
+    if as_json:
+        fields = ("key", "instances", "bytes", "first_seen", "last_seen", "state", "detail",
+                  "batch")
+        print(json.dumps([{f: r[f] for f in fields} for r in rows], indent=2))
+        return
     if not rows:
         console.print("no studies received yet")
         return
