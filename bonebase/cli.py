@@ -150,7 +150,7 @@ def db_stop() -> None:
     if settings.database_url:
         console.print("DATABASE_URL is set: no embedded server to stop")
     elif stop_embedded(settings.pg_dir):
-        console.print(f"embedded server of {settings.home} stopped")
+        console.print(f"embedded server stopped (home {settings.home})")
     else:
         console.print(f"the embedded server of {settings.describe_home()} is not running")
 

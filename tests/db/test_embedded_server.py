@@ -25,7 +25,7 @@ def test_embedded_home_from_a_subfolder_then_stopped(tmp_path):
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.strip() == "[]"
         stopped = _run("db", "stop", env=env, cwd=project / "sub")
-        assert f"embedded server of {project / '.bonebase'} stopped" in stopped.stdout
+        assert f"embedded server stopped (home {project / '.bonebase'})" in stopped.stdout
         assert postmasters_under([root]) == []
         again = _run("db", "stop", env=env, cwd=project)
         assert "is not running" in again.stdout
