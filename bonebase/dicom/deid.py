@@ -25,7 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from bonebase.dicom import deid_scan
+from bonebase.dicom import deid_mark, deid_scan
 from bonebase.dicom import deid_values as dv
 from bonebase.dicom.deid_result import DeidResult
 from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
@@ -73,6 +73,7 @@ class _Walk:
     to_clean: list[DataElement] = field(default_factory=list)
     needs_review: list[str] = field(default_factory=list)
     codec: str | None = None  # Python codec of the data set's character set, when simple
+    keep_uids: bool = False  # a gateway's file: its UIDs are remapped already
     encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian): new values
     # are encoded at once (dv.raw_element) when the data set has a known encoding
 
@@ -112,13 +113,24 @@ class Deidentifier:
         return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).digest()
 
     def pseudonym(self, site: str, patient_id: str) -> str:
-        """Return ``<site>-<20 hex of HMAC-SHA256(secret, site + "\\x1f" + patient_id)>``."""
+        """Return ``<site>-<20 hex of HMAC-SHA256(secret, site + "\\x1f" + patient_id)>``.
+
+        A value that already is a pseudonym of ``site`` is returned as it is: a hospital's
+        gateway (issue #18) sends pseudonyms, and hashing one again would make another patient.
+        """
         if not _SITE_RE.match(site):
             raise InputError(
                 f"site code {site!r} is invalid: use 1-16 letters, digits, '-' or '_' "
                 "as registered for the site"
             )
+        if self.is_pseudonym(site, patient_id):
+            return patient_id
         return f"{site}-{self._mac(site, patient_id).hex()[:_PSEUDONYM_HEX]}"
+
+    @staticmethod
+    def is_pseudonym(site: str, value: str) -> bool:
+        """Whether ``value`` has the form of a pseudonym of ``site``."""
+        return re.fullmatch(rf"{re.escape(site)}-[0-9a-f]{{{_PSEUDONYM_HEX}}}", value) is not None
 
     def remap_uid(self, uid: str) -> str:
         """Map ``uid`` to ``<root>.<decimal of 128 bits of HMAC(secret, uid)>`` (<= 64 chars)."""
@@ -153,10 +165,14 @@ class Deidentifier:
                 "patient_id in the manifest, then resubmit"
             )
         pid = pid.strip()
+        # A file a hospital's gateway de-identified with this key: the profile runs again (what
+        # it removes stays removed), but its pseudonym, dates and UIDs are kept as they are.
+        marked = self._gateway_marked(ds, site, pid)
         walk = _Walk(
             pseudonym=self.pseudonym(site, pid),
-            offset=dt.timedelta(days=self.date_offset(site, pid)),
+            offset=dt.timedelta(days=0 if marked else self.date_offset(site, pid)),
             codec=dv.CODECS.get(str(peek(ds, "SpecificCharacterSet", "") or "")),
+            keep_uids=marked,
         )
         implicit, little = ds.original_encoding
         if self._encode_values and implicit is not None and little is not None:
@@ -164,9 +180,11 @@ class Deidentifier:
         walk.identifiers[pid] = "PatientID"
         elements = self._walk(ds, walk, top=True)
         # The site code (often sent as IssuerOfPatientID) is not identifying: it is stored openly
-        # and is part of every pseudonym, so scanning for it would flag every output.
+        # and is part of every pseudonym, so scanning for it would flag every output. Nor is a
+        # marked file's pseudonym, which it keeps.
         identifiers = {v: k for v, k in walk.identifiers.items()
-                       if deid_scan.usable(v) and v.strip().casefold() != site.casefold()}
+                       if deid_scan.usable(v) and v.strip().casefold() != site.casefold()
+                       and not (marked and v.strip() == walk.pseudonym)}
         matcher = deid_scan.Matcher(identifiers)
         self._clean_deferred(walk, matcher)
         out = self._finish(ds, elements, walk)
@@ -178,9 +196,20 @@ class Deidentifier:
             identifiers=set(identifiers),
             needs_review=walk.needs_review,
             residue=[f"phi_residue: {hit}" for hit in residue],
+            findings=list(residue),
             sources=identifiers,
             matcher=matcher,
         )
+
+    def _gateway_marked(self, ds: Dataset, site: str, pid: str) -> bool:
+        if not self.is_pseudonym(site, pid):
+            return False
+        methods = peek(ds, "DeidentificationMethod", None)
+        if methods is None:
+            return False
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        return deid_mark.is_marked(self._secret, site, pid,
+                                   str(peek(ds, "SOPInstanceUID", "") or ""), methods)
 
     # -- the walk -------------------------------------------------------------------------
 
@@ -256,7 +285,7 @@ class Deidentifier:
 
     def _uids(self, value: object, walk: _Walk) -> object:
         def one(uid: str) -> str:
-            if not uid or uid.startswith(DICOM_UID_PREFIX):
+            if not uid or uid.startswith(DICOM_UID_PREFIX) or walk.keep_uids:
                 return uid
             if len(uid) >= 10:  # an original UID surviving anywhere links back to the source
                 walk.identifiers.setdefault(uid, "UID")
