@@ -41,6 +41,7 @@ def _mount_subapps() -> None:
     from bonebase.dataset.cli import dataset_app
     from bonebase.ingest.cli import submit, subs_app, validate
     from bonebase.ingest.quarantine_cli import quarantine_app
+    from bonebase.prefect_cli import prefect_app
     from bonebase.release.cli import models_app, retrain, schedule_app
     from bonebase.secret_cli import secret_app
 
@@ -53,6 +54,7 @@ def _mount_subapps() -> None:
     app.add_typer(dataset_app, name="dataset")
     app.add_typer(models_app, name="models")
     app.add_typer(secret_app, name="secret")
+    app.add_typer(prefect_app, name="prefect")
     from web.cli import register as register_web
 
     register_web(app)
