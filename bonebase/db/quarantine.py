@@ -66,7 +66,10 @@ def list_items(conn: Connection, *, site: str | None = None, status: str | None 
 
 
 def get_item(conn: Connection, item_id: int) -> dict:
-    row = conn.execute("SELECT * FROM quarantine_items WHERE id = %s", (item_id,)).fetchone()
+    """One item, with its site's code as ``site``."""
+    row = conn.execute(
+        "SELECT q.*, t.code AS site FROM quarantine_items q JOIN sites t ON t.id = q.site_id"
+        " WHERE q.id = %s", (item_id,)).fetchone()
     if row is None:
         raise NotFoundError(f"no quarantine item {item_id}; `bonebase quarantine list` shows them")
     return row
@@ -90,3 +93,11 @@ def resolve(conn: Connection, item_id: int, *, status: str, reason: str, actor: 
         audit.record(conn, action=f"quarantine.{status}", entity="quarantine_item",
                      entity_id=item_id, actor=actor, details={"reason": reason})
     return row
+
+
+def record_view(conn: Connection, item_id: int, *, actor: str, part: str) -> None:
+    """Record that ``actor`` looked at a held item's original (``part``: page, header, image):
+    the originals are identified, so every look is in the audit log."""
+    audit.record(conn, action="quarantine.view", entity="quarantine_item", entity_id=item_id,
+                 actor=actor, details={"part": part})
+    conn.commit()

@@ -272,7 +272,8 @@ def _byte_word_re(form: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?<![a-z0-9\x80-\xff])" + body + rb"(?![a-z0-9\x80-\xff])")
 
 
-def _label(tag: int) -> str:
+def label(tag: int) -> str:
+    """How a residue report names an attribute: ``(0008,0070) Manufacturer``."""
     keyword = keyword_for_tag(tag) or "private or unknown"
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword}"
 
@@ -326,7 +327,7 @@ def _findings(ds: Dataset, matcher: Matcher) -> dict[Residue, bool]:
     found: dict[Residue, bool] = {}
     for tag, text in texts:
         for value, src in matcher.in_text(text):
-            hit = Residue(_label(tag), src)
+            hit = Residue(label(tag), src)
             # An attribute counts if any of its values or readings counts.
             found[hit] = found.get(hit, True) and waived(tag, value, src, text)
     return found

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from bonebase.cli_common import console, db_url
+from bonebase.cli_common import console, db_url, settings
 
-quarantine_app = typer.Typer(help="Rejected files and rows: list, release after a fix, discard.",
+quarantine_app = typer.Typer(help="Rejected files and rows: list, show, release after a fix, discard.",
                              no_args_is_help=True)
 
 
@@ -34,9 +36,81 @@ def quarantine_list(
     table = Table("id", "site", "sub", "row", "file", "status", "message")
     table.add_column("reason", no_wrap=True)
     for i in items:
-        table.add_row(str(i["id"]), i["site"], str(i["submission_id"]), str(i["row_number"] or ""),
-                      i["file"] or "", i["status"], i["message"], i["reason"])
+        # Text, not markup: "[redacted]" in a path or message is the marker, not a style tag.
+        table.add_row(*(Text(str(v)) for v in (
+            i["id"], i["site"], i["submission_id"], i["row_number"] or "", i["file"] or "",
+            i["status"], i["message"], i["reason"])))
     console.print(table if items else "quarantine is empty")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    item_id: Annotated[int, typer.Argument(help="Quarantine item id.")],
+    header: Annotated[bool, typer.Option(
+        "--header", help="Also print the held original's header, attribute by attribute, with "
+        "what de-identification does to each (the values are the hospital's own, identified).")
+    ] = False,
+    image: Annotated[Path | None, typer.Option(
+        "--image", help="Write the held image's first frame to this PNG file.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who looks (for the audit log).")] = None,
+) -> None:
+    """Show a held item before deciding: its reason and which attribute holds which kind of value.
+
+    The held original is read and de-identified again (with a throwaway key) to list the
+    attributes that still hold an identifying value, by kind, never the value; --header prints
+    the original header (identified: the site's own data) marking what de-identification removes
+    or replaces; --image writes the first frame as PNG. Each look is recorded in the audit log.
+    """
+    from bonebase.db import quarantine
+    from bonebase.db.audit import current_actor
+    from bonebase.db.engine import connect
+    from bonebase.ingest import quarantine_view
+
+    with connect(db_url()) as conn:
+        item = quarantine.get_item(conn, item_id)
+        parts = ["summary", *(["header"] if header else []), *(["image"] if image else [])]
+        quarantine.record_view(conn, item_id, actor=by or current_actor(), part="+".join(parts))
+    store = _store()
+    view = quarantine_view.inspect(store, item)
+    _print_view(view)
+    if header and view.header:
+        table = Table("tag", "keyword", "VR", "value", "de-identification", "still holds")
+        for row in view.header:
+            table.add_row(*(Text(v) for v in (row.tag, row.keyword, row.vr, row.value,
+                                               row.action, row.residue)))
+        console.print(table)
+    if image is not None:
+        image.write_bytes(quarantine_view.preview_png(store, item))
+        console.print(Text(f"first frame written to {image}"))
+
+
+def _store():
+    from bonebase.storage import open_store
+
+    s = settings()
+    return open_store(s.object_store_url, endpoint_url=s.s3_endpoint_url, region=s.s3_region)
+
+
+def _print_view(view) -> None:
+    item = view.item
+    where = item["file"] or (f"row {item['row_number']}" if item["row_number"] else "")
+    lines = [f"quarantine item {item['id']}: site {item['site']}, submission "
+             f"{item['submission_id']}, {item['status']}",
+             f"reason:  {item['reason']}", f"file:    {where}", f"message: {item['message']}"]
+    if item["resolved_by"]:
+        lines.append(f"{item['status']} by {item['resolved_by']}: {item['resolution']}")
+    if view.findings:
+        lines.append("identifying values found in the held original after de-identification:")
+        lines += [f"  {hit}" for hit in view.findings]
+    elif not view.note and item["reason"] == "phi_residue":
+        lines.append("no identifying value remains when this original is de-identified today "
+                     "(the rule of docs/quarantine.md clears it): release it and resubmit")
+    if view.flags:
+        lines.append(f"also to review: {', '.join(view.flags)}")
+    if view.note:
+        lines.append(f"note: {view.note}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
 
 
 def _resolve(item_id: int, status: str, reason: str, by: str | None) -> None:
