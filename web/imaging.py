@@ -3,23 +3,74 @@
 Radiographs, CT and MR slices all go through ``bonebase.dataset.export.render_png`` (modality
 LUT → VOI LUT/window → MONOCHROME1 → longest side scaled, padded square), the exact pixels the
 model was trained on, so a Grad-CAM map (in model input geometry) lies on them without shifting.
+A multi-frame image (enhanced CT/MR, XA) is rendered one frame per request, decoding only that
+frame, with the frame's own rescale and window.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from functools import lru_cache
 
 import numpy as np
+from pydicom import uid
+from pydicom.errors import InvalidDicomError
+
+from bonebase.errors import BonebaseError
+from bonebase.storage import ObjectStore
+
+log = logging.getLogger(__name__)
 
 SIZES = (128, 256, 512, 1024)
 
+# Storage classes whose IODs have no Multi-frame Module: always one frame, so the case page
+# need not read their headers to count frames (PS3.3 A.2, A.3, A.4, A.26, A.8.1).
+SINGLE_FRAME_CLASSES = frozenset(str(u) for u in (
+    uid.CTImageStorage, uid.MRImageStorage, uid.ComputedRadiographyImageStorage,
+    uid.DigitalXRayImageStorageForPresentation, uid.DigitalXRayImageStorageForProcessing,
+    uid.DigitalMammographyXRayImageStorageForPresentation,
+    uid.DigitalMammographyXRayImageStorageForProcessing, uid.SecondaryCaptureImageStorage,
+))
 
-def render(dicom_bytes: bytes, size: int) -> bytes:
-    """An 8-bit grayscale PNG, ``size`` × ``size``, of one stored instance."""
+
+def render(dicom_bytes: bytes, size: int, frame: int | None = None) -> bytes:
+    """An 8-bit grayscale PNG, ``size`` × ``size``, of one stored instance (``frame``: 1-based
+    frame of a multi-frame image; None is the first)."""
+    import pydicom
+
     from bonebase.dataset.export import render_png
+    from bonebase.dicom.pixels import frame_count
 
-    return render_png(dicom_bytes, size=size, bits=8)
+    if frame is None:
+        header = pydicom.dcmread(io.BytesIO(dicom_bytes), stop_before_pixels=True)
+        frame = 1 if frame_count(header) > 1 else None
+    return render_png(dicom_bytes, size=size, bits=8, frame=frame)
+
+
+@lru_cache(maxsize=4096)
+def _frames_of_object(store: ObjectStore, object_key: str) -> int:
+    # Stored objects are content-addressed and never change, so the count can be kept.
+    import pydicom
+
+    from bonebase.dicom.pixels import frame_count
+
+    header = pydicom.dcmread(io.BytesIO(store.get_bytes(object_key)), stop_before_pixels=True)
+    return frame_count(header)
+
+
+def frames_of(store: ObjectStore, instance: dict) -> int:
+    """How many frames a stored instance holds (``object_key``, ``sop_class_uid``); 1 for the
+    single-frame storage classes, read from the header (once per object) for the others. An
+    unreadable header counts as 1: the image request then says what is wrong with it."""
+    if instance.get("sop_class_uid") in SINGLE_FRAME_CLASSES:
+        return 1
+    try:
+        return _frames_of_object(store, instance["object_key"])
+    except (BonebaseError, InvalidDicomError, OSError, ValueError, TypeError,
+            AttributeError) as exc:
+        log.warning("frames of instance %s not read: %s", instance.get("id"), type(exc).__name__)
+        return 1
 
 
 @lru_cache(maxsize=1)

@@ -92,7 +92,7 @@ def get_case(conn: Connection, case_id: int) -> dict:
     rows = conn.execute(
         "SELECT st.id AS study_id, st.study_date, st.description AS study_description,"
         " se.id AS series_id, se.modality, se.body_part, se.description AS series_description,"
-        " i.id AS instance_id, i.instance_number, i.rows, i.columns"
+        " i.id AS instance_id, i.instance_number, i.rows, i.columns, i.object_key, i.sop_class_uid"
         " FROM studies st JOIN series se ON se.study_id = st.id"
         " JOIN instances i ON i.series_id = se.id WHERE st.case_id = %s"
         " ORDER BY st.study_date NULLS LAST, st.id, se.id, i.instance_number NULLS LAST, i.id",
@@ -107,7 +107,9 @@ def get_case(conn: Connection, case_id: int) -> dict:
             "id": r["series_id"], "modality": r["modality"], "body_part": r["body_part"],
             "description": r["series_description"], "instances": []})
         series["instances"].append({"id": r["instance_id"], "number": r["instance_number"],
-                                    "rows": r["rows"], "columns": r["columns"]})
+                                    "rows": r["rows"], "columns": r["columns"],
+                                    "object_key": r["object_key"],
+                                    "sop_class_uid": r["sop_class_uid"]})
     for study in studies.values():
         study["series"] = list(study["series"].values())
     return {**case, "studies": list(studies.values())}

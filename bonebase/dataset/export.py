@@ -40,7 +40,13 @@ from PIL import Image
 from psycopg import Connection
 
 from bonebase.dataset.labels import Box, ViewRow, query_view, with_boxes, write_labels
-from bonebase.dicom.pixels import radiograph_to_float, resize_keep_aspect, to_uint
+from bonebase.dicom.pixels import (
+    MultiFrameError,
+    frame_to_float,
+    radiograph_to_float,
+    resize_keep_aspect,
+    to_uint,
+)
 from bonebase.errors import BonebaseError, InputError
 from bonebase.storage import ObjectStore
 
@@ -51,6 +57,14 @@ STATE_FILE = "export-state.json"
 PIPELINE_VERSION = 1
 # zlib level fixed: the bytes of a PNG must not depend on Pillow's default.
 PNG_COMPRESS_LEVEL = 6
+
+
+# Why an image of the view is not exported (counted in the summary and the version's counts).
+SKIP_KINDS = {
+    "no_diagnosis": "without a vocabulary diagnosis",
+    "multi_frame": "multi-frame (radiograph tasks take single-frame images)",
+    "unreadable": "unreadable",
+}
 
 
 @dataclass
@@ -64,13 +78,22 @@ class ExportSummary:
     n_cases: int = 0
     n_patients: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # instance id → why not exported
+    skip_kinds: dict[str, str] = field(default_factory=dict)  # instance id → one of SKIP_KINDS
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def skip(self, instance_id: str, kind: str, why: str) -> None:
+        self.skipped[instance_id] = why
+        self.skip_kinds[instance_id] = kind
+
+    def skipped_by_kind(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.skip_kinds.values()).items()))
+
     def describe(self) -> str:
+        kinds = ", ".join(f"{n} {SKIP_KINDS[k]}" for k, n in self.skipped_by_kind().items())
         return (
             f"{self.n_images} images of {self.n_cases} cases ({self.n_patients} patients): "
             f"{self.rendered} rendered, {self.reused} unchanged, {self.removed} removed, "
-            f"{len(self.skipped)} skipped"
+            f"{len(self.skipped)} skipped" + (f" ({kinds})" if kinds else "")
         )
 
 
@@ -80,10 +103,19 @@ def params_hash(*, size: int, bits: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def render_png(dicom_bytes: bytes, *, size: int, bits: int) -> bytes:
-    """The exported PNG of one radiograph (bytes), by the contract's pixel pipeline."""
-    ds = pydicom.dcmread(io.BytesIO(dicom_bytes))
-    pixels = to_uint(resize_keep_aspect(radiograph_to_float(ds), size), bits)
+def render_png(dicom_bytes: bytes, *, size: int, bits: int, frame: int | None = None) -> bytes:
+    """The exported PNG of one radiograph (bytes), by the contract's pixel pipeline.
+
+    ``frame`` (1-based) renders one frame of a multi-frame image by the same pipeline, decoding
+    only that frame; None takes a single-frame image only (a multi-frame one raises
+    :class:`~bonebase.dicom.pixels.MultiFrameError`).
+    """
+    if frame is None:
+        img = radiograph_to_float(pydicom.dcmread(io.BytesIO(dicom_bytes)))
+    else:
+        source = io.BytesIO(dicom_bytes)
+        img = frame_to_float(pydicom.dcmread(source, stop_before_pixels=True), frame, source=source)
+    pixels = to_uint(resize_keep_aspect(img, size), bits)
     image = Image.fromarray(np.ascontiguousarray(pixels))  # uint8 → "L", uint16 → "I;16"
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
@@ -203,7 +235,9 @@ def export(
     images.mkdir(parents=True, exist_ok=True)
     (out_dir / MARKER_FILE).unlink(missing_ok=True)
     view, unlabelled = query_view(conn, modalities=modalities, intermediate_as=intermediate_as)
-    summary = ExportSummary(skipped={i: "no vocabulary diagnosis" for i in unlabelled})
+    summary = ExportSummary()
+    for instance_id in unlabelled:
+        summary.skip(instance_id, "no_diagnosis", "no vocabulary diagnosis")
     wanted = params_hash(size=size, bits=bits)
     # Numbered before a re-export clears the old shards, so that its shard is a new one too.
     new_dir = images / (shard or next_shard(images))
@@ -225,19 +259,22 @@ def export(
     if todo:
         new_dir.mkdir(exist_ok=True)
 
-    def render(row: ViewRow) -> tuple[str, str | None]:
+    def render(row: ViewRow) -> tuple[str, tuple[str, str] | None]:
         try:
             data = render_png(store.get_bytes(row.object_key), size=size, bits=bits)
+        except MultiFrameError as exc:  # a CT/MR/XA volume: no frame is a radiograph
+            return row.instance_id, ("multi_frame", f"multi-frame image ({exc.frames} frames); "
+                                     "the radiograph tasks take single-frame images")
         except BonebaseError as exc:  # undecodable pixels, a missing object: skip, reported
-            return row.instance_id, str(exc)
+            return row.instance_id, ("unreadable", str(exc))
         _write_atomic(new_dir / f"{row.instance_id}.png", data)
         return row.instance_id, None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for done, (instance_id, problem) in enumerate(pool.map(render, todo), 1):
             if problem:
-                log.warning("instance %s not exported: %s", instance_id, problem)
-                summary.skipped[instance_id] = problem
+                log.warning("instance %s not exported: %s", instance_id, problem[1])
+                summary.skip(instance_id, *problem)
             else:
                 summary.rendered += 1
                 have[instance_id] = new_dir / f"{instance_id}.png"
@@ -263,12 +300,13 @@ def export(
     summary.n_images = len(kept)
     summary.n_cases = len({(r["site"], r["case_id"]) for r in labels})
     summary.n_patients = len({(r["site"], r["patient_id"]) for r in labels})
-    summary.counts = _counts(labels)
+    summary.counts = {**_counts(labels), "skipped": summary.skipped_by_kind()}
     return summary
 
 
 __all__ = [
     "MARKER_FILE",
+    "SKIP_KINDS",
     "ExportSummary",
     "STATE_FILE",
     "existing_images",

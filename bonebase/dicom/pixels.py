@@ -3,14 +3,21 @@
 MONAI's DICOM reader applies only the modality LUT; a radiograph needs the whole grayscale
 pipeline of PS3.3 C.11 to look (and train) like it does on a workstation: modality LUT →
 VOI LUT (or window) → MONOCHROME1 inversion, in that order.
+
+Multi-frame images (enhanced CT/MR, XA) go through the same pipeline one frame at a time
+(:func:`frame_to_float`): only the asked frame is decoded, and its rescale and window come from
+the frame's functional groups (PS3.3 C.7.6.16) where the object has them.
 """
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 import numpy as np
 import pydicom
 from monai.transforms import Resize, SpatialPad
-from pydicom.pixels import apply_modality_lut
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.pixels.processing import apply_voi, apply_windowing
 
 from bonebase.errors import InputError
@@ -21,9 +28,59 @@ ROBUST_PERCENTILES = (0.5, 99.5)
 _GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
 
 
+class MultiFrameError(InputError):
+    """A multi-frame image given where one 2-D frame is needed (a radiograph)."""
+
+    def __init__(self, message: str, *, frames: int) -> None:
+        super().__init__(message)
+        self.frames = frames
+
+
 def _describe(ds: pydicom.Dataset) -> str:
     uid = ds.get("SOPInstanceUID")
     return f"instance {uid}" if uid else "dataset"
+
+
+def frame_count(ds: pydicom.Dataset) -> int:
+    """Number of Frames (0028,0008) of an image; 1 when the element is absent or empty."""
+    value: object = None
+    try:
+        value = ds.get("NumberOfFrames")
+        frames = 1 if value in (None, "") else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        frames = 0
+    if frames < 1:
+        raise InputError(
+            f"{_describe(ds)} has Number of Frames (0028,0008) {str(value)!r}, not a whole number "
+            "of at least 1; fix the header and submit the image again"
+        )
+    return frames
+
+
+def _check_grayscale(ds: pydicom.Dataset) -> None:
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in _GRAYSCALE:
+        raise InputError(
+            f"{_describe(ds)} has Photometric Interpretation {photometric!r}; a radiograph must "
+            "be MONOCHROME1 or MONOCHROME2"
+        )
+
+
+def _decode(ds: pydicom.Dataset, src: pydicom.Dataset | BinaryIO, index: int | None) -> np.ndarray:
+    """The stored values of frame ``index`` (0-based; None: the only frame) as a 2-D array."""
+    where = _describe(ds)
+    try:
+        arr = ds.pixel_array if index is None else pixel_array(src, index=index)
+    except (InvalidDicomError, NotImplementedError, RuntimeError, ValueError, AttributeError,
+            KeyError) as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise InputError(
+            f"cannot decode the pixels of {where} (transfer syntax {syntax}): {exc}; "
+            "compressed syntaxes need pylibjpeg / pylibjpeg-libjpeg / pylibjpeg-openjpeg"
+        ) from exc
+    if arr.ndim != 2:
+        raise InputError(f"{where} decodes to shape {arr.shape}; a frame is one 2-D image")
+    return arr
 
 
 def _decoded_pixels(ds: pydicom.Dataset) -> np.ndarray:
@@ -31,29 +88,82 @@ def _decoded_pixels(ds: pydicom.Dataset) -> np.ndarray:
     where = _describe(ds)
     if "PixelData" not in ds:
         raise InputError(f"{where} has no Pixel Data (7FE0,0010); it is not an image")
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    if photometric not in _GRAYSCALE:
-        raise InputError(
-            f"{where} has Photometric Interpretation {photometric!r}; a radiograph must be "
-            "MONOCHROME1 or MONOCHROME2"
-        )
-    frames = int(ds.get("NumberOfFrames") or 1)
+    _check_grayscale(ds)
+    frames = frame_count(ds)
     if frames != 1:
-        raise InputError(
-            f"{where} has {frames} frames (0028,0008); radiograph normalisation takes one "
-            "2-D frame: split the series or use the CT/MR reader"
+        raise MultiFrameError(
+            f"{where} has {frames} frames (0028,0008); the radiograph pipeline takes one 2-D "
+            "frame: a multi-frame CT/MR/XA is shown frame by frame and not exported for "
+            "radiograph tasks",
+            frames=frames,
         )
-    try:
-        arr = ds.pixel_array
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+    return _decode(ds, ds, None)
+
+
+# Functional group macros that change a frame's grey values: Pixel Value Transformation (rescale,
+# PS3.3 C.7.6.16.2.9) and Frame VOI LUT (window, C.7.6.16.2.10).
+_FRAME_MACROS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+# What the grayscale pipeline reads from a data set (pydicom's LUT functions read these).
+_GREY_KEYWORDS = (
+    "SOPInstanceUID", "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit",
+    "PixelRepresentation", "ModalityLUTSequence", "RescaleSlope", "RescaleIntercept",
+    "RescaleType", "VOILUTSequence", "WindowCenter", "WindowWidth", "VOILUTFunction",
+)
+
+
+def frame_view(ds: pydicom.Dataset, number: int) -> pydicom.Dataset:
+    """The attributes that decide the grey values of frame ``number`` (1-based), as a data set.
+
+    The image's own attributes, overridden by the Shared Functional Groups, overridden by the
+    frame's item of the Per-frame Functional Groups (PS3.3 C.7.6.16): an enhanced CT's rescale
+    and window live there, not at the top level where pydicom's LUT functions look.
+    """
+    view = pydicom.Dataset()
+    if hasattr(ds, "file_meta"):
+        view.file_meta = ds.file_meta  # an OW LUT's byte order comes from the transfer syntax
+    for keyword in _GREY_KEYWORDS:
+        if keyword in ds:
+            view[keyword] = ds[keyword]
+    groups = []
+    if ds.get("SharedFunctionalGroupsSequence"):
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) >= number:
+        groups.append(per_frame[number - 1])
+    for group in groups:
+        for macro in _FRAME_MACROS:
+            if group.get(macro):
+                for elem in group[macro][0]:
+                    view[elem.tag] = elem
+    return view
+
+
+def frame_to_float(
+    ds: pydicom.Dataset, number: int, *, source: BinaryIO | None = None
+) -> np.ndarray:
+    """Display-ready 2-D float32 image in [0, 1] of frame ``number`` (1-based, as DICOM counts).
+
+    Only that frame is decoded. ``ds`` is the image's header; its pixels are read from
+    ``source`` (the file, positioned anywhere) when given, else from ``ds`` itself, so a header
+    read with ``stop_before_pixels`` and a file object keep the rest of the volume on disk or
+    in the caller's buffer. The frame's grey values go through :func:`radiograph_to_float`'s
+    pipeline with the frame's own rescale and window (:func:`frame_view`). A frame that does
+    not exist is an InputError naming the valid range. For a single-frame image, frame 1 is
+    exactly :func:`radiograph_to_float`.
+    """
+    frames = frame_count(ds)
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= frames:
         raise InputError(
-            f"cannot decode the pixels of {where} (transfer syntax {syntax}): {exc}; "
-            "compressed syntaxes need pylibjpeg / pylibjpeg-libjpeg / pylibjpeg-openjpeg"
-        ) from exc
-    if arr.ndim != 2:
-        raise InputError(f"{where} decodes to shape {arr.shape}; a radiograph is one 2-D frame")
-    return arr
+            f"{_describe(ds)} has {frames} frame{'s' if frames > 1 else ''}; there is no "
+            f"frame {number}: ask for a frame from 1 to {frames}"
+        )
+    if source is None and "PixelData" not in ds:
+        raise InputError(f"{_describe(ds)} has no Pixel Data (7FE0,0010); it is not an image")
+    view = frame_view(ds, number)
+    _check_grayscale(view)
+    if source is not None:
+        source.seek(0)
+    return _grey_to_float(view, _decode(ds, source if source is not None else ds, number - 1))
 
 
 def _voi_lut_items_ok(ds: pydicom.Dataset) -> bool:
@@ -106,7 +216,10 @@ def radiograph_to_float(ds: pydicom.Dataset) -> np.ndarray:
     clipped to [0, 1]. A constant image gives zeros. Multi-frame, colour or pixel-less datasets
     raise InputError.
     """
-    stored = _decoded_pixels(ds)
+    return _grey_to_float(ds, _decoded_pixels(ds))
+
+
+def _grey_to_float(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
     if stored.size == 0 or stored.min() == stored.max():
         # A blank image carries nothing to window; zeros (not NaN, not mid-grey) for all callers.
         return np.zeros(stored.shape, dtype=np.float32)

@@ -1,12 +1,27 @@
-"""Radiograph normalisation: modality LUT → VOI LUT/window → MONOCHROME1, on in-memory datasets."""
+"""Radiograph normalisation: modality LUT → VOI LUT/window → MONOCHROME1, on in-memory datasets;
+multi-frame images frame by frame."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from pydicom.dataset import Dataset
+import io
+import tracemalloc
 
-from bonebase.dicom.pixels import radiograph_to_float, resize_keep_aspect, to_uint
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from bonebase.dicom.pixels import (
+    MultiFrameError,
+    frame_count,
+    frame_to_float,
+    frame_view,
+    radiograph_to_float,
+    resize_keep_aspect,
+    to_uint,
+)
 from bonebase.errors import InputError
 
 RAMP = np.arange(4096, dtype=np.uint16).reshape(64, 64)  # every 12-bit value once, row-major
@@ -179,3 +194,96 @@ def test_to_uint():
         to_uint(img, bits=12)
     with pytest.raises(InputError, match="NaN"):
         to_uint(np.array([np.nan], np.float32))
+
+
+def _multi_frame_file(frames: np.ndarray, **attrs) -> tuple[Dataset, io.BytesIO]:
+    """A multi-frame image as a file in memory, and its header read without the pixels."""
+    ds = make_ds(frames, bits=16, **attrs)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return pydicom.dcmread(buf, stop_before_pixels=True), buf
+
+
+def _group(**values) -> Dataset:
+    item = Dataset()
+    for name, value in values.items():
+        setattr(item, name, value)
+    return item
+
+
+def test_each_frame_is_rendered_alone_from_the_file():
+    reversed_ramp = RAMP.ravel()[::-1].reshape(64, 64)
+    header, source = _multi_frame_file(
+        np.stack([RAMP, reversed_ramp, np.full((64, 64), 9, np.uint16)]))
+    assert frame_count(header) == 3 and "PixelData" not in header
+    np.testing.assert_array_equal(frame_to_float(header, 1, source=source),
+                                  radiograph_to_float(make_ds()))
+    second = frame_to_float(header, 2, source=source)
+    assert at(second, 0) == 1.0 and at(second, 4095) == 0.0  # the reversed ramp, not frame 1
+    assert np.all(frame_to_float(header, 3, source=source) == 0)  # a constant frame
+    # Frame 1 of a single-frame image is the radiograph pipeline itself.
+    ds = make_ds(WindowCenter=2048, WindowWidth=1000)
+    np.testing.assert_array_equal(frame_to_float(ds, 1), radiograph_to_float(ds))
+
+
+@pytest.mark.parametrize("number", [0, 4, -1, True, 2.0])
+def test_a_frame_that_does_not_exist_names_the_range(number):
+    header, source = _multi_frame_file(np.zeros((3, 8, 8), np.uint16))
+    with pytest.raises(InputError, match="ask for a frame from 1 to 3"):
+        frame_to_float(header, number, source=source)
+
+
+def test_only_the_asked_frame_is_decoded():
+    """Memory grows by about one frame, not the volume (40 frames of 256 x 256 x 16 bit)."""
+    volume = np.random.default_rng(2).integers(0, 4096, (40, 256, 256), dtype=np.uint16)
+    header, source = _multi_frame_file(volume)
+    del volume
+    tracemalloc.start()
+    try:
+        out = frame_to_float(header, 17, source=source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (256, 256)
+    # One frame: 128 KiB stored, a few float64 copies of it (512 KiB each) on the way to
+    # float32; the whole volume would be 5 MiB stored and 20 MiB as float32.
+    assert peak < 4 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_functional_groups_give_each_frame_its_rescale_and_window():
+    """Enhanced CT: rescale and window in the Shared and Per-frame Functional Groups, none at
+    the top level; a frame's own item overrides the shared one (PS3.3 C.7.6.16)."""
+    header, source = _multi_frame_file(np.stack([RAMP, RAMP]))
+    header.SharedFunctionalGroupsSequence = [_group(
+        PixelValueTransformationSequence=[_group(RescaleIntercept=-1024, RescaleSlope=1,
+                                                 RescaleType="HU")],
+        FrameVOILUTSequence=[_group(WindowCenter=40, WindowWidth=400)])]
+    header.PerFrameFunctionalGroupsSequence = [
+        _group(), _group(FrameVOILUTSequence=[_group(WindowCenter=1000, WindowWidth=2000)])]
+    soft, bone = (frame_to_float(header, n, source=source) for n in (1, 2))
+    # Frame 1, shared window 40/400 on HU (= stored - 1024): stored 864 (HU -160) is black,
+    # stored 1264 (HU 240) white; frame 2's own window 1000/2000 spans stored 1024 to 3024.
+    assert at(soft, 864) == 0.0 and at(soft, 1264) == 1.0 and 0.45 < at(soft, 1064) < 0.55
+    assert at(bone, 1024) == 0.0 and at(bone, 3024) == 1.0 and 0.45 < at(bone, 2024) < 0.55
+    view = frame_view(header, 2)
+    assert (view.WindowCenter, view.RescaleIntercept) == (1000, -1024)
+
+
+def test_radiograph_pipeline_refuses_a_volume_with_its_frame_count():
+    with pytest.raises(MultiFrameError, match="3 frames") as caught:
+        radiograph_to_float(make_ds(np.zeros((3, 8, 8), np.uint16)))
+    assert caught.value.frames == 3
+
+
+@pytest.mark.parametrize("value", [b"0 ", b"1A", b"-2"])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR IS")
+def test_an_unreadable_frame_count_names_the_field(value):
+    ds = make_ds()
+    # As read from a file: pydicom converts the raw bytes (with a warning) when it is read.
+    ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", len(value), value, 0, False, True)
+    with pytest.raises(InputError, match=r"Number of Frames \(0028,0008\)"):
+        frame_count(ds)

@@ -3,6 +3,8 @@
 Each file goes through ``process_file`` (read, QC, de-identify) and each manifest row through
 ``case_record``; cases are committed with ``commit_case`` and quarantined faults recorded with
 ``quarantine.add_many``, as the ingest flow does, without the Prefect and GX start-up cost.
+The first site also gets one case of real multi-frame images from pydicom's test data
+(:data:`MULTIFRAME_FILES`): enhanced MR (native and JPEG 2000) and enhanced CT.
 """
 
 from __future__ import annotations
@@ -23,6 +25,37 @@ from bonebase.ingest.scan import FileEntry
 from bonebase.storage import content_key, sha256_file
 
 SECRET = b"web-test-secret-0123456789abcdef"
+# Real multi-frame objects nobody here wrote (pydicom-data, the test extra): file → frames.
+MULTIFRAME_FILES = {
+    "emri_small.dcm": 10,  # Enhanced MR, Explicit VR Little Endian, no functional-group window
+    "emri_small_jpeg_2k_lossless.dcm": 10,  # the same volume, JPEG 2000: decoded frame by frame
+    "eCT_Supplemental.dcm": 2,  # Enhanced CT: rescale and window in the functional groups
+}
+MULTIFRAME_CASE = "MF-CASE-1"
+
+
+def multiframe_submission(folder: Path) -> dict:
+    """Copies of :data:`MULTIFRAME_FILES` as one hospital patient would send them (PatientID,
+    name and accession number filled, each file its own instance and series) and their manifest
+    row. The files' descriptions are empty, as the real ones are."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in MULTIFRAME_FILES:
+        path = get_testdata_file(name, download=False)
+        if path is None:
+            raise RuntimeError(f"{name} is not installed: pip install pydicom-data (test extra)")
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.PatientName, ds.AccessionNumber = "MF0001", "Frame^Multi", "ACCMF1"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
+            entropy_srcs=["bonebase-web-seed", name])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=["bonebase-web-seed", name, "series"])
+        ds.save_as(folder / name, enforce_file_format=True)
+    return {"case_id": MULTIFRAME_CASE, "patient_id": "MF0001", "accession_number": "ACCMF1",
+            "age": "41", "sex": "F", "location": "distal_femur", "diagnosis": "osteosarcoma",
+            "pathology_confirmed": "yes", "modalities": "MR;CT"}
 
 
 def seed(conn, store, synth_root: Path) -> dict:
@@ -51,16 +84,23 @@ def seed(conn, store, synth_root: Path) -> dict:
             if t["file"] not in bad_files and t["case_id"] not in bad_cases:
                 files[t["case_id"]].append(t["file"])
         made[site] = []
-        for case_ref, rels in sorted(files.items()):
-            record = case_record(rows[case_ref], site=site, deid=deid)
+        cases = [(rows[ref], [(rel, sub / rel) for rel in rels])
+                 for ref, rels in sorted(files.items())]
+        if len(made) == 1:  # the first site: one case of real multi-frame images
+            extra = staging / "multiframe"
+            cases.append((multiframe_submission(extra),
+                          [(name, extra / name) for name in MULTIFRAME_FILES]))
+        for row, paths in cases:
+            record = case_record(row, site=site, deid=deid)
             if record.sex not in (None, "M", "F", "O"):
                 continue  # the validation suite would quarantine this row
             instances = []
-            for rel in rels:
-                path = sub / rel
+            for rel, path in paths:
                 r = process_file(FileEntry(rel, path, path.stat().st_size, sha256_file(path)),
                                  deid=deid, site=site, staging=staging)
                 if r.reason:
+                    if row.get("case_id") == MULTIFRAME_CASE:
+                        raise AssertionError(f"{rel} was refused: {r.message}")
                     continue
                 key = content_key(r.sha256)
                 store.put_file(key, r.staged, sha256=r.sha256)

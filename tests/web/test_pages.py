@@ -1,14 +1,27 @@
-"""The web database over HTTP (FastAPI's TestClient): access, filters, paging, case pages, forms."""
+"""The web database over HTTP (FastAPI's TestClient): access, filters, paging, case pages, forms;
+multi-frame images (issue #17 point 4) in the case page and the export.
+
+The seeded database holds one case of pydicom's own multi-frame test objects
+(tests/web/seed.py: Enhanced MR native and JPEG 2000, Enhanced CT with functional groups),
+stored through the ingest library's own steps; they live in this module to share its database.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import re
+from html import unescape
 
+import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 
+from bonebase.dicom.pixels import frame_to_float, resize_keep_aspect, to_uint
 from tests.web.conftest import PASSWORD, csrf_of, sign_in
+from tests.web.seed import MULTIFRAME_FILES
 
 
 @pytest.fixture
@@ -270,3 +283,136 @@ def test_dataset_version_filter(client, seeded):
     sign_in(client, "vera")
     assert sorted(_ids(client.get("/cases?dataset=7").text)) == sorted(members)
     assert _ids(client.get("/cases?dataset=8").text) == []
+
+
+# Multi-frame images
+
+ENHANCED_MR, ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.2.1"
+
+
+@pytest.fixture(scope="module")
+def multiframe(seeded) -> dict:
+    """The multi-frame case: its id and instance ids by transfer syntax / class."""
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        rows = conn.execute(
+            "SELECT i.id, i.sop_class_uid, i.object_key, st.case_id FROM instances i"
+            " JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = se.study_id"
+            " WHERE i.sop_class_uid IN (%s, %s) ORDER BY i.id", (ENHANCED_MR, ENHANCED_CT),
+        ).fetchall()
+    assert len(rows) == len(MULTIFRAME_FILES) and len({r["case_id"] for r in rows}) == 1
+    found = {}
+    for r in rows:
+        ds = pydicom.dcmread(io.BytesIO(seeded["store"].get_bytes(r["object_key"])),
+                             stop_before_pixels=True)
+        found[ds.Modality, ds.file_meta.TransferSyntaxUID.name] = r["id"]
+    return {"case": rows[0]["case_id"], "mr": found["MR", "Explicit VR Little Endian"],
+            "mr_j2k": found["MR", "JPEG 2000 Image Compression (Lossless Only)"],
+            "ct": found["CT", "Explicit VR Little Endian"]}
+
+
+@pytest.fixture
+def rhea(app_client):
+    c = app_client()
+    sign_in(c, "rhea")
+    return c
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == "L"
+        return np.asarray(im)
+
+
+def _expected(name: str, frame: int, size: int) -> np.ndarray:
+    """Frame ``frame`` of the original test file through the model's pixel pipeline."""
+    with open(get_testdata_file(name, download=False), "rb") as fh:
+        header = pydicom.dcmread(fh, stop_before_pixels=True)
+        return to_uint(resize_keep_aspect(frame_to_float(header, frame, source=fh), size))
+
+
+def test_case_page_has_a_frame_slider_per_multi_frame_series(rhea, seeded, multiframe):
+    page = rhea.get(f"/cases/{multiframe['case']}")
+    assert page.status_code == 200
+    stacks = [json.loads(unescape(s)) for s in re.findall(r"data-stack='([^']+)'", page.text)]
+    by_first = {stack[0][0]: stack for stack in stacks}
+    # One slider step per frame, in order, each naming its instance and frame.
+    assert by_first[multiframe["mr"]] == [[multiframe["mr"], f] for f in range(1, 11)]
+    assert by_first[multiframe["mr_j2k"]] == [[multiframe["mr_j2k"], f] for f in range(1, 11)]
+    assert by_first[multiframe["ct"]] == [[multiframe["ct"], 1], [multiframe["ct"], 2]]
+    assert page.text.count('class="frame-total">10 frames') == 2
+    assert 'class="frame-total">2 frames' in page.text
+    assert 'max="10"' in page.text and 'aria-valuetext="frame 1 of 10"' in page.text
+    assert f'src="/images/{multiframe["mr"]}.png?size=512&amp;frame=1"' in page.text
+    assert '<link rel="stylesheet" href="/static/viewer.css">' in page.text
+    assert rhea.get("/static/viewer.css").status_code == 200
+    # Single-frame stacks and radiographs are as before: no frame parameter.
+    other = rhea.get(f"/cases/{seeded['cases'][seeded['steward_site']][0]}").text
+    assert "frame=" not in other and "frame-total" not in other
+
+
+def test_each_frame_is_the_original_frame_through_the_pipeline(rhea, multiframe):
+    """Every frame is served, and frame N is frame N of the submitted file (de-identification
+    and storage leave the pixels alone): native and JPEG 2000 MR, and the enhanced CT, whose
+    rescale and window (49/102) come from its functional groups."""
+    frames = [_pixels(rhea.get(f"/images/{multiframe['mr']}.png?size=128&frame={f}").content)
+              for f in range(1, 11)]
+    assert len({f.tobytes() for f in frames}) == 10  # ten different pictures
+    for f in (1, 6, 10):
+        np.testing.assert_array_equal(frames[f - 1], _expected("emri_small.dcm", f, 128))
+        j2k = rhea.get(f"/images/{multiframe['mr_j2k']}.png?size=128&frame={f}")
+        np.testing.assert_array_equal(_pixels(j2k.content), frames[f - 1])  # lossless
+    for f in (1, 2):
+        ct = rhea.get(f"/images/{multiframe['ct']}.png?size=256&frame={f}")
+        assert ct.headers["content-type"] == "image/png"
+        np.testing.assert_array_equal(_pixels(ct.content), _expected("eCT_Supplemental.dcm", f, 256))
+    # No frame asked: the first.
+    first = rhea.get(f"/images/{multiframe['mr']}.png?size=128").content
+    np.testing.assert_array_equal(_pixels(first), frames[0])
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    ("0", "there is no frame 0: ask for a frame from 1 to 10"),
+    ("11", "there is no frame 11: ask for a frame from 1 to 10"),
+    ("-3", "there is no frame -3"),
+    ("99999999999999999999", "ask for a frame from 1 to 10"),
+    ("two", "frame: Input should be a valid integer"),
+])
+def test_a_bad_frame_is_a_400_that_says_what_to_ask(rhea, multiframe, frame, message):
+    resp = rhea.get(f"/images/{multiframe['mr']}.png?frame={frame}")
+    assert resp.status_code == 400, resp.text[:300]
+    assert message in unescape(resp.text)
+
+
+def test_a_frame_of_a_single_frame_image(rhea, seeded, multiframe):
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        single = conn.execute("SELECT id FROM instances WHERE modality IN ('CR', 'DX')"
+                              " ORDER BY id LIMIT 1").fetchone()["id"]
+    plain = rhea.get(f"/images/{single}.png?size=128")
+    assert rhea.get(f"/images/{single}.png?size=128&frame=1").content == plain.content
+    two = rhea.get(f"/images/{single}.png?frame=2")
+    assert two.status_code == 400 and "has 1 frame; there is no frame 2" in two.text
+
+
+def test_export_counts_multi_frame_images_it_skips(seeded, multiframe, tmp_path):
+    """A radiograph task's export (here asked for CT and MR too) skips each multi-frame image
+    with a counted reason, never silently; single-frame images of the same modalities go in."""
+    from bonebase.dataset.export import export
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        summary = export(conn, seeded["store"], tmp_path, size=32, bits=8,
+                         modalities=["CR", "DX", "CT", "MR"])
+        mf_keys = {r["sha256"] for r in conn.execute(
+            "SELECT sha256 FROM instances WHERE sop_class_uid IN (%s, %s)",
+            (ENHANCED_MR, ENHANCED_CT)).fetchall()}
+    assert summary.counts["skipped"]["multi_frame"] == len(MULTIFRAME_FILES)
+    assert {i for i, k in summary.skip_kinds.items() if k == "multi_frame"} == mf_keys
+    assert all("frames); the radiograph tasks take single-frame images" in summary.skipped[i]
+               for i in mf_keys)
+    assert f"{len(MULTIFRAME_FILES)} multi-frame" in summary.describe()
+    labels = (tmp_path / "labels.csv").read_text()
+    assert summary.n_images > 0 and not any(k in labels for k in mf_keys)

@@ -14,7 +14,7 @@ from web import queries
 from web.auth import browse, get_conn, require
 from web.charts import bar_chart, histogram
 from web.filters import BEHAVIOURS, LOCATIONS, MODALITIES, SEXES, parse_cursor, parse_filters
-from web.imaging import SIZES, render
+from web.imaging import SIZES, frames_of, render
 from web.render import render as page
 
 router = APIRouter()
@@ -59,10 +59,24 @@ def stats(request: Request, conn: Connection = Depends(get_conn, scope="function
     return page(request, "stats.html", charts=charts, stats=s, total=total)
 
 
+def _with_frames(store, case: dict) -> dict:
+    """Each instance's frame count, and per series the pictures its slider steps through:
+    [instance id, frame] (frame None for a single-frame image), in order."""
+    for study in case["studies"]:
+        for s in study["series"]:
+            s["stack"] = []
+            for i in s["instances"]:
+                i["frames"] = frames_of(store, i)
+                s["stack"] += ([[i["id"], f] for f in range(1, i["frames"] + 1)]
+                               if i["frames"] > 1 else [[i["id"], None]])
+            s["multiframe"] = len(s["stack"]) > len(s["instances"])
+    return case
+
+
 @router.get("/cases/{case_id}")
 def case_view(request: Request, case_id: int, conn: Connection = Depends(get_conn, scope="function"),
               user=Depends(browse)):
-    case = queries.get_case(conn, case_id)
+    case = _with_frames(request.app.state.store, queries.get_case(conn, case_id))
     history = preds.for_case(conn, case_id) if user is not None else []
     diagnosis = DIAGNOSES.get(case["diagnosis_code"] or "")
     can_ask = user is not None and request.app.state.web.diagnosis_url is not None
@@ -73,11 +87,12 @@ def case_view(request: Request, case_id: int, conn: Connection = Depends(get_con
 
 @router.get("/images/{instance_id}.png")
 def image(request: Request, instance_id: int, size: int = Query(512),
+          frame: int | None = Query(None, description="frame of a multi-frame image, from 1"),
           conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     if size not in SIZES:
         raise HTTPException(400, f"size={size} is not offered; use one of {SIZES}")
     inst = queries.get_instance(conn, instance_id)
-    png = render(request.app.state.store.get_bytes(inst["object_key"]), size)
+    png = render(request.app.state.store.get_bytes(inst["object_key"]), size, frame)
     # Stored objects are content-addressed and never change: the browser may keep the picture.
     return Response(png, media_type="image/png",
                     headers={"Cache-Control": "private, max-age=86400, immutable"})
