@@ -31,7 +31,7 @@ from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.deid_values import is_multi
 from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
-from bonebase.errors import InputError
+from bonebase.errors import InputError, NotFoundError
 from bonebase.ingest import limits
 from bonebase.storage import ObjectStore
 
@@ -75,8 +75,9 @@ def inspect(store: ObjectStore, item: dict) -> HeldView:
                 parts.dataset, site=item["site"], scan=False)
             # Encoded and scanned as ingest does, so the findings are those of the hold.
             out.to_bytes() if parts.pixels is None else out.encode_parts()
-        except InputError as exc:
-            view.note = f"de-identification refuses this file: {exc}"
+        except Exception as exc:  # noqa: BLE001 - InputError, or a library's on a hostile file
+            view.note = (f"de-identification refuses this file: {exc}" if isinstance(exc, InputError)
+                         else f"de-identification fails on this file ({exc.__class__.__name__})")
             view.header = _rows(parts.dataset, None, [])
             return view
         view.findings, view.flags = out.findings, out.needs_review
@@ -91,14 +92,15 @@ def preview_png(store: ObjectStore, item: dict, *, size: int = PREVIEW_SIZE) -> 
     with _original(store, item, view) as parts:
         if parts is None:
             raise InputError(view.note)
+        if parts.pixels is None and "PixelData" not in parts.dataset:
+            raise InputError("the held file has no image (no Pixel Data)")
         try:
-            frame = _first_frame(parts)
+            return _png(_display(_first_frame(parts), parts.dataset), size)
         except DicomReadError as exc:
             raise InputError(f"the held image cannot be shown ({exc.reason})") from None
         except Exception as exc:  # noqa: BLE001 - a decoder's failure on a hostile file
             raise InputError("the held image cannot be decoded "
                              f"({exc.__class__.__name__})") from None
-        return _png(_display(frame, parts.dataset), size)
 
 
 @contextmanager
@@ -116,11 +118,20 @@ def _original(store: ObjectStore, item: dict, view: HeldView) -> Iterator[DicomP
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="bonebase-held-") as tmp:
-        path = store.download(key, Path(tmp) / "held.bin")
+        try:
+            path = store.download(key, Path(tmp) / "held.bin")
+        except NotFoundError:
+            view.note = f"the original is missing from the object store ({key})"
+            yield None
+            return
         try:
             parts = open_parts(path, "held file", max_pixels=limits.current().max_pixels)
         except DicomReadError as exc:
             view.note = f"the original cannot be read as a DICOM image ({exc.reason})"
+            yield None
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever pydicom raises on a hostile file
+            view.note = f"the original cannot be read as a DICOM image ({exc.__class__.__name__})"
             yield None
             return
         with parts:

@@ -73,7 +73,11 @@ def held(migrated_database, tmp_path_factory) -> dict:
                                    " de-identification (1 hits)", file="IMG2.dcm",
                                    object_key=keep(sub["id"], vendor)),
                     QuarantineItem("missing_images", "row 3: patient_id '[redacted]' has no"
-                                   " images", row_number=3, object_key=manifest)]
+                                   " images", row_number=3, object_key=manifest),
+                    QuarantineItem("corrupt_file", "broken.dcm: corrupt", file="broken.dcm",
+                                   object_key=keep(sub["id"], vendor[:3000])),
+                    QuarantineItem("non_dicom", "notes.txt: not DICOM", file="notes.txt",
+                                   object_key=keep(sub["id"], b"Jane Doe, notes\n"))]
             quarantine.add_many(conn, submission_id=sub["id"], site_id=site.id, items=items)
             for item in quarantine.list_items(conn, site=code):
                 ids[(code, item["reason"], item["row_number"] or item["file"])] = item["id"]
@@ -85,6 +89,8 @@ def held(migrated_database, tmp_path_factory) -> dict:
             "residue": ids[("HX", "phi_residue", "[redacted]/IMG1.dcm")],
             "vendor": ids[("HX", "phi_residue", "IMG2.dcm")],
             "row": ids[("HX", "missing_images", 3)],
+            "hostile": [ids[("HX", "corrupt_file", "broken.dcm")],
+                        ids[("HX", "non_dicom", "notes.txt")]],
             "other_site": ids[("BJ1", "phi_residue", "[redacted]/IMG1.dcm")]}
 
 
@@ -160,6 +166,13 @@ def test_admin_sees_every_site_and_items_without_an_image(held, client):
     assert row.status_code == 200 and "a manifest row: row 3" in row.text
     assert "image.png" not in row.text
     assert client.get(f"/quarantine/{held['row']}/image.png").status_code == 400
+    for item in held["hostile"]:  # a truncated DICOM file, a text file: said, never a 500
+        page = client.get(f"/quarantine/{item}")
+        assert page.status_code == 200
+        assert "the original cannot be read as a DICOM image (corrupt_file)" in page.text or (
+            "the original cannot be read as a DICOM image (non_dicom)" in page.text)
+        image = client.get(f"/quarantine/{item}/image.png")
+        assert image.status_code == 400 and "cannot be read as a DICOM image" in image.text
     vendor = client.get(f"/quarantine/{held['vendor']}")
     assert 'id="findings-cleared"' in vendor.text  # held under the old rule: cleared today
     assert ("ada", "page") in _views(held["url"], held["residue"])
