@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from bonebase.cli_common import console, db_url, prefect_env, settings
@@ -95,9 +96,12 @@ def register_cmd(
 def list_cmd(
     task: Annotated[str | None, typer.Option("--task")] = None,
     status: Annotated[str | None, typer.Option("--status")] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Also the architecture, code revision and who registered.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Registered models, newest first."""
+    """Registered models, newest first (one line each; fits 80 columns without --wide)."""
     from bonebase.release import registry
 
     conn, _ = _ctx()
@@ -106,21 +110,25 @@ def list_cmd(
     if as_json:
         _print(rows, True)
         return
-    table = Table("id", "task", "arch", "status", "test AUC", "dataset", "code", "created")
+    # No borders and one space between columns: a row is one line on an 80-column terminal.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    names = ["id", "task", *(["arch"] if wide else []), "status", "test AUC", "dataset",
+             *(["code", "by"] if wide else []), "created"]
+    for name in names:
+        table.add_column(name, no_wrap=True, overflow="ellipsis",
+                         justify="right" if name in ("id", "test AUC") else "left")
     for r in rows:
-        test = (r["metrics"] or {}).get("test") or {}
-        auc = test.get("auc")
-        table.add_row(
-            str(r["id"]),
-            r["task"],
-            r["arch"],
-            r["status"],
-            "" if auc is None else f"{auc:.3f}",
-            str(r["dataset_version"] or ""),
-            str(r["code_revision"] or "")[:12],
-            r["created_at"].strftime("%Y-%m-%d %H:%M"),
-        )
-    console.print(table)
+        auc = ((r["metrics"] or {}).get("test") or {}).get("auc")
+        cells = {
+            "id": str(r["id"]), "task": r["task"], "arch": r["arch"], "status": r["status"],
+            "test AUC": "" if auc is None else f"{auc:.3f}",
+            "dataset": str(r["dataset_version"] or "")[:12],  # in full: show, --json
+            "code": str(r["code_revision"] or "")[:12], "by": r["created_by"],
+            "created": r["created_at"].strftime("%Y-%m-%d %H:%M"),
+        }
+        table.add_row(*(cells[name] for name in names))
+    console.print(table if rows else "no models registered yet: `bonebase retrain` or "
+                  "`bonebase models register`")
 
 
 @models_app.command("show")

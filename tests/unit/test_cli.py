@@ -90,3 +90,25 @@ def test_site_import_is_idempotent(cli_env, db, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert_one_line_error(run("site", "import", str(bad), env=cli_env), "expected a JSON list")
+
+
+def test_models_list_is_readable_at_80_columns(cli_env, db):
+    from bonebase.db import models as q
+
+    for n, dataset in ((1, "v3"), (2, "3f9a1c2e4b5d6a7f8e9d0c1b2a3f4e5d6c7b8a9f")):
+        q.insert_model(db, task="benign_vs_malignant", arch="densenet121", checkpoint_key=f"k{n}",
+                       checkpoint_sha256=str(n) * 64, metrics={"test": {"auc": 0.8123}},
+                       report_key=None, dataset_version=dataset,
+                       code_revision="0123456789abcdef", params_hash=None, threshold=None,
+                       created_by="ml-eng")
+    db.commit()
+    listed = run("models", "list", env={**cli_env, "COLUMNS": "80"})
+    assert listed.returncode == 0, listed.stderr
+    lines = [line for line in listed.stdout.splitlines() if line.strip()]
+    assert len(lines) == 4 and max(map(len, lines)) <= 80, listed.stdout  # header, rule, 2 rows
+    for row in lines[2:]:  # each model one line, nothing cut: "benign_…" before
+        assert "…" not in row
+        assert {"benign_vs_malignant", "candidate", "0.812"} <= set(row.split())
+    assert "3f9a1c2e4b5d " in lines[2] + " "
+    wide = run("models", "list", "--wide", env={**cli_env, "COLUMNS": "120"})
+    assert {"densenet121", "0123456789ab", "ml-eng"} <= set(wide.stdout.split())
