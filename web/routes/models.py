@@ -1,4 +1,9 @@
-"""The models page: the champion (deployed) per task, candidates, approvals and reports."""
+"""The models page: the champion (deployed) per task, candidates, approvals and reports.
+
+Each model shows its task's headline metrics: the AUC on the locked internal test set and on
+the external (held-out) hospitals, with DeLong 95% CIs, and the release gate's verdict as
+recorded with the model's last approval.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,10 @@ def model_list(request: Request, conn: Connection = Depends(get_conn, scope="fun
     rows = db_models.list_models(conn)
     champions = {r["task"]: r for r in rows if r["status"] == "deployed"}
     approvals = {r["id"]: db_models.approvals_of(conn, r["id"]) for r in rows}
+    headlines = {r["id"]: {"auc": headline_aucs(r["metrics"]), "gate": gate_verdict(approvals[r["id"]])}
+                 for r in rows}
     return render(request, "models.html", rows=rows, champions=champions, approvals=approvals,
+                  headlines=headlines,
                   deployments=db_models.deployments(conn, limit=20))
 
 
@@ -38,3 +46,45 @@ def report(request: Request, model_id: int, conn: Connection = Depends(get_conn,
     # A report is our own file, but served as a download-free page it must not run scripts.
     return Response(data, media_type=kind,
                     headers={"Content-Security-Policy": "script-src 'none'"})
+
+
+# metrics.json split -> what the page calls it (bonebase/model/evaluate.py writes the splits).
+SPLITS = {"test": "internal", "external": "external"}
+
+
+def _num(value) -> str:
+    return "–" if not isinstance(value, int | float) else f"{value:.3f}"
+
+
+def headline_aucs(metrics: dict | None) -> list[tuple[str, str]]:
+    """("internal", "0.812 (95% CI 0.701–0.905)") and the same for "external", where evaluated."""
+    out = []
+    for split, label in SPLITS.items():
+        m = (metrics or {}).get(split)
+        if not isinstance(m, dict):
+            continue
+        if not isinstance(m.get("auc"), int | float):
+            out.append((label, m.get("note") or "AUC undefined"))
+            continue
+        text = _num(m["auc"])
+        lo, hi = m.get("auc_delong_lo"), m.get("auc_delong_hi")
+        if isinstance(lo, int | float) and isinstance(hi, int | float):
+            text += f" (95% CI {_num(lo)}–{_num(hi)})"
+        out.append((label, text))
+    return out
+
+
+def gate_verdict(approvals: list[dict]) -> str:
+    """The release gate's result recorded with the model's last approval that ran it."""
+    judged = [a for a in approvals if a.get("gate")]
+    if not judged:
+        return "not run yet" if not approvals else f"not run ({approvals[-1]['decision']})"
+    last = judged[-1]
+    gate = last["gate"]
+    if gate.get("passed"):
+        return "passed"
+    failed = ", ".join(c["check"] for c in gate.get("checks", []) if not c.get("passed"))
+    verdict = f"failed ({failed})" if failed else "failed"
+    if last.get("override"):
+        verdict += f", overridden by {last['by_person']}"
+    return verdict
