@@ -2,7 +2,8 @@
 
 One ephemeral GX context per process holds every suite, data asset and ValidationDefinition
 (built on first use, ~0.1 s); each submission runs one Checkpoint per frame, with an
-``UpdateDataDocsAction`` writing that submission's Data Docs when a folder is given.
+``UpdateDataDocsAction`` writing that submission's Data Docs when a folder is given: pages that
+load nothing from other hosts, and ``validation.json``, the summary the web database shows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
-from validation import cross_suite, db_suite, docs_view, header_suite, image_qc, manifest_suite
+from validation import (
+    cross_suite,
+    db_suite,
+    docs_offline,
+    docs_view,
+    header_suite,
+    image_qc,
+    manifest_suite,
+)
 from validation.gx_view import Masker
 from validation.messages import Failure, ValidationReport, render, where
 
@@ -108,6 +117,9 @@ class _DocsSite:
             ids += [key, ExpectationSuiteIdentifier(name=result.suite_name)]
         self.context.build_data_docs(site_names=[self.name], resource_identifiers=ids,
                                      build_index=True)
+        # Pages that work offline (GX links CDNs), and the summary bonebase's own page shows.
+        docs_offline.make_offline(self.docs_dir)
+        docs_offline.write_summary(self.docs_dir, results)
 
     def __enter__(self) -> _DocsSite:
         if self.docs_dir is not None:

@@ -5,15 +5,17 @@ A steward sees and acts on their own site only; an admin sees every site.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from psycopg import Connection
 
 from bonebase.db import submissions
 from bonebase.db.quality import site_quality
 from bonebase.db.users import User
+from validation.docs_offline import SUMMARY, offline_html
 from web.auth import get_conn, require
 from web.render import render
 
@@ -51,9 +53,41 @@ def submission(request: Request, submission_id: int, conn: Connection = Depends(
     from bonebase.ingest.receipt import to_markdown
 
     receipt = row["receipt"] or {}
+    docs = _docs_folder(receipt)
     return render(request, "submission.html", sub=row, receipt=receipt,
                   markdown=to_markdown(receipt) if receipt else "",
-                  has_docs=bool(receipt.get("data_docs")))
+                  has_docs=docs is not None and (docs / "index.html").is_file(),
+                  has_summary=docs is not None and (docs / SUMMARY).is_file())
+
+
+def _docs_folder(receipt: dict) -> Path | None:
+    index = receipt.get("data_docs")
+    return Path(index).parent if index else None
+
+
+@router.get("/submissions/{submission_id}/validation")
+def validation(request: Request, submission_id: int,
+               conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
+    """The validation results in bonebase's own page (no script, nothing from other hosts)."""
+    row = submissions.get(conn, submission_id)
+    _own(user, row["site"])
+    docs = _docs_folder(row["receipt"] or {})
+    path = docs / SUMMARY if docs is not None else None
+    if path is None or not path.is_file():
+        raise HTTPException(404, f"submission {submission_id} has no validation summary (it was "
+                                 "validated before bonebase kept one); open its Data Docs instead")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        suites = report["suites"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HTTPException(404, f"the validation summary of submission {submission_id} cannot "
+                                 f"be read ({type(exc).__name__}); submit it again") from None
+    return render(request, "validation.html", sub=row, suites=suites)
+
+
+# Data Docs pages run GX's inline scripts; everything else comes from this server only.
+_DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'none'")
 
 
 @router.get("/submissions/{submission_id}/docs/{path:path}")
@@ -73,4 +107,11 @@ def data_docs(submission_id: int, path: str = "", conn: Connection = Depends(get
         found = False
     if not found:
         raise HTTPException(404, f"no Data Docs page {path!r} for submission {submission_id}")
-    return FileResponse(target)
+    headers = {"Content-Security-Policy": _DOCS_POLICY}
+    if target.suffix != ".html":
+        return FileResponse(target, headers=headers)
+    # Pages written before bonebase rewrote them still name CDNs: point those at /static/vendor.
+    depth = len(target.relative_to(root).parts) - 1
+    html = offline_html(target.read_text(encoding="utf-8", errors="replace"), "/static/vendor/",
+                        "../" * depth + "static/")
+    return HTMLResponse(html, headers=headers)
