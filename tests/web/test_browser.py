@@ -198,3 +198,53 @@ def test_screenshots_of_the_other_pages(browser, site_url, artifacts):
         ["cases.png", "cases-filtered.png", "case.png", "diagnosis.png", "stats.png",
          "quarantine.png", "submissions.png", "sites.png", "models.png", "diagnose.png",
          "forbidden.png"])
+
+
+def _pixel_sum(browser, img) -> int:
+    """Sum of the shown picture's pixel values, read back through a canvas (same origin)."""
+    return browser.execute_script(
+        "const img = arguments[0], c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        "return g.getImageData(0, 0, c.width, c.height).data.reduce((a, b) => a + b, 0);", img)
+
+
+def test_frame_slider_of_a_multi_frame_mr_loads_each_frame(browser, site_url, seeded, artifacts):
+    """The enhanced MR seeded from pydicom's test data (tests/web/seed.py): the slider is moved
+    with the keyboard and the next frame, rendered by the server, replaces the first."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        case = conn.execute(
+            "SELECT st.case_id FROM instances i JOIN series se ON se.id = i.series_id"
+            " JOIN studies st ON st.id = se.study_id WHERE i.sop_class_uid = %s LIMIT 1",
+            ("1.2.840.10008.5.1.4.1.1.4.1",)).fetchone()["case_id"]
+    _sign_in(browser, site_url, "vera")
+    browser.get(f"{site_url}/cases/{case}")
+    fig = next(f for f in browser.find_elements(By.CSS_SELECTOR, "figure.stack")
+               if f.get_attribute("data-step") == "frame"
+               and f.find_element(By.CSS_SELECTOR, "input.slice").get_attribute("max") == "10")
+    img = fig.find_element(By.TAG_NAME, "img")
+    slider = fig.find_element(By.CSS_SELECTOR, "input.slice")
+
+    def shown(frame: int) -> int:
+        WebDriverWait(browser, 30).until(
+            lambda b: img.get_attribute("src").endswith(f"&frame={frame}") and _loaded(b, img))
+        assert browser.execute_script("return arguments[0].naturalWidth", img) == 512
+        assert fig.find_element(By.CSS_SELECTOR, ".slice-no").text == str(frame)
+        assert slider.get_attribute("aria-valuetext") == f"frame {frame} of 10"
+        return _pixel_sum(browser, img)
+
+    first = shown(1)
+    slider.send_keys(Keys.ARROW_RIGHT)
+    second = shown(2)
+    slider.send_keys(Keys.END)
+    last = shown(10)
+    browser.save_screenshot(str(artifacts / "frames.png"))
+    assert len({first, second, last}) == 3  # three different pictures were loaded
+    slider.send_keys(Keys.HOME)
+    assert shown(1) == first
