@@ -4,7 +4,7 @@ A study is complete after its quiet period (no instance for ``timeout`` seconds)
 is then joined with its clinical row (none: it waits as "needs clinical data"), de-identified
 file by file with the consortium's engine and key (:class:`bonebase.dicom.deid.Deidentifier`,
 the same pseudonyms, UID remapping and date shifts as central ingest), each output scanned for
-residue of the study's identifying values, and marked (:mod:`bonebase.gateway.mark`). A study
+residue of the study's identifying values, and marked (:mod:`bonebase.dicom.deid_mark`). A study
 with any residue or file held for review stays on site ("held on site"). Complete studies are
 batched into one submission folder (``manifest.csv`` + DICOM), whose manifest names patient,
 case and accession by their pseudonyms only.
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bonebase.dicom.deid import METHOD_TEXT, Deidentifier
+from bonebase.dicom.deid_mark import gateway_mark
 from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import open_parts
 from bonebase.errors import InputError
 from bonebase.gateway import clinical
-from bonebase.gateway.mark import gateway_mark
 from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, Spool
 
 MANIFEST_COLUMNS = ("case_id", "patient_id", "accession_number", "sex", "age", "location",

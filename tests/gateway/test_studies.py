@@ -9,7 +9,7 @@ import json
 import pydicom
 
 from bonebase.dicom.deid import Deidentifier
-from bonebase.gateway.mark import is_marked
+from bonebase.dicom.deid_mark import is_marked
 from bonebase.gateway.studies import accession_pseudonym
 from bonebase.ingest.accept import case_ref
 from tests.gateway.conftest import SECRET, SITE, storescu, write_clinical
