@@ -44,7 +44,8 @@ def require_server() -> str:
     if not url:
         raise ConfigError(
             "schedules need a Prefect server (the temporary one cannot run them): start one "
-            "with `prefect server start`, set PREFECT_API_URL=http://127.0.0.1:4200/api, and "
+            "with `bonebase prefect ui` (Prefect's server on this home's flow runs; or `prefect "
+            "server start`), set PREFECT_API_URL=http://127.0.0.1:4200/api, and "
             f"start a worker with `prefect worker start --pool {POOL}` (docs/mlops.md)"
         )
     return url
