@@ -60,16 +60,16 @@ def stats(request: Request, conn: Connection = Depends(get_conn, scope="function
 
 
 def _with_frames(store, case: dict) -> dict:
-    """Each instance's frame count, and per series the pictures its slider steps through:
-    [instance id, frame] (frame None for a single-frame image), in order."""
+    """Each instance's frame count; per series what its slider steps through: ``stack``, the
+    [instance id, frames] of its instances in order (the page's script maps a position to an
+    instance and frame, so the page grows with instances, not frames), and ``steps``."""
     for study in case["studies"]:
         for s in study["series"]:
-            s["stack"] = []
             for i in s["instances"]:
                 i["frames"] = frames_of(store, i)
-                s["stack"] += ([[i["id"], f] for f in range(1, i["frames"] + 1)]
-                               if i["frames"] > 1 else [[i["id"], None]])
-            s["multiframe"] = len(s["stack"]) > len(s["instances"])
+            s["stack"] = [[i["id"], i["frames"]] for i in s["instances"]]
+            s["steps"] = sum(i["frames"] for i in s["instances"])
+            s["multiframe"] = s["steps"] > len(s["instances"])
     return case
 
 
