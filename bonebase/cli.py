@@ -128,8 +128,12 @@ def db_downgrade(
 def db_scrub_prefect() -> None:
     """Remove secrets (the consortium key, database passwords) from the flow-run parameters that
     bonebase versions before #15 left in Prefect's database, then compact its SQLite file."""
+    import os
+
     from bonebase.cli_common import prefect_env
 
+    if not (os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_HOME")):
+        _settings().require_home()  # scrubbing a new, empty home would report a clean one
     prefect_env()  # the same Prefect state as `submit`, `retrain` and `dataset version`
     from bonebase.prefect_scrub import known_secrets, scrub
 

@@ -43,13 +43,22 @@ def db_url(*, migrated: bool = True, create: bool = False) -> str:
     return url
 
 
+def prefect_home():
+    """Where Prefect keeps the flow runs of bonebase's commands: PREFECT_HOME when set, else
+    BONEBASE_HOME/prefect."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("PREFECT_HOME") or settings().home / "prefect")
+
+
 def prefect_env() -> None:
     """Embedded defaults for Prefect, set before it is imported: its state under BONEBASE_HOME,
     and time for the ephemeral server's first start (it migrates its SQLite database)."""
     import os
 
     if not os.environ.get("PREFECT_API_URL"):
-        home = settings().home / "prefect"
+        home = prefect_home()
         # Prefect's database holds flow-run history: readable by the owner only (#15).
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         home.chmod(0o700)

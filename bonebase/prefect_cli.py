@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from bonebase.cli_common import console, prefect_env, settings
+from bonebase.cli_common import console, prefect_env, prefect_home, settings
 from bonebase.errors import ConfigError
 
 prefect_app = typer.Typer(help="Prefect's UI and API on the flow runs of this bonebase home.",
@@ -30,19 +30,21 @@ Port = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the
 
 def server_command_line(host: str = "127.0.0.1", port: int = 4200) -> str:
     """The shell line that starts Prefect's server on this home's flow runs."""
-    home = settings().home / "prefect"
-    line = f"PREFECT_HOME={shlex.quote(str(home))} prefect server start"
+    line = f"PREFECT_HOME={shlex.quote(str(prefect_home()))} prefect server start"
     if (host, port) != ("127.0.0.1", 4200):
         line += f" --host {shlex.quote(host)} --port {port}"
     return line
 
 
 def _on_shared_server() -> bool:
-    """True (and says where the UI is) when PREFECT_API_URL names a server: runs are there."""
+    """True (and says where the UI is) when PREFECT_API_URL names a server: runs are there.
+    Else the runs are local, in a home that must exist (a new, empty one has none to show)."""
     url = os.environ.get("PREFECT_API_URL")
     if url:
         console.print("PREFECT_API_URL is set: the flow runs are on that server; its UI is at "
                       + url.rstrip("/").removesuffix("/api"))
+    elif not os.environ.get("PREFECT_HOME"):
+        settings().require_home()
     return bool(url)
 
 
@@ -56,12 +58,12 @@ def ui_cmd(host: Host = "127.0.0.1", port: Port = 4200) -> None:
     """
     if _on_shared_server():
         return
-    home = settings().require_home()
     prefect_env()  # PREFECT_HOME (0700) and no telemetry, exactly as the flows' commands set them
     exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or shutil.which("prefect")
     if exe is None:
         raise ConfigError("the `prefect` command is missing beside this Python: reinstall bonebase")
-    console.print(f"Prefect UI on the flow runs of {home}: http://{host}:{port} (Ctrl-C stops it)")
+    console.print(f"Prefect UI on the flow runs in {prefect_home()}: http://{host}:{port} "
+                  "(Ctrl-C stops it)")
     console.print(f"  the same without bonebase: {server_command_line(host, port)}")
     sys.stdout.flush()
     os.execv(exe, [exe, "server", "start", "--host", host, "--port", str(port)])
@@ -72,5 +74,4 @@ def command_cmd(host: Host = "127.0.0.1", port: Port = 4200) -> None:
     """Print the `prefect server start` line whose UI shows this home's flow runs."""
     if _on_shared_server():
         return
-    settings().require_home()
     print(server_command_line(host, port))

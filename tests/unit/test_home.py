@@ -46,7 +46,8 @@ def test_reading_commands_outside_any_home_say_where_they_looked(tmp_path):
     nowhere = tmp_path / "nowhere"
     nowhere.mkdir()
     env = _env(tmp_path)
-    for args in (("site", "list"), ("db", "status"), ("models", "list"), ("dataset", "list")):
+    for args in (("site", "list"), ("db", "status"), ("models", "list"), ("dataset", "list"),
+                 ("db", "scrub-prefect"), ("prefect", "ui"), ("web",)):
         result = _run(*args, env=env, cwd=nowhere)
         assert_one_line_error(result, f"looked for .bonebase in {nowhere} and its parents")
         assert "bonebase init" in result.stderr and "BONEBASE_HOME" in result.stderr
