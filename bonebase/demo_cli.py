@@ -23,6 +23,7 @@ import yaml
 
 from bonebase.cli_common import console, prefect_env
 from bonebase.cli_common import settings as _settings
+from bonebase.demo_progress import DemoProgress, duration
 from bonebase.errors import ConfigError
 
 APPROVER = "Demo Steward"
@@ -30,22 +31,24 @@ APPROVER = "Demo Steward"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Sizes of the demo; the defaults run in minutes on 2 CPU cores."""
+    """Sizes of the demo. Training and evaluation read the project's params.yaml (the
+    checkout's, sized to run in minutes on 2 CPU cores); a value set here is written into the
+    project's params.yaml, so that the demo and the guides followed after it use one set."""
 
     sites: int = 4  # ingested first; one more joins later
     cases_per_site: int = 100
     seed: int = 7
-    image_size: int = 128
-    export_size: int = 128
-    epochs: int = 8
-    bootstrap: int = 200
+    image_size: int | None = None  # train.image_size
+    export_size: int | None = None  # export.size
+    epochs: int | None = None  # train.epochs
+    bootstrap: int | None = None  # evaluate.bootstrap
     port: int = 3000
     keep_serving: bool = True
 
 
 def _project(home: Path, repo: Path) -> Path:
     """A clone of this checkout under HOME, where `dvc repro` may write data/, models/, dvc.lock
-    without touching the developer's checkout."""
+    without touching the developer's checkout; docs/mlops.md is followed in it after the demo."""
     project = home / "project"
     if not (project / ".git").exists():
         if not (repo / ".git").exists():
@@ -57,13 +60,20 @@ def _project(home: Path, repo: Path) -> Path:
     return project
 
 
-def _params(repo: Path, project: Path, cfg: DemoConfig) -> Path:
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params["export"]["size"] = cfg.export_size
-    params["train"].update(image_size=cfg.image_size, epochs=cfg.epochs, num_workers=0)
-    params["evaluate"]["bootstrap"] = cfg.bootstrap
+def _params(project: Path, cfg: DemoConfig) -> Path:
+    """The project's params.yaml, with the sizes ``cfg`` sets (written only when they differ)."""
     path = project / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    params = yaml.safe_load(text)
+    wanted = {("export", "size"): cfg.export_size, ("train", "image_size"): cfg.image_size,
+              ("train", "epochs"): cfg.epochs, ("evaluate", "bootstrap"): cfg.bootstrap}  # fmt: skip
+    changed = False
+    for (section, key), value in wanted.items():
+        if value is not None and params[section].get(key) != value:
+            params[section][key] = value
+            changed = True
+    if changed:
+        path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -72,9 +82,11 @@ def run_demo(
     repo: Path,
     cfg: DemoConfig = DemoConfig(),
     say: Callable[[str], None] = print,
+    progress: DemoProgress | None = None,
 ) -> dict:
     """Run the story on the settings of the environment (BONEBASE_*, DATABASE_URL); returns ids
-    and places (models, URLs, reports) for the summary."""
+    and places (models, URLs, reports) and each stage's duration for the summary. ``progress``
+    (default: plain lines through ``say``) shows stages and training epochs."""
     from bonebase.client import DiagnosisClient
     from bonebase.config import get_settings
     from bonebase.db import models as q
@@ -88,6 +100,7 @@ def run_demo(
     from flows.ingest import ingest_submission
     from flows.retrain import retrain_flow
 
+    show = progress or DemoProgress(say, live=False)
     # The flows read the same settings from the environment: none is passed to them, since
     # Prefect stores flow parameters (a Settings holds the consortium key and DATABASE_URL).
     settings = get_settings()
@@ -101,9 +114,10 @@ def run_demo(
     )
     synth = home / "demo-synth"
     if not (synth / "sites.json").is_file():
-        say(f"== synthesising {cfg.sites + 1} hospitals × {cfg.cases_per_site} cases into {synth}")
-        generate(synth, sites=cfg.sites + 1, cases_per_site=cfg.cases_per_site, seed=cfg.seed,
-                 overwrite=True)  # fmt: skip
+        with show.stage(f"synthesising {cfg.sites + 1} hospitals × {cfg.cases_per_site} cases "
+                        f"into {synth}"):  # fmt: skip
+            generate(synth, sites=cfg.sites + 1, cases_per_site=cfg.cases_per_site,
+                     seed=cfg.seed, overwrite=True)  # fmt: skip
     sites = json.loads((synth / "sites.json").read_text(encoding="utf-8"))
     first, fifth = sites[: cfg.sites], sites[cfg.sites]
     docs: list[str] = []
@@ -113,67 +127,72 @@ def run_demo(
             if site["code"] not in {s.code for s in list_sites(conn)}:
                 add_site(conn, code=site["code"], name=site["name"],
                          country=site.get("country", ""), contact=site.get("contact", ""))  # fmt: skip
-        r = ingest_submission(site["code"], str(synth / site["code"] / "submission"))
+        r = ingest_submission(site["code"], str(synth / site["code"] / "submission"),
+                              progress=show.files)  # fmt: skip
         c = r.get("counts", {})
         again = " (already ingested: nothing changed)" if r.get("already_ingested") else ""
         if r.get("data_docs"):
             docs.append(r["data_docs"])
-        say(f"   {site['code']}: {c.get('cases_accepted', 0)} cases accepted, "
-            f"{c.get('files_stored', 0)} files stored, {c.get('quarantined', 0)} quarantined, "
-            f"{c.get('files_duplicate', 0)} duplicates{again}")  # fmt: skip
+        show.print(f"   {site['code']}: {c.get('cases_accepted', 0)} cases accepted, "
+                   f"{c.get('files_stored', 0)} files stored, {c.get('quarantined', 0)} "
+                   f"quarantined, {c.get('files_duplicate', 0)} duplicates{again}")  # fmt: skip
 
-    say(f"== ingesting {len(first)} hospitals' submissions (with their injected faults)")
-    for site in first:
-        ingest(site)
+    with show.stage(f"ingesting {len(first)} hospitals' submissions (with their injected faults)"):
+        for site in first:
+            ingest(site)
 
     project = _project(home, repo)
-    params = _params(repo, project, cfg)
-    say(f"== dataset version + training + evaluation (retrain flow, DVC pipeline in {project})")
-    run1 = retrain_flow(str(params), str(project), truth_dir=str(synth))
+    params = _params(project, cfg)
+    recipe = yaml.safe_load(params.read_text(encoding="utf-8"))
+    epochs = int(recipe["train"]["epochs"])
+    with show.stage(f"dataset version + training + evaluation (retrain flow, DVC pipeline in "
+                    f"{project})"), show.watch_training(epochs):  # fmt: skip
+        run1 = retrain_flow(str(params), str(project), truth_dir=str(synth))
     policy = release_policy(params)
     with connect(url) as conn:
-        champion = q.deployed_model(conn, task=yaml.safe_load(params.read_text())["task"])
+        champion = q.deployed_model(conn, task=recipe["task"])
         if champion is None:
             model_id = run1.get("model_id") or _newest_candidate(conn)
-            model = q.get_model(conn, model_id)
-            if model["status"] in ("candidate", "rejected"):
-                gate = registry.gate(conn, store, model_id, policy=policy,
+            with show.stage(f"approving and deploying model {model_id} as {APPROVER!r}"):
+                model = q.get_model(conn, model_id)
+                if model["status"] in ("candidate", "rejected"):
+                    gate = registry.gate(conn, store, model_id, policy=policy,
+                                         data_dir=project / "data")  # fmt: skip
+                    reason = ("demo on synthetic data: release gate passed" if gate["passed"]
+                              else "demo on synthetic data: the gate failed and is overridden on "
+                              "purpose, never do this with real data")  # fmt: skip
+                    show.print(f"   release gate "
+                               f"{'passed' if gate['passed'] else 'FAILED (override recorded)'}")
+                    registry.approve(conn, store, model_id, by=APPROVER, reason=reason,
+                                     override=not gate["passed"], policy=policy,
                                      data_dir=project / "data")  # fmt: skip
-                reason = ("demo on synthetic data: release gate passed" if gate["passed"] else
-                          "demo on synthetic data: the gate failed and is overridden on purpose, "
-                          "never do this with real data")  # fmt: skip
-                say(f"== approving model {model_id} as {APPROVER!r}: gate "
-                    f"{'passed' if gate['passed'] else 'FAILED (override recorded)'}")  # fmt: skip
-                registry.approve(conn, store, model_id, by=APPROVER, reason=reason,
-                                 override=not gate["passed"], policy=policy,
-                                 data_dir=project / "data")  # fmt: skip
-            say(f"== deploying model {model_id} with BentoML")
-            registry.deploy(conn, store, model_id, by=APPROVER)
-            champion = q.get_model(conn, model_id)
+                registry.deploy(conn, store, model_id, by=APPROVER)
+                champion = q.get_model(conn, model_id)
         tag = q.deployments(conn, task=champion["task"])[0]["bento_tag"]
-    say(f"== serving {tag} (bentoml serve, port {cfg.port})")
-    served = supervisor.start(home, tag, project=repo, port=cfg.port)
-    xray = _a_radiograph(synth / fifth["code"])
-    with DiagnosisClient(served["url"]) as client:
-        answer = client.diagnose(xray, gradcam=True)
-    say(f"   POST /diagnose {xray.name}: {answer['predicted_class']} "
-        f"(p = {json.dumps(answer['probabilities'])}, model {answer['model_version']}, "
-        f"Grad-CAM {'yes' if answer.get('gradcam_png') else 'no'})")  # fmt: skip
+    with show.stage(f"serving {tag} (bentoml serve, port {cfg.port}) and asking it"):
+        served = supervisor.start(home, tag, project=repo, port=cfg.port)
+        xray = _a_radiograph(synth / fifth["code"])
+        with DiagnosisClient(served["url"]) as client:
+            answer = client.diagnose(xray, gradcam=True)
+    show.print(f"   POST /diagnose {xray.name}: {answer['predicted_class']} "
+               f"(p = {json.dumps(answer['probabilities'])}, model {answer['model_version']}, "
+               f"Grad-CAM {'yes' if answer.get('gradcam_png') else 'no'})")  # fmt: skip
 
-    say(f"== a fifth hospital joins: {fifth['code']} ({fifth['name']})")
-    ingest(fifth)
-    say("== retraining (the flow the schedule runs): new version, candidate, gate vs champion")
-    run2 = retrain_flow(str(params), str(project), truth_dir=str(synth))
+    with show.stage(f"a fifth hospital joins: {fifth['code']} ({fifth['name']})"):
+        ingest(fifth)
+    with show.stage("retraining (the flow the schedule runs): new version, candidate, gate vs "
+                    "champion"), show.watch_training(epochs):  # fmt: skip
+        run2 = retrain_flow(str(params), str(project), truth_dir=str(synth))
     candidate = run2.get("model_id")
     comparison = None
     if candidate and candidate != champion["id"]:
-        with connect(url) as conn:
-            comparison = registry.compare(conn, store, a=candidate, b=champion["id"],
-                                          data_dir=project / "data")  # fmt: skip
-        say(f"   candidate {candidate} vs champion {champion['id']}: "
-            f"{_comparison_line(comparison)}")  # fmt: skip
+        with show.stage(f"comparing candidate {candidate} with champion {champion['id']}"):
+            with connect(url) as conn:
+                comparison = registry.compare(conn, store, a=candidate, b=champion["id"],
+                                              data_dir=project / "data")  # fmt: skip
+        show.print(f"   {_comparison_line(comparison)}")
     elif run2.get("skipped"):
-        say(f"   {run2['reason']}")
+        show.print(f"   {run2['reason']}")
     if not cfg.keep_serving:
         supervisor.stop(home)
     return {
@@ -186,6 +205,7 @@ def run_demo(
         "receipts": str(home / "receipts"),
         "data_docs": docs,
         "project": str(project),
+        "durations": list(show.durations),
     }
 
 
@@ -218,35 +238,54 @@ def _comparison_line(cmp: dict) -> str:
     )
 
 
-def demo(
-    cases_per_site: Annotated[int, typer.Option(help="Cases per synthetic hospital.")] = 100,
-    epochs: Annotated[int, typer.Option(help="Training epochs (CPU: ~15 s each).")] = 8,
-    port: Annotated[int, typer.Option(help="Port of the served model.")] = 3000,
-    stop_serving: Annotated[bool, typer.Option(
-        "--stop-serving", help="Stop the model server at the end.")] = False,
-) -> None:
-    """The whole consortium story on embedded defaults: ingest 4 hospitals, version, train,
-    approve, deploy, diagnose, a fifth hospital joins, retrain, compare. Safe to re-run."""
-    home = _settings().home
-    prefect_env()
-    repo = Path(__file__).resolve().parents[1]
-    cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
-                     keep_serving=not stop_serving)
-    out = run_demo(repo=repo, cfg=cfg,
-                   say=lambda m: console.print(m, markup=False, soft_wrap=True))
-    console.print("\n[bold]Where everything is[/]")
+def summary(out: dict, *, home: Path, serving: bool) -> list[tuple[str, str]]:
+    """(what, where) rows of the demo's closing summary: real paths, then each stage's time."""
+    docs = [d for d in out["data_docs"] if Path(d).is_file()]
     rows = [
-        ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if not stop_serving else
+        ("diagnosis API (Swagger UI)", f"{out['serving_url']}/" if serving else
          "stopped (bonebase models server start)"),
         ("evaluation report", out["report"]),
         ("receipts (JSON + Markdown)", out["receipts"]),
-        ("Data Docs (validation)", f"{Path(out['data_docs'][-1]).parents[1]}/<submission>/"
-         "index.html" if out["data_docs"] else "linked from each receipt"),
+        ("Data Docs (validation)", f"{docs[-1]} (one per submission, linked from its receipt)"
+         if docs else "linked from each receipt"),
+        ("project (docs/mlops.md)", f"{out['project']}: follow the guides there, with "
+         f"BONEBASE_HOME={home}"),
         ("models", "bonebase models list / show ID / compare A B"),
         ("Prefect UI", "prefect server start (flow runs of this demo are in "
          f"{home / 'prefect'})"),
         ("schedule", "bonebase schedule enable (needs a Prefect server)"),
         ("web database", "bonebase web"),
-    ]
-    for what, where in rows:
-        console.print(f"  {what:28} {where}", markup=False)
+    ]  # fmt: skip
+    total = sum(seconds for _, seconds in out["durations"])
+    rows += [(f"took {duration(total)}", "")]
+    rows += [(f"  {duration(seconds):>12}", what) for what, seconds in out["durations"]]
+    return rows
+
+
+def demo(
+    cases_per_site: Annotated[int, typer.Option(help="Cases per synthetic hospital.")] = 100,
+    epochs: Annotated[int | None, typer.Option(
+        help="Training epochs (default: train.epochs of params.yaml); written into the demo's "
+        "project, whose params.yaml the guides use after the demo.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the served model.")] = 3000,
+    stop_serving: Annotated[bool, typer.Option(
+        "--stop-serving", help="Stop the model server at the end.")] = False,
+) -> None:
+    """The whole consortium story on embedded defaults: ingest 4 hospitals, version, train,
+    approve, deploy, diagnose, a fifth hospital joins, retrain, compare. Safe to re-run.
+
+    Its DVC project is a clone of this checkout in BONEBASE_HOME/project, with this checkout's
+    params.yaml: docs/stewards.md and docs/mlops.md continue from there. A progress display
+    (stage, epoch, time left) goes to stderr when it is a terminal; the summary gives each
+    stage's duration."""
+    home = _settings().home
+    prefect_env()
+    repo = Path(__file__).resolve().parents[1]
+    cfg = DemoConfig(cases_per_site=cases_per_site, epochs=epochs, port=port,
+                     keep_serving=not stop_serving)
+    say = lambda m: console.print(m, markup=False, soft_wrap=True)  # noqa: E731
+    with DemoProgress(say) as progress:
+        out = run_demo(repo=repo, cfg=cfg, say=say, progress=progress)
+    console.print("\n[bold]Where everything is[/]")
+    for what, where in summary(out, home=home, serving=not stop_serving):
+        console.print(f"  {what:28} {where}".rstrip(), markup=False)

@@ -60,8 +60,9 @@ def ingested_world(url: str, home: Path, synth: Path) -> Settings:
     return settings
 
 
-def copy_project(dest: Path, params: dict) -> Path:
-    """The checkout's files (tracked, or untracked and not ignored) in a fresh git repository."""
+def copy_project(dest: Path, params: dict | None) -> Path:
+    """The checkout's files (tracked, or untracked and not ignored) in a fresh git repository,
+    with ``params`` as its params.yaml (None: the checkout's)."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, check=True, text=True,
@@ -71,7 +72,8 @@ def copy_project(dest: Path, params: dict) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
