@@ -82,20 +82,26 @@ def offline_html(html: str, vendor: str, static: str) -> str:
     return _TAG.sub(tag, html)
 
 
+def link_tree(source: Path, target: Path, *, skip: set[str] = frozenset()) -> None:
+    """The files under ``source`` at the same places under ``target``: hard links (no bytes
+    copied), or copies where the file system refuses links. Files already there are kept."""
+    for item in source.rglob("*"):
+        dest = target / item.relative_to(source)
+        if item.is_dir() or item.name in skip or dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(item, dest)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(item, dest)
+
+
 def make_offline(docs_dir: Path) -> None:
     """Rewrite the Data Docs pages under ``docs_dir`` to load only files beside them, and put
     the vendored assets in ``docs_dir/static/vendor`` (hard links where the file system allows).
     Idempotent: pages already rewritten are left as they are."""
     target = docs_dir / "static" / "vendor"
-    for source in VENDOR.rglob("*"):
-        dest = target / source.relative_to(VENDOR)
-        if source.is_dir() or dest.exists() or source.name == "README.md":
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, dest)
-        except OSError:  # another file system, or links not allowed: a copy
-            shutil.copyfile(source, dest)
+    link_tree(VENDOR, target, skip={"README.md"})
     for page in docs_dir.rglob("*.html"):
         if page.is_relative_to(target):
             continue
