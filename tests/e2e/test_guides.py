@@ -52,6 +52,7 @@ from tests.e2e.guide_walk import (
 from tests.flows.world import TINY, copy_project
 
 STEWARDS, OPERATORS, MLOPS = "docs/stewards.md", "docs/operators.md", "docs/mlops.md"
+QUARANTINE = "docs/quarantine.md"
 DATASETS, API, WEB, README = "docs/datasets.md", "docs/diagnosis-api.md", "docs/web.md", "README.md"
 
 #: The project's params: tiny training (seconds), BJ1 the external hospital, and a release gate
@@ -149,7 +150,20 @@ def pick_quarantine_items(walk, out):
     assert items and {i["site"] for i in items} == {"HX"}
     open_ids = [i["id"] for i in items if i["status"] == "open"]
     assert len(open_ids) >= 2, items
-    walk.values["release_id"], walk.values["discard_id"] = open_ids[:2]
+    held = [i["id"] for i in items if i["status"] == "open" and i["file"]
+            and i["reason"] in ("blank_image", "wrong_modality", "images_without_row")]
+    assert held, items
+    # a held file to look at (docs/quarantine.md), released or discarded by none of the lines
+    walk.values["held_file_id"] = held[0]
+    others = [i for i in open_ids if i != held[0]]
+    walk.values["release_id"], walk.values["discard_id"] = others[:2]
+
+
+def check_held_png(walk, out):
+    assert (walk.cwd / "held.png").read_bytes().startswith(b"\x89PNG")
+    rows = query(walk, "SELECT count(*) FROM audit_events WHERE action = 'quarantine.view' AND "
+                 "actor = 'steward-ann' AND entity_id = %s", str(walk.values["held_file_id"]))
+    assert rows[0][0] >= 1, rows
 
 
 def check_quality_json(walk, out):
@@ -401,6 +415,12 @@ TABLE: list[Entry | Step] = [
         "--status open)", expect=r"\bopen\b"),
     run(STEWARDS, "bonebase quarantine list --site HX --status all --json",
         then=pick_quarantine_items),
+    # docs/quarantine.md: look at a held file before releasing or discarding it
+    run(QUARANTINE, "bonebase quarantine show 345", subs=(("show 345", "show {held_file_id}"),),
+        expect=r"quarantine item {held_file_id}: site HX"),
+    run(QUARANTINE, "bonebase quarantine show 345 --header --image held.png --by steward-ann",
+        subs=(("show 345", "show {held_file_id}"),), expect=r"\(0028,0010\)\W+Rows",
+        then=check_held_png),
     run(STEWARDS, "bonebase quarantine list --submission 12",
         subs=(("--submission 12", "--submission {submission}"),), expect=r"\bHX\W+{submission}\W"),
     run(STEWARDS, 'bonebase quarantine release 345 --reason "site resubmitted the corrected row '
