@@ -98,7 +98,7 @@ def serve(
     _check_site(site)
     store = _store(deliver_to, settings)
     spool = Spool(home, max_bytes=int(spool_max_mb * 2**20) if spool_max_mb else None)
-    spool.clean_incoming()  # what a killed receive left was never acknowledged
+    spool.recover()  # what a killed receive left was never acknowledged
     scp = StorageSCP(spool, ScpConfig(ae_title=ae_title, host=host, port=port,
                                       max_associations=max_associations, tls_cert=tls_cert,
                                       tls_key=tls_key, tls_ca=tls_ca))

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS studies (
   key TEXT PRIMARY KEY, study_uid TEXT NOT NULL, patient_id TEXT, accession TEXT,
   modalities TEXT NOT NULL DEFAULT '', instances INTEGER NOT NULL DEFAULT 0,
   bytes INTEGER NOT NULL DEFAULT 0, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-  state TEXT NOT NULL, detail TEXT, batch TEXT, case_ref TEXT, flush INTEGER NOT NULL DEFAULT 0);
+  state TEXT NOT NULL, detail TEXT, batch TEXT, case_ref TEXT, flush INTEGER NOT NULL DEFAULT 0,
+  purged INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS batches (
   id TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
   next_try REAL NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL,
@@ -101,25 +102,16 @@ class Spool:
 
     def used_bytes(self) -> int:
         with self.db() as conn:
-            row = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM studies WHERE state != ?",
-                               (INGESTED,)).fetchone()
+            row = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM studies WHERE purged = 0"
+                               ).fetchone()
         return int(row[0])
 
     def store(self, path: Path, *, sop_class_uid: str | None = None) -> Stored:
         """Take the DICOM file at ``path`` (in the spool's ``incoming`` folder, which the caller
         may delete afterwards) into its study; raises :class:`Refused` with the status to answer."""
         size = path.stat().st_size
-        try:
-            ds = dcmread(path, stop_before_pixels=True, force=False)
-            study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
-            sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
-            sop_class = str(ds.get("SOPClassUID", "") or "").strip()
-            patient_id = str(ds.get("PatientID", "") or "").strip()
-            accession = str(ds.get("AccessionNumber", "") or "").strip()
-            modality = str(ds.get("Modality", "") or "").strip()
-        except (InvalidDicomError, ValueError, TypeError, KeyError, OSError, EOFError,
-                AttributeError, OverflowError, UnicodeDecodeError, NotImplementedError):
-            raise Refused(CANNOT_UNDERSTAND, "not a readable DICOM data set") from None
+        head = _header(path)
+        study_uid, sop_uid, sop_class = head["study_uid"], head["sop_uid"], head["sop_class"]
         if not study_uid or not sop_uid:
             raise Refused(CANNOT_UNDERSTAND, "StudyInstanceUID or SOPInstanceUID is missing")
         if sop_class not in SOP_CLASSES:
@@ -154,21 +146,42 @@ class Spool:
                 "patient_id = excluded.patient_id, accession = excluded.accession, "
                 "modalities = CASE WHEN instr(modalities, excluded.modalities) > 0 "
                 "THEN modalities ELSE trim(modalities || ' ' || excluded.modalities) END, "
-                "state = excluded.state, flush = 0",
-                (key, study_uid, patient_id, accession, modality, int(new), size - old_size,
-                 now, now, RECEIVING))
+                "state = excluded.state, flush = 0, purged = 0",
+                (key, study_uid, head["patient_id"], head["accession"], head["modality"],
+                 int(new), size - old_size, now, now, RECEIVING))
         return Stored(key, sop_uid, size, new)
 
     def incoming_file(self) -> Path:
         """A fresh temporary path in the spool's file system (for STOW-RS parts)."""
         return self.home.incoming / f"stow-{os.getpid()}-{time.monotonic_ns()}.dcm"
 
-    def clean_incoming(self) -> int:
-        """Remove what a killed receive left (never acknowledged); the count removed."""
+    def recover(self) -> int:
+        """After a crash: remove what a killed receive left in ``incoming`` (never acknowledged)
+        and count each study's instances and bytes again from its folder (a kill between the
+        link and the count leaves the file, which is what counts); the number of files removed."""
         count = 0
         for path in self.home.incoming.iterdir():
             path.unlink(missing_ok=True) if path.is_file() else shutil.rmtree(path, True)
             count += 1
+        with self.db() as conn:
+            known = {r["key"] for r in conn.execute("SELECT key FROM studies")}
+            for folder in self.home.studies.iterdir():  # killed before its first count
+                files = sorted(folder.glob("*.dcm"))
+                if folder.name not in known and files:
+                    head, now = _header(files[0]), time.time()
+                    conn.execute(
+                        "INSERT INTO studies (key, study_uid, patient_id, accession, modalities,"
+                        " first_seen, last_seen, state) VALUES (?,?,?,?,?,?,?,?)",
+                        (folder.name, head["study_uid"], head["patient_id"], head["accession"],
+                         head["modality"], now, now, RECEIVING))
+            for study in conn.execute("SELECT key FROM studies").fetchall():
+                folder = self.home.studies / study["key"]
+                for part in folder.glob("*.part"):
+                    part.unlink()
+                sizes = [p.stat().st_size for p in folder.glob("*.dcm")]
+                if folder.exists():
+                    conn.execute("UPDATE studies SET instances = ?, bytes = ? WHERE key = ?",
+                                 (len(sizes), sum(sizes), study["key"]))
         return count
 
     def studies(self) -> list[sqlite3.Row]:
@@ -187,6 +200,19 @@ class Spool:
         with self.db() as conn:
             return conn.execute("UPDATE studies SET flush = 1 WHERE state IN (?, ?)",
                                 (RECEIVING, NEEDS_CLINICAL)).rowcount
+
+
+def _header(path: Path) -> dict[str, str]:
+    """The identifiers the spool files an instance by; :class:`Refused` if it is not DICOM."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=False)
+        return {name: str(ds.get(keyword, "") or "").strip() for name, keyword in (
+            ("study_uid", "StudyInstanceUID"), ("sop_uid", "SOPInstanceUID"),
+            ("sop_class", "SOPClassUID"), ("patient_id", "PatientID"),
+            ("accession", "AccessionNumber"), ("modality", "Modality"))}
+    except (InvalidDicomError, ValueError, TypeError, KeyError, OSError, EOFError,
+            AttributeError, OverflowError, UnicodeDecodeError, NotImplementedError):
+        raise Refused(CANNOT_UNDERSTAND, "not a readable DICOM data set") from None
 
 
 def _fsync_dir(folder: Path) -> None:

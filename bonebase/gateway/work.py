@@ -66,5 +66,7 @@ def purge(spool: Spool, *, keep_days: float, now: float | None = None) -> int:
         folder = spool.home.studies / study["key"]
         if study["state"] in _DONE and study["last_seen"] < limit and folder.exists():
             shutil.rmtree(folder)
+            with spool.db() as conn:
+                conn.execute("UPDATE studies SET purged = 1 WHERE key = ?", (study["key"],))
             count += 1
     return count
