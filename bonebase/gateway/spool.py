@@ -110,7 +110,7 @@ class Spool:
         """Take the DICOM file at ``path`` (in the spool's ``incoming`` folder, which the caller
         may delete afterwards) into its study; raises :class:`Refused` with the status to answer."""
         size = path.stat().st_size
-        head = _header(path)
+        head = read_header(path)
         study_uid, sop_uid, sop_class = head["study_uid"], head["sop_uid"], head["sop_class"]
         if not study_uid or not sop_uid:
             raise Refused(CANNOT_UNDERSTAND, "StudyInstanceUID or SOPInstanceUID is missing")
@@ -168,7 +168,7 @@ class Spool:
             for folder in self.home.studies.iterdir():  # killed before its first count
                 files = sorted(folder.glob("*.dcm"))
                 if folder.name not in known and files:
-                    head, now = _header(files[0]), time.time()
+                    head, now = read_header(files[0]), time.time()
                     conn.execute(
                         "INSERT INTO studies (key, study_uid, patient_id, accession, modalities,"
                         " first_seen, last_seen, state) VALUES (?,?,?,?,?,?,?,?)",
@@ -202,7 +202,7 @@ class Spool:
                                 (RECEIVING, NEEDS_CLINICAL)).rowcount
 
 
-def _header(path: Path) -> dict[str, str]:
+def read_header(path: Path) -> dict[str, str]:
     """The identifiers the spool files an instance by; :class:`Refused` if it is not DICOM."""
     try:
         ds = dcmread(path, stop_before_pixels=True, force=False)
