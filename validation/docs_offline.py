@@ -107,7 +107,9 @@ def make_offline(docs_dir: Path) -> None:
             continue
         up = "../" * (len(page.relative_to(docs_dir).parts) - 1)
         text = page.read_text(encoding="utf-8")
-        new = offline_html(text, f"{up}static/vendor/", f"{up}static/")
+        # GX 1.x reads a data asset name from legacy batch kwargs a pandas batch lacks.
+        new = offline_html(text, f"{up}static/vendor/", f"{up}static/").replace(
+            "<br> Data asset: None<br>", "<br>")
         if new != text:
             page.write_text(new, encoding="utf-8")
 

@@ -61,20 +61,24 @@ class CachedIndexPageView(DefaultJinjaIndexPageView):
 class LinkedSiteBuilder(SiteBuilder):
     """GX's site builder whose static files are hard-linked into the site, not copied."""
 
-    # GX passes its runtime objects by the names __init__ declares: data_context is one.
-    def __init__(self, data_context, store_backend, runtime_environment=None, **kwargs) -> None:
-        super().__init__(data_context, store_backend, runtime_environment=runtime_environment,
-                         **kwargs)
+    # GX passes its runtime objects by the names __init__ declares: data_context is one, and
+    # site_name (the registration name, a hash) is replaced by the config's ``title``.
+    def __init__(self, data_context, store_backend, site_name=None, runtime_environment=None,
+                 title: str | None = None, **kwargs) -> None:
+        super().__init__(data_context, store_backend, site_name=title or site_name,
+                         runtime_environment=runtime_environment, **kwargs)
         static = Path(store_backend["base_directory"]) / "static"
         self.target_store.copy_static_assets = lambda *a, **k: link_tree(GX_STATIC, static)
 
 
-def site_config(base_directory: str) -> dict:
-    """A local-filesystem Data Docs site writing to ``base_directory`` with the cached views."""
+def site_config(base_directory: str, title: str = "Validation") -> dict:
+    """A local-filesystem Data Docs site writing to ``base_directory`` with the cached views;
+    ``title`` heads its index page."""
     view = {"module_name": __name__, "class_name": CachedPageView.__name__}
     return {
         "module_name": __name__,
         "class_name": LinkedSiteBuilder.__name__,
+        "title": title,
         "show_how_to_buttons": False,
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",

@@ -101,8 +101,8 @@ def _result_format(index_columns: list[str] | None) -> dict[str, Any]:
 class _DocsSite:
     """A Data Docs site in ``docs_dir`` registered for the duration of one run."""
 
-    def __init__(self, context: Any, docs_dir: Path | None) -> None:
-        self.context, self.docs_dir = context, docs_dir
+    def __init__(self, context: Any, docs_dir: Path | None, title: str) -> None:
+        self.context, self.docs_dir, self.title = context, docs_dir, title
         self.name = None
         if docs_dir is not None:
             self.name = "docs_" + hashlib.sha1(str(docs_dir).encode()).hexdigest()[:16]
@@ -124,7 +124,7 @@ class _DocsSite:
     def __enter__(self) -> _DocsSite:
         if self.docs_dir is not None:
             self.docs_dir.mkdir(parents=True, exist_ok=True)
-            config = docs_view.site_config(str(self.docs_dir))
+            config = docs_view.site_config(str(self.docs_dir), self.title)
             if self.name in (self.context.variables.data_docs_sites or {}):
                 self.context.update_data_docs_site(self.name, config)
             else:
@@ -307,7 +307,8 @@ def validate_submission(
     with _LOCK:
         state = gx_context()
         _forget_results(state)  # leftovers of a run that raised
-        with _DocsSite(state.context, docs_dir) as docs:
+        title = f"Submission {submission_id} from site {site}"
+        with _DocsSite(state.context, docs_dir, title) as docs:
             everything: dict[Any, Any] = {}
             for frame_name, (builders, index_columns) in _SUBMISSION_FRAMES.items():
                 names = header_suites if frame_name == "headers" else list(builders)
@@ -372,7 +373,7 @@ def validate_database(
     with _LOCK:
         state = gx_context()
         definitions = _database_definitions(state, database_url, schema)
-        with _DocsSite(state.context, docs_dir) as docs:
+        with _DocsSite(state.context, docs_dir, "Database invariants") as docs:
             by_id = _run_checkpoint(
                 state,
                 definitions,

@@ -86,6 +86,7 @@ def test_data_docs_load_nothing_from_other_hosts_and_hold_no_planted_value(docs)
     text = b"".join(p.read_bytes() for p in pages)
     assert not EXTERNAL_ASSET.findall(text)
     assert b"impossible_age" in text or b"age_years" in text  # the findings are in the pages
+    assert b"Submission 7 from site HX" in text and not re.search(rb"\bNone\b", text)
     everything = text + (docs / "validation.json").read_bytes()
     assert not [v for v in PLANTED if v.encode() in everything]
     # Every asset a page names is there, beside it (the rewritten links lead to real files).
