@@ -279,9 +279,18 @@ def _resources(browser) -> list[str]:
 @pytest.mark.slow
 def test_reports_render_in_a_browser_without_internet(offline_browser, served, submission,
                                                        docs):
+    """Screenshots of the three pages go to BONEBASE_TEST_ARTIFACTS/reports (default: a temp
+    folder), printed."""
+    import os
+    import tempfile
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    root = os.environ.get("BONEBASE_TEST_ARTIFACTS")
+    shots = Path(root) / "reports" if root else Path(tempfile.mkdtemp(prefix="bonebase-reports-"))
+    shots.mkdir(parents=True, exist_ok=True)
+    print(f"\nreport screenshots: {shots}")
     browser = offline_browser
     browser.get(f"{served}/login")
     browser.find_element(By.ID, "username").send_keys("stan")
@@ -293,6 +302,7 @@ def test_reports_render_in_a_browser_without_internet(offline_browser, served, s
     browser.get(f"{served}/submissions/{submission}")
     cell = browser.find_element(By.XPATH, "//article[@id='receipt']//td[.='unsupported_modality']")
     assert cell.is_displayed() and cell.size["height"] > 0
+    browser.save_screenshot(str(shots / "receipt.png"))
 
     # bonebase's own validation page.
     browser.find_element(By.ID, "validation").click()
@@ -302,6 +312,7 @@ def test_reports_render_in_a_browser_without_internet(offline_browser, served, s
                   " and td[.='impossible_age']]")
     status = row.find_element(By.CLASS_NAME, "status")
     assert status.text == "failed" and status.is_displayed() and row.size["height"] > 0
+    browser.save_screenshot(str(shots / "validation.png"))
 
     # GX's Data Docs: styled by the vendored Bootstrap, tables made by the vendored scripts.
     browser.get(f"{served}/submissions/{submission}/docs/")
@@ -325,3 +336,4 @@ def test_reports_render_in_a_browser_without_internet(offline_browser, served, s
         "return getComputedStyle(document.querySelector('.fa-times, .fa-check-circle'),"
         " '::before').fontFamily").find("Font Awesome") >= 0
     assert all(url.startswith(served) for url in _resources(browser)), _resources(browser)
+    browser.save_screenshot(str(shots / "data-docs.png"))
