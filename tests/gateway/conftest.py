@@ -170,3 +170,48 @@ def storescu(port: int, *paths: Path, aet: str = "PACS1") -> subprocess.Complete
     return subprocess.run([need("storescu"), "-aet", aet, "-aec", "BONEBASE", "+sd", "+r",
                            "127.0.0.1", str(port), *map(str, paths)],
                           capture_output=True, text=True, timeout=120)
+
+
+class Orthanc:
+    """Debian's Orthanc as the hospital PACS: its own configuration and storage folder, the
+    gateway as a DICOM modality; studies are pushed through its REST API."""
+
+    def __init__(self, root: Path, gateway_port: int) -> None:
+        self.http = free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "hospital-pacs", "StorageDirectory": str(root / "db"),
+            "IndexDirectory": str(root / "db"), "HttpPort": self.http, "DicomPort": free_port(),
+            "DicomAet": "ORTHANC", "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "Plugins": [], "DicomModalities": {"gateway": ["BONEBASE", "127.0.0.1", gateway_port]},
+        }
+        (root / "orthanc.json").write_text(json.dumps(config))
+        self.proc = subprocess.Popen([need("Orthanc"), str(root / "orthanc.json")],
+                                     stdout=open(root / "orthanc.log", "w"),
+                                     stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.http}"
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/system", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError((root / "orthanc.log").read_text())
+
+    def push(self, study: Study) -> dict:
+        """Upload the study's files into Orthanc, then have Orthanc C-STORE it to the gateway."""
+        import httpx
+
+        ids = {httpx.post(f"{self.url}/instances", content=f.read_bytes(),
+                          timeout=30).json()["ParentStudy"] for f in study.files}
+        answer = httpx.post(f"{self.url}/modalities/gateway/store", json={
+            "Resources": sorted(ids), "Synchronous": True}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""Delivery: the gateway's outbox to the consortium's object store over S3 (moto's server over
+"""Delivery: studies from storescu and Orthanc into a running gateway, the gateway's outbox to the consortium's object store over S3 (moto's server over
 HTTP), the central polling flow running the real ingest flow on PostgreSQL, receipts back to
 the gateway; nothing identifying in any uploaded object or in the central database."""
 
@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from bonebase.db.sites import add_site
-from tests.gateway.conftest import SECRET, SITE, Gateway, storescu, write_clinical
+from tests.gateway.conftest import SECRET, SITE, Gateway, Orthanc, storescu, write_clinical
 from tests.security.leaks import database_leaks, whole_tokens
 
 
@@ -44,10 +44,16 @@ def test_studies_arrive_as_cases_centrally_and_nothing_identifying_leaves(
     studies = hospital[:2]
     gw = Gateway(tmp_path / "gw", extra_env={"BONEBASE_S3_ENDPOINT_URL": s3_bucket.endpoint_url})
     gw.cli("allow", "PACS1")
+    gw.cli("allow", "ORTHANC", "--host", "127.0.0.1")
     write_clinical(gw.gateway_dir / "clinical" / "clinical.csv", studies)
     gw.start("--deliver-to", central, "--study-timeout", "3600")
+    pacs = Orthanc(tmp_path / "orthanc", gw.port)
     try:
-        assert storescu(gw.port, *(s.folder for s in studies)).returncode == 0
+        # One study from DCMTK's storescu, the other pushed by Orthanc as the hospital's PACS.
+        assert storescu(gw.port, studies[0].folder).returncode == 0
+        pushed = pacs.push(studies[1])
+        assert pushed["InstancesCount"] == len(studies[1].files) and pushed["FailedInstancesCount"] == 0
+        assert len(gw.studies()) == 2
         gw.cli("flush", "--site", SITE, "--deliver-to", central)  # one batch, sent now
         assert {r["state"] for r in gw.studies()} == {"sent"}
         assert gateway_deliveries(central) == 1
@@ -56,6 +62,7 @@ def test_studies_arrive_as_cases_centrally_and_nothing_identifying_leaves(
         assert gateway_deliveries(central) == 0  # nothing pending: no batch ingested twice
     finally:
         gw.kill()
+        pacs.stop()
     cases = db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"]
     assert cases == 2
     instances = db.execute("SELECT count(*) AS n FROM instances").fetchone()["n"]
