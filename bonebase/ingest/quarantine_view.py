@@ -29,6 +29,7 @@ from pydicom.dataelem import DataElement
 from bonebase.dicom import deid_scan
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.deid_values import is_multi
+from bonebase.dicom.pixels import frame_view
 from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
 from bonebase.errors import InputError, NotFoundError
@@ -95,7 +96,7 @@ def preview_png(store: ObjectStore, item: dict, *, size: int = PREVIEW_SIZE) -> 
         if parts.pixels is None and "PixelData" not in parts.dataset:
             raise InputError("the held file has no image (no Pixel Data)")
         try:
-            return _png(_display(_first_frame(parts), parts.dataset), size)
+            return _png(_display(_first_frame(parts), frame_view(parts.dataset, 1)), size)
         except DicomReadError as exc:
             raise InputError(f"the held image cannot be shown ({exc.reason})") from None
         except Exception as exc:  # noqa: BLE001 - a decoder's failure on a hostile file
@@ -207,7 +208,8 @@ def _first_frame(parts: DicomParts) -> np.ndarray:
 
 def _display(frame: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """8-bit pixels to look at: colour as it is; greyscale through the modality LUT and the
-    window (the header's, else the 0.5–99.5 percentiles), MONOCHROME1 inverted."""
+    window (the frame's, :func:`~bonebase.dicom.pixels.frame_view`: an enhanced CT's live in its
+    functional groups; else the 0.5–99.5 percentiles), MONOCHROME1 inverted."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if frame.ndim == 3:  # colour (pydicom gives RGB)
