@@ -18,7 +18,7 @@ from typing import Any
 # versions GX links), or dropped when bonebase's pages do not use the library.
 
 VENDOR = Path(__file__).resolve().parents[1] / "web" / "static" / "vendor"
-_CDN: dict[str, str | None] = {
+_CDN: dict[str, str] = {
     "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
         "bootstrap-4.3.1/css/bootstrap.min.css",
     "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js":
