@@ -102,11 +102,11 @@ def list_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Registered models, newest first (one line each; fits 80 columns without --wide)."""
-    from bonebase.release import registry
+    from bonebase.db.models import list_models  # not the registry: it imports torch (seconds)
 
     conn, _ = _ctx()
     with conn:
-        rows = registry.list_models(conn, task=task, status=status)
+        rows = list_models(conn, task=task, status=status)
     if as_json:
         _print(rows, True)
         return
