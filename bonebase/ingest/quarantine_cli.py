@@ -74,11 +74,14 @@ def quarantine_show(
     view = quarantine_view.inspect(store, item)
     _print_view(view)
     if header and view.header:
-        table = Table("tag", "keyword", "VR", "value", "de-identification", "still holds")
+        # One line per attribute, the value last: readable at any width, and found by grep.
+        console.print("header as sent (identified): tag, keyword, VR, what de-identification "
+                      "does, value", markup=False, highlight=False)
+        width = max(len(row.keyword) for row in view.header)
         for row in view.header:
-            table.add_row(*(Text(v) for v in (row.tag, row.keyword, row.vr, row.value,
-                                               row.action, row.residue)))
-        console.print(table)
+            holds = f"  <- still holds the {row.residue}" if row.residue else ""
+            console.print(f"  {row.tag} {row.keyword:<{width}} {row.vr:<2} {row.action or '?':<8}"
+                          f" {row.value}{holds}", markup=False, highlight=False, soft_wrap=True)
     if image is not None:
         image.write_bytes(quarantine_view.preview_png(store, item))
         console.print(Text(f"first frame written to {image}"))

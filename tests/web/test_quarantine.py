@@ -212,8 +212,11 @@ def test_cli_show_header_and_image(held, tmp_path):
     out = shown.stdout
     assert "(0008,0070) Manufacturer holds the PatientName value (person name)" in out
     assert "[redacted]/IMG1.dcm" in out
-    assert any(line.split()[:6] == ["│", "(0010,0010)", "│", "PatientName", "│", "PN"]
-               and "replaced" in line for line in out.splitlines())
+    lines = out.splitlines()
+    assert ["(0010,0010)", "PatientName", "PN", "replaced", NAME] in [ln.split() for ln in lines]
+    assert [ln.split() for ln in lines if "(0008,0070) Manufacturer" in ln and "<-" in ln] == [
+        ["(0008,0070)", "Manufacturer", "LO", "kept", "Jane", "Doe", "<-", "still", "holds", "the",
+         "PatientName", "value", "(person", "name)"]]
     assert Image.open(png).size == (64, 64)
     assert _views(held["url"], item)[0] == ("steward-ann", "summary+header+image")
     row = _cli(held, "quarantine", "show", str(held["row"]))
