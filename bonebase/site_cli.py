@@ -12,6 +12,13 @@ from rich.table import Table
 from bonebase.cli_common import console
 from bonebase.cli_common import db_url as _db_url
 
+_MATCH_HELP = ("How the site's images match its manifest rows: accession (patient_id + "
+               "accession_number), patient_date (patient_id + study_date), study_uid "
+               "(study_instance_uid) or folder (the folder holding a case's images); a "
+               "submission's own --match wins over it. Default: accession, where a row with an "
+               "empty accession_number matches its patient's images without AccessionNumber "
+               "(docs/manifest.md).")
+
 site_app = typer.Typer(help="Register and inspect the consortium's hospitals (sites).",
                        no_args_is_help=True)
 
@@ -22,14 +29,19 @@ def site_add(
     name: Annotated[str, typer.Option("--name", help="The hospital's name.")],
     country: Annotated[str, typer.Option("--country", help="Country (ISO code or name).")] = "",
     contact: Annotated[str, typer.Option("--contact", help="Data contact (e-mail).")] = "",
+    match: Annotated[str | None, typer.Option("--match", help=_MATCH_HELP)] = None,
 ) -> None:
     """Register a hospital."""
     from bonebase.db.engine import connect
     from bonebase.db.sites import add_site, check_code
+    from bonebase.ingest.match import check_rule
 
     check_code(code)  # before starting a server for a typo
+    if match is not None:
+        check_rule(match)
     with connect(_db_url()) as conn:
-        site = add_site(conn, code=code, name=name, country=country, contact=contact)
+        site = add_site(conn, code=code, name=name, country=country, contact=contact,
+                        match_rule=match)
     console.print(f"site {site.code} added: {site.name}")
 
 
@@ -43,11 +55,13 @@ def site_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         sites = list_sites(conn)
     if as_json:
         print(json.dumps([{"code": s.code, "name": s.name, "country": s.country,
-                           "contact": s.contact, "active": s.active} for s in sites], indent=2))
+                           "contact": s.contact, "active": s.active,
+                           "match_rule": s.match_rule} for s in sites], indent=2))
         return
-    table = Table("code", "name", "country", "contact", "active")
+    table = Table("code", "name", "country", "contact", "active", "match rule")
     for s in sites:
-        table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no")
+        table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no",
+                      _rule(s.match_rule))
     console.print(table if sites else "no sites yet: `bonebase site add CODE --name ...`")
 
 
@@ -63,8 +77,15 @@ def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
         events = audit.events(conn, entity="site", entity_id=code, limit=10)
     for key in ("code", "name", "country", "contact", "active", "created_at"):
         console.print(f"{key:<10} {getattr(site, key)}")
+    console.print(f"{'match rule':<10} {_rule(site.match_rule)}")
     for e in events:
         console.print(f"  {e['at']:%Y-%m-%d %H:%M} {e['actor']}: {e['action']} {e['details']}")
+
+
+def _rule(rule: str | None) -> str:
+    from bonebase.ingest.match import DEFAULT
+
+    return rule or f"{DEFAULT} (the default)"
 
 
 @site_app.command("import")
@@ -126,12 +147,16 @@ def site_update(
     name: Annotated[str | None, typer.Option("--name")] = None,
     country: Annotated[str | None, typer.Option("--country")] = None,
     contact: Annotated[str | None, typer.Option("--contact")] = None,
-    active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
+    active: Annotated[bool | None, typer.Option(
+        "--active/--inactive", help="An inactive site's submissions are refused.")] = None,
+    match: Annotated[str | None, typer.Option(
+        "--match", help=_MATCH_HELP + " 'default' clears the site's rule.")] = None,
 ) -> None:
-    """Change a hospital's name, country, contact or active flag."""
+    """Change a hospital's name, country, contact, active flag or match rule."""
     from bonebase.db.engine import connect
     from bonebase.db.sites import update_site
 
     with connect(_db_url()) as conn:
-        site = update_site(conn, code, name=name, country=country, contact=contact, active=active)
+        site = update_site(conn, code, name=name, country=country, contact=contact, active=active,
+                           match_rule=match)
     console.print(f"site {site.code} updated")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -26,7 +27,7 @@ from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site, require_active
 from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, InputError
-from bonebase.ingest import accept, process, receipt, runner, scan, source, store
+from bonebase.ingest import accept, match, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
 from bonebase.storage import open_store
@@ -109,12 +110,16 @@ def _settings() -> Settings:
 
 
 def ingest_submission(site: str, source_path: str, *, settings: Settings | None = None,
-                      progress: Callable[[str, int, int], None] | None = None) -> dict:
+                      progress: Callable[[str, int, int], None] | None = None,
+                      match_rule: str | None = None) -> dict:
     """Ingest one submission of ``site`` from a folder, zip or s3:// prefix; returns the receipt.
-    Runs the flow ``ingest-submission`` with ``settings`` (default: the environment's)."""
+    Runs the flow ``ingest-submission`` with ``settings`` (default: the environment's).
+    ``match_rule`` (bonebase.ingest.match.RULES) wins over the site's rule and the default."""
+    if match_rule is not None:
+        match.check_rule(match_rule)
     tokens = _SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path)
     try:
-        return ingest_flow(site)
+        return ingest_flow(site, match_rule=match_rule)
     finally:
         _SETTINGS.reset(tokens[0])
         _PROGRESS.reset(tokens[1])
@@ -122,10 +127,11 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
 
 
 @flow(name="ingest-submission", log_prints=True)
-def ingest_flow(site: str, source_path: str | None = None) -> dict:
+def ingest_flow(site: str, source_path: str | None = None, match_rule: str | None = None) -> dict:
     """Ingest one submission; settings come from the environment (or ingest_submission's).
     ``source_path`` is for runs of the deployment, whose parameters Prefect stores: give it a
-    path that names no patient; ingest_submission passes its path beside the parameters."""
+    path that names no patient; ingest_submission passes its path beside the parameters.
+    ``match_rule`` declares how images match manifest rows (else the site's, else the default)."""
     source_path = source_path or _source()
     if not source_path:
         raise InputError("no submission to ingest: give source_path (a folder, zip or s3:// URL)")
@@ -139,6 +145,8 @@ def ingest_flow(site: str, source_path: str | None = None) -> dict:
                           region=settings.s3_region, limits=limits) as root:
         manifest_path = scan.find_manifest(root, limits=limits)
         entries = scan.scan_files(root, manifest_path, limits=limits)
+        opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
+                        rule=match.choose(match_rule, site_row.match_rule))
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
@@ -157,21 +165,89 @@ def ingest_flow(site: str, source_path: str | None = None) -> dict:
                 print(f"submission {row['id']} of site {site} was already ingested: nothing to do")
                 return {**(row["receipt"] or {}), "already_ingested": True}
             subs.restart(guard, row["id"])  # finish a run that crashed: every step is idempotent
-            job = _Job(settings=settings, site=site, site_id=site_row.id, submission_id=row["id"],
-                       source_path=source_path, manifest_path=manifest_path, entries=entries,
-                       clock=clock)
+            job = _Job(settings=settings, site_id=site_row.id, submission_id=row["id"],
+                       source_path=source_path, opened=opened, clock=clock)
             return job.run()
+
+
+@dataclass
+class Opened:
+    """A submission opened and listed: what `bonebase submit` and `bonebase validate` run on."""
+
+    site: str
+    root: Path
+    manifest_path: Path
+    entries: list[scan.FileEntry]
+    rule: tuple[str, str]  # the match rule and where it was declared
+
+    @property
+    def base(self) -> str:
+        """The folder of manifest.csv in the submission (the folder column is relative to it)."""
+        return self.manifest_path.parent.relative_to(self.root).as_posix()
+
+
+def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: Path,
+                label: str, at: Callable[[str], None], in_flow: bool, clock: Clock,
+                progress: Callable[[str, int, int], None] | None = None):
+    """Read, de-identify (into ``staging``), match, validate and plan a submission: the stages
+    that `bonebase submit` and `bonebase validate` share, up to (not including) storing.
+
+    ``in_flow``: the batches and the validation run as the flow's Prefect tasks; else here, on
+    the process pool. ``at`` is told each stage as it starts; ``clock`` times them. Returns
+    (manifest, results, report, plan).
+    """
+    import pandas as pd
+
+    from validation.inputs import load_manifest
+
+    site = opened.site
+    at("reading the manifest")
+    manifest = load_manifest(opened.manifest_path)
+    rule, origin = opened.rule
+    match.require_columns(rule, manifest.columns)
+    at("de-identifying the files")
+    args = {"uid_root": settings.uid_root, "site": site, "staging": str(staging)}
+    if in_flow:
+        results = runner.run_batches(process_files, opened.entries, args, settings, progress)
+    else:
+        results = runner.run_here(opened.entries, args, settings, progress)
+    clock.lap("process")
+    at("matching images to rows")
+    deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)
+    matching = accept.match_submission(manifest, results, site=site, deid=deid, rule=rule,
+                                       origin=origin, base=opened.base)
+    at("validating")
+    # Every file may have been refused (links, bombs, corrupt files): the suites still need
+    # the frame's columns to report the rows that then have no image.
+    headers = pd.DataFrame([r.record for r in results if r.record is not None])
+    if headers.empty:
+        from validation.header_suite import REQUIRED
+
+        headers = pd.DataFrame(columns=list(REQUIRED))
+    checked, headers = match.annotate(manifest, headers, matching)
+    # What the Data Docs must redact: the files' and manifest's ids, dates, UIDs, folders.
+    identifiers = accept.identifying_values(manifest, results, site=site, deid=deid)
+    if in_flow:
+        # quote(): identifying values, never walked or recorded by Prefect as inputs.
+        report = validate(quote(checked), quote(headers), site, label, str(docs_dir),
+                          quote(identifiers))
+    else:
+        report = validate.fn(checked, headers, site, label, str(docs_dir), identifiers)
+    clock.lap("validate")
+    at("planning the cases")
+    plan = accept.plan_submission(manifest, results, report, site=site, deid=deid,
+                                  matching=matching)
+    return manifest, results, report, plan
 
 
 class _Job:
     """One run of a registered submission: every failure ends in a final state and a receipt."""
 
-    def __init__(self, *, settings: Settings, site: str, site_id: int, submission_id: int,
-                 source_path: str, manifest_path: Path, entries: list[scan.FileEntry],
-                 clock: Clock) -> None:
-        self.settings, self.site, self.site_id = settings, site, site_id
-        self.submission_id, self.source_path = submission_id, source_path
-        self.manifest_path, self.entries, self.clock = manifest_path, entries, clock
+    def __init__(self, *, settings: Settings, site_id: int, submission_id: int,
+                 source_path: str, opened: Opened, clock: Clock) -> None:
+        self.settings, self.site, self.site_id = settings, opened.site, site_id
+        self.submission_id, self.source_path, self.opened = submission_id, source_path, opened
+        self.manifest_path, self.entries, self.clock = opened.manifest_path, opened.entries, clock
         self.url = database_url(settings)
         self.stage = "opening the object store"
         self.redact: Callable[[str], str] = lambda text: text
@@ -191,34 +267,15 @@ class _Job:
                 _cleanup(staging)
 
     def _stages(self, objects, staging: Path) -> dict:
-        import pandas as pd
-
-        from validation.inputs import load_manifest
-
         settings, clock, sid = self.settings, self.clock, self.submission_id
-        self.stage = "reading the manifest"
-        manifest = load_manifest(self.manifest_path)
-        self.stage = "de-identifying the files"
-        args = {"uid_root": settings.uid_root, "site": self.site, "staging": str(staging)}
-        results = runner.run_batches(process_files, self.entries, args, settings, _PROGRESS.get())
-        clock.lap("process")
-        self.stage = "validating"
-        # Every file may have been refused (links, bombs, corrupt files): the suites still need
-        # the frame's columns to report the rows that then have no image.
-        headers = pd.DataFrame([r.record for r in results if r.record is not None])
-        if headers.empty:
-            from validation.header_suite import REQUIRED
 
-            headers = pd.DataFrame(columns=list(REQUIRED))
-        docs_dir = settings.home / "datadocs" / str(sid)
-        identifiers = set().union(*(r.identifiers or () for r in results))
-        # quote(): identifying values, never walked or recorded by Prefect as inputs.
-        report = validate(quote(manifest), quote(headers), self.site, sid, str(docs_dir),
-                          quote(identifiers))
-        clock.lap("validate")
-        self.stage = "planning the cases"
-        deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)
-        plan = accept.plan_submission(manifest, results, report, site=self.site, deid=deid)
+        def at(stage: str) -> None:
+            self.stage = stage
+
+        manifest, results, report, plan = plan_stages(
+            self.opened, settings=settings, staging=staging,
+            docs_dir=settings.home / "datadocs" / str(sid), label=str(sid), at=at, in_flow=True,
+            clock=clock, progress=_PROGRESS.get())
         self.redact = plan.redact
         self.stage = "storing the cases"
         with connect(self.url, autocommit=True) as conn, subs.storing(conn):
@@ -288,6 +345,43 @@ class _Job:
                       " submission still shows 'running'")
         return BonebaseError(f"submission {sid} of site {self.site} failed while {self.stage}: "
                              f"{error}; it is marked failed ({where}); {the_receipt['what_to_do']}")
+
+
+def predict_submission(site: str, source_path: str, *, settings: Settings | None = None,
+                       match_rule: str | None = None, database: Callable[[], str] | None = None,
+                       progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """What `bonebase submit` would do with a submission, without storing anything: the same
+    stages up to storing (de-identified into a scratch folder, deleted after), then the check of
+    what other sites hold (read only). No Prefect flow runs. ``database`` gives the database
+    URL (default: the settings'); it is asked only once the manifest has been found."""
+    import tempfile
+
+    settings = settings or get_settings()
+    if match_rule is not None:
+        match.check_rule(match_rule)
+    limits = Limits.from_settings(settings)
+    with source.as_folder(source_path, endpoint_url=settings.s3_endpoint_url,
+                          region=settings.s3_region, limits=limits) as root:
+        manifest_path = scan.find_manifest(root, limits=limits)
+        url = database() if database else database_url(settings)
+        with connect(url) as conn:
+            site_row = require_active(get_site(conn, site))
+        entries = scan.scan_files(root, manifest_path, limits=limits)
+        opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
+                        rule=match.choose(match_rule, site_row.match_rule))
+        (settings.home / "staging").mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="check-", dir=settings.home / "staging"))
+        try:
+            manifest, _, report, plan = plan_stages(
+                opened, settings=settings, staging=staging,
+                docs_dir=settings.home / "datadocs" / f"check-{site}", label="check",
+                at=lambda stage: None, in_flow=False, clock=Clock(), progress=progress)
+            with connect(url) as conn:
+                store.hold_elsewhere(plan, conn=conn, site_id=site_row.id)
+        finally:
+            _cleanup(staging)
+    return receipt.prediction(site=site, source=source_path, plan=plan, n_files=len(entries),
+                              n_rows=len(manifest), data_docs=report.data_docs_index)
 
 
 def _cleanup(staging: Path) -> None:

@@ -16,7 +16,6 @@ from validation.manifest_suite import declared_modalities, meta
 
 CASE_SUITE = "cross_case"
 IMAGE_SUITE = "cross_image"
-_KEYS = ["patient_id", "accession_number"]
 
 
 def _study_type(modality: str) -> str:
@@ -27,26 +26,45 @@ def _study_type(modality: str) -> str:
 def build_cross_frames(
     manifest: pd.DataFrame, headers: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(case frame, image frame) from the prepared manifest and header frames."""
-    # Rows repeating an earlier case id are rejected by the manifest suite; they take no images.
-    first = manifest[~manifest["case_id_repeated"]] if "case_id_repeated" in manifest else manifest
-    rows = first[["row", "case_id", *_KEYS, "modalities", "modalities_norm", "sex_code"]]
-    # Null keys must not join to each other (pandas matches NaN to NaN): drop them first.
-    keyed = rows.dropna(subset=_KEYS)
-    images = headers[["file", "sop_instance_uid", *_KEYS, "modality"]].copy()
-    images["study_type"] = images["modality"].map(_study_type)
-    joined = images.merge(keyed[["row", "case_id", *_KEYS]], on=_KEYS, how="left")
+    """(case frame, image frame) from the prepared manifest and header frames.
 
-    # Image frame: one row per file; n_cases counts the cases its SOP Instance UID reached,
-    # through a duplicated (patient, accession) row or the same image filed under two cases.
-    matched = joined.dropna(subset=["row"])
+    Which rows an image belongs to comes from :mod:`bonebase.ingest.match` (the one
+    implementation ingest uses too): from the ``match_rows``/``match_why`` columns that
+    ``match.annotate`` adds (the submission's rule), else matched here by the default rule.
+    """
+    from bonebase.ingest import match
+
+    if "match_rows" not in headers:
+        matching = match.match(manifest.to_dict("records"), match.images_of_frame(headers))
+        manifest, headers = match.annotate(manifest, headers, matching)
+    # Rows repeating an earlier case id are rejected by the manifest suite; they count no images.
+    first = manifest[~manifest["case_id_repeated"]] if "case_id_repeated" in manifest else manifest
+    keys = ["patient_id", "accession_number"]
+    rows = first[["row", "case_id", *keys, "modalities", "modalities_norm", "sex_code",
+                  "match_why"]].astype({"row": "int64"})
+    images = headers[["file", "sop_instance_uid", *keys, "modality", "match_rows",
+                      "match_why"]].copy()
+    images["study_type"] = images["modality"].map(_study_type)
+    # One (file, row) pair per row an image matched.
+    listed = images["match_rows"].fillna("").astype(str)  # an empty frame's column is float
+    pairs = images.assign(row=listed.str.split(";")).explode("row")
+    pairs = pairs[pairs["row"].fillna("") != ""].astype({"row": "int64"})
+    case_ids = manifest[["row", "case_id"]].astype({"row": "int64"})
+    matched = pairs.merge(case_ids, on="row", how="left")
+
+    # Image frame: one row per file with its first row; n_cases counts the cases its SOP
+    # Instance UID reached, through rows sharing a key or the same image filed under two cases.
     # Count case ids, not rows: two rows sharing a case id are already duplicate_case_id.
-    case_key = matched["case_id"].fillna("row " + matched["row"].astype(int).astype(str))
+    case_key = matched["case_id"].fillna("row " + matched["row"].astype(str))
     n_cases = case_key.groupby(matched["sop_instance_uid"]).nunique()
-    image_frame = joined.drop_duplicates(subset="file").copy()
+    first_row = matched.drop_duplicates(subset="file").set_index("file")
+    image_frame = images.drop_duplicates(subset="file").copy()
+    image_frame["row"] = image_frame["file"].map(first_row["row"]).astype(float)
+    image_frame["case_id"] = image_frame["file"].map(first_row["case_id"])
     image_frame["n_cases"] = image_frame["sop_instance_uid"].map(n_cases).fillna(0).astype(int)
 
-    per_case = matched.groupby("row").agg(
+    counted = matched[matched["row"].isin(rows["row"])]
+    per_case = counted.groupby("row").agg(
         n_images=("file", "nunique"),
         n_xray=("study_type", lambda s: int((s == "XR").sum())),
         image_modalities=("study_type", lambda s: ";".join(sorted(set(s)))),
@@ -77,7 +95,7 @@ def build_case_suite() -> gx.ExpectationSuite:
         E.ExpectColumnValuesToBeBetween(
             column="n_images",
             min_value=1,
-            meta=meta("error", "row_without_images", "accession_number"),
+            meta=meta("error", "row_without_images", "patient_id"),
         )
     )
     # Consistency: the manifest's declared study types must match what was sent, else either the
@@ -116,7 +134,7 @@ def build_image_suite() -> gx.ExpectationSuite:
     # Consistency: an image no row claims has no label and no consent trail; quarantine it.
     suite.add_expectation(
         E.ExpectColumnValuesToNotBeNull(
-            column="row", meta=meta("error", "images_without_row", "accession_number")
+            column="row", meta=meta("error", "images_without_row", "patient_id")
         )
     )
     # Leak/consistency: one image in two cases would put it on both sides of a split.

@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from bonebase.errors import InputError
+from bonebase.ingest.match import OPTIONAL_COLUMNS
 from validation.image_qc import XRAY_MODALITIES, qc_metrics
 from validation.manifest_suite import MANIFEST_COLUMNS
 from validation.messages import Failure
 
-_FORMAT_HINT = "the header must be: " + ",".join(MANIFEST_COLUMNS)
+_FORMAT_HINT = ("the header must be: " + ",".join(MANIFEST_COLUMNS) + " (and, for a match rule "
+                "that needs them: " + ", ".join(OPTIONAL_COLUMNS) + ")")
 _RESAVE = ("save the manifest as UTF-8 (Excel: Save As > 'CSV UTF-8'; LibreOffice: "
            "Character set 'Unicode (UTF-8)') and resubmit")
 # Control characters (C0 but tab, DEL, C1) are never manifest data: a NUL broke the database
@@ -53,7 +55,8 @@ def _decode(data: bytes) -> tuple[str, str, int | None]:
 def _header_problem(path: Path, header: list[str]) -> str | None:
     """What is wrong with the header row, naming columns without echoing arbitrary text."""
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
-    extra = [(i, c) for i, c in enumerate(header, 1) if c not in MANIFEST_COLUMNS]
+    known = (*MANIFEST_COLUMNS, *OPTIONAL_COLUMNS)
+    extra = [(i, c) for i, c in enumerate(header, 1) if c not in known]
     if not missing and not extra:
         return None
     if len(missing) == len(MANIFEST_COLUMNS):
@@ -92,10 +95,11 @@ def _problem(reason: str, message: str, *, row: int | None = None,
                    reason=reason, message=message, row=row, field=field)
 
 
-def _check_cells(number: int, line: int, cells: list[str], problems: list[Failure]) -> list[str]:
+def _check_cells(number: int, line: int, columns: list[str], cells: list[str],
+                 problems: list[Failure]) -> list[str]:
     """The row's cells with bad characters replaced by U+FFFD; one failure per bad cell."""
     clean = []
-    for col, value in zip(MANIFEST_COLUMNS, cells, strict=True):
+    for col, value in zip(columns, cells, strict=True):
         if _NOT_TEXT.search(value):
             problems.append(_problem(
                 "not_utf8", f"row {number} (line {line}), column {col}: not UTF-8 text; "
@@ -138,7 +142,9 @@ def load_manifest(path: Path) -> pd.DataFrame:
     problem = _header_problem(path, header)
     if problem is not None or len(set(header)) != len(header):
         raise InputError(problem or f"{path}: a column is named twice; {_FORMAT_HINT}")
-    order = [header.index(c) for c in MANIFEST_COLUMNS]
+    # The format's columns, then the optional ones (match rules) that the file has.
+    columns = [*MANIFEST_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in header)]
+    order = [header.index(c) for c in columns]
     problems: list[Failure] = []
     warnings: list[str] = []
     if bad_offset is not None:
@@ -155,8 +161,8 @@ def load_manifest(path: Path) -> pd.DataFrame:
                 "fields with nothing between the commas, and resubmit", row=number))
             cells = (cells + [""] * len(header))[: len(header)]
         ordered = [cells[i] for i in order]
-        rows.append([number, *_check_cells(number, line, ordered, problems)])
-    frame = pd.DataFrame(rows, columns=["row", *MANIFEST_COLUMNS])
+        rows.append([number, *_check_cells(number, line, columns, ordered, problems)])
+    frame = pd.DataFrame(rows, columns=["row", *columns])
     frame["row"] = frame["row"].astype("int64")
     frame.attrs["encoding"] = encoding
     frame.attrs["warnings"] = warnings
@@ -200,7 +206,9 @@ def load_headers(folder: Path, *, qc: bool = True) -> tuple[pd.DataFrame, list[F
             if qc and record.get("modality") in XRAY_MODALITIES:
                 record.update(qc_metrics(ds.pixel_array, bits_stored=ds.get("BitsStored")))
         except DicomReadError as exc:
-            faults.append(_fault(exc.reason, name, f"file {name}: {exc}"))
+            # The reader names a source given as bytes '<bytes>': the file's name goes there.
+            faults.append(_fault(exc.reason, name,
+                                 f"file {name}: {str(exc).removeprefix('<bytes>: ')}"))
             continue
         except Exception as exc:  # noqa: BLE001 - any decoder error makes the pixels unusable
             # The exception's type only: a decoder's message can quote the file's bytes.

@@ -23,6 +23,7 @@ MODALITIES = ("XR", "CT", "MR")
 _SEX_WORDS = {"MALE": "M", "FEMALE": "F", "OTHER": "O", "男": "M", "女": "F"}
 # Only missing ids are null; an empty sex or age stays "" so vocabulary checks flag it.
 _ID_COLUMNS = ("case_id", "patient_id", "accession_number")
+_REQUIRED_IDS = ("case_id", "patient_id")
 INDEX_COLUMNS = ["row", "case_id"]
 
 
@@ -108,8 +109,10 @@ def build_manifest_suite() -> gx.ExpectationSuite:
             meta=meta("error", "missing_column", None),
         )
     )
-    # Schema/consistency: ids key the case and join images to it; an empty one orphans the row.
-    for col in _ID_COLUMNS:
+    # Schema/consistency: ids key the case and the patient; an empty one orphans the row. An
+    # empty accession_number is allowed: the row then matches its patient's images that have no
+    # AccessionNumber, and other match rules do not use it (bonebase.ingest.match).
+    for col in _REQUIRED_IDS:
         add(E.ExpectColumnValuesToNotBeNull(column=col, meta=meta("error", "missing_value", col)))
     # Consistency: a case id names one case within a site; two rows with it cannot both be right.
     add(

@@ -147,12 +147,14 @@ _TEMPLATES: dict[str, str] = {
         "full-resolution image and resubmit"
     ),
     "row_without_images": (
-        "{where}: no DICOM image matches patient_id {patient_id!r} and accession_number "
-        "{accession_number!r}; add the images or fix the ids, then resubmit"
+        "{where}: no image of the submission matches the row by {match_why}; send the case's "
+        "images, or correct the row or the match rule (docs/manifest.md, 'Matching images to "
+        "rows'), then resubmit"
     ),
     "images_without_row": (
-        "{where}: no manifest row has patient_id {patient_id!r} and accession_number "
-        "{accession_number!r}; add the case to the manifest or remove the file"
+        "{where}: matches no manifest row by {match_why}; add the case to the manifest, correct "
+        "the ids, or declare the match rule your images need (docs/manifest.md, 'Matching images "
+        "to rows')"
     ),
     "no_radiograph": (
         "{where}: the case has no radiograph (CR/DX); every case needs at least one X-ray, add "

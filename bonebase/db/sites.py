@@ -11,6 +11,7 @@ from psycopg import Connection
 
 from bonebase.db import audit
 from bonebase.errors import InputError, NotFoundError
+from bonebase.ingest.match import check_rule
 
 CODE_RE = re.compile(r"^[A-Z0-9]{2,8}$")
 
@@ -24,6 +25,7 @@ class Site:
     contact: str
     active: bool
     created_at: datetime
+    match_rule: str | None = None  # bonebase.ingest.match.RULES; None: the default
 
 
 def check_code(code: str) -> str:
@@ -38,23 +40,26 @@ def check_code(code: str) -> str:
 
 
 def _site(row: dict) -> Site:
-    return Site(**{k: row[k] for k in Site.__dataclass_fields__})
+    return Site(**{k: row[k] for k in Site.__dataclass_fields__ if k in row})
 
 
 def add_site(conn: Connection, *, code: str, name: str, country: str = "", contact: str = "",
-             actor: str | None = None) -> Site:
+             actor: str | None = None, match_rule: str | None = None) -> Site:
     check_code(code)
     if not name.strip():
         raise InputError(f"site {code}: --name is empty; give the hospital's name")
+    if match_rule is not None:
+        check_rule(match_rule)
     try:
         with conn.transaction():
             row = conn.execute(
-                "INSERT INTO sites (code, name, country, contact) VALUES (%s, %s, %s, %s)"
-                " RETURNING *",
-                (code, name.strip(), country.strip(), contact.strip()),
+                "INSERT INTO sites (code, name, country, contact, match_rule)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING *",
+                (code, name.strip(), country.strip(), contact.strip(), match_rule),
             ).fetchone()
             audit.record(conn, action="site.add", entity="site", entity_id=code, actor=actor,
-                         details={"name": name, "country": country, "contact": contact})
+                         details={"name": name, "country": country, "contact": contact,
+                                  "match_rule": match_rule})
     except psycopg.errors.UniqueViolation:
         raise InputError(
             f"site {code} already exists; see `bonebase site show {code}`, or choose another code"
@@ -84,8 +89,12 @@ def list_sites(conn: Connection) -> list[Site]:
 
 
 def update_site(conn: Connection, code: str, *, actor: str | None = None, **changes: str | bool) -> Site:
-    allowed = {"name", "country", "contact", "active"}
+    allowed = {"name", "country", "contact", "active", "match_rule"}
     changes = {k: v for k, v in changes.items() if v is not None}
+    if "match_rule" in changes:
+        # "default" clears the site's rule (NULL: the default rule applies).
+        changes["match_rule"] = (None if changes["match_rule"] == "default"
+                                 else check_rule(changes["match_rule"]))
     unknown = set(changes) - allowed
     if unknown:
         raise InputError(f"cannot change {', '.join(sorted(unknown))} of a site")

@@ -19,6 +19,7 @@ from bonebase import vocab
 from bonebase.db.cases import CaseRecord, InstanceRecord
 from bonebase.db.quarantine import QuarantineItem
 from bonebase.dicom.deid import Deidentifier
+from bonebase.ingest import match
 from bonebase.ingest.process import FileResult
 from bonebase.ingest.redact import Redactor
 
@@ -38,6 +39,7 @@ class Plan:
     warnings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # submission-level findings
     scrub: Redactor | None = None
+    matching: match.Matching | None = None
 
     def redact(self, text: str | None) -> str | None:
         """Text safe to store: this submission's identifying values replaced by [redacted].
@@ -88,18 +90,20 @@ def case_ref(case_id: object, *, site: str, deid: Deidentifier) -> str | None:
 
 
 def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *, site: str,
-                    deid: Deidentifier) -> Plan:
-    """Turn validation failures and file results into accepted cases and quarantine items."""
+                    deid: Deidentifier, matching: match.Matching | None = None) -> Plan:
+    """Turn validation failures and file results into accepted cases and quarantine items.
+
+    ``matching`` is the submission's (:func:`match_submission`); the default rule's when None.
+    """
     plan = Plan()
+    if matching is None:
+        matching = match_submission(manifest, results, site=site, deid=deid)
+    plan.matching = matching
 
     def ref(case_id: object) -> str | None:
         return case_ref(case_id, site=site, deid=deid)
 
-    identifiers = set().union(*(r.identifiers for r in results)) if results else set()
-    for col in ("patient_id", "accession_number", "case_id"):
-        if col in manifest:
-            identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
-    plan.scrub = Redactor(identifiers)
+    plan.scrub = Redactor(identifying_values(manifest, results, site=site, deid=deid))
 
     # Files that could not be read or de-identified, and byte-identical copies inside the submission.
     first_of: dict[str, str] = {}
@@ -139,27 +143,25 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
         else:
             plan.notes.append(plan.clean(f.message))
 
-    # Match files to rows by the site's (PatientID, AccessionNumber).
+    # Files to rows by the submission's match rule (the one the cross-suite checked).
     rows = manifest.to_dict("records")
-    key_to_row: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        key_to_row.setdefault((_text(row.get("patient_id")), _text(row.get("accession_number"))), row)
+    by_number = {int(row["row"]): row for row in rows}
     files_of: dict[int, list[FileResult]] = defaultdict(list)
     for r in results:
         if r.rel in rejected_files or r.record is None:
             continue
-        row = key_to_row.get((_text(r.record.get("patient_id")), _text(r.record.get("accession_number"))))
-        if row is None:
-            item = QuarantineItem("images_without_row", f"{r.rel}: matches no manifest row; add the "
-                                  "case to the manifest and resubmit", file=r.rel)
+        number = matching.row_of(r.rel)
+        if number is None:
+            item = QuarantineItem("images_without_row", f"{r.rel}: matches no manifest row by "
+                                  f"{matching.why_file.get(r.rel)}; add the case to the manifest"
+                                  " or correct the ids", file=r.rel)
             plan.quarantine.append((item, r))
             continue
-        number = int(row["row"])
         if number in rejected_rows:
             item = QuarantineItem(
                 "case_rejected", f"{r.rel}: its case (row {number}) was rejected"
                 f" ({rejected_rows[number]}); it is kept until the row is fixed",
-                file=r.rel, row_number=number, case_ref=ref(row.get("case_id")))
+                file=r.rel, row_number=number, case_ref=ref(by_number[number].get("case_id")))
             plan.quarantine.append((item, r))
             continue
         files_of[number].append(r)
@@ -171,15 +173,38 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
         files = files_of.get(number, [])
         if not files:
             if not any(i.row_number == number for i, _ in plan.quarantine):
+                why = matching.why_row.get(number) or "rule " + matching.rule
                 plan.quarantine.append((QuarantineItem(
-                    "row_without_images", f"row {number}: no image of the submission matches its"
-                    " patient_id and accession_number; send the images or correct the row",
+                    "row_without_images", f"row {number}: no accepted image of the submission "
+                    f"matches it ({why}); send the images or correct the row",
                     row_number=number, case_ref=ref(row.get("case_id"))),
                     None))
             continue
         record = case_record(row, site=site, deid=deid)
         plan.cases.append(CasePlan(number, record.case_pseudonym, record, files))
     return plan
+
+
+def match_submission(manifest: pd.DataFrame, results: list[FileResult], *, site: str,
+                     deid: Deidentifier, rule: str = match.DEFAULT, origin: str = "the default",
+                     base: str = "") -> match.Matching:
+    """The submission's images matched to its rows by ``rule`` (see :mod:`bonebase.ingest.match`)."""
+    match.require_columns(rule, manifest.columns)
+    images = match.images_of_results(results, site=site, deid=deid)
+    return match.match(manifest.to_dict("records"), images, rule=rule, origin=origin, base=base)
+
+
+def identifying_values(manifest: pd.DataFrame, results: list[FileResult], *, site: str,
+                       deid: Deidentifier) -> set[str]:
+    """What a receipt must not show: the files' identifying values, the manifest's ids, and what
+    the match rules compare (dates, UIDs, folder names)."""
+    identifiers = set().union(*(r.identifiers for r in results)) if results else set()
+    for col in ("patient_id", "accession_number", "case_id"):
+        if col in manifest:
+            identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
+    images = match.images_of_results(results, site=site, deid=deid)
+    identifiers |= match.identifying_values(manifest, images)
+    return identifiers
 
 
 def instance_record(r: FileResult, *, object_key: str) -> InstanceRecord:

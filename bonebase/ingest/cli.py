@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from bonebase.cli_common import console, db_url, err, prefect_env, settings
+
+_MATCH_HELP = ("How images match manifest rows for this submission: accession, patient_date, "
+               "study_uid or folder (docs/manifest.md, 'Matching images to rows'). Default: the "
+               "site's rule (bonebase site update --match), else accession.")
 
 subs_app = typer.Typer(help="Submissions and their receipts.", no_args_is_help=True)
 
@@ -18,14 +22,16 @@ def submit(
     source: Annotated[str, typer.Argument(help="Submission folder, zip file, or s3://bucket/prefix.")],
     site: Annotated[str, typer.Option("--site", help="The submitting hospital's code.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the receipt as JSON.")] = False,
+    match: Annotated[str | None, typer.Option("--match", help=_MATCH_HELP)] = None,
 ) -> None:
     """Ingest a hospital's submission (manifest.csv + DICOM) with the Prefect flow and print the
     receipt: accepted, quarantined (with reasons and fixes), duplicates."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from bonebase.db.sites import check_code
+    from bonebase.ingest.match import check_rule
 
     check_code(site)
+    if match is not None:
+        check_rule(match)
     _active_site(site)  # a migrated database, and a site that may submit, before the flow starts
     prefect_env()
     import logging
@@ -33,6 +39,19 @@ def submit(
     from flows.ingest import ingest_submission
 
     logging.getLogger("prefect.flow_runs").addFilter(_without_traceback)
+
+    with _progress_bar() as progress:
+        result = ingest_submission(site, source, progress=progress, match_rule=match)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    _print_receipt(result)
+
+
+@contextmanager
+def _progress_bar():
+    """A progress callback (stage, done, total) drawing one bar per stage on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err, transient=True) as bar:
@@ -43,11 +62,7 @@ def submit(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = ingest_submission(site, source, progress=progress)
-    if as_json:
-        print(json.dumps(result, indent=2, default=str))
-        return
-    _print_receipt(result)
+        yield progress
 
 
 def _active_site(code: str):
@@ -89,41 +104,64 @@ def _print_receipt(result: dict) -> None:
 
 
 def validate(
-    source: Annotated[Path, typer.Argument(help="Submission folder (manifest.csv + DICOM).")],
+    source: Annotated[str, typer.Argument(help="Submission folder, zip file, or s3://bucket/prefix.")],
     site: Annotated[str, typer.Option("--site", help="The submitting hospital's code.")],
     open_docs: Annotated[bool, typer.Option("--open", help="Print the Data Docs path.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the failures as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the prediction as JSON.")] = False,
+    match: Annotated[str | None, typer.Option("--match", help=_MATCH_HELP)] = None,
 ) -> None:
-    """Validate a submission with the Great Expectations suites without ingesting it (nothing is
-    stored but the Data Docs report). Exit code 1 when an error-level check fails."""
+    """Predict what `bonebase submit` would do with a submission, storing nothing.
+
+    Runs every stage that submit runs up to storing: the listing with its limits,
+    de-identification into a scratch folder (deleted after) with the residue scan, image QC, the
+    validation suites, matching images to rows and the check of what other sites hold; then
+    prints the cases that would be accepted and every file or row that would be quarantined,
+    with its reason and what to do. Only whether a case is new or updated, and which files the
+    site sent before, is left to submit. Exit codes: 0 nothing would be quarantined; 1 something
+    would be (listed); 2-5 the submission cannot be checked (settings, database, unknown site,
+    bad input: the one-line message says why and what to do)."""
     from bonebase.db.sites import check_code
-    from validation.inputs import load_headers, load_manifest
-    from validation.runner import validate_submission
+    from bonebase.ingest.match import check_rule
 
     check_code(site)
-    from bonebase.ingest.scan import find_manifest
+    if match is not None:
+        check_rule(match)
+    prefect_env()
+    from flows.ingest import predict_submission
 
-    manifest_path = find_manifest(source)
-    manifest = load_manifest(manifest_path)
-    headers, file_faults = load_headers(manifest_path.parent)
-    docs = settings().ensure_home() / "datadocs" / f"check-{site}"
-    report = validate_submission(manifest, headers, site=site, submission_id="check",
-                                 docs_dir=docs)
-    failures = file_faults + report.failures
+    with _progress_bar() as progress:
+        predicted = predict_submission(site, source, settings=settings(), match_rule=match,
+                                       database=db_url, progress=progress)
     if as_json:
-        print(json.dumps([f.as_dict() for f in failures], indent=2, default=str))
+        print(json.dumps(predicted, indent=2, default=str))
     else:
-        errors = [f for f in failures if f.severity == "error"]
-        console.print(f"{len(manifest)} rows, {len(headers)} DICOM files: {len(errors)} errors, "
-                      f"{len(failures) - len(errors)} warnings")
-        for f in failures:
-            colour = "red" if f.severity == "error" else "yellow"
-            console.print(f"[{colour}]{f.severity:<7}[/] {f.reason:<28} {f.message}",
-                          highlight=False, markup=True)
+        _print_prediction(predicted)
     if open_docs or not as_json:
-        console.print(f"Data Docs: {report.data_docs_index}")
-    if any(f.severity == "error" for f in failures):
+        console.print(f"Data Docs: {predicted['data_docs']}", highlight=False)
+    if predicted["quarantine"]:
         raise typer.Exit(1)
+
+
+def _print_prediction(predicted: dict) -> None:
+    from rich.markup import escape  # messages hold "[redacted]", which is no markup
+
+    c = predicted["counts"]
+    console.print(
+        f"site {predicted['site']}: {c['rows']} rows, {c['files']} files: submit would accept "
+        f"{c['cases_accepted']} cases ({c['files_accepted']} files), quarantine "
+        f"{c['quarantined']}, warn {c['warnings']}; images matched to rows by rule "
+        f"{predicted['match_rule']}", highlight=False)
+    for q in predicted["quarantine"]:
+        place = ", ".join(p for p in (f"row {q['row']}" if q["row"] else "", q["file"] or "") if p)
+        console.print(f"[red]quarantine[/] {q['reason']:<22} {escape(place)}: "
+                      f"{escape(q['message'])} [dim](fix: {escape(q['fix'])})[/]",
+                      highlight=False)
+    for w in predicted["warnings"]:
+        console.print(f"[yellow]warning[/]    {w['reason']:<22} {escape(w['message'])}",
+                      highlight=False)
+    for note in predicted["notes"]:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    console.print(f"not predicted: {predicted['not_predicted']}", highlight=False)
 
 
 @subs_app.command("list")

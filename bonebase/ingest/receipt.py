@@ -14,8 +14,10 @@ FIXES = {
     "corrupt_file": "export the image again from the PACS as a DICOM Part 10 file and resubmit it",
     "non_dicom": "remove files that are not DICOM images from the submission folder",
     "duplicate_file": "nothing: the copy was not needed",
-    "row_without_images": "send the case's images, or check its patient_id and accession_number",
-    "images_without_row": "add the case to manifest.csv, or check the images' PatientID/AccessionNumber",
+    "row_without_images": "send the case's images, or correct the row or the match rule "
+    "(docs/manifest.md, 'Matching images to rows')",
+    "images_without_row": "add the case to manifest.csv, correct the ids, or declare the match "
+    "rule the images need (--match)",
     "case_rejected": "fix the case's manifest row; the image is kept and ingested with it",
     "impossible_age": "correct the age (whole years, 0-100) in the manifest",
     "unknown_sex": "use M, F or O in the sex column",
@@ -68,12 +70,7 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
     """The receipt of a finished submission. ``outcome`` and ``quarantined_by_reason`` are read
     from the database (what the submission stored, whichever run stored it); cases are named by
     row number and pseudonym, never by the site's case_id."""
-    quarantined = [
-        {"reason": item.reason, "severity": item.severity, "message": plan.redact(item.message),
-         "file": plan.redact(item.file), "row": item.row_number, "case": item.case_ref,
-         "fix": fix_for(item.reason)}
-        for item, _ in plan.quarantine
-    ]
+    quarantined = quarantine_entries(plan)
     files_accepted = sum(len(c.files) for c in plan.cases)
     counts = {
         "rows": n_rows,
@@ -95,11 +92,70 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
         "status": "done",
         "source": plan.redact(source),
         "counts": counts,
-        "cases": outcome.case_results,
+        "match_rule": matching_rule(plan),
+        "cases": [{**c, "matched_by": matched_by(plan, c["row"])} for c in outcome.case_results],
         "quarantine": quarantined,
         "warnings": plan.warnings,
         "notes": plan.notes,
         "data_docs": data_docs,
+    }
+
+
+def quarantine_entries(plan) -> list[dict]:
+    """The receipt's quarantine list: per item its reason, place, message and fix (redacted)."""
+    return [
+        {"reason": item.reason, "severity": item.severity, "message": plan.redact(item.message),
+         "file": plan.redact(item.file), "row": item.row_number, "case": item.case_ref,
+         "fix": fix_for(item.reason)}
+        for item, _ in plan.quarantine
+    ]
+
+
+def matching_rule(plan) -> str | None:
+    """The submission's match rule and where it was declared."""
+    return plan.matching.described if plan.matching is not None else None
+
+
+def matched_by(plan, row: int) -> str | None:
+    """How a case's images matched its row (the rule, and for a row without accession number
+    that it matched its patient's images without one)."""
+    return plan.matching.how.get(row) if plan.matching is not None else None
+
+
+#: What `bonebase validate` cannot tell before the submission is stored.
+NOT_PREDICTED = ("which accepted cases are new, updated or unchanged, and which accepted files "
+                 "the site sent before (submit counts them as already stored)")
+
+
+def prediction(*, site: str, source: str, plan, n_files: int, n_rows: int, data_docs) -> dict:
+    """What `bonebase submit` would report for a planned submission (`bonebase validate`):
+    the receipt's cases, quarantine and warnings, with no submission id and nothing stored."""
+    quarantined = quarantine_entries(plan)
+    by_reason: dict[str, int] = {}
+    for q in quarantined:
+        by_reason[q["reason"]] = by_reason.get(q["reason"], 0) + 1
+    return {
+        "site": site,
+        "submission": None,
+        "status": "predicted",
+        "source": plan.redact(source),
+        "counts": {
+            "rows": n_rows,
+            "files": n_files,
+            "cases_accepted": len(plan.cases),
+            "files_accepted": sum(len(c.files) for c in plan.cases),
+            "quarantined": len(quarantined),
+            "warnings": len(plan.warnings),
+            "by_reason": dict(sorted(by_reason.items())),
+        },
+        "match_rule": matching_rule(plan),
+        "cases": [{"row": c.row, "case": c.case_ref, "matched_by": matched_by(plan, c.row),
+                   "files": [plan.redact(r.rel) for r in c.files]} for c in plan.cases],
+        "quarantine": quarantined,
+        "warnings": plan.warnings,
+        "notes": plan.notes,
+        "not_predicted": NOT_PREDICTED,
+        "data_docs": str(data_docs) if data_docs else None,
     }
 
 
@@ -155,8 +211,16 @@ def to_markdown(receipt: dict) -> str:
         f"{c['files_duplicate']})",
         f"- quarantined: {c['quarantined']}; warnings: {c['warnings']}",
     ]
+    if receipt.get("match_rule"):
+        lines.append(f"- images matched to rows by rule {receipt['match_rule']}")
     if receipt.get("data_docs"):
         lines.append(f"- validation report (Data Docs): {receipt['data_docs']}")
+    if receipt.get("cases"):
+        lines += ["", "## Cases accepted", "", "| row | case | matched by | files |",
+                  "| --- | --- | --- | --- |"]
+        for case in receipt["cases"]:
+            lines.append(f"| {case['row']} | {case.get('case') or ''} | "
+                         f"{case.get('matched_by') or ''} | {len(case.get('files') or ())} |")
     if receipt["quarantine"]:
         lines += ["", "## Quarantined", "", "| reason | row | file | what happened | what to do |",
                   "| --- | --- | --- | --- | --- |"]

@@ -42,6 +42,18 @@ def run_batches(batch_task, entries: list[scan.FileEntry], args: dict, settings:
         return _collect(futures, len(entries), progress)
 
 
+def run_here(entries: list[scan.FileEntry], args: dict, settings: Settings,
+             progress: Progress | None) -> list[process.FileResult]:
+    """The batches of ``entries`` on this machine's process pool, without Prefect (what
+    `bonebase validate` runs); results in submission order, as :func:`run_batches` gives them."""
+    slots = _worker_count(settings)
+    futures = [_workers(slots).submit(
+        process.process_batch, b, secret=settings.consortium_secret(), uid_root=args["uid_root"],
+        site=args["site"], staging=Path(args["staging"]), max_pixels=settings.max_pixels)
+        for b in _batches(entries, slots)]
+    return _collect(futures, len(entries), progress)
+
+
 def run_batch(entries: list[scan.FileEntry], *, pool: int, secret: str, uid_root: str,
               site: str, staging: Path, max_pixels: int) -> list[process.FileResult]:
     """One batch: here (``pool`` 0, as on a Dask worker) or on the process pool of ``pool``."""

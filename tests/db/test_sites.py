@@ -46,3 +46,19 @@ def test_an_inactive_site_may_not_submit(db):
     with pytest.raises(InputError, match=r"site HX \(Hospital X\) is marked inactive.*"
                                          r"bonebase site update HX --active"):
         require_active(get_site(db, "HX"))
+
+
+def test_a_sites_match_rule_is_stored_checked_and_cleared(db):
+    import psycopg
+
+    add_site(db, code="HX", name="Hospital X", match_rule="folder")
+    assert get_site(db, "HX").match_rule == "folder"
+    assert update_site(db, "HX", match_rule="patient_date").match_rule == "patient_date"
+    assert update_site(db, "HX", match_rule="default").match_rule is None  # the default again
+    with pytest.raises(InputError, match="match rule 'uid' is unknown"):
+        update_site(db, "HX", match_rule="uid")
+    with pytest.raises(InputError, match="match rule 'date' is unknown"):
+        add_site(db, code="BJ", name="B", match_rule="date")
+    with pytest.raises(psycopg.errors.CheckViolation):  # migration 0007's check, under the code
+        db.execute("UPDATE sites SET match_rule = 'anything' WHERE code = 'HX'")
+    db.rollback()

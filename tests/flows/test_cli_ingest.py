@@ -29,7 +29,7 @@ def test_submit_receipt_and_quarantine(tmp_path, migrated_database, db):
 
     checked = run("validate", submission, "--site", site, "--json", env=env)
     assert checked.returncode == 1  # the injected faults are errors
-    found = {f["reason"] for f in json.loads(checked.stdout)}
+    found = {f["reason"] for f in json.loads(checked.stdout)["quarantine"]}
     assert {"corrupt_file", "impossible_age", "unknown_diagnosis", "blank_image"} <= found
     assert run("validate", submission, "--site", site, "--open", env=env).stdout.count(
         "index.html") == 1
