@@ -71,16 +71,17 @@ def init() -> None:
     """Create a bonebase home, a development secret, the database, and migrate it to the latest schema.
 
     The home is BONEBASE_HOME when set, else the nearest .bonebase folder in this folder or its
-    parents, else ~/.bonebase when it exists, else a new ./.bonebase here. Safe to run again: it
-    reuses what exists and applies only missing migrations.
+    parents, else a new ./.bonebase here (run it in your home folder for a user-level
+    ~/.bonebase, which other commands use outside any project). Safe to run again: it reuses what
+    exists and applies only missing migrations.
     """
     from bonebase.db.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings().for_init()
     settings.ensure_home()
     made = settings.ensure_secret()
     settings.consortium_secret()  # refuses a development key in production
-    url = _db_url(migrated=False, create=True)
+    url = _db_url(migrated=False, create=True, of=settings)
     revision = upgrade(url)
     store = settings.object_store_url
     if "://" not in store:

@@ -14,16 +14,17 @@ def settings():
     return get_settings()
 
 
-def db_url(*, migrated: bool = True, create: bool = False) -> str:
+def db_url(*, migrated: bool = True, create: bool = False, of=None) -> str:
     """The database URL; with ``migrated`` the schema must be at head (else: run init).
 
     With the embedded server only ``create`` (`bonebase init`) makes a home and a database; any
     other command finding neither says which home it looked at and how to make or choose one.
+    ``of``: these settings instead of the environment's (init's new home).
     """
     from bonebase.db.engine import database_url
     from bonebase.errors import DatabaseError
 
-    s = settings()
+    s = of or settings()
     if s.database_url:
         where = "the database of DATABASE_URL"
     else:

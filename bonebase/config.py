@@ -119,6 +119,15 @@ class Settings(BaseSettings):
                   }.get(self._home_origin, self._home_origin)
         return f"{self.home} ({origin})"
 
+    def for_init(self) -> Settings:
+        """The settings `bonebase init` works in: these, except that a user-level home found
+        only because none was found here gives way to a new ./.bonebase (as git init does)."""
+        if self._home_origin != "user-level":
+            return self
+        here = self.model_copy(update={"home": Path.cwd().absolute() / HOME_DIR})
+        here._home_origin = "none found"
+        return here
+
     def require_home(self) -> Path:
         """The home, which must exist: a command that reads state never creates one."""
         if self.home.is_dir():

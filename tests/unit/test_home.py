@@ -68,17 +68,22 @@ def test_a_home_without_a_database_is_not_given_one(tmp_path):
     assert list((project / ".bonebase").iterdir()) == []
 
 
-def test_init_here_and_commands_from_a_subfolder_find_it(tmp_path, migrated_database):
+def test_init_makes_a_project_home_that_subfolders_find(tmp_path, migrated_database):
     project = tmp_path / "project"
     (project / "data" / "raw").mkdir(parents=True)
     env = _env(tmp_path, DATABASE_URL=migrated_database)
+    user_home = tmp_path / "user" / ".bonebase"
+    user_home.mkdir(parents=True)  # a user-level home: init still makes the project's own
     made = _run("init", env=env, cwd=project)
     assert made.returncode == 0, made.stderr
     assert f"ready home={project / '.bonebase'} (new)" in made.stdout
+    assert list(user_home.iterdir()) == []
     status = _run("db", "status", env=env, cwd=project / "data" / "raw")
     assert status.returncode == 0, status.stderr
     assert f"home     {project / '.bonebase'} (found in {project})" in status.stdout
     assert not (project / "data" / "raw" / ".bonebase").exists()
+    elsewhere = _run("db", "status", env=env, cwd=tmp_path)
+    assert f"home     {user_home} (the user-level home" in elsewhere.stdout
 
 
 def test_schema_errors_name_the_database_they_checked(tmp_path, fresh_database):
