@@ -11,6 +11,8 @@ import textwrap
 import time
 import urllib.request
 
+import pytest
+
 FLOW = "bonebase-ui-probe"
 
 RUN_A_FLOW = textwrap.dedent(f"""
@@ -45,6 +47,7 @@ def _call(url, body=None):
         return response.status, response.read()
 
 
+@pytest.mark.slow  # a temporary Prefect server, then a real one: tens of seconds
 def test_the_ui_lists_the_runs_of_the_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
