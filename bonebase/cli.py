@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from bonebase.cli_common import console, err, redact
 from bonebase.cli_common import db_url as _db_url
@@ -39,6 +40,7 @@ app.add_typer(reader_app, name="reader-study")
 def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
+    from bonebase.gateway.cli import gateway_app
     from bonebase.ingest.cli import submit, subs_app, validate
     from bonebase.ingest.quarantine_cli import quarantine_app
     from bonebase.prefect_cli import prefect_app
@@ -55,6 +57,7 @@ def _mount_subapps() -> None:
     app.add_typer(models_app, name="models")
     app.add_typer(secret_app, name="secret")
     app.add_typer(prefect_app, name="prefect")
+    app.add_typer(gateway_app, name="gateway")
     from web.cli import register as register_web
 
     register_web(app)
@@ -216,7 +219,8 @@ def main() -> None:
     try:
         app()
     except BonebaseError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message quotes values ("[redacted]", a path with brackets), not markup
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -63,7 +63,7 @@ def version_cmd(
         target=_target(settings, workspace, remote),
         truth_dir=str(truth) if truth else None,
     )
-    console.print(result["message"])
+    console.print(result["message"], markup=False)
 
 
 @dataset_app.command("list")

@@ -36,7 +36,9 @@ By = Annotated[str | None, typer.Option("--by", help="Name of the person respons
 Reason = Annotated[str, typer.Option("--reason", help="Why (required to override or reject).")]
 Params = Annotated[Path, typer.Option("--params", help="params.yaml with a release: section.")]
 Data = Annotated[
-    Path | None, typer.Option("--data", help="Exported data/ with split.csv (head-to-head).")
+    Path | None,
+    typer.Option("--data", help="Exported data/ with split.csv, for the head-to-head check "
+                 "against the champion (default: ./data when it holds split.csv)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -196,10 +198,15 @@ def approve_cmd(
             reason=reason,
             override=override,
             policy=release_policy(params),
-            data_dir=data,
+            data_dir=data or _local_data(),
         )
     _print(out["gate"], as_json)
     console.print(f"model {model_id} approved by {by}")
+
+
+def _local_data() -> Path | None:
+    """./data when it holds an export's split.csv (the guides run in the project's folder)."""
+    return Path("data") if (Path("data") / "split.csv").is_file() else None
 
 
 @models_app.command("reject")
@@ -336,14 +343,17 @@ schedule_app = typer.Typer(
 
 Project = Annotated[
     Path | None,
-    typer.Option("--project", help="bonebase checkout with dvc.yaml (default: this one)."),
+    typer.Option("--project", help="bonebase project with dvc.yaml (default: the current folder "
+                 "when it holds dvc.yaml, else this checkout)."),
 ]
 
 
 def _project(project: Path | None) -> Path:
+    """--project, else the current folder when it is a project (dvc.yaml), else this checkout."""
     from flows.retrain import DEFAULT_PROJECT
 
-    return (project or DEFAULT_PROJECT).resolve()
+    here = Path.cwd()
+    return (project or (here if (here / "dvc.yaml").is_file() else DEFAULT_PROJECT)).resolve()
 
 
 def retrain(
@@ -369,7 +379,7 @@ def retrain(
     if as_json:
         print(json.dumps({k: v for k, v in out.items() if k != "markdown"}, indent=2, default=str))
     elif out["skipped"]:
-        console.print(out["reason"])
+        console.print(out["reason"], markup=False)
     else:
         console.print(out["markdown"], markup=False)
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,22 @@ def test_models_list_is_readable_at_80_columns(cli_env, db):
     assert "3f9a1c2e4b5d " in lines[2] + " "
     wide = run("models", "list", "--wide", env={**cli_env, "COLUMNS": "120"})
     assert {"densenet121", "0123456789ab", "ml-eng"} <= set(wide.stdout.split())
+
+
+def test_error_lines_print_brackets_as_written(tmp_path):
+    """A message quoting a value such as '[redacted]' or '[bold]' is text, not rich markup."""
+    env = {"BONEBASE_HOME": str(tmp_path), "DATABASE_URL": "postgresql://x@127.0.0.1:1/nope"}
+    assert_one_line_error(run("site", "add", "[bold]", "--name", "X", env=env), "'[bold]'")
+
+
+def test_release_commands_default_to_the_project_they_run_in(tmp_path, monkeypatch):
+    from bonebase.release.cli import _local_data, _project
+    from flows.retrain import DEFAULT_PROJECT
+
+    monkeypatch.chdir(tmp_path)
+    assert _local_data() is None and _project(None) == DEFAULT_PROJECT.resolve()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "split.csv").write_text("image_id,split\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert _local_data() == Path("data") and _project(None) == tmp_path.resolve()
+    assert _project(tmp_path / "other") == (tmp_path / "other").resolve()  # --project wins
