@@ -29,7 +29,6 @@ from pydicom.dataelem import DataElement
 from bonebase.dicom import deid_scan
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.deid_values import is_multi
-from bonebase.dicom.pixels import frame_view
 from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
 from bonebase.errors import InputError, NotFoundError
@@ -95,6 +94,9 @@ def preview_png(store: ObjectStore, item: dict, *, size: int = PREVIEW_SIZE) -> 
             raise InputError(view.note)
         if parts.pixels is None and "PixelData" not in parts.dataset:
             raise InputError("the held file has no image (no Pixel Data)")
+        # Imported here: pixels imports MONAI (and torch), seconds that only the image needs.
+        from bonebase.dicom.pixels import frame_view
+
         try:
             return _png(_display(_first_frame(parts), frame_view(parts.dataset, 1)), size)
         except DicomReadError as exc:
