@@ -262,12 +262,15 @@ def served(seeded):
 
 @pytest.fixture(scope="module")
 def offline_browser():
-    """Headless Chromium that can resolve no host name but 127.0.0.1: the CDNs are unreachable."""
+    """Headless Chromium that reaches nothing but this machine: no host name but 127.0.0.1
+    resolves, and every other address goes to a proxy port where nothing listens (Chromium
+    never proxies loopback)."""
     from tests.web.live import CHROMIUM, chromium
 
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium and chromium-driver")
-    with chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1") as driver:
+    with chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                  "--proxy-server=http://127.0.0.1:9") as driver:
         yield driver
 
 
