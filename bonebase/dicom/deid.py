@@ -280,8 +280,15 @@ class Deidentifier:
         return (creator, tag.element & 0xFF) in self._retain_private
 
     def _collect(self, elem: DataElement, walk: _Walk) -> None:
+        source = elem.keyword or str(elem.tag)
+        vendor_like = deid_scan.kind_of(source) in deid_scan.VENDOR_LIKE_KINDS
         for value in deid_scan.values_of(elem.value):
-            walk.identifiers.setdefault(value, elem.keyword or str(elem.tag))
+            # A value seen in two attributes keeps the stricter source: the residue rule clears
+            # institution and station names inside equipment names, never a person's name.
+            known = walk.identifiers.get(value)
+            if known is None or (not vendor_like
+                                 and deid_scan.kind_of(known) in deid_scan.VENDOR_LIKE_KINDS):
+                walk.identifiers[value] = source
 
     def _uids(self, value: object, walk: _Walk) -> object:
         def one(uid: str) -> str:

@@ -60,3 +60,15 @@ def test_a_pseudonym_is_not_hashed_again():
     p = deid.pseudonym(SITE, PHI["patient_id"])
     assert deid.pseudonym(SITE, p) == p
     assert deid.pseudonym("OTHER", p) != p  # another site's pseudonym is an ID like any other
+
+
+def test_a_value_seen_as_station_and_as_a_person_counts_as_the_person():
+    """A StationName read before an OperatorsName with the same word must not let the residue
+    rule clear that word inside an equipment name (docs/quarantine.md)."""
+    ds = make_instance()
+    ds.StationName = "SMITH"
+    ds.OperatorsName = "SMITH"
+    ds.Manufacturer = "SMITH_Medical"
+    result = Deidentifier(SECRET).deidentify(ds, site=SITE)
+    assert result.sources["SMITH"] == "OperatorsName"
+    assert any("Manufacturer holds the OperatorsName value" in hit for hit in result.residue)
