@@ -36,11 +36,17 @@ def db_url(*, migrated: bool = True, create: bool = False, of=None) -> str:
                 f"no database in {s.describe_home()}: run `bonebase init` to create it, or set "
                 "BONEBASE_HOME to another home (or DATABASE_URL to a server)"
             )
-    url = database_url(s)
-    if migrated:
-        from bonebase.db.migrate import require_head
+    from bonebase.db.migrate import require_head
 
-        require_head(url, where=where)
+    try:
+        url = database_url(s)
+        if migrated:
+            require_head(url, where=where)
+    except DatabaseError as exc:
+        if s.database_url or str(s.home) in str(exc):
+            raise
+        # e.g. the embedded server went away: say whose it was (its log is in HOME/pg/log)
+        raise DatabaseError(f"{exc} ({where})") from None
     return url
 
 

@@ -3,6 +3,8 @@ never created by a command that only reads state."""
 
 import os
 
+import pytest
+
 from bonebase.config import Settings
 from tests.unit.test_cli import assert_one_line_error, run
 
@@ -90,3 +92,28 @@ def test_schema_errors_name_the_database_they_checked(tmp_path, fresh_database):
     result = run("site", "list", env={"BONEBASE_HOME": str(tmp_path),
                                       "DATABASE_URL": fresh_database()})
     assert_one_line_error(result, "the database of DATABASE_URL is empty (no bonebase schema)")
+
+
+def test_a_lost_embedded_server_is_named_by_its_home(tmp_path, monkeypatch):
+    """The connection error says 'check DATABASE_URL'; with none set, it also names the home."""
+    from bonebase import cli_common
+    from bonebase.config import get_settings
+    from bonebase.db import engine
+    from bonebase.errors import DatabaseError
+
+    home = tmp_path / "home"
+    (home / "pg").mkdir(parents=True)
+    (home / "pg" / "PG_VERSION").write_text("16\n")
+    monkeypatch.setenv("BONEBASE_HOME", str(home))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    def refused(settings):
+        raise DatabaseError("cannot connect to the database (connection refused)")
+
+    monkeypatch.setattr(engine, "database_url", refused)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(DatabaseError, match=rf"refused\) \(the embedded database of {home} "):
+            cli_common.db_url()
+    finally:
+        get_settings.cache_clear()
