@@ -59,6 +59,9 @@ def serve(
     study_timeout: Annotated[float, typer.Option(
         "--study-timeout", help="Seconds without a new instance after which a study is "
         "complete.")] = 60.0,
+    batch_wait: Annotated[float, typer.Option(
+        "--batch-wait", help="Seconds complete studies gather before they leave as one "
+        "submission (each submission costs the consortium seconds whatever its size).")] = 5.0,
     keep_days: Annotated[float, typer.Option(
         "--keep-days", help="Days the identified originals of a sent study stay in the spool "
         "for re-sends.")] = 30.0,
@@ -94,7 +97,7 @@ def serve(
     peers.check_ae(ae_title)
     cfg = WorkConfig(site=site, secret=settings.consortium_secret(), uid_root=settings.uid_root,
                      study_timeout=study_timeout, keep_days=keep_days,
-                     max_pixels=settings.max_pixels)
+                     max_pixels=settings.max_pixels, batch_wait=batch_wait)
     _check_site(site)
     store = _store(deliver_to, settings)
     spool = Spool(home, max_bytes=int(spool_max_mb * 2**20) if spool_max_mb else None)

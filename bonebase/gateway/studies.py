@@ -51,10 +51,20 @@ def due(spool: Spool, timeout: float, now: float | None = None) -> list:
 
 
 def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout: float,
-              max_pixels: int | None = None) -> str | None:
-    """Turn the complete studies into one submission folder in the outbox; its id, or None."""
+              max_pixels: int | None = None, max_studies: int = MAX_BATCH_STUDIES,
+              batch_wait: float = 0.0) -> str | None:
+    """Turn the complete studies (at most ``max_studies``) into one submission folder in the
+    outbox; its id, or None. With ``batch_wait``, complete studies gather until the first has
+    waited that long (or a flush, or a full batch): a submission costs central ingest seconds
+    whatever its size, so a gateway that sent every radiograph study alone would spend more time
+    on that than on the files."""
     studies = due(spool, timeout)
     if not studies:
+        return None
+    now = time.time()
+    ready = [s for s in studies if s["state"] == RECEIVING]
+    if ready and batch_wait > 0 and len(ready) < max_studies and not any(
+            s["flush"] or s["last_seen"] <= now - timeout - batch_wait for s in ready):
         return None
     table = clinical.load(spool.home.clinical)
     deid = Deidentifier(secret, uid_root=uid_root)
@@ -72,7 +82,7 @@ def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout:
                 continue
             case_ref = deid.pseudonym(site, f"case\x1f{_case_id(row, study)}")
             # A batch holds a case once: central ingest matches a row's images by accession.
-            if case_ref in cases or len(prepared) >= MAX_BATCH_STUDIES:
+            if case_ref in cases or len(prepared) >= max_studies:
                 continue
             done = _deidentify_study(spool, study, row, deid=deid, site=site, secret=secret,
                                      out=staging / f"study-{len(prepared) + 1}",

@@ -25,6 +25,7 @@ class WorkConfig:
     study_timeout: float = 60.0
     keep_days: float = 30.0
     max_pixels: int | None = None
+    batch_wait: float = 0.0
 
 
 @contextmanager
@@ -49,7 +50,8 @@ def work_once(spool: Spool, cfg: WorkConfig, store: ObjectStore | None, *,
             return {}
         done = {"batches": 0, "sent": 0, "receipts": 0, "purged": 0}
         while studies.batch_due(spool, site=cfg.site, secret=cfg.secret, uid_root=cfg.uid_root,
-                                timeout=cfg.study_timeout, max_pixels=cfg.max_pixels):
+                                timeout=cfg.study_timeout, max_pixels=cfg.max_pixels,
+                                batch_wait=cfg.batch_wait):
             done["batches"] += 1
         if store is not None:
             done["sent"] = deliver.deliver_due(spool, store, site=cfg.site)

@@ -120,7 +120,8 @@ class Gateway:
         self.home.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site", SITE,
-             "--port", str(self.port), "--host", "127.0.0.1", "--study-timeout", "1", *args],
+             "--port", str(self.port), "--host", "127.0.0.1", "--study-timeout", "1",
+             "--batch-wait", "0", *args],
             env=self.env, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

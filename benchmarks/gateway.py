@@ -1,0 +1,296 @@
+"""Hospital gateway: receive speed against DCMTK's storescp, and central ingest of gateway
+deliveries one study at a time, batched, and as one folder.
+
+    python benchmarks/gateway.py [--cases 40 --seed 3] [--skip-central]
+
+Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, some CT/MR), then
+  (a) sends every file with DCMTK's storescu over loopback (one association) to DCMTK's own
+      storescp and to `bonebase gateway serve` in turn, and prints instances/s, MB/s and the
+      ratio gateway / storescp (goal >= 0.5);
+  (b) unless --skip-central: ingests centrally (a fresh database each) the original files as one
+      folder submission; the studies sent one by one (an association each, as a PACS forwards
+      them) through a running `gateway serve` (study timeout 1 s, --batch-wait 5 s) and
+      delivered to a local delivery folder; and, for comparison, the same studies made into
+      one submission each (no batching). The consortium's side is bonebase.gateway.central.poll
+      (the ingest flow per delivered batch). Prints files/s of each and the ratios to one
+      folder (goal for one by one through the gateway: >= 0.5).
+Uses DATABASE_URL when set (fresh databases are created and dropped), else the embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SITE = "HX"
+SECRET = "gateway-bench-secret-0123456789abcdef"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc.poll() is not None:
+            raise SystemExit(f"receiver exited ({proc.returncode})")
+        time.sleep(0.05)
+    raise SystemExit("receiver did not listen")
+
+
+def clean_studies(root: Path) -> tuple[list[dict], dict[str, list[Path]]]:
+    """Manifest rows and files of the studies no injected fault touches."""
+    site = root / SITE
+    faults = json.loads((site / "faults.json").read_text())
+    bad_cases = {f["case_id"] for f in faults if f.get("case_id")}
+    bad_files = {f["file"] for f in faults if f.get("file")}
+    sub = site / "submission"
+    with open(sub / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["case_id"] not in bad_cases]
+    kept, files = [], {}
+    for row in rows:
+        folders = list(sub.glob(f"{row['patient_id']}/*_{row['accession_number']}"))
+        if len(folders) != 1:
+            continue
+        found = sorted(folders[0].rglob("*.dcm"))
+        if found and not any(p.relative_to(sub).as_posix() in bad_files for p in found):
+            kept.append(row)
+            files[row["case_id"]] = found
+    return kept, files
+
+
+def _send(port: int, aec: str, files: list[Path]) -> float:
+    t = time.perf_counter()
+    done = subprocess.run(["storescu", "-aet", "PACS1", "-aec", aec, "127.0.0.1", str(port),
+                           *map(str, files)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"storescu failed: {done.stderr[-500:]}")
+    return elapsed
+
+
+def bench_receive(files: list[Path], work: Path) -> dict:
+    env = {**os.environ, "BONEBASE_HOME": str(work / "gw"), "BONEBASE_SECRET": SECRET}
+    port = _port()
+    out = work / "storescp"
+    out.mkdir()
+    # -pdu 131072: storescp's largest PDU (the gateway accepts PDUs of any size)
+    scp = subprocess.Popen(["storescp", "-aet", "STORESCP", "-pdu", "131072", "-od", str(out),
+                            str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port, scp)
+        t_dcmtk = _send(port, "STORESCP", files)
+    finally:
+        scp.terminate()
+        scp.wait()
+    subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"], env=env,
+                   check=True, capture_output=True)
+    port = _port()
+    gw = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site", SITE,
+                           "--port", str(port), "--host", "127.0.0.1", "--study-timeout", "3600"],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port, gw)
+        t_gateway = _send(port, "BONEBASE", files)
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait()
+    return {"dcmtk_s": t_dcmtk, "gateway_s": t_gateway}
+
+
+def _gateway_batches(rows, files, work: Path, *, per_batch: int) -> Path:
+    """A gateway home holding the studies, de-identified into batches of ``per_batch``,
+    delivered to a local delivery folder (returned)."""
+    from bonebase.gateway import deliver, studies
+    from bonebase.gateway.home import GatewayHome
+    from bonebase.gateway.spool import Spool
+    from bonebase.storage import open_store
+
+    spool = Spool(GatewayHome(work / "gateway"))
+    with open(spool.home.clinical / "c.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        for f in files[row["case_id"]]:
+            tmp = spool.home.incoming / "in.dcm"
+            shutil.copy(f, tmp)
+            spool.store(tmp)
+            tmp.unlink()
+    spool.flush()
+    while studies.batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25",
+                            timeout=3600, max_studies=per_batch):
+        pass
+    delivery = work / "delivery"
+    store = open_store(str(delivery))
+    deliver.deliver_due(spool, store, site=SITE)
+    return delivery
+
+
+def _live_gateway(rows, files, work: Path) -> Path:
+    """A running `gateway serve` (study timeout 1 s, batch wait 5 s, its defaults otherwise),
+    each study sent by its own storescu association one after the other, as a PACS forwards
+    them; returns the delivery folder once every study is sent."""
+    from bonebase.gateway.home import GatewayHome
+    from bonebase.gateway.spool import Spool
+
+    delivery = work / "delivery"
+    env = {**os.environ, "BONEBASE_HOME": str(work), "BONEBASE_SECRET": SECRET}
+    subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"], env=env,
+                   check=True, capture_output=True)
+    home = GatewayHome.under(work)
+    with open(home.clinical / "c.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    port = _port()
+    gw = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site", SITE,
+                           "--port", str(port), "--host", "127.0.0.1", "--study-timeout", "1",
+                           "--batch-wait", "5", "--deliver-to", str(delivery)],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port, gw)
+        for row in rows:
+            _send(port, "BONEBASE", files[row["case_id"]])
+        spool = Spool(home)
+        deadline = time.monotonic() + 600
+        while any(s["state"] != "sent" for s in spool.studies()) or len(spool.studies()) < len(rows):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"studies not sent: {[dict(s) for s in spool.studies()]}")
+            time.sleep(0.5)
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        gw.wait()
+    return delivery
+
+
+def bench_central(rows, files, work: Path) -> dict:
+    from benchmarks.ingest import _database
+    from bonebase.config import Settings
+    from bonebase.db.engine import connect
+    from bonebase.db.migrate import upgrade
+    from bonebase.db.sites import add_site
+    from bonebase.gateway import central
+    from bonebase.storage import open_store
+    from flows.ingest import ingest_submission
+
+    def run(name: str, ingest) -> float:
+        home = work / f"central-{name}"
+        url, drop = _database(home)
+        try:
+            upgrade(url)
+            settings = Settings(home=home / "central", database_url=url, secret=SECRET,
+                                env="test")
+            settings.ensure_home()
+            with connect(url) as conn:
+                add_site(conn, code=SITE, name="Hospital")
+                conn.commit()
+            t = time.perf_counter()
+            ingest(settings)
+            return time.perf_counter() - t
+        finally:
+            drop()
+
+    folder = work / "one-folder-submission"
+    folder.mkdir()
+    with open(folder / "manifest.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for row in rows:
+        for i, f in enumerate(files[row["case_id"]]):
+            (folder / row["case_id"]).mkdir(exist_ok=True)
+            shutil.copy(f, folder / row["case_id"] / f"{i}.dcm")
+
+    def via_gateway(per_batch: int | None):
+        if per_batch is None:
+            delivery = _live_gateway(rows, files, work / "gw-live")
+        else:
+            delivery = _gateway_batches(rows, files, work / f"gw-{per_batch}",
+                                        per_batch=per_batch)
+
+        def ingest(settings):
+            store = open_store(str(delivery))
+            receipts = central.poll(store, str(delivery), lambda site, src: ingest_submission(
+                site, src, settings=settings))
+            _check(receipts)
+        return ingest
+
+    def as_folder(settings):
+        _check([ingest_submission(SITE, str(folder), settings=settings)])
+
+    run("warmup", as_folder)  # Prefect's temporary server starts, imports load
+    return {
+        "one_folder_s": run("folder", as_folder),
+        "one_per_batch_s": run("one-per-batch", via_gateway(1)),
+        "one_by_one_s": run("one-by-one", via_gateway(None)),
+    }
+
+
+def _check(receipts: list[dict]) -> None:
+    """Every delivery ingested, every case accepted: a refused batch is no speed."""
+    bad = [r for r in receipts if r.get("status") != "done" or r["counts"].get("quarantined")]
+    if bad or not receipts:
+        raise SystemExit(f"ingest did not accept everything: {json.dumps(bad)[:2000]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--skip-central", action="store_true")
+    args = parser.parse_args()
+    for tool in ("storescu", "storescp"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install dcmtk")
+    from bonebase.cli_common import prefect_env
+    from bonebase.synth import generate
+
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
+        prefect_env()
+        generate(work / "synth", sites=1, cases_per_site=max(22, args.cases), seed=args.seed,
+                 workers=1)
+        rows, files = clean_studies(work / "synth")
+        every = [f for row in rows for f in files[row["case_id"]]]
+        mb = sum(f.stat().st_size for f in every) / 2**20
+        n = len(every)
+        print(f"{len(rows)} studies, {n} instances, {mb:.1f} MB")
+        r = bench_receive(every, work)
+        for name, key in (("storescp (DCMTK)", "dcmtk_s"), ("gateway serve", "gateway_s")):
+            print(f"receive {name:17s}: {n / r[key]:7.1f} instances/s {mb / r[key]:7.1f} MB/s")
+        print(f"receive ratio gateway/storescp: {r['dcmtk_s'] / r['gateway_s']:.2f} (goal >= 0.5)")
+        if args.skip_central:
+            return
+        c = bench_central(rows, files, work)
+        for name, key in (("one folder", "one_folder_s"),
+                          ("gateway, one study per batch", "one_per_batch_s"),
+                          ("gateway, studies one by one", "one_by_one_s")):
+            print(f"central ingest {name:28s}: {n / c[key]:6.1f} files/s ({c[key]:.1f} s)")
+        print(f"studies one by one through the gateway / one folder: "
+              f"{c['one_folder_s'] / c['one_by_one_s']:.2f} (goal >= 0.5); without batching "
+              f"(one study per submission): {c['one_folder_s'] / c['one_per_batch_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
