@@ -196,14 +196,15 @@ def match_submission(manifest: pd.DataFrame, results: list[FileResult], *, site:
 
 def identifying_values(manifest: pd.DataFrame, results: list[FileResult], *, site: str,
                        deid: Deidentifier) -> set[str]:
-    """What a receipt must not show: the files' identifying values, the manifest's ids, and what
-    the match rules compare (dates, UIDs, folder names)."""
+    """What a receipt must not show: the files' identifying values, the manifest's ids, what
+    the match rules compare (dates, UIDs, folder names), and dates in the files' paths."""
     identifiers = set().union(*(r.identifiers for r in results)) if results else set()
     for col in ("patient_id", "accession_number", "case_id"):
         if col in manifest:
             identifiers |= {_text(v) for v in manifest[col] if len(_text(v)) >= 3}
     images = match.images_of_results(results, site=site, deid=deid)
     identifiers |= match.identifying_values(manifest, images)
+    identifiers |= match.dates_in_paths(r.rel for r in results)
     return identifiers
 
 

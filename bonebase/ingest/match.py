@@ -312,6 +312,27 @@ def images_of_frame(headers: pd.DataFrame) -> list[Image]:
     return out
 
 
+# Not inside a longer number or a UID (1.2.840.20040826.5).
+_DATE_IN_PATH = re.compile(r"(?<![0-9.])(?:\d{4}[-._]?\d{2}[-._]?\d{2}|\d{2}[-._]\d{2}[-._]\d{4})"
+                           r"(?!\.?[0-9])")
+
+
+def dates_in_paths(paths) -> set[str]:
+    """Dates written in the paths' folder and file names (2004-08-26, 20040826, 26.08.2004):
+    study or birth dates, which a receipt must not show even for a file that could not be read
+    (no header tells its date then)."""
+    found = set()
+    for path in paths:
+        for hit in _DATE_IN_PATH.finditer(path):
+            text = hit.group()
+            digits = re.sub(r"[-._]", "", text)
+            if re.fullmatch(r"\d{2}[-._]\d{2}[-._]\d{4}", text):
+                digits = digits[4:] + digits[2:4] + digits[:2]
+            if _date(digits) and 1900 <= int(digits[:4]) <= 2100:
+                found.add(text)
+    return found
+
+
 def identifying_values(manifest: pd.DataFrame, images: list[Image]) -> set[str]:
     """The values matching compares that receipts must not show (for the submission's
     redactor): dates in the forms hospitals write them, UIDs, folder names and their parts."""

@@ -105,3 +105,11 @@ def test_identifying_values_cover_dates_in_the_forms_hospitals_write_and_folder_
     assert {"2021-03-04", "20210304", "04.03.2021", "2021_03_04", "P1/s1", "1.2.3.1",
             "20210306"} <= found
     assert not {"s1", "P2"} & found  # under 3 characters: not specific enough to redact
+
+
+def test_dates_in_paths_are_found_in_the_forms_folders_use():
+    paths = ["P1/2004-08-26/a.dcm", "P2/20191019_CT/b.dcm", "P3/26.08.2004/c.dcm",
+             "P4/1.2.840.20040826.5/d.dcm", "P5/IMG0001/e.dcm", "P6/2004-13-45/f.dcm",
+             "P7/12345678/g.dcm"]
+    # Not: digits inside a UID, a serial, a date that is no date, an id outside 1900-2100.
+    assert match.dates_in_paths(paths) == {"2004-08-26", "20191019", "26.08.2004"}

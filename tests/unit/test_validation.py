@@ -485,6 +485,9 @@ def test_load_headers_reads_files_and_reports_file_faults(tmp_path):
         ("non_dicom", "notes.txt"),
     }
     assert all(f.severity == "error" and f.file in f.message for f in faults)
+    # #17 point 11: the reader named a file given as bytes '<bytes>', which led the messages.
+    assert not [f.message for f in faults if "<bytes>" in f.message]
+    assert all(f.message.startswith(f"file {f.file}: ") for f in faults)
 
 
 def test_first_row_of_a_repeated_case_id_stands(faulty_report):
