@@ -26,11 +26,17 @@ gateway_app = typer.Typer(
 )
 
 
-def _home():
+def _home(*, create: bool = False):
+    """The settings and the gateway's home; only the commands that set a gateway up (allow,
+    serve) create it: the others read state and say where they looked."""
     from bonebase.config import get_settings
     from bonebase.gateway.home import GatewayHome
 
     settings = get_settings()
+    if not create and not (settings.home / "gateway").is_dir():
+        raise BonebaseError(f"no gateway in {settings.describe_home()}: set BONEBASE_HOME to "
+                            "the gateway's home, or set one up with `bonebase gateway allow` "
+                            "and `bonebase gateway serve`")
     settings.ensure_home()
     return settings, GatewayHome.under(settings.home)
 
@@ -93,7 +99,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    settings, home = _home()
+    settings, home = _home(create=True)
     peers.check_ae(ae_title)
     cfg = WorkConfig(site=site, secret=settings.consortium_secret(), uid_root=settings.uid_root,
                      study_timeout=study_timeout, keep_days=keep_days,
@@ -153,7 +159,7 @@ def allow(
     """Allow a calling AE title (optionally from one address) to send to the gateway."""
     from bonebase.gateway import peers
 
-    _, home = _home()
+    _, home = _home(create=True)
     peer = peers.allow(home.peers_file, ae_title, host)
     console.print(f"allowed {peer.ae_title}" + (f" from {peer.host}" if peer.host else
                                                  " from any address"), highlight=False)

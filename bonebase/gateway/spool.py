@@ -107,8 +107,9 @@ class Spool:
         return int(row[0])
 
     def store(self, path: Path, *, sop_class_uid: str | None = None) -> Stored:
-        """Take the DICOM file at ``path`` (in the spool's ``incoming`` folder, which the caller
-        may delete afterwards) into its study; raises :class:`Refused` with the status to answer."""
+        """Take the DICOM file at ``path`` (in the spool's ``incoming`` folder) into its study;
+        raises :class:`Refused` with the status to answer. The file is linked, not copied: the
+        caller may delete ``path`` afterwards but must not write to it again."""
         size = path.stat().st_size
         head = read_header(path)
         study_uid, sop_uid, sop_class = head["study_uid"], head["sop_uid"], head["sop_class"]

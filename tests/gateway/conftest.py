@@ -99,6 +99,26 @@ def write_clinical(path: Path, studies: list[Study]) -> None:
         writer.writerows(s.row for s in studies)
 
 
+def spool_with_batches(root: Path, studies: list[Study]):
+    """A gateway spool (in this process) holding ``studies``, each de-identified into a batch
+    of its own in the outbox."""
+    from bonebase.gateway.home import GatewayHome
+    from bonebase.gateway.spool import Spool
+    from bonebase.gateway.studies import batch_due
+
+    spool = Spool(GatewayHome(root))
+    write_clinical(spool.home.clinical / "c.csv", studies)
+    for study in studies:
+        for f in study.files:
+            incoming = spool.home.incoming / "in.dcm"
+            shutil.copy(f, incoming)
+            spool.store(incoming)
+            incoming.unlink()
+        spool.flush()
+        assert batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60)
+    return spool
+
+
 class Gateway:
     """A `gateway serve` process in its own BONEBASE_HOME."""
 

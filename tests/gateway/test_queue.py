@@ -3,31 +3,13 @@ backoff, then drains in order), and an upload cut midway resumes without sending
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 from bonebase.gateway import deliver
-from bonebase.gateway.home import GatewayHome
-from bonebase.gateway.spool import Spool
-from bonebase.gateway.studies import batch_due
 from bonebase.storage import open_store
-from tests.gateway.conftest import SECRET, SITE, free_port, write_clinical
-
-
-def _spool_with_batches(root, studies) -> Spool:
-    spool = Spool(GatewayHome(root))
-    write_clinical(spool.home.clinical / "c.csv", studies)
-    for study in studies:
-        for f in study.files:
-            incoming = spool.home.incoming / "in.dcm"
-            shutil.copy(f, incoming)
-            spool.store(incoming)
-            incoming.unlink()
-        spool.flush()
-        assert batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60)
-    return spool
+from tests.gateway.conftest import SITE, free_port, spool_with_batches
 
 
 def _batches(spool):
@@ -38,7 +20,7 @@ def _batches(spool):
 def test_unreachable_consortium_queue_waits_then_drains(tmp_path, hospital, s3_bucket):
     from bonebase.storage_s3 import S3Store
 
-    spool = _spool_with_batches(tmp_path / "gw", hospital[:2])
+    spool = spool_with_batches(tmp_path / "gw", hospital[:2])
     # Nothing listens there; one try per attempt (the gateway's queue does the backing off).
     dead = S3Store(s3_bucket.bucket, prefix="deliveries",
                    endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
@@ -61,7 +43,7 @@ def test_unreachable_consortium_queue_waits_then_drains(tmp_path, hospital, s3_b
 
 def test_an_upload_cut_midway_resumes_without_sending_twice(tmp_path, hospital, s3_bucket,
                                                             s3_client):
-    spool = _spool_with_batches(tmp_path / "gw", hospital[:1])
+    spool = spool_with_batches(tmp_path / "gw", hospital[:1])
     store = open_store(f"s3://{s3_bucket.bucket}/deliveries", endpoint_url=s3_bucket.endpoint_url)
     [batch] = _batches(spool)
     files = sorted(p for p in (spool.home.outbox / batch["id"]).rglob("*") if p.is_file())

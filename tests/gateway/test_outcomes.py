@@ -1,0 +1,53 @@
+"""What a study can end as besides ingested: held on site (an image that may show identifying
+text never leaves), and refused centrally (a site the consortium marked inactive)."""
+
+from __future__ import annotations
+
+import pydicom
+
+from bonebase.db.sites import add_site, update_site
+from bonebase.gateway import central, deliver
+from bonebase.gateway.home import GatewayHome
+from bonebase.gateway.spool import Spool
+from bonebase.gateway.studies import batch_due
+from bonebase.storage import open_store
+from tests.gateway.conftest import SECRET, SITE, spool_with_batches, write_clinical
+
+
+def test_a_study_with_burned_in_annotation_is_held_on_site(tmp_path, hospital):
+    study = hospital[0]
+    spool = Spool(GatewayHome(tmp_path / "gw"))
+    write_clinical(spool.home.clinical / "c.csv", [study])
+    for i, f in enumerate(study.files):
+        ds = pydicom.dcmread(f)
+        if i == 0:
+            ds.BurnedInAnnotation = "YES"  # the image says it shows text
+        ds.save_as(spool.home.incoming / "in.dcm")
+        spool.store(spool.home.incoming / "in.dcm")
+        (spool.home.incoming / "in.dcm").unlink()  # linked into the study, not copied
+    spool.flush()
+    assert batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60) is None
+    [row] = spool.studies()
+    assert row["state"] == "held on site" and row["detail"].startswith("burned_in_annotation")
+    assert not list(spool.home.outbox.rglob("*.dcm"))  # nothing of it is ready to leave
+
+
+def test_an_inactive_sites_delivery_is_refused_centrally_and_the_gateway_says_so(
+        tmp_path, hospital, db, bonebase_env, monkeypatch, prefect_harness):
+    from flows.ingest import ingest_submission
+
+    monkeypatch.setenv("BONEBASE_SECRET", SECRET)
+    add_site(db, code=SITE, name="Hospital HX")
+    update_site(db, SITE, active=False)
+    db.commit()
+    spool = spool_with_batches(tmp_path / "gw", hospital[:1])
+    store = open_store(str(tmp_path / "deliveries"))
+    assert deliver.deliver_due(spool, store, site=SITE) == 1
+    [receipt] = central.poll(store, str(tmp_path / "deliveries"),
+                             lambda site, src: ingest_submission(site, src))
+    assert receipt["status"] == "refused" and "inactive" in receipt["error"]
+    assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 0
+    assert deliver.collect_receipts(spool, store, site=SITE) == 1
+    [row] = spool.studies()
+    assert row["state"] == "failed centrally" and "marked inactive" in row["detail"]
+    assert central.pending(store) == []  # answered: not tried again on every poll
