@@ -62,3 +62,22 @@ def test_a_sites_match_rule_is_stored_checked_and_cleared(db):
     with pytest.raises(psycopg.errors.CheckViolation):  # migration 0007's check, under the code
         db.execute("UPDATE sites SET match_rule = 'anything' WHERE code = 'HX'")
     db.rollback()
+
+
+def test_site_commands_take_and_print_the_match_rule(bonebase_env, db_url):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bonebase.site_cli import site_app
+
+    runner = CliRunner()
+    added = runner.invoke(site_app, ["add", "HX", "--name", "Hospital X", "--match", "folder"])
+    assert added.exit_code == 0, added.output
+    assert "match rule folder" in runner.invoke(site_app, ["show", "HX"]).output
+    runner.invoke(site_app, ["update", "HX", "--match", "default"])
+    listed = json.loads(runner.invoke(site_app, ["list", "--json"]).output)
+    assert listed[0]["match_rule"] is None
+    assert "accession (the default)" in runner.invoke(site_app, ["show", "HX"]).output
+    refused = runner.invoke(site_app, ["update", "HX", "--match", "uid"])
+    assert refused.exit_code != 0 and "match rule 'uid' is unknown" in str(refused.exception)

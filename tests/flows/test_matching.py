@@ -67,6 +67,16 @@ def test_validate_predicts_what_submit_quarantines_on_the_faulty_site(settings, 
     assert [c["row"] for c in predicted["cases"]] == [c["row"] for c in receipt["cases"]]
     assert predicted["counts"]["by_reason"] == receipt["counts"]["by_reason"]
 
+    # The same images from another site: held for review, which validate reads from the
+    # database (what other sites hold) and predicts as submit then does.
+    add_site(db, code="OTHER", name="Hospital O")
+    db.commit()
+    predicted = predict_submission("OTHER", path, settings=settings)
+    receipt = ingest_submission("OTHER", path, settings=settings)
+    assert "held_for_review" in predicted["counts"]["by_reason"]
+    assert _key(predicted["quarantine"]) == _key(receipt["quarantine"])
+    assert predicted["cases"] == receipt["cases"] == []
+
 
 @pytest.fixture(scope="module")
 def named_folders(tmp_path_factory) -> tuple[Path, list[str]]:
