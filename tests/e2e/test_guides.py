@@ -52,7 +52,7 @@ from tests.e2e.guide_walk import (
 from tests.flows.world import TINY, copy_project
 
 STEWARDS, OPERATORS, MLOPS = "docs/stewards.md", "docs/operators.md", "docs/mlops.md"
-QUARANTINE = "docs/quarantine.md"
+QUARANTINE, GATEWAY = "docs/quarantine.md", "docs/gateway.md"
 DATASETS, API, WEB, README = "docs/datasets.md", "docs/diagnosis-api.md", "docs/web.md", "README.md"
 
 #: The project's params: tiny training (seconds), BJ1 the external hospital, and a release gate
@@ -131,8 +131,10 @@ def web_up(port_name: str, path: str):
 
 # --- facts checked on the outputs -----------------------------------------------------------
 def check_validate_json(walk, out):
-    failures = json.loads(out)
-    assert failures and all({"severity", "reason", "message"} <= set(f) for f in failures)
+    predicted = json.loads(out)
+    assert predicted["status"] == "predicted" and predicted["quarantine"]
+    assert all({"reason", "message", "fix", "row", "file"} <= set(q)
+               for q in predicted["quarantine"])
 
 
 def check_receipt_json(walk, out):
@@ -284,6 +286,10 @@ def radiograph_and_token(walk):
     raise AssertionError("no radiograph in the synthetic HX submission")
 
 
+def use_gateway_home(walk):
+    walk.env["BONEBASE_HOME"] = str(Path(walk.values["scratch"]) / "gateway-home")
+
+
 def new_password(walk):
     walk.env["BONEBASE_NEW_PASSWORD"] = "a-long-walk-password"
 
@@ -388,7 +394,8 @@ TABLE: list[Entry | Step] = [
          "under s3://BUCKET/incoming/HX/2026-11/", hospital_exports),
     run(STEWARDS, "bonebase validate submission --site HX", rc=1,
         note="exit 1 as the guide says: the synthetic submission has injected faults",
-        expect=r"22 rows, \d+ DICOM files: \d+ errors"),
+        expect=r"site HX: 22 rows, \d+ files: submit would accept \d+ cases \(\d+ files\), "
+        r"quarantine \d+"),
     run(STEWARDS, "bonebase validate submission --site HX --open    # prints the Data Docs "
         "index.html path", rc=1, expect=r"Data Docs: \S+/index\.html"),
     run(STEWARDS, "bonebase validate submission --site HX --json    # one record per failure, "
@@ -581,6 +588,16 @@ TABLE: list[Entry | Step] = [
           probe=web_up("web_port2", "/login"), then=check_secure_cookie,
           subs=(("127.0.0.1:3000", "127.0.0.1:{model_port}"),
                 ("--port 8000", "--port {web_port2}"))),
+    # ---- docs/gateway.md: a hospital's gateway (its own home), the peers it accepts, its state
+    Step("a hospital's gateway machine: its own BONEBASE_HOME", use_gateway_home),
+    run(GATEWAY, "bonebase gateway allow PACS01 --host 10.20.30.40",
+        expect="allowed PACS01 from 10.20.30.40"),
+    Entry(GATEWAY, "bonebase gateway serve --site HX --ae-title BONEBASE --port 11112 --deliver-to "
+          "s3://consortium-deliveries/gateways", ELSEWHERE,
+          note="a long-running DICOM server delivering to the consortium's S3 store: "
+          "tests/gateway/test_delivery.py (serve with --deliver-to, storescu and Orthanc sending, "
+          "central ingest) and tests/gateway/test_scp.py run it"),
+    run(GATEWAY, "bonebase gateway status", expect="no studies received yet"),
     # ---- the README's two commands
     Entry(README, "make demo   # install into .venv, then the whole consortium story on embedded "
           "defaults (bonebase demo)", ELSEWHERE,
