@@ -92,6 +92,10 @@ def prepare_headers(headers: pd.DataFrame) -> pd.DataFrame:
         df["aspect_ratio"] = df[["rows", "columns"]].max(axis=1) / df["min_side"].clip(lower=1)
     if "saturated_fraction" in df.columns:
         df["saturated_pct"] = pd.to_numeric(df["saturated_fraction"], errors="coerce") * 100
+    # Names the empty key in the missing_value message (the runner passes the record only).
+    df["empty_fields"] = df["sop_instance_uid"].map(
+        lambda v: "SOPInstanceUID (0008,0018)" if v is None or v != v or str(v).strip() == ""
+        else None)
     return df
 
 

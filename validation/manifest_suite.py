@@ -60,6 +60,10 @@ def prepare_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
     for col in _ID_COLUMNS:
         df[col] = df[col].where(df[col] != "", None)
     df["row"] = pd.to_numeric(df["row"], errors="coerce").astype("Int64")
+    # Names the empty id in the missing_value message, which the runner renders from the row's
+    # values alone (it said "? is empty").
+    df["empty_fields"] = [", ".join(c for c in _REQUIRED_IDS if pd.isna(values[c])) or None
+                          for values in df[list(_REQUIRED_IDS)].to_dict("records")]
     # The first row with a case id stands; a later one repeating it is the error (a site that
     # corrects a case resubmits it, it does not add a second row).
     df["case_id_repeated"] = df["case_id"].notna() & df["case_id"].duplicated(keep="first")

@@ -71,7 +71,7 @@ class ValidationReport:
 # Templates take the failing record's columns by name ({age}, {sex}, ...) plus {where}.
 _TEMPLATES: dict[str, str] = {
     "missing_column": "{where}: column {field} is missing; add it to the frame and resubmit",
-    "missing_value": "{where}: {field} is empty; fill it in the manifest and resubmit",
+    "missing_value": "{where}: {field} is empty; fill it in and resubmit",
     "duplicate_case_id": (
         "{where}: case id {case_id} repeats an earlier row of the manifest; give every case its "
         "own id (a corrected case is resubmitted under the same id in a later submission)"
@@ -206,6 +206,8 @@ def render(reason: str, record: dict[str, Any], *, place: str, fallback: str = "
         return f"{place}: {fallback or reason}"
     values = _Missing({k: _quoted(k, v) for k, v in record.items()})
     values["where"] = place
+    if "field" not in values and values.get("empty_fields"):
+        values["field"] = values["empty_fields"]  # the column a missing_value names
     try:
         return template.format_map(values)
     except (ValueError, TypeError):

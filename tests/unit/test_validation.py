@@ -494,3 +494,19 @@ def test_first_row_of_a_repeated_case_id_stands(faulty_report):
     """Only the later row repeating a case id is rejected; the first row keeps its images."""
     rows = {f.row for f in faulty_report.failures if f.reason == "duplicate_case_id"}
     assert rows == {10}
+
+
+def test_an_empty_id_is_named_by_its_column(tmp_path):
+    # #17 point 1: the receipt said "row 2, case HX-0002: ? is empty".
+    from pathlib import Path
+
+    from validation.header_suite import REQUIRED
+
+    root = Path(__file__).resolve().parents[2]
+    template = (root / "docs" / "manifest-template.csv").read_text().splitlines()
+    template[2] = template[2].replace("23456789", "")  # row 2 loses its patient_id
+    (tmp_path / "manifest.csv").write_text("\n".join(template) + "\n")
+    report = validate_submission(load_manifest(tmp_path / "manifest.csv"),
+                                 pd.DataFrame(columns=list(REQUIRED)), site="HX", submission_id="e")
+    empty = [f.message for f in report.failures if f.reason == "missing_value"]
+    assert empty == ["row 2, case HX-0002: patient_id is empty; fill it in and resubmit"]
