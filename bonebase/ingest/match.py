@@ -130,7 +130,7 @@ class _Rows:
         self.rule, self.base = rule, base
         self.by_key: dict[tuple, list[int]] = defaultdict(list)
         self.by_patient: dict[str, list[int]] = defaultdict(list)
-        self.folders: list[tuple[str, int]] = []
+        self.folders: dict[str, list[int]] = defaultdict(list)
         self.unkeyed: dict[int, str] = {}
         self.no_accession: set[int] = set()  # rows whose accession_number is empty
         for row in rows:
@@ -144,10 +144,9 @@ class _Rows:
             if problem:
                 self.unkeyed[number] = problem
             elif rule == "folder":
-                self.folders.append((key[0], number))
+                self.folders[key[0]].append(number)
             else:
                 self.by_key[key].append(number)
-        self.folders.sort(key=lambda f: -len(f[0]))  # the deepest folder holding a file wins
 
     def _key(self, row: dict, pid: str) -> tuple[tuple, str | None]:
         rule = self.rule
@@ -170,10 +169,12 @@ class _Rows:
         return ("/".join(p for p in (self.base, folder) if p),), None
 
     def match(self, image: Image) -> list[int]:
-        if self.rule == "folder":
-            for folder, _ in self.folders:
-                if image.file.startswith(folder + "/"):
-                    return [n for f, n in self.folders if f == folder]
+        if self.rule == "folder":  # the deepest named folder holding the file wins
+            parts = image.file.split("/")[:-1]
+            for depth in range(len(parts), 0, -1):
+                found = self.folders.get("/".join(parts[:depth]))
+                if found:
+                    return list(found)
             return []
         if self.rule == "accession":
             key = (image.patient_id, image.accession_number)
@@ -322,8 +323,9 @@ def dates_in_paths(paths) -> set[str]:
     study or birth dates, which a receipt must not show even for a file that could not be read
     (no header tells its date then)."""
     found = set()
-    for path in paths:
-        for hit in _DATE_IN_PATH.finditer(path):
+    names = {part for path in paths for part in path.split("/")}  # folders repeat: once each
+    for name in names:
+        for hit in _DATE_IN_PATH.finditer(name):
             text = hit.group()
             digits = re.sub(r"[-._]", "", text)
             if re.fullmatch(r"\d{2}[-._]\d{2}[-._]\d{4}", text):
