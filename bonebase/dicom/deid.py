@@ -1,8 +1,11 @@
 """De-identification of DICOM data sets per DICOM PS3.15 Annex E.
 
 Profile: Basic Application Level Confidentiality Profile with the options Retain Patient
-Characteristics, Retain Longitudinal Temporal Information with Modified Dates and Clean
-Descriptors (actions from Table E.1-1, see :mod:`bonebase.dicom.deid_table`).
+Characteristics and Retain Longitudinal Temporal Information with Modified Dates (actions from
+Table E.1-1, see :mod:`bonebase.dicom.deid_table`). Descriptions, comments, histories and other
+free text are removed, as the Basic Profile does; a site that keeps descriptors
+(``keep_descriptors``) gets the Clean Descriptors option instead, where what is kept is what
+the detector of identifying text (:mod:`bonebase.dicom.free_text`) leaves.
 
 Everything that must link across submissions is keyed by the consortium secret:
 pseudonym = HMAC-SHA256(secret, site + "\\x1f" + patient_id); every UID maps to
@@ -18,6 +21,7 @@ import hmac
 import re
 from dataclasses import dataclass, field
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -25,10 +29,10 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from bonebase.dicom import deid_mark, deid_scan
+from bonebase.dicom import deid_mark, deid_scan, free_text
 from bonebase.dicom import deid_values as dv
 from bonebase.dicom.deid_result import DeidResult
-from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table
+from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table, descriptor_tags
 from bonebase.dicom.read import peek
 from bonebase.errors import InputError
 
@@ -37,16 +41,16 @@ METHOD_TEXT = (
     "DICOM PS3.15 Basic Application Level Confidentiality Profile",
     "Retain Patient Characteristics Option",
     "Retain Longitudinal Temporal Information Modified Dates Option",
-    "Clean Descriptors Option",
     f"bonebase; {TABLE_EDITIONS}"[:64],
 )
+CLEAN_DESCRIPTORS_TEXT = "Clean Descriptors Option"
 # CID 7050 De-identification Method codes, scheme DCM.
 METHOD_CODES = (
     ("113100", "Basic Application Confidentiality Profile"),
     ("113108", "Retain Patient Characteristics Option"),
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-    ("113105", "Clean Descriptors Option"),
 )
+CLEAN_DESCRIPTORS_CODE = ("113105", "Clean Descriptors Option")
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC Image Storage and its multi-frame kin
 DICOM_UID_PREFIX = "1.2.840.10008."  # UIDs defined by the standard (SOP classes, syntaxes)
 _SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
@@ -72,6 +76,8 @@ class _Walk:
     identifiers: dict[str, str] = field(default_factory=dict)  # value -> keyword it came from
     to_clean: list[DataElement] = field(default_factory=list)
     needs_review: list[str] = field(default_factory=list)
+    # Free-text attribute keyword -> "removed" or "cleaned" (what the receipt counts).
+    free_text: dict[str, str] = field(default_factory=dict)
     codec: str | None = None  # Python codec of the data set's character set, when simple
     keep_uids: bool = False  # a gateway's file: its UIDs are remapped already
     encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian): new values
@@ -88,12 +94,16 @@ class Deidentifier:
         uid_root: str = "2.25",
         retain_private: frozenset[tuple[str, int]] = frozenset(),
         encode_values: bool = True,
+        keep_descriptors: bool = False,
     ) -> None:
         """``retain_private`` holds (private creator, element byte) pairs known to be safe.
 
         ``encode_values`` False builds every new value as a pydicom DataElement (the reference
         path the tests compare the encoded one with); True encodes the new values it can at once
-        (ASCII text, UIDs, dates, integers: dv.raw_value), so that writing them is a copy."""
+        (ASCII text, UIDs, dates, integers: dv.raw_value), so that writing them is a copy.
+
+        ``keep_descriptors`` (a site's choice, default off) keeps descriptions, comments and
+        histories cleaned by the detector of identifying text instead of removing them."""
         if len(secret) < 16:
             raise InputError(
                 "de-identification secret is shorter than 16 bytes; set the consortium "
@@ -106,7 +116,9 @@ class Deidentifier:
         self._uid_digits = 64 - len(uid_root) - 1
         self._retain_private = retain_private
         self._uid_cache: dict[str, str] = {}
-        self._table = action_table()
+        self._table = action_table(keep_descriptors)
+        self.keep_descriptors = keep_descriptors
+        self._descriptors = descriptor_tags()
         self._encode_values = encode_values
 
     def _mac(self, *parts: str) -> bytes:
@@ -197,6 +209,7 @@ class Deidentifier:
             needs_review=walk.needs_review,
             residue=[f"phi_residue: {hit}" for hit in residue],
             findings=list(residue),
+            free_text=walk.free_text,
             sources=identifiers,
             matcher=matcher,
         )
@@ -233,11 +246,15 @@ class Deidentifier:
             if action is None:  # not in Table E.1-1: kept, with dates, UIDs and names handled
                 action = _UNLISTED.get(vr, "K")
             if action == "X" or number == _PATIENT_ID or number == _PATIENT_NAME:  # in _finish
+                if number in self._descriptors and raw.value:
+                    walk.free_text[elem_keyword(tag)] = "removed"
                 continue
             if action == "K" and vr != "SQ" and isinstance(raw, RawDataElement):
                 out[tag] = raw  # immutable raw element: no need to decode or copy
                 continue
             if action == "Z" and vr != "SQ":
+                if number in self._descriptors and raw.value:
+                    walk.free_text[elem_keyword(tag)] = "removed"
                 out[tag] = self._new(tag, vr, None, walk)
                 continue
             elem = dv.decoded(src, raw, vr, walk.codec)
@@ -338,16 +355,26 @@ class Deidentifier:
         return MultiValue(str, shifted) if len(shifted) > 1 else shifted[0] or None
 
     def _clean_deferred(self, walk: _Walk, matcher: deid_scan.Matcher) -> None:
+        """Clean kept free text with the detector (the file's own values, names, numbers...)."""
         for elem in walk.to_clean:
+            values = list(elem.value) if dv.is_multi(elem.value) else [elem.value]
+            cleaned = [free_text.clean(str(v), matcher) if v is not None else (v, [])
+                       for v in values]
+            if any(kinds for _, kinds in cleaned):
+                walk.free_text[elem.keyword or str(elem.tag)] = "cleaned"
             if dv.is_multi(elem.value):
-                elem.value = [deid_scan.scrub_text(str(v), matcher) for v in elem.value]
+                elem.value = [text for text, _ in cleaned]
             elif elem.value is not None:
-                elem.value = deid_scan.scrub_text(str(elem.value), matcher) or None
+                elem.value = cleaned[0][0] or None
 
     def _finish(self, src: Dataset, elements: dict, walk: _Walk) -> Dataset:
         new = self._new
         codes = []
-        for code, meaning in METHOD_CODES:
+        method_codes, method_text = list(METHOD_CODES), list(METHOD_TEXT)
+        if self.keep_descriptors:
+            method_codes.append(CLEAN_DESCRIPTORS_CODE)
+            method_text.insert(-1, CLEAN_DESCRIPTORS_TEXT)
+        for code, meaning in method_codes:
             item = Dataset(
                 {e.tag: e for e in (new(_CODE_VALUE, "SH", code, walk),
                                     new(_SCHEME, "SH", "DCM", walk),
@@ -361,7 +388,7 @@ class Deidentifier:
             new(_PATIENT_ID, "LO", walk.pseudonym, walk),
             new(_PATIENT_NAME, "PN", walk.pseudonym, walk),
             new(0x00120062, "CS", "YES", walk),  # Patient Identity Removed
-            new(0x00120063, "LO", list(METHOD_TEXT), walk),  # De-identification Method
+            new(0x00120063, "LO", method_text, walk),  # De-identification Method
             dv.element(0x00120064, "SQ", Sequence(codes)),  # ... Code Sequence (CID 7050)
             new(0x00280303, "CS", "MODIFIED", walk),  # Longitudinal Temporal Info. Modified
         ):
@@ -381,6 +408,11 @@ class Deidentifier:
             new_meta.append(dv.element(0x00020013, "SH", "BONEBASE"))
             out.file_meta = FileMetaDataset(dv.dataset(*new_meta))
         return out
+
+
+def elem_keyword(tag: BaseTag) -> str:
+    """An attribute's keyword, or its tag when the dictionary does not know it."""
+    return keyword_for_tag(tag) or str(tag)
 
 
 __all__ = ["DeidResult", "Deidentifier"]

@@ -36,6 +36,8 @@ class DeidResult:
     residue: list[str] = field(default_factory=list)  # "phi_residue: <Residue>" lines
     # What the encoders' scans found, by attribute and kind of value (never the value).
     findings: list[deid_scan.Residue] = field(default_factory=list)
+    # Free-text attribute keyword -> "removed" or "cleaned" (counted per attribute by receipts).
+    free_text: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict, repr=False)  # value -> keyword
     # The matcher of ``sources`` that de-identification built (the encoders' scans reuse it).
     matcher: deid_scan.Matcher | None = field(default=None, repr=False, compare=False)

@@ -371,7 +371,8 @@ def scan_bytes(data: bytes, matcher: Matcher) -> list[str]:
 
 
 @lru_cache(maxsize=8192)
-def _scrub_re(value: str) -> re.Pattern[str]:
+def scrub_pattern(value: str) -> re.Pattern[str]:
+    """The pattern of ``value`` as whole words in a text, case- and punctuation-tolerant."""
     words = _WORD.findall(value)
     body = r"[\W_]+".join(re.escape(w) for w in words)
     return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
@@ -381,5 +382,5 @@ def scrub_text(text: str, matcher: Matcher) -> str:
     """Remove every identifying value from free text (the Clean action on descriptors)."""
     hits = matcher.in_text(text)
     for value, _ in sorted(hits, key=lambda hit: len(hit[0]), reverse=True):
-        text = _scrub_re(value).sub("", text)
+        text = scrub_pattern(value).sub("", text)
     return re.sub(r"\s{2,}", " ", text).strip() if hits else text

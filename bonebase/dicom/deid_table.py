@@ -26,8 +26,11 @@ from pydicom.datadict import dictionary_VR
 TABLE_FILE = "ps315_annex_e.csv"
 TABLE_EDITIONS = "PS3.15 Table E.1-1 2026c, option columns 2020a/b"
 
-# The option columns bonebase applies (CID 7050 codes in deid.py name the same options).
+# The option columns bonebase applies (CID 7050 codes in deid.py name the same options); the
+# Clean Descriptors option only where a site keeps descriptors (default: the Basic Profile
+# removes them).
 OPTION_COLUMNS = ("rtn_pat_chars", "rtn_long_modif_dates", "clean_desc")
+CLEAN_DESCRIPTORS = "clean_desc"
 
 # Where the Basic Profile leaves a choice (X/Z, X/D, Z/D, X/Z/D) the standard picks by the
 # attribute's type in the IOD, which a per-attribute table cannot know. Z never leaks a value
@@ -96,9 +99,13 @@ def _vr_of(tag: str) -> str | None:
         return None
 
 
-def effective_action(row: TableRow) -> str:
-    """Reduce one row to the single action bonebase applies (see the module docstring)."""
-    values = set(row.options.values())
+def effective_action(row: TableRow, *, clean_descriptors: bool = True) -> str:
+    """Reduce one row to the single action bonebase applies (see the module docstring).
+
+    ``clean_descriptors`` False leaves out the Clean Descriptors option: descriptions, comments
+    and histories get the Basic Profile's action (removed)."""
+    values = {action for col, action in row.options.items()
+              if clean_descriptors or col != CLEAN_DESCRIPTORS}
     if "C" in values:  # clean wins over keep: it is the more protective of the two
         return "C"
     if "K" in values:
@@ -116,14 +123,21 @@ def _mask(tag: str) -> tuple[int, int]:
     return mask, value
 
 
+def descriptor_tags() -> frozenset[int]:
+    """Tags the Clean Descriptors option cleans (which the Basic Profile removes or empties)."""
+    return frozenset(int(row.tag, 16) for row in load_rows()
+                     if "x" not in row.tag and row.options.get(CLEAN_DESCRIPTORS) == "C"
+                     and _vr_of(row.tag) not in _DATE_VRS)
+
+
 @cache
-def action_table() -> ActionTable:
-    """Load and compile the table once per process."""
+def action_table(clean_descriptors: bool = False) -> ActionTable:
+    """Load and compile the table once per process (and per choice of Clean Descriptors)."""
     exact: dict[int, str] = {}
     masked: list[tuple[int, int, str]] = []
     names: dict[int, str] = {}
     for row in load_rows():
-        action = effective_action(row)
+        action = effective_action(row, clean_descriptors=clean_descriptors)
         if "x" in row.tag:
             mask, value = _mask(row.tag)
             masked.append((mask, value, action))

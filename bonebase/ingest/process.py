@@ -177,10 +177,12 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
     result.sop_instance_uid = str(peek(out.dataset, "SOPInstanceUID", ""))
     result.study_date = _da(peek(out.dataset, "StudyDate"))
     result.extra = {
-        "sop_class_uid": str(peek(out.dataset, "SOPClassUID", "")) or None,
-        "study_description": str(peek(out.dataset, "StudyDescription", "")) or None,
-        "series_description": str(peek(out.dataset, "SeriesDescription", "")) or None,
-        "body_part": str(peek(out.dataset, "BodyPartExamined", "")) or None,
+        "sop_class_uid": _text(peek(out.dataset, "SOPClassUID")),
+        "study_description": _text(peek(out.dataset, "StudyDescription")),
+        "series_description": _text(peek(out.dataset, "SeriesDescription")),
+        "body_part": _text(peek(out.dataset, "BodyPartExamined")),
+        # Free-text attribute -> "removed" or "cleaned" (names only: for the receipt's counts).
+        "free_text": dict(out.free_text),
         "instance_number": record.get("instance_number") or _int(peek(out.dataset, "InstanceNumber")),
     }
     return (head, tail) if result.reason is None else None
@@ -208,6 +210,11 @@ def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path) -> tuple[
     return staged, sha, size
 
 
+def _text(value: object) -> str | None:
+    """A header string for a column: None when absent or emptied (str(None) is 'None')."""
+    return (str(value).strip() or None) if value is not None else None
+
+
 def _int(value: object) -> int | None:
     try:
         return int(value)  # type: ignore[arg-type]
@@ -216,9 +223,13 @@ def _int(value: object) -> int | None:
 
 
 def process_batch(entries: list[FileEntry], *, secret: bytes, uid_root: str, site: str,
-                  staging: Path, max_pixels: int | None = None) -> list[FileResult]:
-    """Process a batch of files (one task's worth: hundreds of files)."""
-    deid = Deidentifier(secret, uid_root=uid_root)
+                  staging: Path, max_pixels: int | None = None,
+                  keep_descriptors: bool = False) -> list[FileResult]:
+    """Process a batch of files (one task's worth: hundreds of files).
+
+    ``keep_descriptors`` is the site's choice to keep free-text descriptors cleaned by the
+    detector (:mod:`bonebase.dicom.free_text`) instead of removing them (the default)."""
+    deid = Deidentifier(secret, uid_root=uid_root, keep_descriptors=keep_descriptors)
     staging.mkdir(parents=True, exist_ok=True)
     if max_pixels is None:
         max_pixels = limits.current().max_pixels

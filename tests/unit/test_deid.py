@@ -120,7 +120,10 @@ def test_uids_remapped_deterministically_everywhere(deid: Deidentifier) -> None:
     previous = deid.remap_uid(study_uids(1)["previous"])
     assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == previous
     assert out.SourceImageSequence[0].ReferencedSOPInstanceUID == previous
-    assert out.RequestAttributesSequence[0].StudyInstanceUID == out.StudyInstanceUID
+    assert "RequestAttributesSequence" not in out  # Basic Profile: X (kept only when cleaned)
+    kept = Deidentifier(SECRET, keep_descriptors=True).deidentify(make_instance(), site=SITE)
+    assert (kept.dataset.RequestAttributesSequence[0].StudyInstanceUID
+            == kept.dataset.StudyInstanceUID)
     assert len(deid.remap_uid("1.2.3." + "9" * 58)) <= 64
 
 
@@ -165,12 +168,15 @@ def test_profile_actions_on_sample(deid: Deidentifier) -> None:
         assert keyword not in out, keyword  # X
     for keyword in ("AccessionNumber", "ReferringPhysicianName", "StudyID", "InstitutionName"):
         assert keyword in out and not out[keyword].value, keyword  # Z (or X/Z, X/Z/D -> Z)
-    assert out.StudyDescription == "Knee AP"  # Clean Descriptors: names scrubbed, text kept
-    assert out.SeriesDescription == "AP knee left"
-    assert out.AdditionalPatientHistory == "fell at home"
+    for keyword in ("StudyDescription", "SeriesDescription", "AdditionalPatientHistory"):
+        assert not out.get(keyword), keyword  # Basic Profile: free text removed by default
+    kept = Deidentifier(SECRET, keep_descriptors=True).deidentify(make_instance(), site=SITE)
+    assert kept.dataset.StudyDescription == "Knee AP"  # Clean Descriptors: names scrubbed
+    assert kept.dataset.SeriesDescription == "AP knee left"
+    assert kept.dataset.AdditionalPatientHistory == "fell at home"
     assert not any(tag.is_private for tag in out.keys())
     assert not any(0x6000 <= tag.group <= 0x60FF for tag in out.keys())
-    assert out.RequestAttributesSequence[0].get("RequestedProcedureID") in (None, "")
+    assert kept.dataset.RequestAttributesSequence[0].get("RequestedProcedureID") in (None, "")
     code = out.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0]
     assert code.CodeValue == "121311"
 
@@ -184,7 +190,11 @@ def test_method_attributes(deid: Deidentifier) -> None:
     codes = {
         (c.CodeValue, c.CodingSchemeDesignator) for c in out.DeidentificationMethodCodeSequence
     }
-    assert codes == {("113100", "DCM"), ("113108", "DCM"), ("113107", "DCM"), ("113105", "DCM")}
+    assert codes == {("113100", "DCM"), ("113108", "DCM"), ("113107", "DCM")}
+    kept = Deidentifier(SECRET, keep_descriptors=True).deidentify(make_instance(), site=SITE)
+    assert ("113105", "DCM") in {(c.CodeValue, c.CodingSchemeDesignator)
+                                 for c in kept.dataset.DeidentificationMethodCodeSequence}
+    assert "Clean Descriptors Option" in kept.dataset.DeidentificationMethod
 
 
 def test_retained_private_block(deid: Deidentifier) -> None:
@@ -319,11 +329,12 @@ def test_table_rows_and_actions() -> None:
         0x00080030: "C",  # Study Time
         0x0020000D: "U",  # Study Instance UID
         0x00080050: "Z",  # Accession Number
-        0x00081030: "C",  # Study Description: Clean Descriptors
+        0x00081030: "X",  # Study Description: Basic Profile (descriptors not kept)
         0x00101040: "X",  # Patient's Address
         0x00081140: "U",  # Referenced Image Sequence (X/Z/U*)
     }
     assert {tag: table.action(tag) for tag in expected} == expected
+    assert action_table(clean_descriptors=True).action(0x00081030) == "C"  # kept: cleaned
     assert table.action(0x50020010) == "X"  # curve group 50xx
     assert table.action(0x60023000) == "X"  # overlay data 60xx
 
