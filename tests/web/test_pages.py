@@ -367,7 +367,8 @@ def test_each_frame_is_the_original_frame_through_the_pipeline(rhea, multiframe)
     for f in (1, 2):
         ct = rhea.get(f"/images/{multiframe['ct']}.png?size=256&frame={f}")
         assert ct.headers["content-type"] == "image/png"
-        np.testing.assert_array_equal(_pixels(ct.content), _expected("eCT_Supplemental.dcm", f, 256))
+        np.testing.assert_array_equal(_pixels(ct.content),
+                                      _expected("eCT_Supplemental.dcm", f, 256))
     # No frame asked: the first.
     first = rhea.get(f"/images/{multiframe['mr']}.png?size=128").content
     np.testing.assert_array_equal(_pixels(first), frames[0])
@@ -417,3 +418,19 @@ def test_export_counts_multi_frame_images_it_skips(seeded, multiframe, tmp_path)
     assert f"{len(MULTIFRAME_FILES)} multi-frame" in summary.describe()
     labels = (tmp_path / "labels.csv").read_text()
     assert summary.n_images > 0 and not any(k in labels for k in mf_keys)
+
+
+def test_no_none_in_the_case_pages(rhea, seeded, multiframe):
+    """Headings of studies and series without a description, date or body part (the real
+    multi-frame files have empty descriptions) never read "None"; nor does any case page or
+    the list (#17 point 6: 'Study 1994-10-01 None', 'MR series: None (HEAD)')."""
+    cases = [c for ids in seeded["cases"].values() for c in ids]
+    assert multiframe["case"] in cases
+    for url in ["/cases", *(f"/cases/{c}" for c in cases)]:
+        page = rhea.get(url)
+        assert page.status_code == 200
+        text = re.sub(r"<[^>]+>", " ", page.text)  # what the reader sees, not attribute values
+        assert not re.search(r"\bNone\b", text), (
+            url, re.findall(r"[^\n]{0,40}\bNone\b[^\n]{0,20}", text))
+    mf = rhea.get(f"/cases/{multiframe['case']}").text
+    assert re.search(r"<h3>MR series \(HEAD\) · 1 image, <span", mf)
