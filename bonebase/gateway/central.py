@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 
-from bonebase.errors import BonebaseError
+from bonebase.errors import BonebaseError, InputError, NotFoundError
 from bonebase.gateway.deliver import batch_prefix, receipt_key
 from bonebase.storage import ObjectStore
 
@@ -33,16 +33,24 @@ def pending(store: ObjectStore) -> list[tuple[str, str]]:
 
 
 def poll(store: ObjectStore, store_url: str, ingest: Callable[[str, str], dict]) -> list[dict]:
-    """Ingest each pending batch with ``ingest(site, source_url)`` and write its receipt back;
-    a batch refused centrally (an inactive site, an unknown site) gets a receipt that says why."""
+    """Ingest each pending batch with ``ingest(site, source_url)`` and write its receipt back.
+
+    A batch refused for what it is (an inactive or unknown site, a submission that cannot be
+    read: InputError, NotFoundError) gets a receipt that says why. Any other failure (the store
+    or the database unreachable, a crash) leaves the batch pending: the next poll runs it again,
+    and ingest finishes a failed run without storing anything twice."""
     done = []
     for site, batch in pending(store):
         source = f"{store_url.rstrip('/')}/{batch_prefix(site, batch)}"
         try:
             receipt = ingest(site, source)
-        except BonebaseError as exc:
+        except (InputError, NotFoundError) as exc:
             receipt = {"site": site, "status": "refused", "error": str(exc), "counts": {},
                        "cases": [], "quarantine": []}
+        except BonebaseError as exc:
+            print(f"batch {batch} of site {site} not ingested, tried again at the next poll: "
+                  f"{exc}")
+            continue
         receipt = {k: v for k, v in receipt.items() if k not in _LOCAL_ONLY}
         receipt["batch"] = batch
         store.put_bytes(receipt_key(site, batch), json.dumps(receipt, default=str).encode())

@@ -99,9 +99,9 @@ def write_clinical(path: Path, studies: list[Study]) -> None:
         writer.writerows(s.row for s in studies)
 
 
-def spool_with_batches(root: Path, studies: list[Study]):
-    """A gateway spool (in this process) holding ``studies``, each de-identified into a batch
-    of its own in the outbox."""
+def spool_with_batches(root: Path, studies: list[Study], *, per_batch: int = 1):
+    """A gateway spool (in this process) holding ``studies``, de-identified into batches of
+    ``per_batch`` studies in the outbox."""
     from bonebase.gateway.home import GatewayHome
     from bonebase.gateway.spool import Spool
     from bonebase.gateway.studies import batch_due
@@ -114,8 +114,11 @@ def spool_with_batches(root: Path, studies: list[Study]):
             shutil.copy(f, incoming)
             spool.store(incoming)
             incoming.unlink()
-        spool.flush()
-        assert batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60)
+    spool.flush()
+    while batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60,
+                    max_studies=per_batch):
+        pass
+    assert {s["state"] for s in spool.studies()} == {"queued"}
     return spool
 
 
