@@ -150,3 +150,8 @@ def test_an_inactive_site_is_told_so_by_submit_and_validate(tmp_path, db_url, sy
         assert done.returncode == InputError.exit_code and "Traceback" not in done.stderr
         assert "site OLD (Old Hospital) is marked inactive" in done.stderr, done.stderr[-500:]
         assert "bonebase site update OLD --active" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "bonebase.cli", "submit",
+                           str(synth_site / "submission"), "--site", "OLD", "--match", "uid"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == InputError.exit_code
+    assert "match rule 'uid' is unknown: use one of accession" in done.stderr
