@@ -54,7 +54,7 @@ def choose(submission: str | None, site: str | None) -> tuple[str, str]:
 
 
 def require_columns(rule: str, columns) -> None:
-    """Refuse a manifest that lacks the column ``rule`` compares, before any file is read."""
+    """Refuse a manifest that lacks the column ``rule`` compares, before any image is processed."""
     needed = _NEEDS.get(rule)
     if needed and needed not in set(columns):
         raise InputError(
