@@ -9,19 +9,15 @@ folder is printed. Skipped only when Debian's chromium is not installed.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_serving import TOKEN, server, trained  # noqa: F401  (fixtures)
 from tests.web.conftest import PASSWORD, make_app
+from tests.web.live import CHROMIUM, chromium, served
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium and chromium-driver "
@@ -47,39 +43,14 @@ def artifacts() -> Path:
 @pytest.fixture(scope="module")
 def site_url(seeded, server) -> str:  # noqa: F811
     """The app served by uvicorn on a free port, calling the served model."""
-    import uvicorn
-
-    app = make_app(seeded, diagnosis_url=server["url"], api_token=TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with served(make_app(seeded, diagnosis_url=server["url"], api_token=TOKEN)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not download a browser
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1200"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
+    with chromium() as driver:
+        yield driver
 
 
 def _sign_in(browser, site_url, user):
