@@ -116,3 +116,23 @@ def test_full_spool_answers_out_of_resources(tmp_path, hospital):
         spool.store(incoming)
     assert refused.value.status == OUT_OF_RESOURCES
     assert spool.studies() == [] and not any(home.studies.iterdir())
+
+
+def test_tls_peers_connect_and_plain_ones_do_not(tmp_path):
+    from tests.gateway.conftest import Gateway
+
+    key, cert = tmp_path / "gw.key", tmp_path / "gw.pem"
+    subprocess.run([need("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    gw = Gateway(tmp_path / "gw")
+    gw.cli("allow", "PACS1")
+    gw.start("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        secure = subprocess.run([need("echoscu"), "-aet", "PACS1", "-aec", "BONEBASE", "+tla",
+                                 "+cf", str(cert), "127.0.0.1", str(gw.port)],
+                                capture_output=True, text=True, timeout=60)
+        assert secure.returncode == 0, secure.stderr
+        assert _echo(gw.port, "PACS1").returncode != 0  # plain DICOM on a TLS port
+    finally:
+        gw.kill()
