@@ -51,3 +51,30 @@ def test_an_inactive_sites_delivery_is_refused_centrally_and_the_gateway_says_so
     [row] = spool.studies()
     assert row["state"] == "failed centrally" and "marked inactive" in row["detail"]
     assert central.pending(store) == []  # answered: not tried again on every poll
+
+
+def test_a_late_instance_reopens_its_study_and_originals_expire(tmp_path, hospital):
+    """Instances of a study arriving after it left send the whole study again (central ingest
+    stores what it has once); originals of sent studies are deleted after --keep-days."""
+    import time
+
+    from bonebase.gateway.work import purge
+
+    study = hospital[0]
+    spool = spool_with_batches(tmp_path / "gw", [study])
+    late = spool.home.incoming / "late.dcm"
+    ds = pydicom.dcmread(study.files[0])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()  # one more instance of the same study
+    ds.save_as(late)
+    spool.store(late)
+    late.unlink()
+    [row] = spool.studies()
+    assert row["state"] == "receiving" and row["instances"] == len(study.files) + 1
+    spool.flush()
+    second = batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60)
+    assert len(list((spool.home.outbox / second).rglob("*.dcm"))) == len(study.files) + 1
+
+    spool.set_state(row["key"], "sent")
+    assert purge(spool, keep_days=30) == 0  # sent today: kept for re-sends
+    assert purge(spool, keep_days=30, now=time.time() + 31 * 86400) == 1
+    assert not (spool.home.studies / row["key"]).exists() and spool.used_bytes() == 0
