@@ -16,10 +16,20 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pydicom
+
+from bonebase.dicom import burned_in as burned_in_step
 from bonebase.dicom import deid_scan
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.read import DicomReadError, header_record, peek
-from bonebase.dicom.stream import DicomParts, open_parts, qc_sample
+from bonebase.dicom.stream import (
+    PIXEL_DATA,
+    DicomParts,
+    _decoded_first_frame,
+    open_parts,
+    qc_sample,
+)
 from bonebase.errors import InputError
 from bonebase.ingest import limits
 from bonebase.ingest.limits import refusal_message
@@ -27,6 +37,9 @@ from bonebase.ingest.scan import FileEntry
 from bonebase.storage import TMP_PREFIX
 
 _SERIAL = itertools.count()
+# Files up to this size are redacted in memory; a larger one with identifying text is held.
+REDACT_IN_MEMORY = 256 << 20
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 # Modalities whose pixels we QC for blank/saturated images (radiographs).
 XRAY = frozenset({"CR", "DX"})
 
@@ -62,7 +75,7 @@ def _da(value: object) -> date | None:
 
 
 def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path,
-                 max_pixels: int | None = None) -> FileResult:
+                 max_pixels: int | None = None, burned_in: str | None = "redact") -> FileResult:
     """Read, QC and de-identify one file; failures become a reason code, never an exception.
 
     The header is parsed and de-identified; Pixel Data is copied from the source into the staged
@@ -70,6 +83,10 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
     refused zip entry, an oversized file) is not opened. ``max_pixels`` defaults to
     BONEBASE_MAX_PIXELS. Whatever a file holds, it costs at most one quarantine item: only
     failures to write the staging folder (this machine's fault, retried) are raised.
+
+    ``burned_in`` is the site's policy for identifying text burned into the pixels of the
+    images where it is likely (:mod:`bonebase.dicom.burned_in`): "redact" (black boxes) or
+    "quarantine" (held with reason burned_in_text); None skips the step (benchmarks only).
     """
     from validation.image_qc import qc_metrics
 
@@ -100,12 +117,15 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
         return _failed(result, exc)
     with parts:
         try:
-            staged = _process_parts(parts, result, deid=deid, site=site, qc_metrics=qc_metrics)
+            staged = _process_parts(parts, result, deid=deid, site=site, qc_metrics=qc_metrics,
+                                    burned_in=burned_in)
         except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError included
             return _failed(result, exc)
         if staged is not None:
             # Nothing is written for a file held for review: its original is what quarantine keeps.
-            result.staged, result.sha256, result.out_size = _stage(parts, *staged, staging)
+            redacted = bool((result.extra.get("burned_in") or {}).get("redacted"))
+            result.staged, result.sha256, result.out_size = _stage(parts, *staged, staging,
+                                                                   pixels=not redacted)
     return result
 
 
@@ -126,8 +146,12 @@ def _failed(result: FileResult, exc: BaseException) -> FileResult:
 
 
 def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
-                   qc_metrics) -> tuple[bytes, bytes] | None:
-    """Fill ``result`` from the header; the encoded header and trailer to stage, or None."""
+                   qc_metrics, burned_in: str | None = "redact") -> tuple[bytes, bytes] | None:
+    """Fill ``result`` from the header; the encoded header and trailer to stage, or None.
+
+    When the pixels were redacted the header holds the new Pixel Data and the trailer is
+    empty (``result.extra["burned_in"]`` says so); otherwise the source's Pixel Data goes
+    between them."""
     ds, rel = parts.dataset, result.rel
     record = header_record(ds, file=rel)
     if record["modality"] in XRAY:
@@ -149,7 +173,13 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
     except InputError as exc:
         result.reason, result.message = "deidentification_failed", f"{rel}: {exc}"
         return None
-    if parts.pixels is None:  # Pixel Data read into the data set (deflated files)
+    text = None
+    if burned_in is not None and burned_in_step.candidate(ds):
+        text = _burned_in(parts, out, result, policy=burned_in)
+        if result.reason is not None:
+            return None
+    if parts.pixels is None or (text is not None and text.redacted):
+        # Pixel Data in the data set (deflated files, redacted pixels)
         head, tail = out.to_bytes(), b""  # to_bytes scans the encoded header for residue
     else:
         head, tail = out.encode_parts()  # scanned for residue as well
@@ -183,13 +213,95 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         "body_part": _text(peek(out.dataset, "BodyPartExamined")),
         # Free-text attribute -> "removed" or "cleaned" (names only: for the receipt's counts).
         "free_text": dict(out.free_text),
+        # What the burned-in text step did (counts and kinds only, never the text).
+        "burned_in": text.summary() if text is not None else None,
         "instance_number": record.get("instance_number") or _int(peek(out.dataset, "InstanceNumber")),
     }
     return (head, tail) if result.reason is None else None
 
 
-def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path) -> tuple[Path, str, int]:
-    """Write header, Pixel Data and trailer to ``staging/<sha256>.dcm``, hashing on the way."""
+def _burned_in(parts: DicomParts, out, result: FileResult, *, policy: str):
+    """The burned-in text step on one candidate image: OCR of its first frame, then per the
+    site's ``policy`` black boxes in every frame or a quarantine reason on ``result``."""
+    rel = result.rel
+    try:
+        frame, stride = _ocr_frame(parts)
+    except DicomReadError as exc:
+        result.reason, result.message = exc.reason, str(exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - undecodable pixels are a corrupt file
+        result.reason = "corrupt_file"
+        result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__}); "
+                          "export the image again from the PACS and resubmit")
+        return None
+    photometric = str(peek(parts.dataset, "PhotometricInterpretation", "") or "")
+    step = burned_in_step.Step(burned_in_step.find_text(frame, photometric, step=stride))
+    del frame
+    step.judge(out.sources)
+    if step.finding.mostly_text:
+        result.reason = "not_an_image"
+        result.message = (f"{rel}: the image is mostly text ({step.finding.text_share:.0%} of it"
+                          "), like a scanned form or report; send documents through the "
+                          "manifest's clinical data, not as images")
+        return step
+    if not step.regions:
+        return step
+    if policy == "quarantine":
+        result.reason = "burned_in_text"
+        result.message = (f"{rel}: identifying text is burned into the image ({step.described()}"
+                          "); held for review by a data steward (the site's policy is "
+                          "quarantine; with redact it would be blacked out)")
+        return step
+    if parts.size > REDACT_IN_MEMORY:
+        result.reason = "burned_in_text"
+        result.message = (f"{rel}: identifying text is burned into the image ({step.described()}"
+                          f"); the file is too large ({parts.size >> 20} MB) to black it out "
+                          "here; held for review by a data steward")
+        return step
+    full = pydicom.dcmread(parts.path)  # the pixels whole: at most REDACT_IN_MEMORY
+    out.dataset[PIXEL_DATA] = full[PIXEL_DATA]
+    del full
+    burned_in_step.redact(out.dataset, step.regions)
+    burned_in_step.add_method(out.dataset)
+    step.redacted = True
+    if ("burned_in_annotation" in out.needs_review
+            and str(peek(parts.dataset, "Modality", "")) in burned_in_step.CANDIDATE_MODALITIES):
+        # What a radiograph declared is blacked out. Other images (ultrasound: measurements,
+        # settings, text all over) are redacted too, but a steward still looks at them.
+        out.needs_review.remove("burned_in_annotation")
+    return step
+
+
+def _ocr_frame(parts: DicomParts) -> tuple[np.ndarray, int]:
+    """The first frame for OCR and the stride it was read with: a native greyscale image is
+    read every ``stride``-th row and column straight from the file (memory bounded whatever its
+    size; OCR reads a copy of at most OCR_SIDE pixels anyway), anything else decoded."""
+    ds, span = parts.dataset, parts.pixels
+    rows, cols = int(peek(ds, "Rows", 0) or 0), int(peek(ds, "Columns", 0) or 0)
+    bits = int(peek(ds, "BitsAllocated", 0) or 0)
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    native = (span is not None and span.length is not None and syntax in _NATIVE_LE
+              and bits in (8, 16) and rows and cols
+              and int(peek(ds, "SamplesPerPixel", 1) or 1) == 1)
+    if not native:
+        return _decoded_first_frame(parts), 1
+    stride = max(1, -(-max(rows, cols) // (2 * burned_in_step.OCR_SIDE)))
+    signed = int(peek(ds, "PixelRepresentation", 0) or 0) == 1
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    row_bytes = cols * dtype.itemsize
+    if parts.in_memory:
+        plane = np.frombuffer(parts.fh.getbuffer(), dtype, count=rows * cols,
+                              offset=span.value_start).reshape(rows, cols)
+        return plane[::stride, ::stride].copy(), stride
+    fd = parts.fh.fileno()
+    return np.stack([np.frombuffer(os.pread(fd, row_bytes, span.value_start + r * row_bytes),
+                                   dtype)[::stride] for r in range(0, rows, stride)]), stride
+
+
+def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path, *,
+           pixels: bool = True) -> tuple[Path, str, int]:
+    """Write header, Pixel Data and trailer to ``staging/<sha256>.dcm``, hashing on the way
+    (``pixels`` False: the header holds the Pixel Data already)."""
     digest = hashlib.sha256()
     # Unique per process and file (mkstemp's random names cost more than the write here).
     tmp = staging / f"{TMP_PREFIX}{os.getpid()}-{next(_SERIAL)}.part"
@@ -197,7 +309,7 @@ def _stage(parts: DicomParts, head: bytes, tail: bytes, staging: Path) -> tuple[
         with open(tmp, "wb") as fh:
             fh.write(head)
             digest.update(head)
-            size = len(head) + parts.copy_pixels(fh, digest)
+            size = len(head) + (parts.copy_pixels(fh, digest) if pixels else 0)
             fh.write(tail)
             digest.update(tail)
             size += len(tail)
@@ -224,14 +336,16 @@ def _int(value: object) -> int | None:
 
 def process_batch(entries: list[FileEntry], *, secret: bytes, uid_root: str, site: str,
                   staging: Path, max_pixels: int | None = None,
-                  keep_descriptors: bool = False) -> list[FileResult]:
+                  keep_descriptors: bool = False, burned_in: str = "redact") -> list[FileResult]:
     """Process a batch of files (one task's worth: hundreds of files).
 
     ``keep_descriptors`` is the site's choice to keep free-text descriptors cleaned by the
-    detector (:mod:`bonebase.dicom.free_text`) instead of removing them (the default)."""
+    detector (:mod:`bonebase.dicom.free_text`) instead of removing them (the default);
+    ``burned_in`` the site's policy for identifying text in the pixels ("redact" or
+    "quarantine")."""
     deid = Deidentifier(secret, uid_root=uid_root, keep_descriptors=keep_descriptors)
     staging.mkdir(parents=True, exist_ok=True)
     if max_pixels is None:
         max_pixels = limits.current().max_pixels
-    return [process_file(e, deid=deid, site=site, staging=staging, max_pixels=max_pixels)
-            for e in entries]
+    return [process_file(e, deid=deid, site=site, staging=staging, max_pixels=max_pixels,
+                         burned_in=burned_in) for e in entries]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bonebase.errors import InputError
+from bonebase.synth.burned import write_truth
 from bonebase.synth.casegen import ImageRecord, render_chunk
 from bonebase.synth.clinical import CaseSpec, plan_cases
 from bonebase.synth.faults import FAULT_KINDS, MIN_CASES, plan_faults
@@ -67,12 +68,15 @@ def generate(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     overwrite: bool = False,
+    burned_in: float = 0.0,
 ) -> SynthSummary:
     """Write a synthetic consortium of ``sites`` hospitals with ``cases_per_site`` cases each.
 
     ``workers``: processes for rendering (None: all CPUs; 1: in this process); the output does
     not depend on it. ``progress`` is called with the number of cases just finished.
     ``overwrite`` empties a non-empty ``out`` first.
+    ``burned_in`` (0 by default) is the share of radiographs with the patient's name, ID,
+    dates and hospital burned into the pixels, the truth in ``<CODE>/burned_in.csv``.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -102,15 +106,16 @@ def generate(
         todo = [c for c in cases if c.rendered]
         sub = out / site.code / "submission"
         sub.mkdir(parents=True, exist_ok=True)
-        tasks += [(site, todo[i : i + _CHUNK], sub) for i in range(0, len(todo), _CHUNK)]
+        tasks += [(site, todo[i : i + _CHUNK], sub, burned_in)
+                  for i in range(0, len(todo), _CHUNK)]
     records: dict[str, list[ImageRecord]] = {site.code: [] for site in profiles}
     skipped = sum(len(c) for _, c, _, _ in plans) - sum(len(t[1]) for t in tasks)
     if progress and skipped:
         progress(skipped)  # cases with nothing to render count as done
     n_workers = workers or multiprocessing.cpu_count()
     if n_workers == 1:
-        for site, chunk, sub in tasks:
-            records[site.code] += render_chunk(site, chunk, sub)
+        for site, chunk, sub, share in tasks:
+            records[site.code] += render_chunk(site, chunk, sub, share)
             if progress:
                 progress(len(chunk))
     else:
@@ -123,7 +128,7 @@ def generate(
                 results[futures[fut]] = fut.result()
                 if progress:
                     progress(len(tasks[futures[fut]][1]))
-        for (site, _, _), recs in zip(tasks, results, strict=True):  # plan order, not finish order
+        for (site, _, _, _), recs in zip(tasks, results, strict=True):  # plan order, not finish order
             records[site.code] += recs
     n_faults = 0
     for site, cases, counts, finish_seq in plans:
@@ -135,6 +140,10 @@ def generate(
             counts=counts,
             rng=np.random.default_rng(finish_seq),
         )
+    if burned_in:
+        for site in profiles:
+            write_truth(out / site.code / "burned_in.csv",
+                        [(r.file, t) for r in records[site.code] for t in r.burned])
     (out / "sites.json").write_text(
         json.dumps([s.json() for s in profiles], indent=2, ensure_ascii=False) + "\n",
         encoding="utf-8",

@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from bonebase.synth.burned import burn
 from bonebase.synth.clinical import CaseSpec
 from bonebase.synth.dicomgen import radiograph, volume_slices
 from bonebase.synth.lesions import sample_lesion
@@ -32,6 +33,7 @@ class ImageRecord:
     view: str  # AP, LAT, OBL, or AX for slices
     bbox: tuple[int, int, int, int] | None
     size: int
+    burned: tuple = ()  # synth.burned.BurnedText drawn on the image (burned_in share > 0)
 
 
 def relpath(site: SiteProfile, case: CaseSpec, ds: Dataset) -> str:
@@ -54,9 +56,14 @@ def _write(root: Path, rel: str, ds: Dataset) -> int:
     return path.stat().st_size
 
 
-def render_case(site: SiteProfile, case: CaseSpec, root: Path) -> list[ImageRecord]:
-    """Write the case's radiographs and CT/MR slices under ``root``; returns their records."""
+def render_case(site: SiteProfile, case: CaseSpec, root: Path,
+                burned_in: float = 0.0) -> list[ImageRecord]:
+    """Write the case's radiographs and CT/MR slices under ``root``; returns their records.
+
+    ``burned_in`` is the share of radiographs with text burned in (:mod:`.burned`); its own
+    random stream leaves everything else as it is without it."""
     rng = np.random.default_rng(np.random.SeedSequence(case.seed))
+    text_rng = np.random.default_rng(np.random.SeedSequence([*case.seed, 19]))
     seg, bone = case.location.split("_", 1)
     lesion = sample_lesion(rng, case.diagnosis, seg)
     records: list[ImageRecord] = []
@@ -86,10 +93,14 @@ def render_case(site: SiteProfile, case: CaseSpec, root: Path) -> list[ImageReco
         ds = radiograph(
             site, case, image=image, shape=(H, W), view=view, series=i + 1, instance=1, rng=rng
         )
+        burned: tuple = ()
+        if burned_in and image is not None and text_rng.random() < burned_in:
+            burned = tuple(burn(ds, side=case.side, view=view, rng=text_rng))
         rel = relpath(site, case, ds)
         records.append(
             ImageRecord(
-                rel, case.case_id, case.diagnosis, site.modality, view, bbox, _write(root, rel, ds)
+                rel, case.case_id, case.diagnosis, site.modality, view, bbox, _write(root, rel, ds),
+                burned,
             )
         )
     for kind, series, wanted in (("CT", 10, case.ct), ("MR", 20, case.mr)):
@@ -112,6 +123,7 @@ def render_case(site: SiteProfile, case: CaseSpec, root: Path) -> list[ImageReco
     return records
 
 
-def render_chunk(site: SiteProfile, cases: list[CaseSpec], root: Path) -> list[ImageRecord]:
+def render_chunk(site: SiteProfile, cases: list[CaseSpec], root: Path,
+                 burned_in: float = 0.0) -> list[ImageRecord]:
     """Render several cases (one pool task, to amortise inter-process overhead)."""
-    return [rec for case in cases for rec in render_case(site, case, root)]
+    return [rec for case in cases for rec in render_case(site, case, root, burned_in)]
