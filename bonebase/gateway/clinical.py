@@ -8,6 +8,9 @@ never leave the gateway: the delivered manifest carries their pseudonyms.
 from __future__ import annotations
 
 import csv
+import os
+import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,10 +69,19 @@ def _add(table: ClinicalTable, row: dict, name: str, number: int) -> None:
         table.by_patient[patient] = row
 
 
-def check_columns(path: Path) -> None:
-    """Refuse a CSV that cannot key its rows (for `gateway clinical add`)."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        header = [(h or "").strip().lower() for h in next(csv.reader(fh), [])]
+def save_posted(folder: Path, data: bytes) -> Path:
+    """Keep a posted clinical CSV in ``folder`` (as if dropped there); InputError, naming what
+    to fix, for one that is not UTF-8 or cannot key its rows."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("the clinical CSV is not UTF-8; re-save it as CSV UTF-8") from None
+    header = [h.strip().lower() for h in next(csv.reader(text.splitlines()), [])]
     if not any(k in header for k in KEYS):
-        raise InputError(f"{path}: no patient_id or accession_number column; add one to key "
-                         f"the rows (columns: {', '.join(KEYS + CLINICAL_COLUMNS)})")
+        raise InputError("the clinical CSV has no patient_id or accession_number column; add one "
+                         f"to key the rows (columns: {', '.join(KEYS + CLINICAL_COLUMNS)})")
+    name = f"posted-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(4)}.csv"
+    tmp = folder / f".{name}.part"
+    tmp.write_bytes(data)
+    os.replace(tmp, folder / name)  # whole or not at all: the work loop reads *.csv
+    return folder / name

@@ -7,6 +7,9 @@ each part is taken by :meth:`Spool.store` as a C-STORE is, and the answer is the
 response: Referenced SOP Sequence and Failed SOP Sequence with a Failure Reason per instance.
 200 when every instance is stored, 202 when some are, 409 when none is; 400 for a body that is
 not multipart/related, 401 without the token, 415 for parts that are not application/dicom.
+
+``POST /clinical`` (same token) takes a clinical CSV (as dropped into ``clinical/``): 201, or
+400 with what to fix.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bonebase.errors import ConfigError
+from bonebase.errors import ConfigError, InputError
+from bonebase.gateway import clinical
 from bonebase.gateway.spool import Refused, Spool, read_header
 
 LOG = logging.getLogger("bonebase.gateway")
 DICOM_JSON = "application/dicom+json"
 MAX_PARTS = 10_000
+MAX_CLINICAL_BYTES = 20 * 2**20
 
 
 class _Parts:
@@ -136,7 +141,26 @@ def make_app(spool: Spool, token: str) -> Starlette:
         status = 200 if not failed else 202 if referenced else 409
         return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
 
-    return Starlette(routes=[Route("/dicomweb/studies", store, methods=["POST"])])
+    async def clinical_csv(request: Request) -> Response:
+        """A hospital system posts clinical rows (text/csv) instead of dropping a file."""
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(401, "a bearer token is required (Authorization: Bearer ...)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_CLINICAL_BYTES:
+                return _error(413, f"a clinical CSV may hold at most {MAX_CLINICAL_BYTES} bytes;"
+                              " post it in parts")
+        try:
+            saved = await run_in_threadpool(clinical.save_posted, spool.home.clinical,
+                                            bytes(body))
+        except InputError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"saved": saved.name}, status_code=201)
+
+    return Starlette(routes=[Route("/dicomweb/studies", store, methods=["POST"]),
+                             Route("/clinical", clinical_csv, methods=["POST"])])
 
 
 def _store_all(spool: Spool, files: list[tuple[Path, str]]) -> tuple[list, list]:

@@ -77,3 +77,32 @@ def test_malformed_bodies_get_a_4xx(stow, content_type, body, status):
         failed = answer.json()["00081198"]["Value"]
         assert failed[0]["00081197"]["Value"] == [0xC000]
     assert not any((stow.gateway_dir / "spool" / "incoming").iterdir())
+
+
+def test_clinical_rows_can_be_posted(stow, hospital):
+    """A hospital system posts the clinical CSV; a study waiting for its row then leaves."""
+    import csv
+    import io
+
+    study = hospital[4]
+    client = DICOMwebClient(url=stow.url, headers={"Authorization": f"Bearer {TOKEN}"})
+    client.store_instances(datasets=[pydicom.dcmread(f) for f in study.files])
+    stow.cli("flush", "--site", "HX")
+    waiting = [r for r in stow.studies() if r["patient_id"] == study.row["patient_id"]]
+    assert [r["state"] for r in waiting] == ["needs clinical data"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(study.row))
+    writer.writeheader()
+    writer.writerow(study.row)
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/csv"}
+    bad = httpx.post(f"{stow.url.rsplit('/', 1)[0]}/clinical", content=b"name,age\nx,3\n",
+                     headers=auth, timeout=30)
+    assert bad.status_code == 400 and "accession_number" in bad.json()["error"]
+    assert httpx.post(f"{stow.url.rsplit('/', 1)[0]}/clinical", content=text.getvalue().encode(),
+                      headers={"Content-Type": "text/csv"}, timeout=30).status_code == 401
+    posted = httpx.post(f"{stow.url.rsplit('/', 1)[0]}/clinical", content=text.getvalue().encode(),
+                        headers=auth, timeout=30)
+    assert posted.status_code == 201
+    stow.cli("flush", "--site", "HX")
+    done = [r for r in stow.studies() if r["patient_id"] == study.row["patient_id"]]
+    assert [r["state"] for r in done] == ["queued"]
