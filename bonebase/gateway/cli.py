@@ -76,7 +76,7 @@ def serve(
         "'local limit exceeded'.")] = 8,
     spool_max_mb: Annotated[float | None, typer.Option(
         "--spool-max-mb", help="Largest spool in MiB; over it C-STORE answers 'out of "
-        "resources' (0xA700) and STOW-RS 507.")] = None,
+        "resources' (0xA700) and STOW-RS lists the instance as failed with that reason.")] = None,
     stow_port: Annotated[int | None, typer.Option(
         "--stow-port", help="Port of the DICOMweb STOW-RS endpoint (POST /dicomweb/studies); "
         "needs BONEBASE_GATEWAY_TOKEN. Off when not given.")] = None,
