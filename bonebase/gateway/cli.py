@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bonebase.cli_common import console, err
@@ -127,13 +128,13 @@ def serve(
     console.print(f"gateway {ae_title} of site {site} listening on {host}:{scp.port}"
                   + (f", STOW-RS on port {stow_port}" if stow else "")
                   + (f", delivering to {deliver_to}" if store else ", no --deliver-to: "
-                     "batches wait in the outbox"), highlight=False)
+                     "batches wait in the outbox"), highlight=False, markup=False)
     try:
         while not stop.is_set():
             try:
                 work_once(spool, cfg, store)
             except BonebaseError as exc:  # the consortium or the disk: reported, tried again
-                err.print(f"gateway: {exc}", highlight=False)
+                err.print(f"gateway: {exc}", highlight=False, markup=False)
             stop.wait(min(1.0, max(0.1, study_timeout / 4)))
     except KeyboardInterrupt:
         pass
@@ -162,7 +163,7 @@ def allow(
     _, home = _home(create=True)
     peer = peers.allow(home.peers_file, ae_title, host)
     console.print(f"allowed {peer.ae_title}" + (f" from {peer.host}" if peer.host else
-                                                 " from any address"), highlight=False)
+                                                 " from any address"), highlight=False, markup=False)
 
 
 @gateway_app.command("deny")
@@ -174,7 +175,7 @@ def deny(ae_title: Annotated[str, typer.Argument(help="The calling AE title to r
     if not peers.deny(home.peers_file, ae_title):
         raise BonebaseError(f"{ae_title.strip()} was not an allowed peer; "
                             "`bonebase gateway peers` lists them")
-    console.print(f"denied {ae_title.strip()}", highlight=False)
+    console.print(f"denied {ae_title.strip()}", highlight=False, markup=False)
 
 
 @gateway_app.command("peers")
@@ -186,7 +187,7 @@ def list_peers() -> None:
     table = Table("AE title", "host")
     found = peers.load(home.peers_file)
     for p in found:
-        table.add_row(p.ae_title, p.host or "any")
+        table.add_row(escape(p.ae_title), escape(p.host or "any"))
     console.print(table if found else "no peers allowed yet: `bonebase gateway allow AE_TITLE`")
 
 
@@ -208,7 +209,7 @@ def flush(
                      max_pixels=settings.max_pixels)
     done = work_once(spool, cfg, _store(deliver_to, settings), wait=True)
     console.print(f"{marked} studies complete; {done.get('batches', 0)} batches made, "
-                  f"{done.get('sent', 0)} sent", highlight=False)
+                  f"{done.get('sent', 0)} sent", highlight=False, markup=False)
 
 
 @gateway_app.command("status")
@@ -235,7 +236,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for r in rows:
         table.add_row(r["key"][:12], time.strftime("%Y-%m-%d %H:%M", time.localtime(r["first_seen"])),
                       str(r["instances"]), f"{r['bytes'] / 2**20:.1f}", r["state"],
-                      r["batch"] or "", r["detail"] or "")
+                      r["batch"] or "", escape(r["detail"] or ""))
     console.print(table)
 
 
@@ -258,7 +259,7 @@ def ingest_deliveries(
 
     while True:
         count = gateway_deliveries(deliveries_url)
-        console.print(f"{count} batches ingested", highlight=False)
+        console.print(f"{count} batches ingested", highlight=False, markup=False)
         if every is None:
             return
         time.sleep(every)
@@ -268,7 +269,7 @@ def main() -> None:
     try:
         gateway_app(standalone_mode=False)
     except BonebaseError as exc:
-        err.print(f"error: {exc}", highlight=False)
+        err.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(1)
     except (typer.Exit, typer.Abort) as exc:
         sys.exit(getattr(exc, "exit_code", 1))

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bonebase.dicom import deid_scan
 from bonebase.dicom.deid import METHOD_TEXT, Deidentifier
 from bonebase.dicom.deid_mark import gateway_mark
 from bonebase.dicom.read import DicomReadError
@@ -172,8 +173,9 @@ def _deidentify_file(path: Path, out: Path, *, deid: Deidentifier, site: str, se
         else:
             head, tail = result.encode_parts()
         if result.residue:
-            return (f"phi_residue: identifying values remain after de-identification "
-                    f"({len(result.residue)} hits); a data steward reviews it (it stays on site)")
+            found = deid_scan.summary(result.findings) or f"{len(result.residue)} hits"
+            return (f"phi_residue: identifying values remain after de-identification ({found}); "
+                    "a data steward reviews it (it stays on site)")
         if result.needs_review:
             return (f"{result.needs_review[0]}: the image may show identifying text; a data "
                     "steward reviews it (it stays on site)")

@@ -78,3 +78,22 @@ def test_a_late_instance_reopens_its_study_and_originals_expire(tmp_path, hospit
     assert purge(spool, keep_days=30) == 0  # sent today: kept for re-sends
     assert purge(spool, keep_days=30, now=time.time() + 31 * 86400) == 1
     assert not (spool.home.studies / row["key"]).exists() and spool.used_bytes() == 0
+
+
+def test_residue_after_de_identification_holds_the_study_on_site(tmp_path, hospital):
+    study = hospital[1]
+    spool = Spool(GatewayHome(tmp_path / "gw"))
+    write_clinical(spool.home.clinical / "c.csv", [study])
+    for f in study.files:
+        ds = pydicom.dcmread(f)
+        ds.Manufacturer = str(ds.PatientName)  # kept by the profile: the name would leave
+        ds.save_as(spool.home.incoming / "in.dcm")
+        spool.store(spool.home.incoming / "in.dcm")
+        (spool.home.incoming / "in.dcm").unlink()
+    spool.flush()
+    assert batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25", timeout=60) is None
+    [row] = spool.studies()
+    assert row["state"] == "held on site" and row["detail"].startswith("phi_residue")
+    assert "Manufacturer" in row["detail"] and str(pydicom.dcmread(study.files[0]).PatientName) \
+        not in row["detail"]
+    assert not list(spool.home.outbox.rglob("*.dcm"))
