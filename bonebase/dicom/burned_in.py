@@ -5,12 +5,12 @@ and the Secondary Capture classes) and every image that declares BurnedInAnnotat
 
 How (:func:`find_text`): the first frame is windowed to 8 bits and scaled down so that its long
 side is at most :data:`OCR_SIDE` pixels (memory and time do not grow with the image). A pre-filter
-looks for tiles dense in sharp edges (text strokes); an image without any costs no OCR. Tesseract
+looks for tiles dense in sharp edges (text strokes) in the border band (the outer quarter of
+each side, where annotations are; the middle is anatomy, whose texture looks like strokes too);
+an image without any costs no OCR. Tesseract
 (``pytesseract``, the Debian ``tesseract-ocr`` package with its English data; nothing is
 downloaded) reads the scaled copy as sparse text, upright and turned by 90° (text written along
 the edge). Words are grouped into lines.
-
-A group of text-like marks near the edge where OCR reads nothing is unsure text too.
 
 Decision (:func:`judge`): a line is identifying when one of its words matches a value of the
 file's own identifying attributes (names, IDs, dates, institution, accession) tolerant of OCR
@@ -41,7 +41,10 @@ from bonebase.dicom import free_text
 
 OCR_SIDE = 1400  # pixels: the long side of the copy OCR reads
 MIN_CONFIDENCE = 45  # Tesseract's word confidence (0-100) below which a word is noise
-MOSTLY_TEXT = 0.25  # share of the image covered by text lines beyond which it is a document
+SURE = 80  # mean confidence of a line from which unrecognised text counts as text at all
+_FAINT = "\x00"  # marks a line read with less confidence (see SURE) until it is judged
+MOSTLY_TEXT = 0.25
+BAND = 0.25  # the border band read for text: this share of each side  # share of the image covered by text lines beyond which it is a document
 CANDIDATE_MODALITIES = frozenset({"CR", "DX", "SC", "XC", "OT", "DOC", "MG", "RF", "XA", "PX"})
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 MARKERS = frozenset("""
@@ -62,6 +65,7 @@ class Region:
     text: str  # PHI: memory only; never stored, logged or shown
     verdict: str = "unsure"  # "identifying", "harmless" or "unsure"
     why: str = ""  # which kind of value matched ("PatientName value", "date"): safe to show
+    faint: bool = False  # read with low confidence: noise unless it matches a value
 
 
 @dataclass
@@ -133,7 +137,13 @@ def text_tiles(img: np.ndarray, tile: int = 16, density: float = 0.04) -> np.nda
     if not h or not w:
         return np.zeros((0, 0), bool)
     share = edges[:h, :w].reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
-    return share > density
+    found = share > density
+    # Burned-in annotations sit along the edges and in the corners; the middle is anatomy,
+    # whose texture (trabecular bone) looks like strokes too. Only the border band is read.
+    ty, tx = found.shape
+    by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
+    found[by:ty - by, bx:tx - bx] = False
+    return found
 
 
 def _text_contrast(img: np.ndarray) -> np.ndarray:
@@ -195,9 +205,8 @@ def _along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
 
 def _unread(tiles: np.ndarray, found: list, shape: tuple[int, int],
             tile: int = 16) -> list[tuple[tuple, str]]:
-    """Groups of text-like tiles near the edge that no line OCR read covers: unsure text
-    (kept as regions without text, so the site's policy applies to them), or text None for a
-    mark of one to three glyphs (a side marker)."""
+    """Groups of text-like tiles that no line OCR read covers (regions without text: blacked
+    out only next to identifying text, see :meth:`Step.judge`)."""
     from scipy import ndimage
 
     covered = np.zeros_like(tiles)
@@ -208,17 +217,10 @@ def _unread(tiles: np.ndarray, found: list, shape: tuple[int, int],
     h, w = shape
     out = []
     labels, _ = ndimage.label(ndimage.binary_dilation(left, iterations=1))
-    for k, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+    for rows, cols in ndimage.find_objects(labels):
         y0, y1 = rows.start * tile, min(h, rows.stop * tile)
         x0, x1 = cols.start * tile, min(w, cols.stop * tile)
-        central = x0 < 0.8 * w and x1 > 0.2 * w and y0 < 0.8 * h and y1 > 0.2 * h
-        if central:
-            continue
-        ys, xs = np.nonzero(left & (labels == k))
-        th, tw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-        # One to three glyphs on one line ("L", "AP", "LAT"): a marker, which cannot identify.
-        mark = th <= 4 and tw <= 2.2 * th
-        out.append(((x0, y0, x1 - x0, y1 - y0), None if mark else ""))
+        out.append(((x0, y0, x1 - x0, y1 - y0), ""))
     return out
 
 
@@ -266,11 +268,14 @@ def _ocr_lines(img: np.ndarray) -> list[tuple[tuple[int, int, int, int], str]]:
     import pytesseract
 
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # small images: threads cost more than they give
-    data = pytesseract.image_to_data(img, config="--psm 11",
+    # No second pass for light-on-dark text: the sheet is always dark text on white.
+    data = pytesseract.image_to_data(img, config="--psm 11 -c tessedit_do_invert=0",
                                      output_type=pytesseract.Output.DICT)
     lines: dict[tuple[int, int, int], list[int]] = {}
     for i, word in enumerate(data["text"]):
-        if not word.strip() or float(data["conf"][i]) < MIN_CONFIDENCE:
+        digits = sum(ch.isdigit() for ch in word)
+        # A number read poorly still counts (a date or an ID is judged by its pattern).
+        if not word.strip() or float(data["conf"][i]) < (0 if digits >= 3 else MIN_CONFIDENCE):
             continue
         if not any(ch.isalnum() for ch in word):
             continue
@@ -282,7 +287,9 @@ def _ocr_lines(img: np.ndarray) -> list[tuple[tuple[int, int, int, int], str]]:
         y0 = min(data["top"][i] for i in idx)
         x1 = max(data["left"][i] + data["width"][i] for i in idx)
         y1 = max(data["top"][i] + data["height"][i] for i in idx)
-        out.append(((x0, y0, x1 - x0, y1 - y0), " ".join(data["text"][i] for i in idx)))
+        text = " ".join(data["text"][i] for i in idx)
+        confidence = sum(float(data["conf"][i]) for i in idx) / len(idx)
+        out.append(((x0, y0, x1 - x0, y1 - y0), text if confidence >= SURE else _FAINT + text))
     return out
 
 
@@ -301,16 +308,14 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     found += _unread(tiles, found, small.shape)
     text_mask = np.zeros(small.shape, bool)
     for (x, y, bw, bh), text in found:
-        if text and sum(ch.isalnum() for ch in text) >= 3:  # words: the share that is text
+        if not text.startswith(_FAINT) and sum(ch.isalnum() for ch in text) >= 3:  # words
             text_mask[y:y + bh, x:x + bw] = True
     for box, text in found:
         x, y, bw, bh = _along_line(box, tiles, small.shape)
         box = (int(x / factor), int(y / factor), int(np.ceil(bw / factor)),
                int(np.ceil(bh / factor)))
-        if text is None:
-            finding.regions.append(Region(box, "", "harmless", "a mark of one to three glyphs"))
-        else:
-            finding.regions.append(Region(box, text))
+        faint = text.startswith(_FAINT)
+        finding.regions.append(Region(box, text.removeprefix(_FAINT), faint=faint))
     finding.text_share = float(text_mask.mean())
     return finding
 
@@ -364,11 +369,18 @@ def _similar(a: str, b: str) -> bool:
     return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
 
 
+def _beside(a: tuple, b: tuple) -> bool:
+    """Whether box ``a`` lies within two line heights of box ``b``."""
+    reach = 2 * min(max(3, min(b[2], b[3])), max(3, min(a[2], a[3])))
+    return (a[0] - reach < b[0] + b[2] and b[0] - reach < a[0] + a[2]
+            and a[1] - reach < b[1] + b[3] and b[1] - reach < a[1] + a[3])
+
+
 def judge(region: Region, words: dict[str, str]) -> None:
     """Set ``region.verdict`` and ``region.why`` (see the module docstring)."""
     tokens = [t for t in re.split(r"[\s^,;]+", region.text) if t]
     if not tokens:
-        region.verdict, region.why = "unsure", "text-like marks OCR could not read"
+        region.verdict, region.why = "harmless", "nothing read"
         return
     normed = [_norm(t) for t in tokens]
     candidates = [n for n in normed if n]
@@ -390,6 +402,9 @@ def judge(region: Region, words: dict[str, str]) -> None:
         return
     if sum(ch.isalnum() for ch in region.text) < 3 and not any(ch.isdigit() for ch in region.text):
         region.verdict, region.why = "harmless", "too short to identify"
+        return
+    if region.faint:  # texture OCR half-reads (bone, noise) is not text
+        region.verdict, region.why = "harmless", "read with low confidence, matches nothing"
         return
     region.verdict, region.why = "unsure", "unrecognised text"
 
@@ -484,8 +499,14 @@ class Step:
     def judge(self, sources: dict[str, str]) -> None:
         words = identifier_words(sources)
         for region in self.finding.regions:
-            if region.verdict != "harmless":
-                judge(region, words)
+            judge(region, words)
+        # Text beside identifying text (a garbled line of the same block, marks OCR could
+        # not read) goes with it: annotation blocks hold one patient's data.
+        sure = [r for r in self.finding.regions if r.verdict == "identifying"]
+        for region in self.finding.regions:
+            if region.verdict == "harmless" and region.why != "marker" and any(
+                    _beside(region.box, other.box) for other in sure):
+                region.verdict, region.why = "identifying", "text beside identifying text"
 
     def described(self) -> str:
         """The regions to black out as safe words: how many, and what they matched."""

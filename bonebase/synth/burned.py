@@ -68,6 +68,7 @@ def burn(ds: Dataset, *, side: str, view: str, rng: np.random.Generator) -> list
     values = [(k, v) for k, v in values if v.strip()]
     corners = [(0, 0), (1, 0), (0, 1), (1, 1)]
     drawn: list[BurnedText] = []
+    occupied: list[tuple[int, int, int, int]] = []
     size = max(12, int(rows * rng.uniform(0.03, 0.045)))
     font = _font(rng, size)
     low = bool(rng.random() < 0.25)
@@ -102,6 +103,11 @@ def burn(ds: Dataset, *, side: str, view: str, rng: np.random.Generator) -> list
         else:
             x = 4 if corner[0] == 0 else cols - bw - 4
             y = 4 if corner[1] == 0 else rows - bh - 4
+        placed = (x - 6, y - 6, x + bw + 6, y + bh + 6)
+        if any(placed[0] < o[2] and o[0] < placed[2] and placed[1] < o[3] and o[1] < placed[3]
+               for o in occupied):
+            continue  # would overlap text already drawn (a long line on a small image)
+        occupied.append(placed)
         mask.paste(block, (x, y))
         on = np.asarray(mask) > 96
         if low:
