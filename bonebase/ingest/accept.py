@@ -75,7 +75,7 @@ def case_record(row: dict, *, site: str, deid: Deidentifier) -> CaseRecord:
     }
     row_hash = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     return CaseRecord(
-        case_pseudonym=deid.pseudonym(site, f"case\x1f{_text(row.get('case_id'))}"),
+        case_pseudonym=_case_pseudonym(_text(row.get("case_id")), site=site, deid=deid),
         patient_pseudonym=deid.pseudonym(site, _text(row.get("patient_id"))),
         row_hash=row_hash,
         **fields,
@@ -86,7 +86,15 @@ def case_ref(case_id: object, *, site: str, deid: Deidentifier) -> str | None:
     """The case's pseudonym, which receipts and quarantine items name a case by (with its row
     number): hospitals often use the patient's record number as case_id."""
     text = _text(case_id)
-    return deid.pseudonym(site, f"case\x1f{text}") if text else None
+    return _case_pseudonym(text, site=site, deid=deid) if text else None
+
+
+def _case_pseudonym(case_id: str, *, site: str, deid: Deidentifier) -> str:
+    """The case's pseudonym; a case_id that is one already (a site's gateway sends its cases
+    pseudonymised, bonebase/gateway) is kept, so the gateway's case and a folder's link up."""
+    if deid.is_pseudonym(site, case_id):
+        return case_id
+    return deid.pseudonym(site, f"case\x1f{case_id}")
 
 
 def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *, site: str,

@@ -151,6 +151,13 @@ def _print_prediction(predicted: dict) -> None:
         f"{c['cases_accepted']} cases ({c['files_accepted']} files), quarantine "
         f"{c['quarantined']}, warn {c['warnings']}; images matched to rows by rule "
         f"{predicted['match_rule']}", highlight=False)
+    by_rule: dict[str, list[str]] = {}
+    for case in predicted["cases"]:
+        by_rule.setdefault(case["matched_by"] or "", []).append(str(case["row"]))
+    for how, rows in by_rule.items():
+        shown = ", ".join(rows[:20]) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
+        console.print(f"[green]accept[/]     {len(rows)} case(s) matched by {escape(how)}: "
+                      f"row(s) {shown}", highlight=False)
     for q in predicted["quarantine"]:
         place = ", ".join(p for p in (f"row {q['row']}" if q["row"] else "", q["file"] or "") if p)
         console.print(f"[red]quarantine[/] {q['reason']:<22} {escape(place)}: "

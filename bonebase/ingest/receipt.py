@@ -28,6 +28,9 @@ FIXES = {
     "blank_image": "export the radiograph again; the file holds a blank image",
     "duplicate_case_id": "give every case its own case_id",
     "burned_in_annotation": "a data steward reviews the image for identifying text",
+    "burned_in_text": "a data steward reviews the image; or set the site's policy to redact "
+    "(bonebase site update CODE --burned-in redact)",
+    "not_an_image": "send documents through the manifest's clinical data, not as images",
     "secondary_capture": "send the original radiograph instead of a screen capture",
     "phi_residue": "a data steward reviews the file; remove identifying text at the source",
     "missing_file": "send the file again",

@@ -113,3 +113,4 @@ def test_a_hospital_onboards_from_real_files_and_validate_predicts_submit(tmp_pa
     text = printed.get()
     assert text.count("\nquarantine ") == len(QUARANTINE) and "[redacted]" in text
     assert "submit would accept 3 cases (5 files), quarantine 7, warn 2" in text
+    assert f"accept     1 case(s) matched by {WITHOUT_ACCESSION}: row(s) 3" in text
