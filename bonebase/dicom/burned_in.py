@@ -538,3 +538,21 @@ def tesseract_available() -> bool:
     except Exception:  # noqa: BLE001 - not installed, not runnable
         return False
     return True
+
+
+def apply(source: Dataset, result, *, policy: str = "redact") -> Step | None:
+    """The step on a data set held whole (the hospital gateway's path; ingest streams files
+    and uses bonebase.ingest.process): ``result`` is the DeidResult of ``source``, whose
+    dataset holds Pixel Data. Returns None for an image that is no candidate; else the Step,
+    with ``redacted`` True when ``result.dataset`` was blacked out (policy "redact"). With
+    policy "quarantine", or an image that is mostly text, the caller holds the image
+    (``step.regions`` non-empty / ``step.finding.mostly_text``)."""
+    if not candidate(source):
+        return None
+    step = Step(find_text(first_frame(source), str(source.get("PhotometricInterpretation", ""))))
+    step.judge(result.sources)
+    if step.regions and not step.finding.mostly_text and policy == "redact":
+        redact(result.dataset, step.regions)
+        add_method(result.dataset)
+        step.redacted = True
+    return step

@@ -183,3 +183,16 @@ def test_undecodable_pixels_are_quarantined(tmp_path) -> None:
     path = _write(ds, tmp_path / "broken.dcm")
     result = process_file(_entry(path), deid=Deidentifier(SECRET), site="HX", staging=tmp_path)
     assert result.reason == "corrupt_file" and "decoded" in result.message
+
+
+def test_apply_on_a_data_set_held_whole() -> None:
+    """The gateway's path (a data set in memory, Pixel Data in the de-identified copy)."""
+    ds = _instance(_drawn(NAME_AT_EDGE))
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    result = Deidentifier(SECRET).deidentify(ds, site="HX")
+    step = burned_in.apply(ds, result)
+    assert step is not None and step.redacted
+    assert np.ptp(result.dataset.pixel_array[0:20, 0:90]) == 0
+    assert np.ptp(ds.pixel_array[0:20, 0:90]) > 0  # the source is left as it was
+    assert result.dataset.BurnedInAnnotation == "NO"
