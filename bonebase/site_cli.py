@@ -19,6 +19,11 @@ _MATCH_HELP = ("How the site's images match its manifest rows: accession (patien
                "empty accession_number matches its patient's images without AccessionNumber "
                "(docs/manifest.md).")
 
+_DESCRIPTORS_HELP = ("Keep free-text descriptions, comments and histories, cleaned of identifying "
+                     "text by a detector (default: removed, as the DICOM Basic Profile does).")
+_BURNED_IN_HELP = ("What to do with an image whose pixels show identifying text: redact (black "
+                   "it out, the default) or quarantine (hold it for a data steward).")
+
 site_app = typer.Typer(help="Register and inspect the consortium's hospitals (sites).",
                        no_args_is_help=True)
 
@@ -30,6 +35,9 @@ def site_add(
     country: Annotated[str, typer.Option("--country", help="Country (ISO code or name).")] = "",
     contact: Annotated[str, typer.Option("--contact", help="Data contact (e-mail).")] = "",
     match: Annotated[str | None, typer.Option("--match", help=_MATCH_HELP)] = None,
+    keep_descriptors: Annotated[bool, typer.Option(
+        "--keep-descriptors/--no-keep-descriptors", help=_DESCRIPTORS_HELP)] = False,
+    burned_in: Annotated[str, typer.Option("--burned-in", help=_BURNED_IN_HELP)] = "redact",
 ) -> None:
     """Register a hospital."""
     from bonebase.db.engine import connect
@@ -41,7 +49,7 @@ def site_add(
         check_rule(match)
     with connect(_db_url()) as conn:
         site = add_site(conn, code=code, name=name, country=country, contact=contact,
-                        match_rule=match)
+                        match_rule=match, keep_descriptors=keep_descriptors, burned_in=burned_in)
     console.print(f"site {site.code} added: {site.name}")
 
 
@@ -56,12 +64,15 @@ def site_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     if as_json:
         print(json.dumps([{"code": s.code, "name": s.name, "country": s.country,
                            "contact": s.contact, "active": s.active,
-                           "match_rule": s.match_rule} for s in sites], indent=2))
+                           "match_rule": s.match_rule, "keep_descriptors": s.keep_descriptors,
+                           "burned_in": s.burned_in} for s in sites], indent=2))
         return
-    table = Table("code", "name", "country", "contact", "active", "match rule")
+    table = Table("code", "name", "country", "contact", "active", "match rule", "descriptors",
+                  "burned-in text")
     for s in sites:
         table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no",
-                      _rule(s.match_rule))
+                      _rule(s.match_rule), "kept" if s.keep_descriptors else "removed",
+                      s.burned_in)
     console.print(table if sites else "no sites yet: `bonebase site add CODE --name ...`")
 
 
@@ -78,6 +89,8 @@ def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
     for key in ("code", "name", "country", "contact", "active", "created_at"):
         console.print(f"{key:<10} {getattr(site, key)}")
     console.print(f"{'match rule':<10} {_rule(site.match_rule)}")
+    console.print(f"{'descriptors':<10} {'kept, cleaned' if site.keep_descriptors else 'removed'}")
+    console.print(f"{'burned-in text':<10} {site.burned_in}")
     for e in events:
         console.print(f"  {e['at']:%Y-%m-%d %H:%M} {e['actor']}: {e['action']} {e['details']}")
 
@@ -151,12 +164,17 @@ def site_update(
         "--active/--inactive", help="An inactive site's submissions are refused.")] = None,
     match: Annotated[str | None, typer.Option(
         "--match", help=_MATCH_HELP + " 'default' clears the site's rule.")] = None,
+    keep_descriptors: Annotated[bool | None, typer.Option(
+        "--keep-descriptors/--no-keep-descriptors", help=_DESCRIPTORS_HELP)] = None,
+    burned_in: Annotated[str | None, typer.Option("--burned-in", help=_BURNED_IN_HELP)] = None,
 ) -> None:
-    """Change a hospital's name, country, contact, active flag or match rule."""
+    """Change a hospital's name, country, contact, active flag, match rule or de-identification
+    settings."""
     from bonebase.db.engine import connect
     from bonebase.db.sites import update_site
 
     with connect(_db_url()) as conn:
         site = update_site(conn, code, name=name, country=country, contact=contact, active=active,
-                           match_rule=match)
+                           match_rule=match, keep_descriptors=keep_descriptors,
+                           burned_in=burned_in)
     console.print(f"site {site.code} updated")

@@ -53,14 +53,16 @@ def _quoting_nothing(body):
 @task(name="process-files", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 @_quoting_nothing
 def process_files(entries: list[scan.FileEntry], uid_root: str, site: str, staging: str,
-                  pool: int = 0) -> list[process.FileResult]:
+                  pool: int = 0, keep_descriptors: bool = False,
+                  burned_in: str = "redact") -> list[process.FileResult]:
     """Read, QC and de-identify one batch of files into the staging folder (streamed)."""
     # The key comes from the settings, never as a parameter: Prefect stores parameters. On a
     # Dask worker these are the worker's environment (BONEBASE_SECRET or BONEBASE_HOME).
     settings = _settings()
     return runner.run_batch(entries, pool=pool, secret=settings.consortium_secret(),
                             uid_root=uid_root, site=site, staging=Path(staging),
-                            max_pixels=settings.max_pixels)
+                            max_pixels=settings.max_pixels, keep_descriptors=keep_descriptors,
+                            burned_in=burned_in)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -146,7 +148,8 @@ def ingest_flow(site: str, source_path: str | None = None, match_rule: str | Non
         manifest_path = scan.find_manifest(root, limits=limits)
         entries = scan.scan_files(root, manifest_path, limits=limits)
         opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
-                        rule=match.choose(match_rule, site_row.match_rule))
+                        rule=match.choose(match_rule, site_row.match_rule),
+                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in)
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
@@ -179,6 +182,8 @@ class Opened:
     manifest_path: Path
     entries: list[scan.FileEntry]
     rule: tuple[str, str]  # the match rule and where it was declared
+    keep_descriptors: bool = False  # the site's de-identification settings (#19)
+    burned_in: str = "redact"
 
     @property
     def base(self) -> str:
@@ -206,7 +211,8 @@ def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: 
     rule, origin = opened.rule
     match.require_columns(rule, manifest.columns)
     at("de-identifying the files")
-    args = {"uid_root": settings.uid_root, "site": site, "staging": str(staging)}
+    args = {"uid_root": settings.uid_root, "site": site, "staging": str(staging),
+            "keep_descriptors": opened.keep_descriptors, "burned_in": opened.burned_in}
     if in_flow:
         results = runner.run_batches(process_files, opened.entries, args, settings, progress)
     else:
@@ -368,7 +374,8 @@ def predict_submission(site: str, source_path: str, *, settings: Settings | None
             site_row = require_active(get_site(conn, site))
         entries = scan.scan_files(root, manifest_path, limits=limits)
         opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
-                        rule=match.choose(match_rule, site_row.match_rule))
+                        rule=match.choose(match_rule, site_row.match_rule),
+                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in)
         (settings.home / "staging").mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="check-", dir=settings.home / "staging"))
         try:

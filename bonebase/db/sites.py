@@ -26,6 +26,8 @@ class Site:
     active: bool
     created_at: datetime
     match_rule: str | None = None  # bonebase.ingest.match.RULES; None: the default
+    keep_descriptors: bool = False  # keep free-text descriptions, cleaned (#19); else removed
+    burned_in: str = "redact"  # burned-in identifying text: black it out, or "quarantine"
 
 
 def check_code(code: str) -> str:
@@ -44,8 +46,10 @@ def _site(row: dict) -> Site:
 
 
 def add_site(conn: Connection, *, code: str, name: str, country: str = "", contact: str = "",
-             actor: str | None = None, match_rule: str | None = None) -> Site:
+             actor: str | None = None, match_rule: str | None = None,
+             keep_descriptors: bool = False, burned_in: str = "redact") -> Site:
     check_code(code)
+    check_burned_in(burned_in)
     if not name.strip():
         raise InputError(f"site {code}: --name is empty; give the hospital's name")
     if match_rule is not None:
@@ -53,13 +57,15 @@ def add_site(conn: Connection, *, code: str, name: str, country: str = "", conta
     try:
         with conn.transaction():
             row = conn.execute(
-                "INSERT INTO sites (code, name, country, contact, match_rule)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                (code, name.strip(), country.strip(), contact.strip(), match_rule),
+                "INSERT INTO sites (code, name, country, contact, match_rule, keep_descriptors,"
+                " burned_in) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (code, name.strip(), country.strip(), contact.strip(), match_rule,
+                 keep_descriptors, burned_in),
             ).fetchone()
             audit.record(conn, action="site.add", entity="site", entity_id=code, actor=actor,
                          details={"name": name, "country": country, "contact": contact,
-                                  "match_rule": match_rule})
+                                  "match_rule": match_rule, "keep_descriptors": keep_descriptors,
+                                  "burned_in": burned_in})
     except psycopg.errors.UniqueViolation:
         raise InputError(
             f"site {code} already exists; see `bonebase site show {code}`, or choose another code"
@@ -72,6 +78,17 @@ def get_site(conn: Connection, code: str) -> Site:
     if row is None:
         raise NotFoundError(f"no site {code!r}; `bonebase site list` shows the registered sites")
     return _site(row)
+
+
+BURNED_IN = ("redact", "quarantine")
+
+
+def check_burned_in(policy: str) -> str:
+    """A site's policy for burned-in identifying text: redact (black it out) or quarantine."""
+    if policy not in BURNED_IN:
+        raise InputError(f"burned-in policy {policy!r} is unknown: use redact (black the text "
+                         "out, the default) or quarantine (hold the image for a data steward)")
+    return policy
 
 
 def require_active(site: Site) -> Site:
@@ -89,12 +106,15 @@ def list_sites(conn: Connection) -> list[Site]:
 
 
 def update_site(conn: Connection, code: str, *, actor: str | None = None, **changes: str | bool) -> Site:
-    allowed = {"name", "country", "contact", "active", "match_rule"}
+    allowed = {"name", "country", "contact", "active", "match_rule", "keep_descriptors",
+               "burned_in"}
     changes = {k: v for k, v in changes.items() if v is not None}
     if "match_rule" in changes:
         # "default" clears the site's rule (NULL: the default rule applies).
         changes["match_rule"] = (None if changes["match_rule"] == "default"
                                  else check_rule(changes["match_rule"]))
+    if "burned_in" in changes:
+        check_burned_in(changes["burned_in"])
     unknown = set(changes) - allowed
     if unknown:
         raise InputError(f"cannot change {', '.join(sorted(unknown))} of a site")

@@ -49,22 +49,28 @@ def run_here(entries: list[scan.FileEntry], args: dict, settings: Settings,
     slots = _worker_count(settings)
     futures = [_workers(slots).submit(
         process.process_batch, b, secret=settings.consortium_secret(), uid_root=args["uid_root"],
-        site=args["site"], staging=Path(args["staging"]), max_pixels=settings.max_pixels)
+        site=args["site"], staging=Path(args["staging"]), max_pixels=settings.max_pixels,
+        keep_descriptors=args.get("keep_descriptors", False),
+        burned_in=args.get("burned_in", "redact"))
         for b in _batches(entries, slots)]
     return _collect(futures, len(entries), progress)
 
 
 def run_batch(entries: list[scan.FileEntry], *, pool: int, secret: str, uid_root: str,
-              site: str, staging: Path, max_pixels: int) -> list[process.FileResult]:
-    """One batch: here (``pool`` 0, as on a Dask worker) or on the process pool of ``pool``."""
+              site: str, staging: Path, max_pixels: int, keep_descriptors: bool = False,
+              burned_in: str = "redact") -> list[process.FileResult]:
+    """One batch: here (``pool`` 0, as on a Dask worker) or on the process pool of ``pool``;
+    ``keep_descriptors`` and ``burned_in`` are the site's de-identification settings."""
     if not pool:  # on Dask: the task already runs in a worker process of its own
         return process.process_batch(entries, secret=secret, uid_root=uid_root, site=site,
-                                     staging=staging, max_pixels=max_pixels)
+                                     staging=staging, max_pixels=max_pixels,
+                                     keep_descriptors=keep_descriptors, burned_in=burned_in)
     # pydicom is pure Python: the work runs in a process pool so batches use every core, while
     # Prefect still sees (and retries) one task per batch.
     future = _workers(pool).submit(process.process_batch, entries, secret=secret,
                                    uid_root=uid_root, site=site, staging=staging,
-                                   max_pixels=max_pixels)
+                                   max_pixels=max_pixels, keep_descriptors=keep_descriptors,
+                                   burned_in=burned_in)
     return future.result()
 
 

@@ -81,3 +81,21 @@ def test_site_commands_take_and_print_the_match_rule(bonebase_env, db_url):
     assert "accession (the default)" in runner.invoke(site_app, ["show", "HX"]).output
     refused = runner.invoke(site_app, ["update", "HX", "--match", "uid"])
     assert refused.exit_code != 0 and "match rule 'uid' is unknown" in str(refused.exception)
+
+
+def test_a_sites_de_identification_settings(bonebase_env, db_url):
+    from typer.testing import CliRunner
+
+    from bonebase.site_cli import site_app
+
+    runner = CliRunner()
+    added = runner.invoke(site_app, ["add", "HX", "--name", "Hospital X", "--keep-descriptors",
+                                     "--burned-in", "quarantine"])
+    assert added.exit_code == 0, added.output
+    shown = runner.invoke(site_app, ["show", "HX"]).output
+    assert "kept, cleaned" in shown and "quarantine" in shown
+    runner.invoke(site_app, ["update", "HX", "--no-keep-descriptors", "--burned-in", "redact"])
+    shown = runner.invoke(site_app, ["show", "HX"]).output
+    assert "removed" in shown and "redact" in shown
+    refused = runner.invoke(site_app, ["update", "HX", "--burned-in", "blur"])
+    assert refused.exit_code != 0 and "burned-in policy 'blur' is unknown" in str(refused.exception)

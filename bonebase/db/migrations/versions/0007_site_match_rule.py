@@ -1,6 +1,5 @@
 """A site's rule for matching its images to manifest rows (#17 point 1): NULL = the default rule
-(bonebase.ingest.match.DEFAULT); a submission's own --match wins over it. And the study and
-series descriptions stored as the text 'None' by earlier versions become NULL (#17 point 6).
+(bonebase.ingest.match.DEFAULT); a submission's own --match wins over it.
 
 Revision ID: 0007
 Revises: 0006
@@ -17,11 +16,6 @@ depends_on = None
 UPGRADE = """
 ALTER TABLE sites ADD COLUMN match_rule text
     CHECK (match_rule IN ('accession', 'patient_date', 'study_uid', 'folder'));
--- Descriptions that earlier versions stored as the text 'None' where de-identification had
--- emptied them (#17 point 6: pages read 'Study 1994-10-01 None'); no downgrade: they were empty.
-UPDATE studies SET description = NULL WHERE description = 'None';
-UPDATE series SET description = NULL WHERE description = 'None';
-UPDATE series SET body_part = NULL WHERE body_part = 'None';
 """
 
 DOWNGRADE = """
