@@ -251,8 +251,8 @@ def summary(out: dict, *, home: Path, serving: bool) -> list[tuple[str, str]]:
         ("project (docs/mlops.md)", f"{out['project']}: follow the guides there, with "
          f"BONEBASE_HOME={home}"),
         ("models", "bonebase models list / show ID / compare A B"),
-        ("Prefect UI", "prefect server start (flow runs of this demo are in "
-         f"{home / 'prefect'})"),
+        ("Prefect UI", "bonebase prefect ui (this demo's flow runs; `bonebase prefect command` "
+         "prints the `prefect server start` line)"),
         ("schedule", "bonebase schedule enable (needs a Prefect server)"),
         ("web database", "bonebase web"),
     ]  # fmt: skip

@@ -3,18 +3,20 @@
 `TABLE` maps each line, by its doc and its text, to what the walk does with it (see
 tests/e2e/guide_walk.py for the kinds); `test_every_guide_line_has_an_entry` fails for a new line
 until it has one, and for an entry whose line is gone. `test_the_guides_walk` then runs the table
-in order in a scratch world, each command a real process (`bonebase`, `dvc`, `prefect`,
-`bentoml`, `curl`, `bash` for `export`): a temporary BONEBASE_HOME, a fresh database on the test
-server, the moto S3 server over HTTP as object store and DVC remote, a real `prefect server
-start`, and a copy of this checkout with tiny params (tests/flows/world.py) as the project.
+in order, each command a real process (`bonebase`, `dvc`, `prefect`, `bentoml`, `curl`, `bash`
+for `export`): first the operator's machines (an embedded laptop; the consortium's, with a fresh
+database on the test server, the moto S3 server over HTTP and a real `prefect server start`),
+then, as a user would after `make demo`, docs/stewards.md and docs/mlops.md in the demo's home
+and project (the demo's story, smaller, runs once in tests/e2e/conftest.py and is shared with
+tests/e2e/test_demo.py), with the diagnosis API, the dataset reference and the web database,
+and the operator's upgrade last.
 
-Placeholders stay readable in the guides (HX, 12, 7, PATH); the table substitutes the values the
+Placeholders stay readable in the guides (HX, 12, 3, PATH); the table substitutes the values the
 walk found (`{name}` below). `bonebase synth` is shrunk from 4 x 100 to 2 x 22 cases.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import re
@@ -49,17 +51,10 @@ from tests.e2e.guide_walk import (
     scratch_env,
     url_of,
 )
-from tests.flows.world import TINY, copy_project
 
 STEWARDS, OPERATORS, MLOPS = "docs/stewards.md", "docs/operators.md", "docs/mlops.md"
 QUARANTINE, GATEWAY = "docs/quarantine.md", "docs/gateway.md"
 DATASETS, API, WEB, README = "docs/datasets.md", "docs/diagnosis-api.md", "docs/web.md", "README.md"
-
-#: The project's params: tiny training (seconds), BJ1 the external hospital, and a release gate
-#: no model of 22 cases can pass, so that `approve` without --override fails as the guide says.
-PARAMS = copy.deepcopy(TINY)
-PARAMS["split"]["external_sites"] = ["BJ1"]
-PARAMS["release"]["min_test_cases"] = 10_000
 
 
 def run(doc, text, **kw) -> Entry:
@@ -101,7 +96,8 @@ def record(name: str, pattern: str):
 
 
 def query(walk: Walk, sql: str, *args):
-    with psycopg.connect(walk.values["db_url_raw"]) as conn:
+    """``sql`` on the database of the walk's current home."""
+    with psycopg.connect(walk.env["DATABASE_URL"]) as conn:
         return conn.execute(sql, args).fetchall()
 
 
@@ -250,17 +246,47 @@ def use_consortium_home(walk):
     walk.env["BONEBASE_HOME"] = walk.values["home"]
 
 
+def use_demo_home(walk):
+    """The reader who ran `make demo` in their checkout: its home (checkout/.bonebase), the
+    demo's database and key, the local object store; the Prefect server and the S3 endpoint
+    (HX also sends its export from S3) stay. The consortium machine's environment is kept for
+    its return at the end."""
+    walk.values["consortium_env"] = dict(walk.env)
+    for name in ("BONEBASE_STORAGE_URL", "DATABASE_URL"):  # the S3 endpoint stays: HX sends from S3
+        walk.env.pop(name, None)
+    walk.env.update(walk.values["demo_environ"])
+    walk.env["DATABASE_URL"] = url_of(walk.values["demo_environ"]["DATABASE_URL"])
+    walk.cwd = Path(walk.values["demo_checkout"])
+
+
+def check_demo_home(walk):
+    assert walk.env["BONEBASE_HOME"] == walk.values["demo_home"], walk.env["BONEBASE_HOME"]
+
+
+def enter_project(walk):
+    """`cd` for the lines that follow (each line is its own bash)."""
+    walk.cwd = Path(walk.values["demo_home"]) / "project"
+    assert (walk.cwd / "dvc.lock").is_file(), "the demo ran its pipeline there"
+
+
+def use_consortium_env(walk):
+    """The consortium's settings again; the reader's shell keeps what it set since."""
+    kept = {k: walk.env[k] for k in ("PREFECT_API_URL", "BONEBASE_NEW_PASSWORD", "TOKEN")}
+    walk.env = {**walk.values["consortium_env"], **kept}
+
+
 def write_sites_json(walk):
-    sites = [{"code": "HX", "name": "Hospital X", "country": "CN"},
-             {"code": "RJH01", "name": "Royal Joint Hospital", "country": "GB",
-              "contact": "data@rjh.example"}]  # fmt: skip
+    sites = [{"code": "RJH01", "name": "Royal Joint Hospital", "country": "GB"},
+             {"code": "LTH02", "name": "Lakeside Teaching Hospital", "country": "IE",
+              "contact": "data@lth.example"}]  # fmt: skip
     (walk.cwd / "sites.json").write_text(json.dumps(sites))
 
 
 def hospital_exports(walk):
-    """HX's synthetic export as a folder, a zip of it, and under an S3 prefix."""
-    folder = walk.cwd / "synth" / "HX" / "submission"
-    (walk.cwd / "submission").symlink_to(folder, target_is_directory=True)
+    """HX's synthetic export (the guide's `cp -r` made `submission`), as a zip of it, and under
+    an S3 prefix."""
+    folder = walk.cwd / "submission"
+    assert (folder / "manifest.csv").is_file()
     with zipfile.ZipFile(walk.cwd / "submission.zip", "w") as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
@@ -277,7 +303,7 @@ def hospital_exports(walk):
 def radiograph_and_token(walk):
     """`$TOKEN` of the reader's shell, and knee_ap.dcm: one of HX's radiographs."""
     walk.env["TOKEN"] = "change-me"
-    site = walk.cwd / "synth" / "HX"
+    site = Path(walk.values["demo_checkout"]) / "synth" / "HX"
     bad = {f["file"] for f in json.loads((site / "faults.json").read_text())}
     for row in csv.DictReader((site / "truth.csv").open()):
         if row["modality"] in ("CR", "DX") and row["file"] not in bad:
@@ -342,45 +368,32 @@ TABLE: list[Entry | Step] = [
     run(OPERATORS, "bonebase schedule enable --pool bonebase              # retraining cron from "
         "prefect.yaml", expect=r"retrain/retrain: .*active.*cron '0 3 \* \* 1'"),
     run(OPERATORS, "bonebase schedule show", expect=r"active.*work pool bonebase"),
-    Entry(MLOPS, "prefect server start                                  # UI at "
-          "http://127.0.0.1:4200", SAME, same_as=(OPERATORS, "prefect server start              "
-          "                    # UI and API on http://127.0.0.1:4200"),
-          note="the same command: the server started for docs/operators.md runs the walk"),
-    Entry(MLOPS, "export PREFECT_API_URL=http://127.0.0.1:4200/api", EXPORT,
-          subs=(("4200", "{prefect_port}"),)),
-    Entry(MLOPS, "prefect worker start --pool bonebase                  # runs the scheduled flow "
-          "runs", SAME, same_as=(OPERATORS, "prefect worker start --pool bonebase               "
-          "   # runs the flow runs of the pool"), note="the same command, run for operators.md"),
-    run(MLOPS, 'bonebase schedule enable [--cron "0 3 * * 1"] [--timezone Europe/Berlin]',
-        subs=(('[--cron "0 3 * * 1"] [--timezone Europe/Berlin]',
-               '--cron "0 3 * * 1" --timezone Europe/Berlin'),),
-        expect=r"active, cron '0 3 \* \* 1' \(Europe/Berlin\)"),
-    run(MLOPS, "bonebase schedule show                                # cron, active/paused, next "
-        "times, recent runs", expect=r"active[\s\S]*next  "),
-    run(MLOPS, "bonebase schedule disable                             # pause; enable resumes",
-        expect="paused"),
+    # ---- after `make demo` (README): the demo's checkout, home, database and key; the guides
+    # for stewards and MLOps continue there, in their order (#17)
+    Step("after `make demo`: the demo's home (tests/e2e/conftest.py ran its story, smaller), in "
+         "the checkout it ran from", use_demo_home),
     # ---- stewards: register, synthetic hospitals, validate, submit, receipts, quarantine
-    run(STEWARDS, 'bonebase site add HX --name "Hospital X" --country CN --contact '
-        "data@hospital-x.example", expect="site HX added: Hospital X"),
-    run(STEWARDS, "bonebase site list", expect=r"HX\W+Hospital X\W+CN"),
-    run(STEWARDS, "bonebase site show HX                 # details and the last audit events",
+    run(STEWARDS, 'bonebase site add RJH01 --name "Royal Joint Hospital" --country GB --contact '
+        "data@rjh.example", expect="site RJH01 added: Royal Joint Hospital"),
+    run(STEWARDS, "bonebase site list", expect=r"\bHX\W[\s\S]*\bRJH01\W+Royal Joint Hospital\W+GB"),
+    run(STEWARDS, "bonebase site show RJH01              # details and the last audit events",
         expect=r"site\.add"),
-    run(STEWARDS, "bonebase site update HX --contact new-contact@hospital-x.example",
-        expect="site HX updated"),
-    run(STEWARDS, "bonebase site update HX --inactive    # a hospital that left; --active brings "
-        "it back", expect="site HX updated"),
-    sh_step("HX comes back (`--active`, as the comment says): it submits below",
-            "bonebase site update HX --active && bonebase site list", expect=r"HX\W.*\Wyes"),
-    Step("sites.json: a coordinator's list of hospitals (HX again and one more)",
+    run(STEWARDS, "bonebase site update RJH01 --contact new-contact@rjh.example",
+        expect="site RJH01 updated"),
+    run(STEWARDS, "bonebase site update RJH01 --inactive # a hospital that left; --active brings "
+        "it back", expect="site RJH01 updated"),
+    Step("sites.json: a coordinator's list of hospitals (RJH01 again and one more)",
          write_sites_json),
     run(STEWARDS, "bonebase site import sites.json",
-        expect=r"site HX exists, kept[\s\S]*site RJH01 added"),
-    run(STEWARDS, "bonebase synth --sites 4 --cases-per-site 100 --seed 7 --out synth",
+        expect=r"site RJH01 exists, kept[\s\S]*site LTH02 added"),
+    run(STEWARDS, "bonebase synth --sites 4 --cases-per-site 100 --seed 8 --out synth",
         subs=(("--sites 4 --cases-per-site 100", "--sites 2 --cases-per-site 22"),),
         note="shrunk to 2 hospitals (HX, BJ1) of 22 cases to keep the walk in minutes",
         expect=r"sites=\('HX', 'BJ1'\)"),
     run(STEWARDS, "bonebase site import synth/sites.json",
-        expect=r"site HX exists, kept[\s\S]*site BJ1 added"),
+        expect=r"site HX exists, kept[\s\S]*site BJ1 exists, kept"),
+    run(STEWARDS, "cp -r synth/HX/submission submission    # HX's export: the folder the examples "
+        "below send", then=lambda walk, _: hospital_exports(walk)),
     *not_a_command(STEWARDS, ["submission/", "├── manifest.csv",
                               "├── 12345678/                  # any layout: per patient, per "
                               "study, flat ...", "│   ├── study1/IM0001.dcm",
@@ -390,16 +403,14 @@ TABLE: list[Entry | Step] = [
                               "behaviour,modalities,pathology_confirmed",
                               "HX-0001,12345678,HX2401010001,F,17,distal femur,osteosarcoma,"
                               "malignant,XR;MR,yes"], "a sample of the manifest (CSV)"),
-    Step("HX's export: `submission` (synth/HX/submission), submission.zip, and the same files "
-         "under s3://BUCKET/incoming/HX/2026-11/", hospital_exports),
     run(STEWARDS, "bonebase validate submission --site HX", rc=1,
         note="exit 1 as the guide says: the synthetic submission has injected faults",
         expect=r"site HX: 22 rows, \d+ files: submit would accept \d+ cases \(\d+ files\), "
         r"quarantine \d+"),
     run(STEWARDS, "bonebase validate submission --site HX --open    # prints the Data Docs "
         "index.html path", rc=1, expect=r"Data Docs: \S+/index\.html"),
-    run(STEWARDS, "bonebase validate submission --site HX --json    # one record per failure, "
-        "for scripts", rc=1, then=check_validate_json),
+    run(STEWARDS, "bonebase validate submission --site HX --json    # the whole prediction, for "
+        "scripts", rc=1, then=check_validate_json),
     run(STEWARDS, "bonebase submit submission --site HX",
         expect=r"submission \d+ \(HX\): \d+ cases accepted",
         then=record("submission", r"submission (\d+) \(HX\)")),
@@ -410,8 +421,6 @@ TABLE: list[Entry | Step] = [
         expect="submission {submission} was already ingested"),
     run(STEWARDS, "bonebase submit submission --site HX --json      # the whole receipt as JSON",
         then=check_receipt_json),
-    sh_step("the second hospital, BJ1 (the external test site of the walk's params), submits",
-            "bonebase submit synth/BJ1/submission --site BJ1", expect=r"\(BJ1\): \d+ cases"),
     run(STEWARDS, "bonebase submissions list --site HX", expect=r"\b{submission}\W+HX\W+done"),
     run(STEWARDS, "bonebase submissions show 12           # the markdown receipt",
         subs=(("show 12", "show {submission}"),),
@@ -439,39 +448,20 @@ TABLE: list[Entry | Step] = [
     run(STEWARDS, "bonebase site quality            # every hospital",
         expect=r"BJ1[\s\S]*HX|HX[\s\S]*BJ1"),
     run(STEWARDS, "bonebase site quality HX --json", then=check_quality_json),
-    # ---- datasets: version 1, restore it, train on it, reproduce its split
-    run(DATASETS, 'bonebase dataset version [--params params.yaml] [--truth SYNTH_DIR]   # next '
-        'version, or "no new data"', subs=(("[--params params.yaml] [--truth SYNTH_DIR]",
-                                            "--params params.yaml --truth synth"),),
-        expect=r"dataset version 1: \d+ images"),
-    run(DATASETS, "bonebase dataset list | show N", note="alternatives: list, then show 1",
-        commands=(("bonebase dataset list", r"\b1\W+\d+\W+\d+"), "bonebase dataset show 1"),
-        then=check_dataset_show),
-    run(DATASETS, "bonebase dataset checkout N [--to DIR [--lock-to LOCK]] [--workspace DIR]",
-        note="every option filled in", subs=(
-            ("N [--to DIR [--lock-to LOCK]] [--workspace DIR]", "1 --to {scratch}/v1 --lock-to "
-             "{scratch}/v1-assignments.csv --workspace {home}/workspace"),),
-        expect=r"dataset version 1 \(\d+ images\) restored in \S+/v1", then=check_checkout_to),
-    run(DATASETS, "bonebase dataset checkout N --to data                # data/ = version N "
-        "(images, labels, split)", subs=(("checkout N", "checkout 1"),),
-        expect="restored in data"),
-    run(DATASETS, "dvc repro --single-item train evaluate               # the version's split as "
-        "it was recorded", expect="Running stage 'evaluate'"),
-    Entry(DATASETS, "# or, re-running the split on the version's own lock (it reproduces "
-          "split.csv byte for byte):", NOT_A_COMMAND, note="a comment on the next two lines"),
-    run(DATASETS, "bonebase dataset checkout N --to data --lock-to splits/assignments.csv",
-        subs=(("checkout N", "checkout 1"),), expect="split lock written to splits/assignments"),
-    run(DATASETS, "dvc repro --downstream split                         # split → train → "
-        "evaluate, never export", then=split_only),
-    # ---- mlops: version 2, the version-1 model registered (B), retrain on version 2 (A)
+    # ---- mlops after the demo and the stewards: in the demo's project, version 3 (HX's practice
+    # submission), train on it, torchrun, the retrain flow (model A), the schedule, releases
+    Entry(MLOPS, 'export BONEBASE_HOME="$PWD/.bonebase"   # the demo\'s home: database, object '
+          "store, key", EXPORT, then=lambda walk, _: check_demo_home(walk)),
+    run(MLOPS, "cd .bonebase/project                    # the demo's project: params.yaml, data/, "
+        "models/, dvc.lock", then=lambda walk, _: enter_project(walk),
+        note="the walk runs the next lines in that folder"),
     run(MLOPS, 'bonebase dataset version              # the next dataset version (or "no new '
-        'data")', expect=r"dataset version 2: \d+ images",
-        note="a new version: without --truth the labels have no lesion boxes"),
+        'data")', expect=r"dataset version 3: \d+ images",
+        note="version 3: the demo made 1 and 2, the stewards' practice submission is new data"),
     run(MLOPS, "bonebase dataset checkout 3 --to data # train on a recorded version instead of "
-        "the live database", subs=(("checkout 3", "checkout 1"),), expect="restored in data"),
-    run(MLOPS, "dvc repro --single-item train evaluate",
-        expect="Stage 'train' didn't change, skipping",
-        note="version 1 again, as trained above: dvc.lock matches, nothing re-runs"),
+        "the live database", expect="dataset version 3 .* restored in data"),
+    run(MLOPS, "dvc repro --single-item train evaluate", expect="Running stage 'evaluate'",
+        note="version 3 is new to the project: train and evaluate run"),
     sh_step("params for the torchrun line: train.nproc_per_node 2 (gloo on the CPU)",
             "python - <<'PY'\nimport yaml\np = yaml.safe_load(open('params.yaml'))\n"
             "p['train'].update(nproc_per_node=2, batch_size=16)\n"
@@ -483,27 +473,39 @@ TABLE: list[Entry | Step] = [
         note="two training processes under torchrun; models-ddp/ keeps the pipeline's model",
         expect="2 training processes share the CPU",
         then=lambda walk, _: _ddp_checkpoint(walk)),
-    sh_step("`bonebase models register` (docs/README.md's registry commands): the version-1 model "
-            "as a second candidate to compare, approve, deploy and roll back",
-            'bonebase models register --by "A. Steward"', expect=r"model \d+ .*: candidate",
-            then=record("model_b", r"model (\d+) ")),
-    run(MLOPS, "bonebase retrain [--params params.yaml] [--project DIR] [--force]",
-        subs=(("[--params params.yaml] [--project DIR] [--force]",
-               "--params params.yaml --project . --force"),),
-        note="no new data: version 2 is checked out, trained, registered and gated",
+    run(MLOPS, "bonebase retrain --project .          # [--params params.yaml] [--force]; --project: "
+        "the DVC project", note="version 3, trained above by hand but not by a retrain run: "
+        "checked out, dvc repro (cached), registered as model A and gated",
         expect=r"gate \*\*failed\*\*", then=record("model_a", r"Candidate \*\*model (\d+)\*\*")),
+    Entry(MLOPS, "prefect server start                                  # UI at "
+          "http://127.0.0.1:4200", SAME, same_as=(OPERATORS, "prefect server start              "
+          "                    # UI and API on http://127.0.0.1:4200"),
+          note="the same command: the server started for docs/operators.md runs the walk"),
+    Entry(MLOPS, "export PREFECT_API_URL=http://127.0.0.1:4200/api", EXPORT,
+          subs=(("4200", "{prefect_port}"),)),
+    Entry(MLOPS, "prefect worker start --pool bonebase                  # runs the scheduled flow "
+          "runs", SAME, same_as=(OPERATORS, "prefect worker start --pool bonebase               "
+          "   # runs the flow runs of the pool"), note="the same command, run for operators.md"),
+    run(MLOPS, 'bonebase schedule enable [--cron "0 3 * * 1"] [--timezone Europe/Berlin]',
+        subs=(('[--cron "0 3 * * 1"] [--timezone Europe/Berlin]',
+               '--cron "0 3 * * 1" --timezone Europe/Berlin'),),
+        expect=r"active, cron '0 3 \* \* 1' \(Europe/Berlin\)"),
+    run(MLOPS, "bonebase schedule show                                # cron, active/paused, next "
+        "times, recent runs", expect=r"active[\s\S]*next  "),
+    run(MLOPS, "bonebase schedule disable                             # pause; enable resumes",
+        expect="paused"),
     run(MLOPS, "bonebase models list", expect=r"\b{model_a}\W+benign_vs_malignant[\s\S]*candidate"),
-    run(MLOPS, "bonebase models show 7", subs=(("show 7", "show {model_b}"),),
-        expect=r'"id": {model_b},'),
-    run(MLOPS, "bonebase models compare 7 5 --data data          # AUCs, paired DeLong test, "
-        "per-site table", subs=(("compare 7 5", "compare {model_b} {model_a}"),),
-        expect=r"A #{model_b}: AUC [\s\S]*DeLong p="),
-    run(MLOPS, 'bonebase models approve 7 --by "A. Steward" --reason "external AUC up, '
-        'calibration ok"', subs=(("approve 7", "approve {model_a}"),), rc=5,
-        note="fails as documented: the gate fails (no model of 22 cases has 10,000 test cases)",
+    run(MLOPS, "bonebase models show 3", subs=(("show 3", "show {model_a}"),),
+        expect=r'"id": {model_a},'),
+    run(MLOPS, "bonebase models compare 3 1 --data data          # candidate vs champion: AUCs, "
+        "paired DeLong test, per-site table", subs=(("compare 3 1", "compare {model_a} {champion}"),),
+        expect=r"A #{model_a}: AUC [\s\S]*DeLong p="),
+    run(MLOPS, 'bonebase models approve 3 --by "A. Steward" --data data --reason "external AUC up, '
+        'calibration ok"', subs=(("approve 3", "approve {model_a}"),), rc=5,
+        note="fails as documented: the demo's small model fails the gate",
         expect=r"model {model_a} fails the release gate .*--override and a --reason"),
-    run(MLOPS, 'bonebase models approve 7 --by "A. Steward" --override --reason "…"   # failed '
-        "gate: recorded", subs=(("approve 7", "approve {model_a}"),),
+    run(MLOPS, 'bonebase models approve 3 --by "A. Steward" --data data --override --reason "…"   '
+        "# failed gate: recorded", subs=(("approve 3", "approve {model_a}"),),
         expect="model {model_a} approved by A. Steward", then=check_override_recorded),
     # ---- diagnosis API: deploy A, serve it with a token, ask it with curl
     run(API, 'bonebase models deploy 7 --by "Dr A. Reviewer"           # approved model → BentoML '
@@ -518,8 +520,8 @@ TABLE: list[Entry | Step] = [
         "location=distal_femur -F gradcam=true http://127.0.0.1:3000/diagnose",
         subs=(("3000", "{api_port}"),), then=check_diagnosis, fallback=("curl", diagnose_httpx)),
     Step("stop the `bentoml serve` above", lambda walk: walk.stop("api")),
-    # ---- operators §9: B approved and deployed, the bento built; containers need Docker
-    sh_step("B approved too (a second approved model: deploy and roll back need two)",
+    sh_step("B, the demo's candidate, approved too (a second approved model: deploy and roll "
+            "back need two)",
             'bonebase models approve {model_b} --by "A. Steward" --override --reason "walk"',
             expect="approved by A. Steward"),
     run(OPERATORS, 'bonebase models deploy 7 --by "A. Steward"',
@@ -553,13 +555,40 @@ TABLE: list[Entry | Step] = [
         commands=(("bonebase models server status", r"ready\W*, serving {tag_a}"),
                   ("bonebase models server stop", "stopped {tag_a}"),
                   ("bonebase models server start --port {model_port}", "serving {tag_a} at"))),
-    run(MLOPS, 'bonebase models deploy 7 --by "A. Steward" --serve   # BentoML model store + '
-        "(re)started server", subs=(("deploy 7", "deploy {model_b}"),
+    run(MLOPS, 'bonebase models deploy 3 --by "A. Steward" --serve   # BentoML model store + '
+        "(re)started server", subs=(("deploy 3", "deploy {model_b}"),
                                     ("--serve", "--serve --port {model_port}")),
-        note="the port: a free one, not 3000", expect="serving {tag_b} at"),
+        note="B: A is deployed by the line above; the port: a free one, not 3000",
+        expect="serving {tag_b} at"),
     run(MLOPS, 'bonebase models rollback --by "A. Steward" --serve   # the previous approved '
         "champion again", subs=(("--serve", "--serve --port {model_port}"),),
         expect=r"rolled back to model {model_a}[\s\S]*serving .*m{model_a}-"),
+    # ---- datasets (the reference behind mlops): no new data; restore version 1, train on it,
+    # reproduce its split
+    run(DATASETS, 'bonebase dataset version [--params params.yaml] [--truth SYNTH_DIR]   # next '
+        'version, or "no new data"', subs=(("[--params params.yaml] [--truth SYNTH_DIR]",
+                                            "--params params.yaml --truth {demo_checkout}/synth"),),
+        expect=r"dataset version 4: \d+ images",
+        note="version 4: the lesion boxes of --truth change the labels of version 3"),
+    run(DATASETS, "bonebase dataset list | show N", note="alternatives: list, then show 1",
+        commands=(("bonebase dataset list", r"\b1\W+\d+\W+\d+"), "bonebase dataset show 1"),
+        then=check_dataset_show),
+    run(DATASETS, "bonebase dataset checkout N [--to DIR [--lock-to LOCK]] [--workspace DIR]",
+        note="every option filled in", subs=(
+            ("N [--to DIR [--lock-to LOCK]] [--workspace DIR]", "1 --to {scratch}/v1 --lock-to "
+             "{scratch}/v1-assignments.csv --workspace {demo_home}/workspace"),),
+        expect=r"dataset version 1 \(\d+ images\) restored in \S+/v1", then=check_checkout_to),
+    run(DATASETS, "bonebase dataset checkout N --to data                # data/ = version N "
+        "(images, labels, split)", subs=(("checkout N", "checkout 1"),),
+        expect="restored in data"),
+    run(DATASETS, "dvc repro --single-item train evaluate               # the version's split as "
+        "it was recorded", expect="Running stage 'evaluate'"),
+    Entry(DATASETS, "# or, re-running the split on the version's own lock (it reproduces "
+          "split.csv byte for byte):", NOT_A_COMMAND, note="a comment on the next two lines"),
+    run(DATASETS, "bonebase dataset checkout N --to data --lock-to splits/assignments.csv",
+        subs=(("checkout N", "checkout 1"),), expect="split lock written to splits/assignments"),
+    run(DATASETS, "dvc repro --downstream split                         # split → train → "
+        "evaluate, never export", then=split_only),
     # ---- web database: accounts, the server with the served model, anonymous open data
     run(WEB, "bonebase init", expect="ready home="),
     Step("BONEBASE_NEW_PASSWORD instead of the prompt (the comment's other way)", new_password),
@@ -571,8 +600,12 @@ TABLE: list[Entry | Step] = [
           "[--open-data]", SERVE, name="web", probe=web_up("web_port", "/login"),
           subs=(("127.0.0.1:3000", "127.0.0.1:{model_port}"), ("--port 8000", "--port {web_port}"),
                 ("[--open-data]", "--open-data")), then=check_open_data),
-    run(MLOPS, 'bonebase models reject 7 --by "A. Steward" --reason "…"',
-        subs=(("reject 7", "reject {model_b}"),), expect="model {model_b} rejected by A. Steward"),
+    run(MLOPS, 'bonebase models reject 2 --by "A. Steward" --reason "…"',
+        subs=(("reject 2", "reject {model_b}"),), expect="model {model_b} rejected by A. Steward",
+        note="B, the demo's candidate (retired by the rollback above)"),
+    # ---- back on the consortium's machine
+    Step("the consortium's machine again: its home, database, S3 store, production key",
+         use_consortium_env),
     # ---- operators §7-8: down a revision and back up, then the production web server
     run(OPERATORS, "bonebase db downgrade 0003 --yes   # back: drops the tables the later "
         "revisions made", expect="schema at 0003"),
@@ -601,7 +634,8 @@ TABLE: list[Entry | Step] = [
     # ---- the README's two commands
     Entry(README, "make demo   # install into .venv, then the whole consortium story on embedded "
           "defaults (bonebase demo)", ELSEWHERE,
-          note="CI runs the demo's story, smaller, in tests/e2e/test_demo.py (`run_demo`)"),
+          note="its story, smaller, is the walk's starting point (tests/e2e/conftest.py: "
+          "`run_demo`), checked by tests/e2e/test_demo.py"),
     Entry(README, "make test   # install into .venv, then run the test suite", ELSEWHERE,
           note="CI (.ci/run) is `make test` on a fresh clone"),
 ]
@@ -643,14 +677,14 @@ def test_a_missing_program_takes_the_fallback_and_is_reported(tmp_path):
 
 
 @pytest.fixture
-def walk(tmp_path, fresh_database, s3_bucket):
+def walk(tmp_path, fresh_database, s3_bucket, demo_run):
     from bonebase.db.migrate import head_revision
     from tests.conftest import world_traversable_tmp
 
-    project = copy_project(tmp_path / "project", PARAMS)
+    checkout = demo_run.checkout  # where the reader ran `make demo`
     # what a reader has in the folder besides the checkout: not code, not a dirty tree
-    (project / ".git" / "info" / "exclude").write_text(
-        "/synth/\n/submission\n/submission.zip\n/sites.json\n/knee_ap.dcm\n")
+    (checkout / ".git" / "info" / "exclude").write_text(
+        "/synth/\n/submission\n/submission.zip\n/sites.json\n")
     embedded = world_traversable_tmp("bb-walk-")
     secret = tmp_path / "bonebase_secret"
     secret.write_text(secrets.token_urlsafe(36))  # production refuses guessable keys
@@ -658,27 +692,33 @@ def walk(tmp_path, fresh_database, s3_bucket):
         (tmp_path / folder).mkdir()
     url = url_of(fresh_database())
     values = {
-        "db_url": shlex.quote(url), "db_url_raw": url, "bucket": s3_bucket.bucket,
+        "db_url": shlex.quote(url), "bucket": s3_bucket.bucket,
         "endpoint": s3_bucket.endpoint_url, "secret_file": str(secret),
         "home": str(tmp_path / "home"), "embedded_home": str(embedded / "h"),
+        "demo_home": str(demo_run.settings.home), "demo_checkout": str(checkout),
+        "demo_environ": demo_run.environ, "champion": demo_run.out["champion"],
+        "model_b": demo_run.out["candidate"],
         "head": head_revision(),
         "scratch": str(tmp_path / "scratch"),
         **{name: free_port() for name in ("prefect_port", "api_port", "model_port", "web_port",
                                           "web_port2")},
     }  # fmt: skip
     env = scratch_env(tmp_path, values)
-    w = Walk(env=env, cwd=project, logs=tmp_path / "logs", values=values)
+    w = Walk(env=env, cwd=checkout, logs=tmp_path / "logs", values=values)
     try:
         yield w
     finally:
         w.stop_all()
-        # the supervised model server of the consortium's home; the laptop's embedded PostgreSQL
+        # the supervised model servers of the demo's and the consortium's homes; the laptop's
+        # embedded PostgreSQL
+        demo_env = {**env, **demo_run.environ}
         leftovers = (("bonebase models server stop", values["home"], w.env),
+                     ("bonebase models server stop", values["demo_home"], demo_env),
                      ("bonebase db stop", values["embedded_home"],
                       {k: v for k, v in w.env.items() if k != "DATABASE_URL"}))  # fmt: skip
         for cmd, home, env_ in leftovers:
             if Path(home).exists():
-                subprocess.run(["bash", "-c", cmd], cwd=project, capture_output=True,
+                subprocess.run(["bash", "-c", cmd], cwd=checkout, capture_output=True,
                                env={**env_, "BONEBASE_HOME": home}, timeout=120)  # fmt: skip
         shutil.rmtree(embedded, ignore_errors=True)
 
@@ -687,6 +727,9 @@ def walk(tmp_path, fresh_database, s3_bucket):
 @pytest.mark.s3
 @pytest.mark.timeout(1800)  # ~10 min on 2 busy cores; the suite's 900 s is for one test
 def test_the_guides_walk(walk):
+    """docs/operators.md's machines, then `make demo`'s home (tests/e2e/conftest.py), where
+    docs/stewards.md and docs/mlops.md follow in a user's order, with the diagnosis API, the
+    dataset reference and the web database; the operator's upgrade last."""
     lines = guide_lines()
     assert not coverage_problems(TABLE, lines), "fix the table first (see the test above)"
     where = locate(TABLE, lines)
