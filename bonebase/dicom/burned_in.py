@@ -44,7 +44,8 @@ MIN_CONFIDENCE = 45  # Tesseract's word confidence (0-100) below which a word is
 SURE = 80  # mean confidence of a line from which unrecognised text counts as text at all
 _FAINT = "\x00"  # marks a line read with less confidence (see SURE) until it is judged
 MOSTLY_TEXT = 0.25
-BAND = 0.25  # the border band read for text: this share of each side  # share of the image covered by text lines beyond which it is a document
+BAND = 0.25  # the border band read for text: this share of each side
+MIN_LETTER_TILES = 4  # tiles with strokes both ways below which an image costs no OCR  # share of the image covered by text lines beyond which it is a document
 CANDIDATE_MODALITIES = frozenset({"CR", "DX", "SC", "XC", "OT", "DOC", "MG", "RF", "XA", "PX"})
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 MARKERS = frozenset("""
@@ -125,25 +126,31 @@ def scaled(img: np.ndarray, side: int = OCR_SIDE) -> tuple[np.ndarray, float]:
     return np.asarray(Image.fromarray(img).resize(size, method)), factor
 
 
-def text_tiles(img: np.ndarray, tile: int = 16, density: float = 0.04) -> np.ndarray:
-    """The pre-filter: a boolean map of ``tile``-sized tiles dense in sharp edges both ways
-    (text strokes), the threshold set above the image's own noise."""
+def text_tiles(img: np.ndarray, tile: int = 16,
+               density: float = 0.04) -> tuple[np.ndarray, int]:
+    """The pre-filter, on the border band (the middle is anatomy): a boolean map of
+    ``tile``-sized tiles dense in sharp edges (the threshold set above the image's own noise),
+    and how many tiles hold sharp edges both across and along (letters have strokes both
+    ways; a bone's cortex or a collimator edge runs one way, which is why the count, not the
+    map, decides whether OCR runs)."""
     g = img.astype(np.int16)
     gx = np.abs(np.diff(g, axis=1))[:-1, :]
     gy = np.abs(np.diff(g, axis=0))[:, :-1]
     threshold = max(12.0, 4.0 * float(np.median(gx)) + 6.0)
-    edges = (gx > threshold) | (gy > threshold)
-    h, w = (edges.shape[0] // tile) * tile, (edges.shape[1] // tile) * tile
+    h, w = (gx.shape[0] // tile) * tile, (gx.shape[1] // tile) * tile
     if not h or not w:
-        return np.zeros((0, 0), bool)
-    share = edges[:h, :w].reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
-    found = share > density
-    # Burned-in annotations sit along the edges and in the corners; the middle is anatomy,
-    # whose texture (trabecular bone) looks like strokes too. Only the border band is read.
+        return np.zeros((0, 0), bool), 0
+
+    def share(edges: np.ndarray) -> np.ndarray:
+        return edges[:h, :w].reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
+
+    across, along = share(gx > threshold), share(gy > threshold)
+    found, both = (across > density) | (along > density), (across > density) & (along > density)
     ty, tx = found.shape
     by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
-    found[by:ty - by, bx:tx - bx] = False
-    return found
+    for grid in (found, both):
+        grid[by:ty - by, bx:tx - bx] = False
+    return found, int(both.sum())
 
 
 def _text_contrast(img: np.ndarray) -> np.ndarray:
@@ -299,8 +306,8 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     small, factor = scaled(display_8bit(frame, photometric))
     factor /= step
     finding = Finding()
-    tiles = text_tiles(small)
-    if not tiles.any():
+    tiles, letters = text_tiles(small)
+    if letters < MIN_LETTER_TILES:
         return finding
     finding.read = True
     rects = text_rects(tiles, small.shape)
