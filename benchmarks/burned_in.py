@@ -1,7 +1,7 @@
 """Burned-in text on the synthetic consortium: how much identifying text is removed, how many
 harmless markers go with it, and what the step costs ingest.
 
-    python benchmarks/burned_in.py [--sites 2] [--cases 22] [--share 0.3] [--rounds 3]
+    python benchmarks/burned_in.py [--sites 2] [--cases 22] [--share 0.3] [--rounds 3] [--seed 19]
 
 Generates a synthetic consortium whose radiographs carry burned-in text in a ``--share`` of them
 (bonebase.synth.generate(burned_in=...); the truth in <CODE>/burned_in.csv), then runs ingest's
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=22)
     parser.add_argument("--share", type=float, default=0.3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--no-large", action="store_true", help="skip the 10,000 x 10,000 image")
     args = parser.parse_args()
 
@@ -155,7 +156,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bonebase-burned-"))
     root = tmp / "synth"
-    generate(root, sites=args.sites, cases_per_site=args.cases, seed=19, workers=2,
+    generate(root, sites=args.sites, cases_per_site=args.cases, seed=args.seed, workers=2,
              burned_in=args.share)
     entries = _entries(root)
     deid = Deidentifier(b"benchmark-secret-0123456789abcdef")

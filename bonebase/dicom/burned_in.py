@@ -45,7 +45,8 @@ SURE = 80  # mean confidence of a line from which unrecognised text counts as te
 _FAINT = "\x00"  # marks a line read with less confidence (see SURE) until it is judged
 MOSTLY_TEXT = 0.25
 BAND = 0.25  # the border band read for text: this share of each side
-MIN_LETTER_TILES = 4  # tiles with strokes both ways below which an image costs no OCR  # share of the image covered by text lines beyond which it is a document
+MIN_LETTER_TILES = 4  # tiles with strokes both ways below which an image costs no OCR
+UNREAD = "\x01"  # the text of a group of letter-like marks OCR could not read  # share of the image covered by text lines beyond which it is a document
 CANDIDATE_MODALITIES = frozenset({"CR", "DX", "SC", "XC", "OT", "DOC", "MG", "RF", "XA", "PX"})
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 MARKERS = frozenset("""
@@ -127,19 +128,19 @@ def scaled(img: np.ndarray, side: int = OCR_SIDE) -> tuple[np.ndarray, float]:
 
 
 def text_tiles(img: np.ndarray, tile: int = 16,
-               density: float = 0.04) -> tuple[np.ndarray, int]:
+               density: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
     """The pre-filter, on the border band (the middle is anatomy): a boolean map of
     ``tile``-sized tiles dense in sharp edges (the threshold set above the image's own noise),
-    and how many tiles hold sharp edges both across and along (letters have strokes both
-    ways; a bone's cortex or a collimator edge runs one way, which is why the count, not the
-    map, decides whether OCR runs)."""
+    and the map of tiles with sharp edges both across and along (letters have strokes both
+    ways; a bone's cortex or a collimator edge runs one way, which is why this map, not the
+    first, decides whether OCR runs)."""
     g = img.astype(np.int16)
     gx = np.abs(np.diff(g, axis=1))[:-1, :]
     gy = np.abs(np.diff(g, axis=0))[:, :-1]
     threshold = max(12.0, 4.0 * float(np.median(gx)) + 6.0)
     h, w = (gx.shape[0] // tile) * tile, (gx.shape[1] // tile) * tile
     if not h or not w:
-        return np.zeros((0, 0), bool), 0
+        return np.zeros((0, 0), bool), np.zeros((0, 0), bool)
 
     def share(edges: np.ndarray) -> np.ndarray:
         return edges[:h, :w].reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
@@ -150,7 +151,7 @@ def text_tiles(img: np.ndarray, tile: int = 16,
     by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
     for grid in (found, both):
         grid[by:ty - by, bx:tx - bx] = False
-    return found, int(both.sum())
+    return found, both
 
 
 def _text_contrast(img: np.ndarray) -> np.ndarray:
@@ -210,10 +211,11 @@ def _along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
     return box
 
 
-def _unread(tiles: np.ndarray, found: list, shape: tuple[int, int],
+def _unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int, int],
             tile: int = 16) -> list[tuple[tuple, str]]:
-    """Groups of text-like tiles that no line OCR read covers (regions without text: blacked
-    out only next to identifying text, see :meth:`Step.judge`)."""
+    """Groups of text-like tiles that no line OCR read covers: regions without text, blacked
+    out next to identifying text (see :meth:`Step.judge`), or text ``UNREAD`` when the group
+    holds letter-like tiles (strokes both ways) enough for a word: unsure text."""
     from scipy import ndimage
 
     covered = np.zeros_like(tiles)
@@ -227,7 +229,12 @@ def _unread(tiles: np.ndarray, found: list, shape: tuple[int, int],
     for rows, cols in ndimage.find_objects(labels):
         y0, y1 = rows.start * tile, min(h, rows.stop * tile)
         x0, x1 = cols.start * tile, min(w, cols.stop * tile)
-        out.append(((x0, y0, x1 - x0, y1 - y0), ""))
+        ys, xs = np.nonzero(left[rows, cols])
+        th, tw = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
+        # One to three glyphs on one line ("R", "AP", "LAT"): a marker, which cannot identify.
+        glyphs = th <= 4 and tw <= 2.2 * th
+        word = int(letters[rows, cols][left[rows, cols]].sum()) >= MIN_LETTER_TILES
+        out.append(((x0, y0, x1 - x0, y1 - y0), UNREAD if word and not glyphs else ""))
     return out
 
 
@@ -307,12 +314,12 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     factor /= step
     finding = Finding()
     tiles, letters = text_tiles(small)
-    if letters < MIN_LETTER_TILES:
+    if letters.sum() < MIN_LETTER_TILES:
         return finding
     finding.read = True
     rects = text_rects(tiles, small.shape)
     found = _read_rects(small, rects)
-    found += _unread(tiles, found, small.shape)
+    found += _unread(tiles, letters, found, small.shape)
     text_mask = np.zeros(small.shape, bool)
     for (x, y, bw, bh), text in found:
         if not text.startswith(_FAINT) and sum(ch.isalnum() for ch in text) >= 3:  # words
@@ -386,6 +393,9 @@ def _beside(a: tuple, b: tuple) -> bool:
 def judge(region: Region, words: dict[str, str]) -> None:
     """Set ``region.verdict`` and ``region.why`` (see the module docstring)."""
     tokens = [t for t in re.split(r"[\s^,;]+", region.text) if t]
+    if region.text == UNREAD:
+        region.text, region.verdict, region.why = "", "unsure", "letters OCR could not read"
+        return
     if not tokens:
         region.verdict, region.why = "harmless", "nothing read"
         return
