@@ -96,6 +96,7 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
         "source": plan.redact(source),
         "counts": counts,
         "match_rule": matching_rule(plan),
+        "deidentified": deidentified(plan),
         "cases": [{**c, "matched_by": matched_by(plan, c["row"])} for c in outcome.case_results],
         "quarantine": quarantined,
         "warnings": plan.warnings,
@@ -112,6 +113,25 @@ def quarantine_entries(plan) -> list[dict]:
          "fix": fix_for(item.reason)}
         for item, _ in plan.quarantine
     ]
+
+
+def deidentified(plan) -> dict:
+    """What de-identification did to the accepted files' content, counted (attribute keywords
+    and numbers, never a value): free-text attributes removed or cleaned, and burned-in text
+    read and blacked out (#19)."""
+    from collections import Counter
+
+    free_text: Counter = Counter()
+    burned_in: Counter = Counter()
+    for case in plan.cases:
+        for r in case.files:
+            for keyword, how in (r.extra.get("free_text") or {}).items():
+                free_text[f"{keyword} {how}"] += 1
+            for key, value in (r.extra.get("burned_in") or {}).items():
+                if isinstance(value, int):
+                    burned_in[key] += int(value)
+    return {"free_text": dict(sorted(free_text.items())),
+            "burned_in_text": dict(sorted(burned_in.items()))}
 
 
 def matching_rule(plan) -> str | None:
@@ -152,6 +172,7 @@ def prediction(*, site: str, source: str, plan, n_files: int, n_rows: int, data_
             "by_reason": dict(sorted(by_reason.items())),
         },
         "match_rule": matching_rule(plan),
+        "deidentified": deidentified(plan),
         "cases": [{"row": c.row, "case": c.case_ref, "matched_by": matched_by(plan, c.row),
                    "files": [plan.redact(r.rel) for r in c.files]} for c in plan.cases],
         "quarantine": quarantined,
@@ -216,6 +237,11 @@ def to_markdown(receipt: dict) -> str:
     ]
     if receipt.get("match_rule"):
         lines.append(f"- images matched to rows by rule {receipt['match_rule']}")
+    done = receipt.get("deidentified") or {}
+    for key, label in (("free_text", "free text in accepted files"),
+                       ("burned_in_text", "burned-in text in accepted files")):
+        if done.get(key):
+            lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in done[key].items()))
     if receipt.get("data_docs"):
         lines.append(f"- validation report (Data Docs): {receipt['data_docs']}")
     if receipt.get("cases"):

@@ -100,6 +100,8 @@ def test_a_hospital_onboards_from_real_files_and_validate_predicts_submit(tmp_pa
     assert [(c["row"], c["case"], c["matched_by"], c["files"]) for c in predicted["cases"]] == [
         (c["row"], c["case"], c["matched_by"], c["files"]) for c in receipt["cases"]]
     assert predicted["match_rule"] == receipt["match_rule"]
+    assert predicted["deidentified"] == receipt["deidentified"]
+    assert set(receipt["deidentified"]) == {"free_text", "burned_in_text"}
     assert "new, updated or unchanged" in predicted["not_predicted"]
 
     # The receipt's Markdown names the rule per case; the printed prediction lists every item.

@@ -66,6 +66,7 @@ def test_validate_predicts_what_submit_quarantines_on_the_faulty_site(settings, 
     assert predicted["warnings"] == receipt["warnings"]
     assert [c["row"] for c in predicted["cases"]] == [c["row"] for c in receipt["cases"]]
     assert predicted["counts"]["by_reason"] == receipt["counts"]["by_reason"]
+    assert predicted["deidentified"] == receipt["deidentified"]
 
     # The same images from another site: held for review, which validate reads from the
     # database (what other sites hold) and predicts as submit then does.
