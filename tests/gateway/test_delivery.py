@@ -86,5 +86,4 @@ def test_studies_arrive_as_cases_centrally_and_nothing_identifying_leaves(
     assert again["counts"]["cases_accepted"] == 1
     assert db.execute("SELECT count(*) AS n FROM instances").fetchone()["n"] == instances
     assert {r["pseudonym"] for r in db.execute("SELECT pseudonym FROM patients")} == patients
-    # LINK_CASES: the case itself (cases == 2) needs accept.py to keep a case pseudonym the
-    # gateway sent (requested); today the folder's row makes a second case of the same patient.
+    assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 2
