@@ -145,8 +145,12 @@ def text_tiles(img: np.ndarray, tile: int = 16,
     def share(edges: np.ndarray) -> np.ndarray:
         return edges[:h, :w].reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
 
-    across, along = share(gx > threshold), share(gy > threshold)
-    found, both = (across > density) | (along > density), (across > density) & (along > density)
+    found = (share(gx > threshold) > density) | (share(gy > threshold) > density)
+    # Letters have vertical strokes (edges across only) and horizontal ones (edges along
+    # only); a diagonal line or a ramp's wrap has both at the same pixels, and counts for none.
+    across = share((gx > threshold) & (gy < threshold / 2))
+    along = share((gy > threshold) & (gx < threshold / 2))
+    both = (across > density / 2) & (along > density / 2)
     ty, tx = found.shape
     by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
     for grid in (found, both):
