@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bonebase.dicom import deid_scan
+from bonebase.dicom import burned_in, deid_scan
 from bonebase.dicom.deid import METHOD_TEXT, Deidentifier
 from bonebase.dicom.deid_mark import gateway_mark
 from bonebase.dicom.read import DicomReadError
@@ -29,6 +29,7 @@ from bonebase.dicom.stream import open_parts
 from bonebase.errors import InputError
 from bonebase.gateway import clinical
 from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, Spool
+from bonebase.ingest.process import FileResult, burned_in_text
 
 MANIFEST_COLUMNS = ("case_id", "patient_id", "accession_number", "sex", "age", "location",
                     "diagnosis", "behaviour", "modalities", "pathology_confirmed")
@@ -168,7 +169,16 @@ def _deidentify_file(path: Path, out: Path, *, deid: Deidentifier, site: str, se
         ds.AccessionNumber = accession_ref
         ds.DeidentificationMethod = [*METHOD_TEXT, gateway_mark(
             secret, site, result.pseudonym, str(ds.SOPInstanceUID))]
-        if parts.pixels is None:
+        # Identifying text burned into the pixels is blacked out here, inside the hospital, by
+        # central ingest's own step (#19): identified pixels must not leave either.
+        text = None
+        if burned_in.candidate(parts.dataset):
+            held = FileResult(rel=path.name, source_sha256="", size=parts.size)
+            text = burned_in_text(parts, result, held, policy="redact")
+            if held.reason is not None:
+                return (f"{held.reason}: {held.message.removeprefix(path.name + ': ')}; it stays "
+                        "on site")
+        if parts.pixels is None or (text is not None and text.redacted):
             head, tail = result.to_bytes(), b""
         else:
             head, tail = result.encode_parts()
@@ -183,7 +193,7 @@ def _deidentify_file(path: Path, out: Path, *, deid: Deidentifier, site: str, se
         tmp = out / "file.part"
         with open(tmp, "wb") as fh:
             fh.write(head)
-            if parts.pixels is not None:
+            if parts.pixels is not None and not (text and text.redacted):
                 parts.copy_pixels(fh, digest)
             fh.write(tail)
         final = out / f"{hashlib.sha256(str(ds.SOPInstanceUID).encode()).hexdigest()[:24]}.dcm"

@@ -175,7 +175,7 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
         return None
     text = None
     if burned_in is not None and burned_in_step.candidate(ds):
-        text = _burned_in(parts, out, result, policy=burned_in)
+        text = burned_in_text(parts, out, result, policy=burned_in)
         if result.reason is not None:
             return None
     if parts.pixels is None or (text is not None and text.redacted):
@@ -220,9 +220,10 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
     return (head, tail) if result.reason is None else None
 
 
-def _burned_in(parts: DicomParts, out, result: FileResult, *, policy: str):
+def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
     """The burned-in text step on one candidate image: OCR of its first frame, then per the
-    site's ``policy`` black boxes in every frame or a quarantine reason on ``result``."""
+    site's ``policy`` black boxes in every frame or a quarantine reason on ``result``. Central
+    ingest and the hospital gateway (bonebase.gateway.studies) both run it."""
     rel = result.rel
     try:
         frame, stride = _ocr_frame(parts)
