@@ -175,6 +175,10 @@ def synth(
     seed: Annotated[int, typer.Option("--seed")] = 7,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: cores).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Empty OUT first if it has files.")] = False,
+    burned_in: Annotated[float, typer.Option(
+        "--burned-in", min=0.0, max=1.0,
+        help="Share of radiographs with the patient's name, ID, dates and hospital burned into "
+             "the pixels (truth in CODE/burned_in.csv; benchmarks/burned_in.py scores it).")] = 0.0,
 ) -> None:
     """Generate a synthetic consortium: per hospital a submission folder with manifest.csv, DICOM
     radiographs (plus a few CT/MR series), identifying header data and injected faults (faults.json).
@@ -187,7 +191,7 @@ def synth(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("generating cases", total=total)
         summary = generate(out, sites=sites, cases_per_site=cases_per_site, seed=seed,
-                           workers=workers, overwrite=overwrite,
+                           workers=workers, overwrite=overwrite, burned_in=burned_in,
                            progress=lambda n: progress.advance(task, n))
     console.print(f"[green]wrote[/] {out}: {summary}")
 

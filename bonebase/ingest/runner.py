@@ -136,7 +136,7 @@ def _dask_runner(settings: Settings):
         if not get_current_settings().api.url:
             raise ConfigError(
                 f"BONEBASE_DASK_ADDRESS={settings.dask_address} needs a Prefect server that the "
-                "Dask workers reach: start one (`prefect server start`) and set PREFECT_API_URL "
+                "Dask workers reach: start one (`bonebase prefect ui`, or `prefect server start` with this home's PREFECT_HOME) and set PREFECT_API_URL "
                 "for this process and the workers"
             )
         return DaskTaskRunner(address=settings.dask_address)

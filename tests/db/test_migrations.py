@@ -57,6 +57,6 @@ def test_embedded_server_path():
         assert upgrade(url) == head_revision()
         assert CORE_TABLES <= _tables(url)
     finally:
-        import pgserver
+        from bonebase.db.engine import stop_embedded
 
-        pgserver.get_server(pg_dir, cleanup_mode="stop").cleanup()
+        stop_embedded(pg_dir)
