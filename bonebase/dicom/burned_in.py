@@ -38,6 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from bonebase.dicom import free_text
+from bonebase.dicom.read import peek
 
 OCR_SIDE = 1400  # pixels: the long side of the copy OCR reads
 MIN_CONFIDENCE = 45  # Tesseract's word confidence (0-100) below which a word is noise
@@ -88,14 +89,16 @@ class Finding:
 
 
 def candidate(ds: Dataset) -> bool:
-    """Whether the image is one where burned-in text is likely enough to read it."""
-    if "PixelData" not in ds and "FloatPixelData" not in ds and not ds.get("Rows"):
+    """Whether the image is one where burned-in text is likely enough to read it.
+
+    Read with ``peek``: ``ds`` is the source data set, whose raw elements stay as they were read."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and not peek(ds, "Rows"):
         return False
-    if str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES":
+    if str(peek(ds, "BurnedInAnnotation", "") or "").upper() == "YES":
         return True
-    if str(ds.get("SOPClassUID", "") or "").startswith(SECONDARY_CAPTURE_PREFIX):
+    if str(peek(ds, "SOPClassUID", "") or "").startswith(SECONDARY_CAPTURE_PREFIX):
         return True
-    return str(ds.get("Modality", "") or "").upper() in CANDIDATE_MODALITIES
+    return str(peek(ds, "Modality", "") or "").upper() in CANDIDATE_MODALITIES
 
 
 # -- the image OCR reads --------------------------------------------------------------------
