@@ -7,7 +7,6 @@ exit non-zero; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,20 +29,20 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database server and schema migrations.", no_args_is_help=True)
-reader_app = typer.Typer(help="Reader studies (MRMC) of radiologists with and without the model.",
-                         no_args_is_help=True)
 app.add_typer(site_app, name="site")
 app.add_typer(db_app, name="db")
-app.add_typer(reader_app, name="reader-study")
 
 
 def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
     from bonebase.gateway.cli import gateway_app
+    from bonebase.importers.cli import import_app
     from bonebase.ingest.cli import submit, subs_app, validate
     from bonebase.ingest.quarantine_cli import quarantine_app
+    from bonebase.monitor.cli import monitor_app
     from bonebase.prefect_cli import prefect_app
+    from bonebase.readerstudy.cli import reader_app
     from bonebase.release.cli import models_app, retrain, schedule_app
     from bonebase.secret_cli import secret_app
 
@@ -58,6 +57,9 @@ def _mount_subapps() -> None:
     app.add_typer(secret_app, name="secret")
     app.add_typer(prefect_app, name="prefect")
     app.add_typer(gateway_app, name="gateway")
+    app.add_typer(import_app, name="import")
+    app.add_typer(monitor_app, name="monitor")
+    app.add_typer(reader_app, name="reader-study")
     from web.cli import register as register_web
 
     register_web(app)
@@ -194,25 +196,6 @@ def synth(
                            workers=workers, overwrite=overwrite, burned_in=burned_in,
                            progress=lambda n: progress.advance(task, n))
     console.print(f"[green]wrote[/] {out}: {summary}")
-
-
-# --------------------------------------------------------------------------------------------
-# --------------------------------------------------------------------------------------------
-@reader_app.command("analyze")
-def reader_analyze(
-    scores: Annotated[Path, typer.Argument(help="CSV with reader,modality,case,truth,score.")],
-    covariance: Annotated[str, typer.Option(help="jackknife or delong.")] = "jackknife",
-    threshold: Annotated[float | None, typer.Option(help="Score threshold for sens/spec.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Obuchowski-Rockette MRMC analysis of a reader study (RRRC, FRRC, RRFC)."""
-    from bonebase.stats.mrmc import analyze_csv, format_report
-
-    result = analyze_csv(scores, covariance=covariance, threshold=threshold)
-    if as_json:
-        print(json.dumps(result, indent=2, default=float))
-    else:
-        console.print(format_report(result))
 
 
 _mount_subapps()
