@@ -5,7 +5,12 @@ chapter "Bone tumours", with its behaviour classes benign / intermediate (locall
 metastasising) / malignant. Sites write diagnoses their own way: every accepted spelling, in English
 or Chinese, is listed as a synonym, and adding one is a one-line change to ``_DIAGNOSES``.
 
-Task labels (``benign_vs_malignant``, ``os_vs_gct``) are derived here so that export, training,
+A normal radiograph (no tumour) is the diagnosis ``normal`` with behaviour ``normal``. Public
+datasets' own terms (BTXRD's subtypes and sites, #20) are mapped in ``BTXRD_SUBTYPES`` and
+``btxrd_location``.
+
+Task labels (``benign_vs_malignant``, ``os_vs_gct``, ``tumour_vs_normal``,
+``normal_benign_malignant``) are derived here so that export, training,
 evaluation and validation all use one mapping.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,6 +27,10 @@ class Behaviour(StrEnum):
     BENIGN = "benign"
     INTERMEDIATE = "intermediate"
     MALIGNANT = "malignant"
+    # No tumour: a normal radiograph (BTXRD's 1,879 images without tumour, #20). Not a WHO
+    # behaviour class; it sits here so that a normal image is a case like any other (diagnosis
+    # "normal", behaviour "normal") for the database, the statistics page and the tasks.
+    NORMAL = "normal"
 
 
 @dataclass(frozen=True)
@@ -33,12 +43,18 @@ class Diagnosis:
 
 
 B, I, M = Behaviour.BENIGN, Behaviour.INTERMEDIATE, Behaviour.MALIGNANT  # noqa: E741 (table brevity)
+N = Behaviour.NORMAL
 
 # code, preferred name, behaviour, WHO family, synonyms (any case/spacing/punctuation is accepted).
 _DIAGNOSES: tuple[Diagnosis, ...] = (
     # Chondrogenic tumours
     Diagnosis("osteochondroma", "Osteochondroma", B, "chondrogenic",
               ("exostosis", "osteocartilaginous exostosis", "骨软骨瘤")),
+    Diagnosis("multiple_osteochondromas", "Multiple osteochondromas", B, "chondrogenic",
+              ("hereditary multiple exostoses", "multiple exostoses", "多发性骨软骨瘤")),
+    # WHO 2020 ICD-O 9220/1: locally aggressive. BTXRD's "synovial osteochondroma" is this entity.
+    Diagnosis("synovial_chondromatosis", "Synovial chondromatosis", I, "chondrogenic",
+              ("synovial osteochondromatosis", "synovial osteochondroma", "滑膜软骨瘤病")),
     Diagnosis("enchondroma", "Enchondroma", B, "chondrogenic", ("内生软骨瘤",)),
     Diagnosis("periosteal_chondroma", "Periosteal chondroma", B, "chondrogenic", ()),
     Diagnosis("chondroblastoma", "Chondroblastoma", B, "chondrogenic", ("软骨母细胞瘤",)),
@@ -100,7 +116,11 @@ _DIAGNOSES: tuple[Diagnosis, ...] = (
                "孤立性骨囊肿", "骨囊肿")),
     Diagnosis("fibrous_dysplasia", "Fibrous dysplasia", B, "other mesenchymal",
               ("纤维结构不良", "骨纤维异常增殖症")),
-    Diagnosis("osteofibrous_dysplasia", "Osteofibrous dysplasia", B, "other mesenchymal", ()),
+    # "Osteofibroma" (BTXRD) is an older name of osteofibrous dysplasia (ossifying fibroma of
+    # long bones, Kempson-Campanacci lesion); WHO 2020 uses osteofibrous dysplasia.
+    Diagnosis("osteofibrous_dysplasia", "Osteofibrous dysplasia", B, "other mesenchymal",
+              ("osteofibroma", "ossifying fibroma of long bones", "campanacci lesion",
+               "骨纤维结构不良")),
     Diagnosis("lipoma_of_bone", "Lipoma of bone", B, "other mesenchymal",
               ("intraosseous lipoma", "骨内脂肪瘤")),
     Diagnosis("langerhans_cell_histiocytosis", "Langerhans cell histiocytosis", I,
@@ -116,13 +136,29 @@ _DIAGNOSES: tuple[Diagnosis, ...] = (
     # Undifferentiated small round cell sarcomas of bone and soft tissue
     Diagnosis("ewing_sarcoma", "Ewing sarcoma", M, "small round cell",
               ("ewing's sarcoma", "ewings sarcoma", "尤文肉瘤", "尤因肉瘤")),
+    # Datasets that label only the behaviour of some tumours (BTXRD's "other bt" / "other mt"):
+    # kept as such, never guessed into a WHO entity.
+    Diagnosis("other_benign", "Other benign bone tumour", B, "unspecified",
+              ("other benign tumour", "other benign tumor", "other bt")),
+    Diagnosis("other_malignant", "Other malignant bone tumour", M, "unspecified",
+              ("other malignant tumour", "other malignant tumor", "other mt")),
+    # No tumour: a normal radiograph.
+    Diagnosis("normal", "No tumour (normal radiograph)", N, "none",
+              ("no tumour", "no tumor", "normal radiograph", "no lesion", "无肿瘤", "正常")),
 )
 
 # The osteosarcoma family for the os_vs_gct task (the multi-centre study's positive class).
 OSTEOSARCOMA_CODES = frozenset(d.code for d in _DIAGNOSES if d.code.endswith("osteosarcoma"))
 GCT_CODES = frozenset({"giant_cell_tumour"})
 
-TASKS = ("benign_vs_malignant", "os_vs_gct")
+TASKS = ("benign_vs_malignant", "os_vs_gct", "tumour_vs_normal", "normal_benign_malignant")
+# Class names by label value; binary tasks name 0 and 1.
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "benign_vs_malignant": ("benign", "malignant"),
+    "os_vs_gct": ("giant cell tumour", "osteosarcoma"),
+    "tumour_vs_normal": ("normal", "tumour"),
+    "normal_benign_malignant": ("normal", "benign", "malignant"),
+}
 
 
 def _norm(text: str) -> str:
@@ -153,9 +189,13 @@ def lookup_diagnosis(term: str | None) -> Diagnosis | None:
 # Anatomical sites: a bone plus, for long bones, a segment; the joint region is derived.
 
 LONG_BONES = ("femur", "tibia", "fibula", "humerus", "radius", "ulna")
+# A joint stands for a location when an image shows a joint region but not which bone holds the
+# tumour (BTXRD marks joints beside bones); it takes no segment, like the other bones.
+JOINTS = ("shoulder_joint", "elbow_joint", "wrist_joint", "hip_joint", "knee_joint", "ankle_joint")
 OTHER_BONES = ("pelvis", "sacrum", "spine", "rib", "scapula", "clavicle", "skull", "mandible",
-               "hand", "foot", "patella", "calcaneus")
-SEGMENTS = ("proximal", "diaphysis", "distal")
+               "hand", "foot", "patella", "calcaneus", *JOINTS)
+# "unspecified": the bone is known, its segment is not (BTXRD gives bones without segments).
+SEGMENTS = ("proximal", "diaphysis", "distal", "unspecified")
 
 # Which joint a long-bone end belongs to; "knee" defines the os_vs_gct task's population.
 _JOINT = {
@@ -174,10 +214,12 @@ _BONE_SYNONYMS = {
     "spine": ("vertebra", "vertebral", "脊柱", "椎体"), "rib": ("肋骨",), "scapula": ("肩胛骨",),
     "clavicle": ("锁骨",), "skull": ("颅骨",), "mandible": ("下颌骨",), "hand": ("手",),
     "foot": ("足",), "patella": ("髌骨",), "calcaneus": ("跟骨",),
+    **{j: (j.replace("_", " "),) for j in JOINTS},
 }
 _SEGMENT_SYNONYMS = {
     "proximal": ("近端", "upper"), "distal": ("远端", "lower"),
     "diaphysis": ("shaft", "diaphyseal", "midshaft", "骨干"),
+    "unspecified": ("segment unspecified", "whole"),
 }
 
 
@@ -194,6 +236,8 @@ class Location:
     def region(self) -> str:
         """Joint region (knee, hip, …) for long-bone ends, "diaphysis", or the bone itself."""
         if self.segment is None:
+            return self.bone.removesuffix("_joint")
+        if self.segment == "unspecified":
             return self.bone
         return _JOINT.get((self.bone, self.segment), self.segment)
 
@@ -238,22 +282,83 @@ def task_label(
 ) -> int | None:
     """Class of a case for a task (1 = positive), or None when the case is outside the task.
 
-    ``benign_vs_malignant``: malignant = 1; intermediate tumours count as ``intermediate_as``.
+    ``benign_vs_malignant``: malignant = 1; intermediate tumours count as ``intermediate_as``;
+    a normal image is outside the task.
     ``os_vs_gct``: osteosarcoma family = 1, giant cell tumour = 0, knee region only.
+    ``tumour_vs_normal``: any tumour = 1, a normal image = 0.
+    ``normal_benign_malignant``: 0 normal, 1 benign (intermediate as ``intermediate_as``),
+    2 malignant (BTXRD's three classes; names in ``CLASS_NAMES``).
     """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if diagnosis is None:
         return None
-    if task == "benign_vs_malignant":
-        behaviour = diagnosis.behaviour
-        if behaviour is Behaviour.INTERMEDIATE:
-            behaviour = intermediate_as
-        return int(behaviour is Behaviour.MALIGNANT)
-    if task == "os_vs_gct":
-        if location is None or location.region != "knee":
-            return None
-        if diagnosis.code in OSTEOSARCOMA_CODES:
-            return 1
-        if diagnosis.code in GCT_CODES:
-            return 0
+    behaviour = diagnosis.behaviour
+    if behaviour is Behaviour.INTERMEDIATE:
+        behaviour = intermediate_as
+    if task == "tumour_vs_normal":
+        return int(behaviour is not Behaviour.NORMAL)
+    if task == "normal_benign_malignant":
+        return {Behaviour.NORMAL: 0, Behaviour.BENIGN: 1, Behaviour.MALIGNANT: 2}[behaviour]
+    if behaviour is Behaviour.NORMAL:
         return None
-    raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task == "benign_vs_malignant":
+        return int(behaviour is Behaviour.MALIGNANT)
+    # os_vs_gct
+    if location is None or location.region != "knee":
+        return None
+    if diagnosis.code in OSTEOSARCOMA_CODES:
+        return 1
+    if diagnosis.code in GCT_CODES:
+        return 0
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# BTXRD (Scientific Data, 2025): its subtype and site columns in this vocabulary (#20).
+
+BTXRD_SUBTYPES: dict[str, str] = {
+    "osteochondroma": "osteochondroma",
+    "multiple osteochondromas": "multiple_osteochondromas",
+    "simple bone cyst": "simple_bone_cyst",
+    "giant cell tumor": "giant_cell_tumour",
+    "osteofibroma": "osteofibrous_dysplasia",
+    "synovial osteochondroma": "synovial_chondromatosis",
+    "other bt": "other_benign",
+    "osteosarcoma": "osteosarcoma",
+    "other mt": "other_malignant",
+}
+BTXRD_BONES: dict[str, str] = {
+    "hand": "hand", "ulna": "ulna", "radius": "radius", "humerus": "humerus", "foot": "foot",
+    "tibia": "tibia", "fibula": "fibula", "femur": "femur", "hip bone": "pelvis",
+}
+BTXRD_JOINTS: dict[str, str] = {
+    "ankle-joint": "ankle_joint", "knee-joint": "knee_joint", "hip-joint": "hip_joint",
+    "wrist-joint": "wrist_joint", "elbow-joint": "elbow_joint", "shoulder-joint": "shoulder_joint",
+}
+
+
+def btxrd_location(marked: Sequence[str]) -> Location | None:
+    """The location of a BTXRD row from its marked site columns (in the CSV's column order).
+
+    One bone: that bone; a long bone takes its segment from the one marked joint at one of its
+    ends (femur + knee-joint = distal femur), else segment "unspecified". Several bones: the one
+    marked joint (femur + tibia + knee-joint = knee joint), else the first long bone in the
+    CSV's order with segment "unspecified" (else the first bone). No bone: the first marked
+    joint. Nothing marked: None.
+    """
+    bones = [BTXRD_BONES[c] for c in marked if c in BTXRD_BONES]
+    joints = [BTXRD_JOINTS[c] for c in marked if c in BTXRD_JOINTS]
+    if len(bones) == 1:
+        bone = bones[0]
+        if bone not in LONG_BONES:
+            return Location(bone, None)
+        segments = {seg for (b, seg), joint in _JOINT.items()
+                    if b == bone and f"{joint}_joint" in joints}
+        return Location(bone, segments.pop() if len(segments) == 1 else "unspecified")
+    if bones:
+        if len(joints) == 1:
+            return Location(joints[0], None)
+        long_bones = [b for b in bones if b in LONG_BONES]
+        return Location(long_bones[0], "unspecified") if long_bones else Location(bones[0], None)
+    return Location(joints[0], None) if joints else None

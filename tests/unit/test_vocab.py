@@ -51,6 +51,10 @@ def test_behaviour_classes_follow_who_2020():
         ("proximal humerus", "proximal_humerus", "shoulder"),
         ("tibial shaft", "diaphysis_tibia", "diaphysis"),
         ("pelvis", "pelvis", "pelvis"),
+        # BTXRD's sites (#20): a joint region, and a long bone whose segment is not known.
+        ("elbow joint", "elbow_joint", "elbow"),
+        ("knee_joint", "knee_joint", "knee"),
+        ("unspecified_femur", "unspecified_femur", "femur"),
     ],
 )
 def test_locations(text, code, region):
@@ -58,7 +62,7 @@ def test_locations(text, code, region):
     assert (loc.code, loc.region) == (code, region)
 
 
-@pytest.mark.parametrize("text", ["femur", "distal pelvis", "knee", "", "elbow joint"])
+@pytest.mark.parametrize("text", ["femur", "distal pelvis", "knee", "", "elbow", "distal knee joint"])
 def test_incomplete_or_unknown_locations(text):
     assert lookup_location(text) is None
 
