@@ -56,6 +56,10 @@ def browse(request: Request, user: User | None = Depends(current_user)) -> User 
     """Pages of de-identified cases: anyone signed in, and anonymous visitors in open-data mode."""
     if user is None and not request.app.state.web.open_data:
         raise LoginRequired(_next(request))
+    if user is not None and user.is_reader:
+        # Blinded readers must not browse diagnoses, sites or other readers' cases (#22).
+        raise HTTPException(403, "a reader sees only the cases of their reader studies: "
+                                 "open /read for your reading list")
     return user
 
 

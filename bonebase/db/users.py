@@ -21,6 +21,10 @@ from bonebase.errors import InputError, NotFoundError
 
 # Ordered: each role may do what the ones before it may.
 ROLES = ("viewer", "researcher", "steward", "admin")
+# Outside the hierarchy: a reader of a reader study (#22) sees only the cases of the studies
+# assigned to them, blinded, and no page of the others (not even the viewer's case list).
+READER = "reader"
+ALL_ROLES = (*ROLES, READER)
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 MIN_PASSWORD = 10
 
@@ -34,8 +38,14 @@ class User:
     active: bool
 
     def can(self, role: str) -> bool:
-        """Whether this user has ``role`` or a higher one."""
+        """Whether this user has ``role`` or a higher one (a reader has only ``reader``)."""
+        if self.role == READER or role == READER:
+            return self.role == role
         return ROLES.index(self.role) >= ROLES.index(role)
+
+    @property
+    def is_reader(self) -> bool:
+        return self.role == READER
 
 
 def _hasher():
@@ -55,8 +65,8 @@ def _check(username: str, role: str) -> None:
         raise InputError(
             f"user name {username!r} is invalid: 2-40 lower-case letters, digits, '.', '_' or '-'"
         )
-    if role not in ROLES:
-        raise InputError(f"role {role!r} is unknown: use one of {', '.join(ROLES)}")
+    if role not in ALL_ROLES:
+        raise InputError(f"role {role!r} is unknown: use one of {', '.join(ALL_ROLES)}")
 
 
 _SELECT = ("SELECT u.id, u.username, u.role, s.code AS site, u.active FROM users u"
@@ -171,5 +181,5 @@ def end_session(conn: Connection, token: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE token_sha256 = %s", (_sha(token),))
 
 
-__all__ = ["ROLES", "User", "add_user", "authenticate", "end_session", "get_user", "list_users",
+__all__ = ["ALL_ROLES", "READER", "ROLES", "User", "add_user", "authenticate", "end_session", "get_user", "list_users",
            "session_user", "set_password", "start_session", "user_exists"]

@@ -54,7 +54,10 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     web = request.app.state.web
     token = start_session(conn, user, hours=web.session_hours)
     throttle.succeeded(conn, request, user.username)
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    target = _safe_next(next)
+    if user.is_reader and not target.startswith("/read"):
+        target = "/read"  # the default /cases would only answer 403 to a reader
+    response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
                         secure=web.cookie_secure, max_age=int(web.session_hours * 3600))
     # A new CSRF seed at sign-in: a value planted before it does not carry over.
@@ -74,5 +77,6 @@ def logout(request: Request, conn: Connection = Depends(get_conn, scope="functio
 
 
 @router.get("/")
-def home():
-    return RedirectResponse("/cases", status_code=303)
+def home(user=Depends(current_user)):
+    # A reader has no case list: their start page is the reading list (#22).
+    return RedirectResponse("/read" if user and user.is_reader else "/cases", status_code=303)
