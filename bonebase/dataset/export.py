@@ -9,7 +9,9 @@
   500-image folder and DVC hashes and pushes only that folder (treeverse/dvc#6222: DVC's cost
   grows with the files it walks);
 - ``out_dir/labels.csv``: one row per image, sorted by instance_id (columns in
-  :data:`bonebase.dataset.labels.LABEL_COLUMNS`; ``image`` is the path under ``out_dir``);
+  :data:`bonebase.dataset.labels.LABEL_COLUMNS`; ``image`` is the path under ``out_dir``;
+  ``lesion_box`` and ``lesion_outline`` from the stored lesion annotations, in the exported
+  image's pixels);
 - ``out_dir/export-state.json``: the preprocessing parameters the PNGs were made with.
 
 It is incremental: an image is rendered only when it is missing or the parameters changed
@@ -49,6 +51,7 @@ from bonebase.dicom.pixels import (
 )
 from bonebase.errors import BonebaseError, InputError
 from bonebase.storage import ObjectStore
+from bonebase.vocab import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +157,17 @@ def _counts(rows: list[dict[str, str]]) -> dict[str, dict[str, int]]:
 
     return {
         "site": tally("site"),
-        "benign_vs_malignant": tally("benign_vs_malignant"),
-        "os_vs_gct": tally("os_vs_gct"),
+        **{task: tally(task) for task in TASKS},
         "diagnosis": tally("diagnosis"),
+        "outlined": {"images": sum(1 for r in rows if r.get("lesion_outline"))},
     }
+
+
+def stored_annotations(conn: Connection, instance_ids: Sequence[str]) -> dict[str, list]:
+    """Lesion annotations of the view's instances (by sha256), from the lesion table."""
+    from bonebase.ingest.annotations import annotations_for
+
+    return annotations_for(conn, instance_shas=list(instance_ids))
 
 
 SHARD_PREFIX = "b"
@@ -225,9 +235,10 @@ def export(
     """Bring ``out_dir`` in line with the database's current training view; see the module doc.
 
     ``boxes`` (lesion boxes by submitted-file sha256, from :func:`load_truth_boxes`) fill the
-    ``lesion_box`` column; ``workers`` threads render in parallel; new images go to the shard
-    folder ``shard`` (default: the next number after those on disk); ``progress(done, total)``
-    is called as images are rendered.
+    ``lesion_box`` column where the database holds no lesion annotation of the image;
+    ``workers`` threads render in parallel; new images go to the shard folder ``shard``
+    (default: the next number after those on disk); ``progress(done, total)`` is called as
+    images are rendered.
     """
     _check_args(size, bits)
     out_dir = Path(out_dir)
@@ -263,8 +274,11 @@ def export(
         try:
             data = render_png(store.get_bytes(row.object_key), size=size, bits=bits)
         except MultiFrameError as exc:  # a CT/MR/XA volume: no frame is a radiograph
-            return row.instance_id, ("multi_frame", f"multi-frame image ({exc.frames} frames); "
-                                     "the radiograph tasks take single-frame images")
+            return row.instance_id, (
+                "multi_frame",
+                f"multi-frame image ({exc.frames} frames); "
+                "the radiograph tasks take single-frame images",
+            )
         except BonebaseError as exc:  # undecodable pixels, a missing object: skip, reported
             return row.instance_id, ("unreadable", str(exc))
         _write_atomic(new_dir / f"{row.instance_id}.png", data)
@@ -289,7 +303,8 @@ def export(
     for folder in (e for e in os.scandir(images) if e.is_dir()):
         if shard_number(folder.name) is not None and not any(os.scandir(folder.path)):
             os.rmdir(folder.path)  # an emptied shard goes (the new one when nothing rendered)
-    labels = with_boxes(kept, boxes, size=size)
+    annotations = stored_annotations(conn, [r.instance_id for r in kept])
+    labels = with_boxes(kept, boxes, size=size, annotations=annotations)
     for row in labels:
         row["image"] = have[row["instance_id"]].relative_to(out_dir).as_posix()
     write_labels(out_dir / "labels.csv", labels)

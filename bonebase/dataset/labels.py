@@ -3,20 +3,30 @@
 One row per accepted instance of a current (non-withdrawn) case in the requested modalities,
 with the case's clinical values turned into task labels through :mod:`bonebase.vocab`. The
 columns are the contract between the dataset export and the model (see docs/datasets.md).
+
+Task columns hold the class index, empty when the case is outside the task: a normal radiograph
+(diagnosis ``normal``) is 0 in ``tumour_vs_normal`` and ``normal_benign_malignant`` and empty in
+``benign_vs_malignant`` and ``os_vs_gct``. Lesions are in the exported image's pixels:
+``lesion_box`` "x0 y0 x1 y1" (the union of the image's lesions) and ``lesion_outline``, a JSON
+list of polygons ``[[[x, y], ...], ...]`` (one per outlined lesion; a box without an outline
+adds its four corners), empty when the image has no lesion annotation.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw
 from psycopg import Connection
 
 from bonebase.errors import InputError
-from bonebase.vocab import DIAGNOSES, Behaviour, lookup_location, task_label
+from bonebase.vocab import DIAGNOSES, TASKS, Behaviour, lookup_location, task_label
 
 LABEL_COLUMNS = (
     "instance_id",
@@ -32,8 +42,13 @@ LABEL_COLUMNS = (
     "behaviour",
     "benign_vs_malignant",
     "os_vs_gct",
+    "tumour_vs_normal",
+    "normal_benign_malignant",
     "lesion_box",
+    "lesion_outline",
 )
+# What the model needs of any labels.csv (exports older than the BTXRD tasks lack the rest).
+REQUIRED_COLUMNS = LABEL_COLUMNS[:13] + ("lesion_box",)
 
 Box = tuple[float, float, float, float]
 
@@ -74,9 +89,11 @@ def query_view(
     try:
         inter = Behaviour(intermediate_as)
     except ValueError:
+        inter = None
+    if inter not in (Behaviour.BENIGN, Behaviour.MALIGNANT):
         raise InputError(
             f"export.intermediate_as is {intermediate_as!r}; use 'benign' or 'malignant'"
-        ) from None
+        )
     if not modalities:
         raise InputError(
             "export.modalities is empty; list the radiograph modalities, e.g. [CR, DX]"
@@ -89,7 +106,6 @@ def query_view(
             left_out.append(r["sha256"])
             continue
         location = lookup_location(r["location_code"])
-        os_gct = task_label("os_vs_gct", diagnosis, location)
         fields = {
             "instance_id": r["sha256"],
             "image": f"images/{r['sha256']}.png",
@@ -102,15 +118,21 @@ def query_view(
             "region": location.region if location else "",
             "diagnosis": diagnosis.code,
             "behaviour": diagnosis.behaviour.value,
-            "benign_vs_malignant": str(
-                task_label("benign_vs_malignant", diagnosis, intermediate_as=inter)
-            ),
-            "os_vs_gct": _text(os_gct),
+            **task_fields(diagnosis, location, intermediate_as=inter),
             "lesion_box": "",
+            "lesion_outline": "",
         }
         shape = (r["rows"], r["columns"]) if r["rows"] and r["columns"] else None
         rows.append(ViewRow(r["sha256"], r["source_sha256"], r["object_key"], shape, fields))
     return rows, left_out
+
+
+def task_fields(diagnosis, location, *, intermediate_as: Behaviour) -> dict[str, str]:
+    """Every task's label column for one case ("" where the case is outside the task)."""
+    return {
+        task: _text(task_label(task, diagnosis, location, intermediate_as=intermediate_as))
+        for task in TASKS
+    }
 
 
 def write_labels(path: Path, rows: Iterable[dict[str, str]]) -> None:
@@ -123,19 +145,108 @@ def write_labels(path: Path, rows: Iterable[dict[str, str]]) -> None:
     tmp.replace(path)
 
 
-def box_after_resize(box: Box, *, rows: int, columns: int, size: int) -> str:
-    """A box in source pixels → "x0 y0 x1 y1" in the exported image (see resize_keep_aspect).
-
-    The resize scales the longest side to ``size`` (MONAI rounds the other side) and pads
-    symmetrically, with the odd pixel after the image.
-    """
+def _resize_map(rows: int, columns: int, size: int) -> tuple[float, float, int, int]:
+    """(sx, sy, pad_x, pad_y) of resize_keep_aspect: the longest side scaled to ``size`` (MONAI
+    rounds the other side), padded symmetrically with the odd pixel after the image."""
     scale = size / max(rows, columns)
     new_h, new_w = int(round(rows * scale)), int(round(columns * scale))
-    pad_y, pad_x = (size - new_h) // 2, (size - new_w) // 2
-    sx, sy = new_w / columns, new_h / rows
+    return new_w / columns, new_h / rows, (size - new_w) // 2, (size - new_h) // 2
+
+
+def box_after_resize(box: Box, *, rows: int, columns: int, size: int) -> str:
+    """A box in source pixels → "x0 y0 x1 y1" in the exported image (see resize_keep_aspect)."""
+    sx, sy, pad_x, pad_y = _resize_map(rows, columns, size)
     x0, y0, x1, y1 = box
     out = (x0 * sx + pad_x, y0 * sy + pad_y, x1 * sx + pad_x, y1 * sy + pad_y)
     return " ".join(f"{v:.1f}" for v in out)
+
+
+def _shape_part(shape: object, key: str):
+    return shape[key] if isinstance(shape, Mapping) else getattr(shape, key)
+
+
+def lesion_fields(
+    shapes: Iterable[object], *, rows: int, columns: int, size: int
+) -> dict[str, str]:
+    """``lesion_box`` and ``lesion_outline`` of an image from its lesion annotations.
+
+    ``shapes``: annotations (bonebase.ingest.annotations.Shape, or mappings) with ``kind``
+    ("polygon" or "rectangle") and ``points`` [(x, y), ...]
+    in the stored image's pixels (x along columns). The box is the union of every shape's
+    bounds; the outline lists each polygon, and each rectangle that no polygon lies within
+    (a box-only lesion) as its four corners.
+    """
+    sx, sy, pad_x, pad_y = _resize_map(rows, columns, size)
+    polygons, rectangles = [], []
+    for shape in shapes:
+        kind, points = _shape_part(shape, "kind"), _shape_part(shape, "points")
+        pts = [(float(x) * sx + pad_x, float(y) * sy + pad_y) for x, y in points]
+        if kind == "rectangle" and len(pts) >= 2:
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            rectangles.append((min(xs), min(ys), max(xs), max(ys)))
+        elif kind == "polygon" and len(pts) >= 3:
+            polygons.append(pts)
+    if not polygons and not rectangles:
+        return {"lesion_box": "", "lesion_outline": ""}
+    bounds = [
+        *rectangles,
+        *(
+            (min(p[0] for p in g), min(p[1] for p in g), max(p[0] for p in g), max(p[1] for p in g))
+            for g in polygons
+        ),
+    ]
+    box = (min(b[0] for b in bounds), min(b[1] for b in bounds),
+           max(b[2] for b in bounds), max(b[3] for b in bounds))  # fmt: skip
+
+    def inside(poly, rect) -> bool:
+        cx = sum(p[0] for p in poly) / len(poly)
+        cy = sum(p[1] for p in poly) / len(poly)
+        return rect[0] <= cx <= rect[2] and rect[1] <= cy <= rect[3]
+
+    outline = [[[round(x, 1), round(y, 1)] for x, y in g] for g in polygons]
+    for r in rectangles:
+        if not any(inside(g, r) for g in polygons):
+            outline.append(
+                [
+                    [round(r[0], 1), round(r[1], 1)],
+                    [round(r[2], 1), round(r[1], 1)],
+                    [round(r[2], 1), round(r[3], 1)],
+                    [round(r[0], 1), round(r[3], 1)],
+                ]
+            )
+    return {
+        "lesion_box": " ".join(f"{v:.1f}" for v in box),
+        "lesion_outline": json.dumps(outline, separators=(",", ":")),
+    }
+
+
+def parse_outline(text: str | float | None) -> list[list[tuple[float, float]]]:
+    """The polygons of a ``lesion_outline`` cell (exported image pixels); [] when empty."""
+    if text is None or (isinstance(text, float) and text != text) or not str(text).strip():
+        return []
+    try:
+        polygons = json.loads(str(text))
+        return [[(float(x), float(y)) for x, y in poly] for poly in polygons]
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"lesion_outline {str(text)[:40]!r} is not a JSON list of polygons; export again"
+        ) from exc
+
+
+def outline_mask(text: str | float | None, *, from_size: int, to_size: int) -> np.ndarray | None:
+    """A ``lesion_outline`` rasterised as a boolean (to_size, to_size) mask, the polygons scaled
+    from the exported image's side ``from_size`` (the model's input is a rescaled export);
+    None when the image has no outline."""
+    polygons = parse_outline(text)
+    if not polygons:
+        return None
+    scale = to_size / from_size
+    canvas = Image.new("1", (to_size, to_size), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        # Pixel centres sit at +0.5: a vertex at x covers the pixel whose centre is nearest.
+        draw.polygon([(x * scale - 0.5, y * scale - 0.5) for x, y in poly], fill=1, outline=1)
+    return np.asarray(canvas, dtype=bool)
 
 
 def load_truth_boxes(synth_dir: Path) -> dict[str, Box]:
@@ -161,15 +272,25 @@ def load_truth_boxes(synth_dir: Path) -> dict[str, Box]:
 
 
 def with_boxes(
-    rows: Sequence[ViewRow], boxes: Mapping[str, Box] | None, *, size: int
+    rows: Sequence[ViewRow],
+    boxes: Mapping[str, Box] | None,
+    *,
+    size: int,
+    annotations: Mapping[str, Sequence[object]] | None = None,
 ) -> list[dict[str, str]]:
-    """labels.csv rows, filling ``lesion_box`` where a source box and the source size are known."""
+    """labels.csv rows, filling ``lesion_box`` where a source box and the source size are known,
+    and ``lesion_box``/``lesion_outline`` from the stored lesion annotations (by instance id,
+    see :func:`lesion_fields`), which take precedence over a truth box."""
     out = []
     for row in rows:
         fields = dict(row.fields)
         box = (boxes or {}).get(row.source_sha256)
-        if box is not None and row.shape is not None:
+        shapes = (annotations or {}).get(row.instance_id)
+        if row.shape is not None:
             rows_, cols = row.shape
-            fields["lesion_box"] = box_after_resize(box, rows=rows_, columns=cols, size=size)
+            if box is not None:
+                fields["lesion_box"] = box_after_resize(box, rows=rows_, columns=cols, size=size)
+            if shapes:
+                fields.update(lesion_fields(shapes, rows=rows_, columns=cols, size=size))
         out.append(fields)
     return out

@@ -3,6 +3,10 @@
 A checkpoint is one ``torch.save`` file holding plain data only (loadable with
 ``weights_only=True``): the state dict, architecture, preprocessing parameters, training
 parameters, dataset version, code revision, task, class names and decision threshold.
+
+Binary tasks end in two logits and decide at a locked threshold on P(class 1); a task of more
+classes (``normal_benign_malignant``) ends in one logit per class (softmax) and decides by the
+most probable class: its threshold is None.
 """
 
 from __future__ import annotations
@@ -20,18 +24,33 @@ from bonebase.model.networks import build_network
 
 FORMAT = 1
 PREPROCESS_FN = "bonebase.model.data.preprocess_for_model"
-CLASS_NAMES = {"benign_vs_malignant": ["benign", "malignant"], "os_vs_gct": ["gct", "osteosarcoma"]}
+# Class names per task, in label order (labels.csv holds the index). The keys are the tasks a
+# model can be trained for (bonebase.vocab.TASKS; a test checks they agree).
+CLASS_NAMES = {
+    "benign_vs_malignant": ["benign", "malignant"],
+    "os_vs_gct": ["gct", "osteosarcoma"],
+    "tumour_vs_normal": ["normal", "tumour"],
+    "normal_benign_malignant": ["normal", "benign", "malignant"],
+}
+
+
+def task_classes(task: str) -> list[str]:
+    """The class names of ``task`` in label order; an unknown task is refused."""
+    if task not in CLASS_NAMES:
+        raise InputError(f"task={task!r} is not known; choose one of {', '.join(CLASS_NAMES)}")
+    return list(CLASS_NAMES[task])
 
 
 @dataclass
 class Checkpoint:
-    """A trained model and its provenance; ``threshold`` applies to P(class 1)."""
+    """A trained model and its provenance; ``threshold`` applies to P(class 1) (None for a
+    task of more than two classes, which takes the most probable class)."""
 
     arch: str
     task: str
     image_size: int
     state_dict: dict[str, torch.Tensor]
-    threshold: float
+    threshold: float | None
     train_params: dict = field(default_factory=dict)
     dataset_version: str | None = None
     code_revision: str | None = None
@@ -45,9 +64,13 @@ class Checkpoint:
     def classes(self) -> list[str]:
         return CLASS_NAMES.get(self.task, ["negative", "positive"])
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
     def network(self) -> nn.Module:
         """The network with these weights, in eval mode on the CPU."""
-        net = build_network(self.arch, num_classes=2)
+        net = build_network(self.arch, num_classes=self.num_classes)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -57,7 +80,7 @@ class Checkpoint:
             "arch": self.arch,
             "task": self.task,
             "classes": self.classes,
-            "num_classes": 2,
+            "num_classes": self.num_classes,
             "in_channels": 1,
             # Serving reproduces training input with radiograph_to_float → resize_keep_aspect
             # (export_size) → preprocess_for_model(image_size).
@@ -66,7 +89,7 @@ class Checkpoint:
                 "image_size": self.image_size,
                 "export_size": self.export_size,
             },
-            "threshold": float(self.threshold),
+            "threshold": None if self.threshold is None else float(self.threshold),
             "train_params": self.train_params,
             "dataset_version": self.dataset_version,
             "code_revision": self.code_revision,
@@ -124,7 +147,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         task=raw["task"],
         image_size=int(raw["preprocessing"]["image_size"]),
         state_dict=raw["state_dict"],
-        threshold=float(raw["threshold"]),
+        threshold=None if raw.get("threshold") is None else float(raw["threshold"]),
         train_params=raw.get("train_params", {}),
         dataset_version=raw.get("dataset_version"),
         code_revision=raw.get("code_revision"),

@@ -17,11 +17,11 @@ from monai import transforms as mt
 from monai.data import CacheDataset, DataLoader
 from PIL import Image
 
-from bonebase.dataset.labels import LABEL_COLUMNS
+from bonebase.dataset.labels import REQUIRED_COLUMNS
 from bonebase.dataset.split import SPLITS
 from bonebase.dicom.pixels import resize_keep_aspect
 from bonebase.errors import InputError, NotFoundError
-from bonebase.vocab import TASKS
+from bonebase.model.checkpoint import CLASS_NAMES
 
 
 def preprocess_for_model(img_float01: np.ndarray, image_size: int) -> torch.Tensor:
@@ -61,21 +61,23 @@ def png_side(path: str | Path) -> int:
 def load_frame(
     data_dir: str | Path, *, task: str, split_csv: str | Path | None = None
 ) -> pd.DataFrame:
-    """labels.csv joined to split.csv, restricted to the task's cases, with a 0/1 column ``y``.
+    """labels.csv joined to split.csv, restricted to the task's cases, with the class index in
+    a column ``y`` (0/1 for binary tasks, 0..k-1 for ``normal_benign_malignant``).
 
-    Rows whose task label is empty (cases outside the task, e.g. non-knee for os_vs_gct) are
-    dropped; every kept row has a ``split`` in train/val/test/external.
+    Rows whose task label is empty (cases outside the task, e.g. non-knee for os_vs_gct, normal
+    images for benign_vs_malignant) are dropped; every kept row has a ``split`` in
+    train/val/test/external.
     """
     data_dir = Path(data_dir)
-    if task not in TASKS:
-        raise InputError(f"task={task!r} is not known; choose one of {', '.join(TASKS)}")
+    if task not in CLASS_NAMES:
+        raise InputError(f"task={task!r} is not known; choose one of {', '.join(CLASS_NAMES)}")
     labels_path = data_dir / "labels.csv"
     split_path = Path(split_csv) if split_csv else data_dir / "split.csv"
     for p in (labels_path, split_path):
         if not p.is_file():
             raise NotFoundError(f"{p}: missing; run the export and split stages first")
     labels = pd.read_csv(labels_path, dtype={"patient_id": str, "case_id": str, "site": str})
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    missing = [c for c in (*REQUIRED_COLUMNS, task) if c not in labels.columns]
     if missing:
         raise InputError(f"{labels_path}: missing columns {missing}; re-run the export stage")
     split = pd.read_csv(split_path, dtype={"patient_id": str, "site": str})
@@ -94,6 +96,16 @@ def load_frame(
         )
     frame = frame[frame[task].notna() & (frame[task].astype(str) != "")].copy()
     frame["y"] = frame[task].astype(float).astype(int)
+    k = len(CLASS_NAMES[task])
+    bad = frame[~frame["y"].between(0, k - 1)]
+    if len(bad):
+        raise InputError(
+            f"{labels_path}: image {bad['image'].iloc[0]} has {task}={bad[task].iloc[0]!r}; "
+            f"the task's labels are 0..{k - 1} ({', '.join(CLASS_NAMES[task])}): export again"
+        )
+    if "lesion_outline" not in frame:  # exports made before outlines were exported
+        frame["lesion_outline"] = ""
+    frame["lesion_outline"] = frame["lesion_outline"].fillna("")
     return frame.reset_index(drop=True)
 
 

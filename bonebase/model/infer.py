@@ -88,6 +88,13 @@ def case_logits(frame: pd.DataFrame, logits: np.ndarray) -> pd.DataFrame:
     return agg.join(info).reset_index()
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, k) from (n, k) logits."""
+    z = np.asarray(logits, dtype=float)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
 def softmax_positive(logits: np.ndarray) -> np.ndarray:
     """P(class 1) from (n, 2) logits."""
     z = np.asarray(logits, dtype=float)

@@ -144,7 +144,8 @@ class Predictor:
         return self.checkpoint.classes
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> float | None:
+        """The locked threshold on P(class 1); None for a task of more than two classes."""
         return self.checkpoint.threshold
 
     def preprocess(self, image_float01: np.ndarray) -> np.ndarray:
@@ -159,7 +160,7 @@ class Predictor:
         return preprocess_for_model(img, self.checkpoint.image_size).numpy()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, 2) for preprocessed inputs (n, 1, S, S)."""
+        """Class probabilities (n, k) for preprocessed inputs (n, 1, S, S)."""
         x = torch.as_tensor(np.asarray(batch, dtype=np.float32), device=self.device)
         if x.ndim != 4:
             raise InputError(f"Predictor.forward takes (n, 1, S, S), got {tuple(x.shape)}")
@@ -167,18 +168,22 @@ class Predictor:
             return torch.softmax(self.net(x).float(), dim=1).cpu().numpy()
 
     def decide(self, probs: np.ndarray) -> list[dict]:
-        """Per row of (n, 2) probabilities: probabilities by class name and the predicted class
-        at the locked threshold on P(class 1)."""
+        """Per row of (n, k) probabilities: probabilities by class name and the predicted class:
+        at the locked threshold on P(class 1) for two classes, the most probable class for more
+        (``threshold`` None)."""
         names = self.classes
         out = []
         for p in np.asarray(probs, dtype=float):
-            positive = bool(p[1] >= self.threshold)
+            if self.threshold is None:
+                index = int(np.argmax(p))
+            else:
+                index = int(p[1] >= self.threshold)
             out.append(
                 {
-                    "probabilities": {names[0]: float(p[0]), names[1]: float(p[1])},
-                    "predicted_class": names[1] if positive else names[0],
-                    "predicted_index": int(positive),
-                    "threshold": float(self.threshold),
+                    "probabilities": {name: float(v) for name, v in zip(names, p, strict=True)},
+                    "predicted_class": names[index],
+                    "predicted_index": index,
+                    "threshold": None if self.threshold is None else float(self.threshold),
                 }
             )
         return out
@@ -216,7 +221,7 @@ class Predictor:
             "task": c.task,
             "arch": c.arch,
             "classes": c.classes,
-            "threshold": float(c.threshold),
+            "threshold": None if c.threshold is None else float(c.threshold),
             "image_size": c.image_size,
             "export_size": c.export_size,
             "dataset_version": c.dataset_version,

@@ -19,9 +19,9 @@ import pandas as pd
 import pydicom
 
 from bonebase.dataset.export import render_png
-from bonebase.dataset.labels import LABEL_COLUMNS, box_after_resize, write_labels
+from bonebase.dataset.labels import LABEL_COLUMNS, box_after_resize, task_fields, write_labels
 from bonebase.errors import InputError, NotFoundError
-from bonebase.vocab import Behaviour, lookup_diagnosis, lookup_location, task_label
+from bonebase.vocab import Behaviour, lookup_diagnosis, lookup_location
 
 RADIOGRAPH_MODALITIES = ("CR", "DX")
 
@@ -51,7 +51,6 @@ def _case_fields(site: str, row: dict[str, str], inter: Behaviour) -> dict[str, 
     location = lookup_location(row["location"])
     if diagnosis is None or location is None:
         return None
-    os_gct = task_label("os_vs_gct", diagnosis, location)
     return {
         "case_id": pseudonym(site, row["case_id"]),
         "patient_id": pseudonym(site, row["patient_id"]),
@@ -62,10 +61,7 @@ def _case_fields(site: str, row: dict[str, str], inter: Behaviour) -> dict[str, 
         "region": location.region,
         "diagnosis": diagnosis.code,
         "behaviour": diagnosis.behaviour.value,
-        "benign_vs_malignant": str(
-            task_label("benign_vs_malignant", diagnosis, intermediate_as=inter)
-        ),
-        "os_vs_gct": "" if os_gct is None else str(os_gct),
+        **task_fields(diagnosis, location, intermediate_as=inter),
     }
 
 
@@ -134,6 +130,7 @@ def export_synth(
             "image": f"images/{instance_id}.png",
             **fields,
             "lesion_box": lesion_box,
+            "lesion_outline": "",
         }
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

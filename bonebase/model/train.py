@@ -1,6 +1,8 @@
 """Training loop: weighted loss for class imbalance, early stopping on validation AUC, fixed seeds,
 AMP (bfloat16) and channels_last on CUDA only. The validation AUC is computed per case (mean
-logits over a case's radiographs), the unit the evaluation reports.
+logits over a case's radiographs), the unit the evaluation reports. A task of more than two
+classes (``normal_benign_malignant``) trains a softmax head of one logit per class, selects the
+epoch by the macro one-vs-rest AUC and locks no threshold (the most probable class decides).
 
 Inside a torchrun process group (:mod:`bonebase.model.distributed`) the same loop runs data
 parallel: each rank trains on its DistributedSampler share of the global batch, rank 0 validates
@@ -23,29 +25,48 @@ from torch.utils.data.distributed import DistributedSampler
 from bonebase.errors import InputError
 from bonebase.model import distributed as ddp
 from bonebase.model.augment import batch_augment
-from bonebase.model.checkpoint import Checkpoint, code_revision
+from bonebase.model.checkpoint import Checkpoint, code_revision, task_classes
 from bonebase.model.data import make_dataset, make_loader, png_side
-from bonebase.model.infer import case_logits, run_logits, softmax_positive
+from bonebase.model.infer import case_logits, run_logits, softmax, softmax_positive
 from bonebase.model.lesion import LesionHead, box_masks, box_tensor
 from bonebase.model.networks import build_network, gradcam_layer
 from bonebase.stats import auc, youden_threshold
 
 
-def _check_split(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+def _check_split(frame: pd.DataFrame, split: str, classes: list[str]) -> pd.DataFrame:
     part = frame[frame["split"] == split]
     counts = part.drop_duplicates(["site", "case_id"])["y"].value_counts()
+    bad = sorted(set(part["y"].astype(int)) - set(range(len(classes))))
+    if bad:
+        raise InputError(
+            f"the {split} split has labels {bad} outside 0..{len(classes) - 1} "
+            f"({', '.join(classes)}); export and split again for this task"
+        )
     if len(counts) < 2:
         raise InputError(
             f"the {split} split has cases of only one class ({dict(counts)}); training needs "
-            "both classes in train and val: add data or change split fractions"
+            "at least two classes in train and val: add data or change split fractions"
         )
     return part.reset_index(drop=True)
 
 
-def class_weights(y: np.ndarray) -> torch.Tensor:
-    """Inverse-frequency class weights n / (2 n_c) for the cross-entropy loss."""
-    counts = np.bincount(np.asarray(y, dtype=int), minlength=2).astype(float)
-    return torch.tensor(counts.sum() / (2.0 * np.maximum(counts, 1.0)), dtype=torch.float32)
+def class_weights(y: np.ndarray, num_classes: int = 2) -> torch.Tensor:
+    """Inverse-frequency class weights n / (k n_c) for the cross-entropy loss (k classes)."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=num_classes).astype(float)
+    weights = counts.sum() / (num_classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def val_score(y: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
+    """Validation AUC of case logits (n, k) and the probabilities it was computed from: the AUC
+    of P(class 1) for two classes, the macro one-vs-rest AUC over the classes present for more
+    (a class absent from val is skipped: it has no AUC)."""
+    if logits.shape[1] == 2:
+        prob = softmax_positive(logits)
+        return auc(y, prob), prob
+    prob = softmax(logits)
+    aucs = [auc((y == c).astype(int), prob[:, c]) for c in np.unique(y)]
+    return (float(np.mean(aucs)) if len(aucs) > 1 else float("nan")), prob
 
 
 class EarlyStopping:
@@ -75,8 +96,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def _val_auc(net, loader, frame, *, device, amp) -> tuple[float, np.ndarray]:
     logits, _ = run_logits(net, loader, device=device, amp=amp)
     cases = case_logits(frame, logits)
-    prob = softmax_positive(cases[["logit0", "logit1"]].to_numpy())
-    return auc(cases["y"].to_numpy(), prob), prob
+    columns = [f"logit{k}" for k in range(logits.shape[1])]
+    return val_score(cases["y"].to_numpy(), cases[columns].to_numpy())
 
 
 def train(
@@ -128,7 +149,9 @@ def train(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     use_amp = amp and cuda  # AMP and channels_last help on GPUs only
-    tr, va = _check_split(frame, "train"), _check_split(frame, "val")
+    classes = task_classes(task)
+    k = len(classes)
+    tr, va = _check_split(frame, "train", classes), _check_split(frame, "val", classes)
     ds_tr = make_dataset(tr, data_dir, image_size=image_size, cache_workers=num_workers or 1)
     aug_gen = torch.Generator().manual_seed(seed + rank)  # ranks draw different augmentations
     sampler = (
@@ -149,13 +172,13 @@ def train(
         dl_va = make_loader(
             ds_va, batch_size=batch_size * 2, shuffle=False, num_workers=num_workers, cuda=cuda
         )
-    net = build_network(arch, num_classes=2, weights=pretrained).to(dev)
+    net = build_network(arch, num_classes=k, weights=pretrained).to(dev)
     if cuda:
         net = net.to(memory_format=torch.channels_last)
     export_size = png_side(Path(data_dir) / tr["image"].iloc[0])
     boxes = box_tensor(tr["lesion_box"], export_size=export_size, image_size=image_size)
     head = LesionHead(net, gradcam_layer(arch), image_size) if lesion_loss_weight > 0 else None
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy()).to(dev))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy(), k).to(dev))
     trainable = list(net.parameters()) + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     # DDP (a no-op for one process) starts every rank from rank 0's weights and averages the
@@ -220,8 +243,10 @@ def train(
             break
     if head is not None:
         head.remove()
-    val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only
-    threshold = youden_threshold(val_cases["y"].to_numpy(), best_prob)
+    threshold = None
+    if k == 2:
+        val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only
+        threshold = youden_threshold(val_cases["y"].to_numpy(), best_prob)
     params["best_epoch"], params["device"] = stopper.best_epoch, dev.type
     if world > 1:
         params["world_size"] = world
