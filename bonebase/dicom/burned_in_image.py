@@ -1,0 +1,198 @@
+"""Where text may be on an image, before any OCR: the 8-bit copy, the pre-filter's tiles of
+sharp strokes, the rectangles OCR reads and the groups of strokes no line OCR read covers.
+
+Geometry: everything is in the pixels of the image OCR reads (its long side about
+:data:`OCR_SIDE`; small images twice as large), in tiles of :data:`TILE` of those pixels. The
+pre-filter does not enlarge the image for that: it runs on the image as it is (scaled down when
+larger), with tiles as many pixels of it as :data:`TILE` pixels of OCR's copy; only the
+rectangles OCR reads are enlarged (:meth:`Page.crop`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+OCR_SIDE = 1400  # pixels: the long side of the copy OCR reads
+TILE = 16  # pixels of OCR's copy per tile of the pre-filter
+BAND = 0.25  # the border band read for text: this share of each side
+MIN_LETTER_TILES = 4  # tiles with strokes both ways below which an image costs no OCR
+UNREAD = "\x01"  # the text of a group of letter-like marks OCR could not read
+
+
+def display_8bit(frame: np.ndarray, photometric: str) -> np.ndarray:
+    """A frame as 8-bit grey as displayed (MONOCHROME1 inverted; colour averaged), windowed
+    on its own range so that low-contrast text keeps some contrast."""
+    img = frame.astype(np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=2)
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(img)
+    if photometric == "MONOCHROME1":
+        img = 255.0 - img
+    return img.astype(np.uint8)
+
+
+def _resize(img: np.ndarray, factor: float) -> np.ndarray:
+    from PIL import Image
+
+    if factor == 1.0:
+        return img
+    size = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
+    method = Image.Resampling.BOX if factor < 1 else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(img).resize(size, method))
+
+
+@dataclass
+class Page:
+    """The image the pre-filter reads (``img``, at most OCR_SIDE) and the factor ``up`` from
+    it to the copy OCR reads: a tile is ``tile`` pixels of ``img``, TILE of OCR's copy."""
+
+    img: np.ndarray
+    up: float  # OCR's copy = img enlarged by this (1 or more)
+    tile: int
+    factor: float  # OCR's copy = the frame scaled by this
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of OCR's copy (which is never made whole)."""
+        return (int(self.img.shape[0] * self.up), int(self.img.shape[1] * self.up))
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Part of OCR's copy, in its pixels: cut from ``img`` and enlarged."""
+        u = self.up
+        part = self.img[int(y0 / u):int(np.ceil(y1 / u)), int(x0 / u):int(np.ceil(x1 / u))]
+        return _resize(part, u)
+
+
+def page(img: np.ndarray, side: int = OCR_SIDE) -> Page:
+    """The pre-filter's image of an 8-bit frame: scaled down to ``side`` when larger; a small
+    image is kept as it is, OCR reading its text rectangles up to twice as large."""
+    factor = min(2.0, side / max(img.shape))
+    if factor <= 1.0:
+        return Page(_resize(img, factor), 1.0, TILE, factor)
+    tile = max(TILE // 2, min(TILE, round(TILE / factor)))  # whole pixels per tile
+    return Page(img, TILE / tile, tile, TILE / tile)
+
+
+def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
+               gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The pre-filter, on the border band (the middle is anatomy): a boolean map of
+    ``tile``-sized tiles dense in sharp edges (the threshold set above the image's own noise),
+    and the map of tiles with sharp edges both across and along (letters have strokes both
+    ways; a bone's cortex or a collimator edge runs one way, which is why this map, not the
+    first, decides whether OCR runs). ``gain`` raises the edge threshold: on an image OCR
+    reads enlarged (:class:`Page`), by ``up``, since enlarging spreads each edge over that
+    many pixels (the same tiles are found as on the enlarged copy, at a quarter of the cost)."""
+    h, w = ((img.shape[0] - 1) // tile) * tile, ((img.shape[1] - 1) // tile) * tile
+    if not h or not w:
+        return np.zeros((0, 0), bool), np.zeros((0, 0), bool)
+    g = img[:h + 1, :w + 1].astype(np.int16)
+    gx = np.abs(np.diff(g, axis=1))[:-1, :]
+    gy = np.abs(np.diff(g, axis=0))[:, :-1]
+    # The image's noise from a sample of rows (a median over every pixel costs more than all
+    # the rest of the pre-filter).
+    threshold = gain * max(12.0, 4.0 * float(np.median(gx[::7])) + 6.0)
+    ex, ey = gx > threshold, gy > threshold
+
+    def share(edges: np.ndarray) -> np.ndarray:
+        return edges.reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
+
+    found = (share(ex) > density) | (share(ey) > density)
+    # Letters have vertical strokes (edges across only) and horizontal ones (edges along
+    # only); a diagonal line or a ramp's wrap has both at the same pixels, and counts for none.
+    across = share(ex & (gy < threshold / 2))
+    along = share(ey & (gx < threshold / 2))
+    both = (across > density / 2) & (along > density / 2)
+    ty, tx = found.shape
+    by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
+    for grid in (found, both):
+        grid[by:ty - by, bx:tx - bx] = False
+    return found, both
+
+
+def text_contrast(img: np.ndarray) -> np.ndarray:
+    """Bright strokes on a flat background, black on white as Tesseract reads best: the image
+    less its grey opening (white top-hat), so that anatomy and gradients behind the text drop
+    out and low-contrast text is stretched."""
+    from scipy import ndimage
+
+    hat = img.astype(np.int16) - ndimage.grey_opening(img, size=(9, 9)).astype(np.int16)
+    hat = ndimage.median_filter(hat, size=3)  # noise speckles out, strokes kept
+    noise = float(np.median(hat))  # text covers far less than half of any crop
+    text = hat > max(10.0, 3.0 * noise + 6.0)
+    return np.where(text, 0, 255).astype(np.uint8)
+
+
+def text_rects(tiles: np.ndarray, shape: tuple[int, int], tile: int = TILE) -> list[tuple]:
+    """Rectangles (y0, y1, x0, x1) around groups of text-like tiles, grown by two tiles so
+    that no letter of a word is cut off."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(ndimage.binary_dilation(tiles, iterations=2))
+    rects = []
+    for rows, cols in ndimage.find_objects(labels):
+        rects.append((max(0, (rows.start - 1) * tile), min(shape[0], (rows.stop + 1) * tile),
+                      max(0, (cols.start - 1) * tile), min(shape[1], (cols.stop + 1) * tile)))
+    return rects
+
+
+def along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
+               tile: int = TILE) -> tuple[int, int, int, int]:
+    """``box`` grown along its line over the text-like tiles it touches: the rest of a line OCR
+    read in part (its end in lower contrast, a split word) is blacked out with it."""
+    from scipy import ndimage
+
+    x, y, bw, bh = box
+    upright = bw >= bh
+    structure = np.ones((1, 3), bool) if upright else np.ones((3, 1), bool)
+    labels, _ = ndimage.label(ndimage.binary_dilation(tiles, structure=structure))
+    ty0, ty1 = max(0, y // tile), min(labels.shape[0], (y + bh) // tile + 1)
+    tx0, tx1 = max(0, x // tile), min(labels.shape[1], (x + bw) // tile + 1)
+    touched = set(np.unique(labels[ty0:ty1, tx0:tx1])) - {0}
+    if not touched:
+        return box
+    ys, xs = np.nonzero(np.isin(labels, list(touched)) & tiles)
+    if upright:  # along the row band only: the next line may share tiles
+        keep = (ys >= ty0) & (ys < ty1)
+        xs = xs[keep]
+        if xs.size:
+            x0 = min(x, int(xs.min()) * tile)
+            x1 = max(x + bw, min(shape[1], (int(xs.max()) + 1) * tile))
+            return (x0, y, x1 - x0, bh)
+        return box
+    keep = (xs >= tx0) & (xs < tx1)
+    ys = ys[keep]
+    if ys.size:
+        y0 = min(y, int(ys.min()) * tile)
+        y1 = max(y + bh, min(shape[0], (int(ys.max()) + 1) * tile))
+        return (x, y0, bw, y1 - y0)
+    return box
+
+
+def unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int, int],
+           tile: int = TILE) -> list[tuple[tuple, str]]:
+    """Groups of text-like tiles that no line OCR read covers: regions without text, blacked
+    out next to identifying text (see ``Step.judge``), or text ``UNREAD`` when the group
+    holds letter-like tiles (strokes both ways) enough for a word: unsure text."""
+    from scipy import ndimage
+
+    covered = np.zeros_like(tiles)
+    for (x, y, bw, bh), _ in found:
+        covered[max(0, y // tile - 1):(y + bh) // tile + 2,
+                max(0, x // tile - 1):(x + bw) // tile + 2] = True
+    left = tiles & ~covered
+    h, w = shape
+    out = []
+    labels, _ = ndimage.label(ndimage.binary_dilation(left, iterations=1))
+    for rows, cols in ndimage.find_objects(labels):
+        y0, y1 = rows.start * tile, min(h, rows.stop * tile)
+        x0, x1 = cols.start * tile, min(w, cols.stop * tile)
+        ys, xs = np.nonzero(left[rows, cols])
+        th, tw = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
+        # One to three glyphs on one line ("R", "AP", "LAT"): a marker, which cannot identify.
+        glyphs = th <= 4 and tw <= 2.2 * th
+        word = int(letters[rows, cols][left[rows, cols]].sum()) >= MIN_LETTER_TILES
+        out.append(((x0, y0, x1 - x0, y1 - y0), UNREAD if word and not glyphs else ""))
+    return out
