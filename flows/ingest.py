@@ -27,7 +27,7 @@ from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site, require_active
 from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, InputError
-from bonebase.ingest import accept, match, process, receipt, runner, scan, source, store
+from bonebase.ingest import accept, match, named, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
 from bonebase.storage import open_store
@@ -210,18 +210,21 @@ def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: 
     manifest = load_manifest(opened.manifest_path)
     rule, origin = opened.rule
     match.require_columns(rule, manifest.columns)
+    # Files the rows name (image_file, annotation_file): JPEG/PNG get their header from the row.
+    files = named.attach(manifest, opened.entries, base=opened.base)
+    manifest.attrs["problems"] = [*manifest.attrs.get("problems", ()), *files.problems]
     at("de-identifying the files")
     args = {"uid_root": settings.uid_root, "site": site, "staging": str(staging),
             "keep_descriptors": opened.keep_descriptors, "burned_in": opened.burned_in}
     if in_flow:
-        results = runner.run_batches(process_files, opened.entries, args, settings, progress)
+        results = runner.run_batches(process_files, files.entries, args, settings, progress)
     else:
-        results = runner.run_here(opened.entries, args, settings, progress)
+        results = runner.run_here(files.entries, args, settings, progress)
     clock.lap("process")
     at("matching images to rows")
     deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)
     matching = accept.match_submission(manifest, results, site=site, deid=deid, rule=rule,
-                                       origin=origin, base=opened.base)
+                                       origin=origin, base=opened.base, named=files.rows_of)
     at("validating")
     # Every file may have been refused (links, bombs, corrupt files): the suites still need
     # the frame's columns to report the rows that then have no image.
@@ -243,6 +246,8 @@ def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: 
     at("planning the cases")
     plan = accept.plan_submission(manifest, results, report, site=site, deid=deid,
                                   matching=matching)
+    named.plan_annotations(plan, files)  # each accepted image's LabelMe file, checked
+    named.conversion_warnings(plan)
     return manifest, results, report, plan
 
 

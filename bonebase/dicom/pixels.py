@@ -26,6 +26,11 @@ from bonebase.errors import InputError
 # pixels (collimator edges, burned-in markers) that would squash a min/max window.
 ROBUST_PERCENTILES = (0.5, 99.5)
 _GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# Colour radiographs (a JPEG or PNG export wrapped as Secondary Capture, bonebase.dicom.raster)
+# enter the grayscale pipeline as their luma (ITU-R BT.601): an export whose three channels are
+# equal keeps its grey values exactly.
+_COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422")
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 class MultiFrameError(InputError):
@@ -59,11 +64,20 @@ def frame_count(ds: pydicom.Dataset) -> int:
 
 def _check_grayscale(ds: pydicom.Dataset) -> None:
     photometric = str(ds.get("PhotometricInterpretation", ""))
-    if photometric not in _GRAYSCALE:
+    if photometric not in _GRAYSCALE + _COLOUR:
         raise InputError(
             f"{_describe(ds)} has Photometric Interpretation {photometric!r}; a radiograph must "
-            "be MONOCHROME1 or MONOCHROME2"
+            "be MONOCHROME1, MONOCHROME2 or RGB/YBR colour (taken as its luma)"
         )
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """An RGB image (rows x columns x 3) as grey values of the same type (BT.601 luma)."""
+    grey = np.rint(rgb[..., :3].astype(np.float64) @ _LUMA)
+    info = np.iinfo(rgb.dtype) if np.issubdtype(rgb.dtype, np.integer) else None
+    if info is not None:
+        grey = np.clip(grey, info.min, info.max)
+    return grey.astype(rgb.dtype)
 
 
 def _decode(ds: pydicom.Dataset, src: pydicom.Dataset | BinaryIO, index: int | None) -> np.ndarray:
@@ -78,6 +92,8 @@ def _decode(ds: pydicom.Dataset, src: pydicom.Dataset | BinaryIO, index: int | N
             f"cannot decode the pixels of {where} (transfer syntax {syntax}): {exc}; "
             "compressed syntaxes need pylibjpeg / pylibjpeg-libjpeg / pylibjpeg-openjpeg"
         ) from exc
+    if arr.ndim == 3 and str(ds.get("PhotometricInterpretation", "")) in _COLOUR:
+        arr = luma(arr)  # pydicom gives YBR as RGB
     if arr.ndim != 2:
         raise InputError(f"{where} decodes to shape {arr.shape}; a frame is one 2-D image")
     return arr

@@ -65,6 +65,9 @@ class DicomParts:
     fh: BinaryIO
     size: int
     pixels: PixelSpan | None  # None: Pixel Data is inside ``dataset`` (deflated files)
+    # The first frame once decoded (QC and the burned-in text step both read it), or given by
+    # whoever decoded it already (a JPEG/PNG wrapped as DICOM, bonebase.dicom.raster).
+    first_frame: np.ndarray | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -146,6 +149,18 @@ def open_parts(path: Path, name: str, *, max_pixels: int | None = None) -> Dicom
     except BaseException:
         fh.close()
         raise
+
+
+def open_bytes(data: bytes, name: str, path: Path, *, max_pixels: int | None = None,
+               first_frame: np.ndarray | None = None) -> DicomParts:
+    """:func:`open_parts` on a DICOM file held in memory (a JPEG or PNG wrapped as Secondary
+    Capture); ``path`` is the submitted file's, for messages; ``first_frame`` its pixels as
+    already decoded."""
+    fh = io.BytesIO(data)
+    ds = _read(fh, name, pixels=False, max_pixels=max_pixels)
+    parts = DicomParts(name, path, ds, fh, len(data), None, first_frame)
+    parts.pixels = _locate_pixels(parts, fh.tell())
+    return parts
 
 
 def _syntax(ds: pydicom.Dataset) -> str:
@@ -296,6 +311,12 @@ def _first_fragment(parts: DicomParts, limit: int = CHUNK) -> bytes:
 
 
 def _decoded_first_frame(parts: DicomParts) -> np.ndarray:
+    if parts.first_frame is None:
+        parts.first_frame = _decode_first_frame(parts)
+    return parts.first_frame
+
+
+def _decode_first_frame(parts: DicomParts) -> np.ndarray:
     if parts.pixels is None:  # deflated: the data set was read whole
         return parts.dataset.pixel_array
     from pydicom.pixels import pixel_array

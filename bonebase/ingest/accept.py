@@ -40,6 +40,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)  # submission-level findings
     scrub: Redactor | None = None
     matching: match.Matching | None = None
+    # Lesion shapes of accepted images (annotation_file), by the stored file's sha256.
+    annotations: dict[str, list] = field(default_factory=dict)
 
     def redact(self, text: str | None) -> str | None:
         """Text safe to store: this submission's identifying values replaced by [redacted].
@@ -195,11 +197,13 @@ def plan_submission(manifest: pd.DataFrame, results: list[FileResult], report, *
 
 def match_submission(manifest: pd.DataFrame, results: list[FileResult], *, site: str,
                      deid: Deidentifier, rule: str = match.DEFAULT, origin: str = "the default",
-                     base: str = "") -> match.Matching:
-    """The submission's images matched to its rows by ``rule`` (see :mod:`bonebase.ingest.match`)."""
+                     base: str = "", named: dict[str, list[int]] | None = None) -> match.Matching:
+    """The submission's images matched to its rows by ``rule`` (see :mod:`bonebase.ingest.match`);
+    ``named``: the files rows name in image_file (bonebase.ingest.named), matched to those rows."""
     match.require_columns(rule, manifest.columns)
     images = match.images_of_results(results, site=site, deid=deid)
-    return match.match(manifest.to_dict("records"), images, rule=rule, origin=origin, base=base)
+    return match.match(manifest.to_dict("records"), images, rule=rule, origin=origin, base=base,
+                       named=named)
 
 
 def identifying_values(manifest: pd.DataFrame, results: list[FileResult], *, site: str,

@@ -25,13 +25,17 @@ RULES: dict[str, str] = {
     "patient_date": "patient_id + study_date",
     "study_uid": "study_instance_uid",
     "folder": "folder",
+    "image_file": "image_file",
 }
 #: Used when neither the submission nor the site declares a rule. A row whose accession_number
 #: is empty matches that patient's images that have no AccessionNumber.
 DEFAULT = "accession"
 #: Manifest columns that only some rules need; a manifest may leave them out.
-OPTIONAL_COLUMNS = ("study_date", "study_instance_uid", "folder")
-_NEEDS = {"patient_date": "study_date", "study_uid": "study_instance_uid", "folder": "folder"}
+#: image_file and annotation_file name a row's files (bonebase.ingest.named): a file a row names
+#: belongs to that row whatever the rule; a JPEG or PNG, which has no header, only so.
+OPTIONAL_COLUMNS = ("study_date", "study_instance_uid", "folder", "image_file", "annotation_file")
+_NEEDS = {"patient_date": "study_date", "study_uid": "study_instance_uid", "folder": "folder",
+          "image_file": "image_file"}
 _SHOWN = 3  # rows or files named in one explanation
 
 
@@ -136,6 +140,10 @@ class _Rows:
         for row in rows:
             number = int(row["row"])
             pid = _text(row.get("patient_id"))
+            if rule == "image_file":  # rows are reached by the files they name only
+                if not _text(row.get("image_file")):
+                    self.unkeyed[number] = "its image_file is empty"
+                continue
             if pid:
                 self.by_patient[pid].append(number)
             if not _text(row.get("accession_number")):
@@ -169,6 +177,8 @@ class _Rows:
         return ("/".join(p for p in (self.base, folder) if p),), None
 
     def match(self, image: Image) -> list[int]:
+        if self.rule == "image_file":
+            return []
         if self.rule == "folder":  # the deepest named folder holding the file wins
             parts = image.file.split("/")[:-1]
             for depth in range(len(parts), 0, -1):
@@ -189,7 +199,9 @@ def _why_image(image: Image, rows: _Rows) -> str:
     """Why ``image`` matched no row, naming rows and attributes, never values."""
     same = rows.by_patient.get(image.patient_id, []) if image.patient_id else []
     rule = rows.rule
-    if rule in ("accession", "patient_date") and not image.patient_id:
+    if rule == "image_file":
+        text = "no row names it in its image_file column"
+    elif rule in ("accession", "patient_date") and not image.patient_id:
         text = "the image has no PatientID"
     elif rule == "accession" and same:
         if not image.accession_number:
@@ -224,7 +236,9 @@ def _why_row(number: int, rows: _Rows, images_of_patient: dict[str, list[Image]]
     else:
         same = images_of_patient.get(pid, []) if pid else []
         names = ", ".join(i.file for i in same[:_SHOWN])
-        if rule == "accession" and same:
+        if rule == "image_file":
+            text = "no file it names in image_file was accepted"
+        elif rule == "accession" and same:
             text = (f"{len(same)} image(s) with its patient_id as PatientID (e.g. {names}) have "
                     "another AccessionNumber")
         elif rule == "patient_date" and same:
@@ -240,18 +254,21 @@ def _why_row(number: int, rows: _Rows, images_of_patient: dict[str, list[Image]]
 
 
 def match(manifest_rows: list[dict], images: list[Image], *, rule: str = DEFAULT,
-          origin: str = "the default", base: str = "") -> Matching:
+          origin: str = "the default", base: str = "",
+          named: dict[str, list[int]] | None = None) -> Matching:
     """Match ``images`` to ``manifest_rows`` (dicts with ``row`` and the manifest's columns).
 
     ``base`` is the folder of manifest.csv relative to the submission's root, which the folder
-    column is relative to.
+    column is relative to. ``named``: file -> the rows whose image_file names it
+    (bonebase.ingest.named); those files match those rows, whatever the rule.
     """
+    named = named or {}
     rows = _Rows(manifest_rows, check_rule(rule), _folder(base))
     out = Matching(rule=rule, origin=origin)
     images_of_patient: dict[str, list[Image]] = defaultdict(list)
     matched_rows: set[int] = set()
     for image in images:
-        found = rows.match(image)
+        found = list(named[image.file]) if image.file in named else rows.match(image)
         out.rows_of[image.file] = found
         if found:
             matched_rows.update(found)
@@ -270,6 +287,8 @@ def match(manifest_rows: list[dict], images: list[Image], *, rule: str = DEFAULT
 
 
 def _how(rule: str, row: dict) -> str:
+    if _text(row.get("image_file")):
+        return "image_file: the files the row names"
     if rule == "accession" and not _text(row.get("accession_number")):
         return "accession: patient_id, the row and its images without accession number"
     return f"{rule}: {RULES[rule]}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,8 +22,9 @@ import numpy as np
 import pydicom
 
 from bonebase.dicom import burned_in as burned_in_step
-from bonebase.dicom import deid_scan
+from bonebase.dicom import deid_scan, raster
 from bonebase.dicom.deid import Deidentifier
+from bonebase.dicom.deid_result import DeidResult
 from bonebase.dicom.read import DicomReadError, header_record, peek
 from bonebase.dicom.stream import (
     PIXEL_DATA,
@@ -100,6 +103,18 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
     try:
         parts = open_parts(entry.path, entry.rel, max_pixels=max_pixels)
     except DicomReadError as exc:
+        kind = raster.sniff(raster.head(entry.path)) if exc.reason == "non_dicom" else None
+        if kind is not None:  # a JPEG or PNG: wrapped as DICOM from its manifest row
+            from bonebase.ingest.process_raster import process_raster
+
+            return process_raster(entry, kind, result, deid=deid, site=site, staging=staging,
+                                  max_pixels=max_pixels, burned_in=burned_in)
+        if exc.reason == "non_dicom" and entry.rel.lower().endswith(".json"):
+            result.reason = "unlisted_annotation"
+            result.message = (f"{entry.rel}: a JSON file that no manifest row names in its "
+                              "annotation_file column; name it beside its image (docs/manifest.md,"
+                              " 'JPEG and PNG images') or remove it from the submission")
+            return result
         result.reason, result.message = exc.reason, str(exc).replace(str(entry.path), entry.rel)
         return result
     except FileNotFoundError:
@@ -117,8 +132,8 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
         return _failed(result, exc)
     with parts:
         try:
-            staged = _process_parts(parts, result, deid=deid, site=site, qc_metrics=qc_metrics,
-                                    burned_in=burned_in)
+            staged = deidentify_parts(parts, result, deid=deid, site=site,
+                                     qc_metrics=qc_metrics, burned_in=burned_in)
         except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError included
             return _failed(result, exc)
         if staged is not None:
@@ -145,16 +160,23 @@ def _failed(result: FileResult, exc: BaseException) -> FileResult:
     return result
 
 
-def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
-                   qc_metrics, burned_in: str | None = "redact") -> tuple[bytes, bytes] | None:
-    """Fill ``result`` from the header; the encoded header and trailer to stage, or None.
+def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
+                     qc_metrics=None, burned_in: str | None = "redact", wrapped: bool = False,
+                     amend: Callable[[DeidResult], None] | None = None
+                     ) -> tuple[bytes, bytes] | None:
+    """De-identify one opened file: fill ``result`` from the header; the encoded header and
+    trailer to stage, or None (``result.reason`` says why it is held).
 
     When the pixels were redacted the header holds the new Pixel Data and the trailer is
     empty (``result.extra["burned_in"]`` says so); otherwise the source's Pixel Data goes
-    between them."""
+    between them. ``qc_metrics`` None skips the radiograph QC (the hospital gateway);
+    ``wrapped`` marks a JPEG/PNG this platform wrapped as Secondary Capture (not held as a
+    screen capture); ``amend(out)`` changes the de-identified data set after the burned-in
+    text step, before it is encoded and scanned (the gateway's accession pseudonym and mark).
+    Central ingest and the gateway (bonebase.gateway.studies) both run it."""
     ds, rel = parts.dataset, result.rel
     record = header_record(ds, file=rel)
-    if record["modality"] in XRAY:
+    if record["modality"] in XRAY and qc_metrics is not None:
         try:
             sample, aspect = qc_sample(parts)
             record.update(qc_metrics(sample, bits_stored=record["bits_stored"]))
@@ -173,11 +195,17 @@ def _process_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier,
     except InputError as exc:
         result.reason, result.message = "deidentification_failed", f"{rel}: {exc}"
         return None
+    if wrapped and "secondary_capture" in out.needs_review:
+        # Our own wrapping of a JPEG/PNG export, not a screen capture sent in place of the
+        # original: its burned-in text is read below like any radiograph's.
+        out.needs_review.remove("secondary_capture")
     text = None
     if burned_in is not None and burned_in_step.candidate(ds):
         text = burned_in_text(parts, out, result, policy=burned_in)
         if result.reason is not None:
             return None
+    if amend is not None:
+        amend(out)
     if parts.pixels is None or (text is not None and text.redacted):
         # Pixel Data in the data set (deflated files, redacted pixels)
         head, tail = out.to_bytes(), b""  # to_bytes scans the encoded header for residue
@@ -259,7 +287,8 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
                           f"); the file is too large ({parts.size >> 20} MB) to black it out "
                           "here; held for review by a data steward")
         return step
-    full = pydicom.dcmread(parts.path)  # the pixels whole: at most REDACT_IN_MEMORY
+    # The pixels whole: at most REDACT_IN_MEMORY (a wrapped JPEG/PNG is in memory already).
+    full = pydicom.dcmread(io.BytesIO(parts.fh.getbuffer()) if parts.in_memory else parts.path)
     out.dataset[PIXEL_DATA] = full[PIXEL_DATA]
     del full
     burned_in_step.redact(out.dataset, step.regions)

@@ -13,6 +13,20 @@ from bonebase.errors import BonebaseError
 FIXES = {
     "corrupt_file": "export the image again from the PACS as a DICOM Part 10 file and resubmit it",
     "non_dicom": "remove files that are not DICOM images from the submission folder",
+    "corrupt_image": "export the JPEG/PNG image again and resubmit it",
+    "unsupported_image": "export the image as an 8/16-bit grey or 8-bit RGB PNG, a JPEG, or DICOM",
+    "unlisted_image": "name the JPEG/PNG in its case's image_file column, or remove it",
+    "unlisted_annotation": "name the JSON in its image's annotation_file place, or remove it",
+    "image_file_missing": "send the file the row names, or correct the path (relative to the "
+    "folder of manifest.csv, case-sensitive)",
+    "bad_file_path": "name each image by its path relative to the folder of manifest.csv",
+    "annotation_file_missing": "send the LabelMe file, or correct the path",
+    "annotation_file_mismatch": "name one annotation per image, in image_file's order",
+    "annotation_without_image": "fix the image; the annotation is stored with it",
+    "bad_annotation": "export the annotation from LabelMe again (polygons and rectangles, "
+    "drawn on this image)",
+    "annotation_outside_image": "check that the annotation belongs to this image",
+    "image_converted": "nothing; or send the image upright, in grey or RGB",
     "duplicate_file": "nothing: the copy was not needed",
     "row_without_images": "send the case's images, or correct the row or the match rule "
     "(docs/manifest.md, 'Matching images to rows')",
@@ -123,15 +137,21 @@ def deidentified(plan) -> dict:
 
     free_text: Counter = Counter()
     burned_in: Counter = Counter()
+    metadata: Counter = Counter()  # JPEG segments cut out (APP1 = EXIF, COM, ...), by name
     for case in plan.cases:
         for r in case.files:
             for keyword, how in (r.extra.get("free_text") or {}).items():
                 free_text[f"{keyword} {how}"] += 1
+            for segment in (r.extra.get("raster") or {}).get("stripped", ()):
+                metadata[segment] += 1
             for key, value in (r.extra.get("burned_in") or {}).items():
                 if isinstance(value, int):
                     burned_in[key] += int(value)
-    return {"free_text": dict(sorted(free_text.items())),
+    done = {"free_text": dict(sorted(free_text.items())),
             "burned_in_text": dict(sorted(burned_in.items()))}
+    if metadata:  # submissions with JPEGs only
+        done["image_metadata"] = dict(sorted(metadata.items()))
+    return done
 
 
 def matching_rule(plan) -> str | None:
@@ -239,7 +259,8 @@ def to_markdown(receipt: dict) -> str:
         lines.append(f"- images matched to rows by rule {receipt['match_rule']}")
     done = receipt.get("deidentified") or {}
     for key, label in (("free_text", "free text in accepted files"),
-                       ("burned_in_text", "burned-in text in accepted files")):
+                       ("burned_in_text", "burned-in text in accepted files"),
+                       ("image_metadata", "JPEG metadata segments removed")):
         if done.get(key):
             lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in done[key].items()))
     if receipt.get("data_docs"):

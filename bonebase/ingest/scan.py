@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from bonebase.dicom.raster import RowValues
 from bonebase.errors import InputError
 from bonebase.ingest import limits as lim
 from bonebase.ingest.source import refused_in
@@ -30,6 +31,9 @@ class FileEntry:
     # Quarantine reason of a file that must not be read or copied (a link, a refused zip
     # entry, a file over the size limit); None for an ordinary file.
     refused: str | None = None
+    # The manifest row whose image_file column names the file (bonebase.ingest.named): what the
+    # header of a JPEG or PNG is built from. None for a file no row names.
+    named: RowValues | None = None
 
 
 def find_manifest(root: Path, *, limits: lim.Limits | None = None) -> Path:

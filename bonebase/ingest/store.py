@@ -100,6 +100,13 @@ def store_cases(plan: Plan, *, conn: Connection, store: ObjectStore, site_id: in
             conn, site_id=site_id, submission_id=submission_id,
             cases=[(case.record, [instance_record(r, object_key=content_key(r.sha256))
                                   for r in case.files]) for case in batch])
+    if plan.annotations:  # outlines of the stored images (annotation_file), replaced on re-runs
+        from bonebase.ingest.annotations import store_for_instances
+
+        mine = {r.sha256 for case in plan.cases for r in case.files}
+        store_for_instances(conn, shapes_by_sha256={
+            sha: shapes for sha, shapes in plan.annotations.items() if sha in mine})
+        conn.commit()
     # A file whose instance row was not written (its SOP UID came with other bytes before)
     # would leave its object with no row pointing to it.
     for key in sorted(set(moved) - referenced_keys(conn, moved)):

@@ -147,10 +147,16 @@ def test_multi_frame_is_refused():
         radiograph_to_float(ds)
 
 
-def test_colour_and_pixel_less_datasets_are_refused():
-    rgb = make_ds(np.zeros((8, 8, 3), np.uint8), photometric="RGB", bits=8)
-    with pytest.raises(InputError, match="MONOCHROME1 or MONOCHROME2"):
-        radiograph_to_float(rgb)
+def test_colour_radiograph_is_its_luma_and_palette_and_pixel_less_are_refused():
+    # A JPEG/PNG export wrapped as DICOM may be RGB: equal channels keep their grey values.
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    rgb = make_ds(np.stack([grey, grey, grey], -1), photometric="RGB", bits=8)
+    assert np.allclose(radiograph_to_float(rgb), radiograph_to_float(make_ds(grey, bits=8)))
+    red = make_ds(np.stack([grey, 0 * grey, 0 * grey], -1), photometric="RGB", bits=8)
+    assert radiograph_to_float(red).max() == 1.0  # luma of pure red still windows to [0, 1]
+    palette = make_ds(grey, photometric="PALETTE COLOR", bits=8)
+    with pytest.raises(InputError, match="MONOCHROME1, MONOCHROME2 or RGB"):
+        radiograph_to_float(palette)
     with pytest.raises(InputError, match="no Pixel Data"):
         radiograph_to_float(Dataset())
 

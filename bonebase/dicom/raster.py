@@ -1,0 +1,448 @@
+"""JPEG and PNG images named by a manifest, wrapped as DICOM Secondary Capture (docs/manifest.md).
+
+One storage form for every image: a DICOM SC Image (1.2.840.10008.5.1.4.1.1.7) whose header is
+built from the manifest row that names the file, then de-identified like any submitted file.
+
+- A baseline (or 8-bit extended) JPEG keeps its own compressed bytes, encapsulated as JPEG
+  Baseline (or JPEG Extended): no re-encoding, the decoded pixels are the JPEG's own. Its APPn
+  segments (EXIF: camera, dates, GPS, names; XMP; ICC; comments) and anything after EOI are cut
+  out of the stream without touching the scan data; only the Adobe APP14 segment stays, because
+  it says how the components are to be read (RGB, YCbCr, CMYK).
+- A PNG is stored losslessly as native pixels (Explicit VR Little Endian): 8-bit grey, 16-bit
+  grey, 8-bit RGB exactly as decoded; a palette image expanded to RGB (the colours shown); an
+  alpha channel that is opaque everywhere dropped.
+- A JPEG whose EXIF orientation is not 1 is decoded, turned upright (a lossless permutation of
+  the decoded pixels) and stored as native pixels: viewers and LabelMe show it upright, and the
+  stored image must match its annotations. A CMYK JPEG has no DICOM form: it is decoded and
+  converted to RGB. A progressive or 12-bit JPEG has no supported DICOM transfer syntax: stored
+  as its decoded pixels. Every such change is a note (``Wrapped.notes``) that the receipt shows.
+- Refused, each with a reason: a corrupt or truncated file (``corrupt_image``), more pixels than
+  BONEBASE_MAX_PIXELS (``too_many_pixels``, checked in the header before decoding), what the
+  platform cannot store without changing pixels (``unsupported_image``: 16-bit colour PNG,
+  transparency, grey below 8 bits).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+from bonebase.errors import InputError
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_KEPT_APP = {0xEE}  # Adobe APP14: how the components are coded, nothing about the patient
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0-7
+_RESEND = "export the image again (JPEG, PNG or DICOM) and resubmit"
+XRAY_DEFAULT = "DX"  # the modality of an image of a row that declares radiographs
+
+
+class RasterError(InputError):
+    """A JPEG or PNG that cannot be stored as it is; ``reason`` is its quarantine reason."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """What the header of an image is built from: the manifest row that names it (identifying
+    values, memory only, de-identified with the rest of the header)."""
+
+    row: int
+    patient_id: str
+    accession_number: str = ""
+    study_date: str = ""  # YYYYMMDD, or empty
+    sex: str = ""
+    age: str = ""
+    modalities: str = ""
+    position: int = 1  # the image's place in the row's image_file list (InstanceNumber)
+
+
+@dataclass
+class Wrapped:
+    """An image wrapped as DICOM: the data set (with Pixel Data), its first frame as decoded
+    (for QC and OCR, which need not decode it again) and what was done to its pixels."""
+
+    dataset: Dataset
+    frame: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    stripped: list[str] = field(default_factory=list)  # JPEG segments removed (APP1, COM ...)
+
+
+def head(path) -> bytes:
+    """The first bytes of a file (not following a link); b'' when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(8)
+
+
+def sniff(head: bytes) -> str | None:
+    """'jpeg', 'png' or None from a file's first bytes."""
+    if head.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if head.startswith(PNG_MAGIC):
+        return "png"
+    return None
+
+
+# -- JPEG ------------------------------------------------------------------------------------
+
+@dataclass
+class JpegStream:
+    sof: int
+    precision: int
+    rows: int
+    columns: int
+    components: int
+    sampling: list[tuple[int, int]]
+    adobe_transform: int | None
+    clean: bytes  # the stream without APPn (but APP14), COM, and anything after EOI
+    stripped: list[str]
+
+
+def _corrupt(name: str, what: str) -> RasterError:
+    return RasterError(f"{name}: the JPEG file is corrupt or truncated ({what}); {_RESEND}",
+                       reason="corrupt_image")
+
+
+def parse_jpeg(data: bytes, name: str) -> JpegStream:
+    """Walk the JPEG's markers: frame header, Adobe transform, and the stream with its
+    metadata segments cut out (scan data untouched). Raises corrupt_image on a broken stream."""
+    if not data.startswith(b"\xff\xd8"):
+        raise _corrupt(name, "no start-of-image marker")
+    out = [b"\xff\xd8"]
+    stripped: list[str] = []
+    pos, n = 2, len(data)
+    frame = None
+    adobe = None
+    scans = 0
+    while True:
+        if pos >= n:
+            raise _corrupt(name, "it ends before its end-of-image marker")
+        if data[pos] != 0xFF:
+            raise _corrupt(name, f"no marker at byte {pos}")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise _corrupt(name, "it ends inside a marker")
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI: what follows (trailers, other images) is not kept
+            out.append(b"\xff\xd9")
+            if pos < n:
+                stripped.append("data after end of image")
+            break
+        if marker in _STANDALONE:
+            out.append(bytes((0xFF, marker)))
+            continue
+        if pos + 2 > n:
+            raise _corrupt(name, "it ends inside a segment")
+        length = struct.unpack(">H", data[pos:pos + 2])[0]
+        end = pos + length
+        if length < 2 or end > n:
+            raise _corrupt(name, f"segment FF{marker:02X} runs past the end of the file")
+        body = data[pos + 2:end]
+        if marker in _SOF:
+            if frame is not None or len(body) < 6:
+                raise _corrupt(name, "a second or short frame header")
+            precision, rows, cols, comps = struct.unpack(">BHHB", body[:6])
+            if len(body) < 6 + 3 * comps:
+                raise _corrupt(name, "short frame header")
+            sampling = [(body[7 + 3 * i] >> 4, body[7 + 3 * i] & 15) for i in range(comps)]
+            frame = (marker, precision, rows, cols, comps, sampling)
+        if 0xE0 <= marker <= 0xEF and marker not in _KEPT_APP or marker == 0xFE:
+            stripped.append("COM" if marker == 0xFE else f"APP{marker - 0xE0}")
+            pos = end
+            continue
+        if marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
+            adobe = body[11]
+        out.append(data[pos - 2:end])
+        pos = end
+        if marker == 0xDA:  # scan data up to the next marker that is not RSTn or a stuffed 00
+            if frame is None:
+                raise _corrupt(name, "a scan before the frame header")
+            scans += 1
+            start = pos
+            while True:
+                hit = data.find(b"\xff", pos)
+                if hit < 0 or hit + 1 >= n:
+                    raise _corrupt(name, "it ends inside the image data")
+                following = data[hit + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    pos = hit + (2 if following != 0xFF else 1)
+                    continue
+                out.append(data[start:hit])
+                pos = hit
+                break
+    if frame is None or not scans:
+        raise _corrupt(name, "no frame header or no image data")
+    marker, precision, rows, cols, comps, sampling = frame
+    return JpegStream(marker, precision, rows, cols, comps, sampling, adobe, b"".join(out),
+                      stripped)
+
+
+def _jpeg_photometric(stream: JpegStream) -> str | None:
+    """PhotometricInterpretation of the JPEG's own bytes, or None when they cannot be kept."""
+    if stream.components == 1:
+        return "MONOCHROME2"
+    if stream.components != 3:
+        return None  # CMYK / YCCK: no DICOM form
+    if stream.adobe_transform == 0:
+        return "RGB"
+    subsampled = len({s for s in stream.sampling}) > 1
+    return "YBR_FULL_422" if subsampled else "YBR_FULL"
+
+
+# -- decoding (Pillow), bounded ----------------------------------------------------------------
+
+def check_pixels(rows: int, columns: int, name: str, max_pixels: int | None) -> None:
+    if max_pixels is not None and rows * columns > max_pixels:
+        raise RasterError(
+            f"{name}: {columns} x {rows} pixels, over the limit of {max_pixels} "
+            "(BONEBASE_MAX_PIXELS); send a smaller export of the image",
+            reason="too_many_pixels")
+    if rows < 1 or columns < 1:
+        raise _corrupt(name, "zero width or height")
+
+
+def _open(data: bytes, name: str, kind: str):
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # our own pixel limit is checked before
+            im = Image.open(io.BytesIO(data))
+            im.load()  # the whole image: a truncated or corrupt file fails here
+        return im
+    except Exception as exc:  # noqa: BLE001 - whatever Pillow raises on a broken file
+        label = "JPEG" if kind == "jpeg" else "PNG"
+        raise RasterError(f"{name}: the {label} file is corrupt or truncated "
+                          f"({type(exc).__name__}); {_RESEND}", reason="corrupt_image") from None
+
+
+def _orientation(im) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block says nothing
+        return 1
+
+
+# EXIF orientation -> the transposition that turns the image upright (as Pillow's
+# ImageOps.exif_transpose and LabelMe do).
+_TURNS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+          6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _turn(im, orientation: int, notes: list[str]):
+    """``im`` turned upright per its EXIF ``orientation`` (a permutation of its pixels)."""
+    from PIL import Image
+
+    if orientation not in _TURNS:
+        return im
+    notes.append(f"turned upright per its EXIF orientation {orientation} (stored as its "
+                 "decoded pixels)")
+    return im.transpose(getattr(Image.Transpose, _TURNS[orientation]))
+
+
+def _png_header(data: bytes, name: str) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from the PNG's IHDR, before any decoding."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise RasterError(f"{name}: the PNG file is corrupt or truncated (no image header); "
+                          f"{_RESEND}", reason="corrupt_image")
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    return width, height, depth, colour
+
+
+def _unsupported(name: str, what: str) -> RasterError:
+    return RasterError(f"{name}: {what}, which the platform cannot store without changing its "
+                       "pixels; export it as an 8- or 16-bit greyscale or 8-bit RGB PNG, a "
+                       "JPEG, or DICOM, and resubmit", reason="unsupported_image")
+
+
+def _png_pixels(data: bytes, name: str, notes: list[str]) -> np.ndarray:
+    width, height, depth, colour = _png_header(data, name)
+    if colour in (2, 4, 6) and depth == 16:
+        raise _unsupported(name, "a 16-bit colour PNG")  # Pillow would cut it to 8 bits
+    if colour == 0 and depth < 8:
+        raise _unsupported(name, f"a {depth}-bit greyscale PNG")
+    im = _open(data, name, "png")
+    im = _turn(im, _orientation(im), notes)
+    if im.mode == "P":
+        if "transparency" in im.info:
+            im = im.convert("RGBA")
+        else:
+            im = im.convert("RGB")
+            notes.append("palette expanded to RGB (the colours as shown)")
+    if im.mode in ("RGBA", "LA", "PA"):
+        arr = np.asarray(im)
+        if arr[..., -1].min() != arr[..., -1].max() or arr[..., -1].max() not in (255,):
+            raise _unsupported(name, "a PNG with transparent pixels")
+        im = im.convert("RGB" if im.mode != "LA" else "L")
+        notes.append("opaque alpha channel dropped")
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im).astype("<u2")
+    if im.mode == "I":  # 16-bit grey as some Pillow versions give it
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise _unsupported(name, "a PNG with values outside 16 bits")
+        return arr.astype("<u2")
+    if im.mode not in ("L", "RGB"):
+        raise _unsupported(name, f"a PNG of mode {im.mode}")
+    return np.asarray(im)
+
+
+# -- the data set ----------------------------------------------------------------------------
+
+def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: str,
+         max_pixels: int | None = None) -> Wrapped:
+    """The Secondary Capture data set of one JPEG or PNG (``data``, its bytes), its header from
+    ``row``. Raises RasterError (corrupt_image, too_many_pixels, unsupported_image)."""
+    kind = sniff(data[:8])
+    notes: list[str] = []
+    stripped: list[str] = []
+    encapsulated: bytes | None = None
+    syntax = ExplicitVRLittleEndian
+    photometric = None
+    if kind == "jpeg":
+        stream = parse_jpeg(data, name)
+        check_pixels(stream.rows, stream.columns, name, max_pixels)
+        if stream.precision != 8 or stream.sof in (0xC3, 0xC7, 0xCB, 0xCF):
+            raise _unsupported(name, f"a {stream.precision}-bit or lossless JPEG")
+        stripped = stream.stripped
+        turn = _orientation(_open_header(data))  # EXIF is read before it is cut out
+        im = _open(stream.clean, name, "jpeg")  # the whole stream decoded: validated
+        photometric = _jpeg_photometric(stream)
+        if stream.sof in (0xC0, 0xC1) and photometric is not None and turn in (0, 1):
+            encapsulated = stream.clean
+            syntax = JPEGBaseline8Bit if stream.sof == 0xC0 else JPEGExtended12Bit
+        else:
+            photometric = None
+            if stream.sof not in (0xC0, 0xC1):
+                notes.append("progressive JPEG (no DICOM transfer syntax): stored as its "
+                             "decoded pixels")
+            if im.mode not in ("L", "RGB"):
+                notes.append(f"{im.mode} JPEG converted to RGB (DICOM has no CMYK)")
+                im = im.convert("RGB")
+            im = _turn(im, turn, notes)
+        frame = np.asarray(im)
+    elif kind == "png":
+        width, height, _, _ = _png_header(data, name)
+        check_pixels(height, width, name, max_pixels)
+        frame = _png_pixels(data, name, notes)
+    else:
+        raise RasterError(f"{name}: neither JPEG nor PNG; {_RESEND}", reason="corrupt_image")
+    ds = _header(row, site=site, source_sha256=source_sha256)
+    _pixel_module(ds, frame, photometric)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = syntax
+    if encapsulated is not None:
+        ds.PixelData = encapsulate([encapsulated])
+        ds["PixelData"].VR = "OB"
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+    else:
+        ds.PixelData = np.ascontiguousarray(frame).astype(
+            frame.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW" if frame.dtype.itemsize == 2 else "OB"
+    return Wrapped(ds, frame, notes, stripped)
+
+
+def _open_header(data: bytes):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data))  # the header only: for the EXIF block
+
+
+def _pixel_module(ds: Dataset, frame: np.ndarray, photometric: str | None) -> None:
+    ds.Rows, ds.Columns = int(frame.shape[0]), int(frame.shape[1])
+    colour = frame.ndim == 3
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = photometric or ("RGB" if colour else "MONOCHROME2")
+    if colour:
+        ds.PlanarConfiguration = 0
+    bits = 16 if frame.dtype.itemsize == 2 else 8
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+
+
+def _header(row: RowValues, *, site: str, source_sha256: str) -> Dataset:
+    """The SC header from the manifest row (identifying: de-identified by the caller's step).
+
+    UIDs derive from the row's keys and the file's content, so a resubmission builds the same
+    UIDs (and de-identification maps them to the same pseudonymous UIDs)."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    study_key = row.accession_number or row.study_date or f"row-{row.row}"
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=["bonebase-raster-study", site,
+                                                     row.patient_id, study_key])
+    modality = image_modality(row.modalities)
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["bonebase-raster-series", site,
+                                                      row.patient_id, study_key, modality])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["bonebase-raster-instance", source_sha256])
+    ds.PatientID = row.patient_id
+    ds.PatientName = ""
+    ds.PatientSex = row.sex.upper() if row.sex.upper() in ("M", "F", "O") else ""
+    age = row.age.strip()
+    if age.isdigit() and int(age) < 1000:
+        ds.PatientAge = f"{int(age):03d}Y"
+    ds.AccessionNumber = row.accession_number
+    ds.StudyDate = row.study_date if _is_date(row.study_date) else ""
+    ds.Modality = modality
+    ds.ConversionType = "WSD"  # a workstation's export, not a modality's image
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = row.position
+    return ds
+
+
+def image_modality(modalities: str) -> str:
+    """The Modality of an image from the row's declared study types: DX when radiographs (XR)
+    are among them, else the only one declared (CT, MR), else OT."""
+    tokens = {t.strip().upper() for t in modalities.replace(",", ";").split(";") if t.strip()}
+    if "XR" in tokens or tokens & {"CR", "DX"}:
+        return XRAY_DEFAULT
+    if len(tokens) == 1:
+        return tokens.pop()
+    return "OT"
+
+
+def _is_date(text: str) -> bool:
+    if len(text) != 8 or not text.isdigit():
+        return False
+    try:
+        date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def to_part10(ds: Dataset) -> bytes:
+    """The data set as DICOM Part 10 bytes."""
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
