@@ -21,6 +21,11 @@ EVALUATE_KEYS = (
     "gradcam_per_class",
     "tsne",
     "seed",
+    "heatmap_method",  # gradcam | gradcam++ | hirescam | occlusion (bonebase/model/explain.py)
+    "heatmap_layer",  # null: the last convolutional stage; layer3 for a finer ResNet map
+    "heatmap_target",  # label | positive | predicted: whose class map is scored
+    "heatmap_threshold",
+    "shortcut_probe_on",
 )
 
 

@@ -25,9 +25,12 @@ from bonebase.errors import InputError
 from bonebase.model.baseline import baseline_scores, fit_baseline
 from bonebase.model.checkpoint import Checkpoint
 from bonebase.model.data import make_dataset, png_side
-from bonebase.model.gradcam import heat_maps, make_cam, parse_box, pointing_game, scale_box
+from bonebase.model.explain import Explainer
+from bonebase.model.explain_eval import explain_images
+from bonebase.model.explain_eval import gallery as sample_gallery
 from bonebase.model.infer import case_logits, predict
 from bonebase.model.networks import head_layer
+from bonebase.model.shortcut import shortcut_probe
 from bonebase.stats import (
     apply_temperature,
     auc,
@@ -58,6 +61,7 @@ class Evaluation:
     gallery: list[dict] = field(default_factory=list)
     tsne: pd.DataFrame | None = None
     checkpoint: dict = field(default_factory=dict)
+    mean_maps: dict[str, np.ndarray] = field(default_factory=dict)  # explain_eval.explain_images
 
 
 def _clean(value):
@@ -153,50 +157,6 @@ def _eval_sets(cases: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return sets
 
 
-def _gallery(
-    net, ckpt, frame, image, sizes, prob_img, threshold, per_class, seed
-) -> tuple[list, float, dict]:
-    """Grad-CAM for a sample of correct and wrong images per class, and the pointing game
-    over every evaluated image with a known lesion box (heat map of the true class)."""
-    cam = make_cam(net, ckpt.arch)
-    size = ckpt.image_size
-    pred = (prob_img >= threshold).astype(int)
-    rng = np.random.default_rng(seed)
-    gallery, hits_by_class = [], {}
-    for cls in (0, 1):
-        idx_cls = np.flatnonzero(frame["y"].to_numpy() == cls)
-        with_box = [i for i in idx_cls if parse_box(frame["lesion_box"].iloc[i]) is not None]
-        if with_box:
-            imgs = torch.stack([image(i) for i in with_box])
-            heats = heat_maps(cam, imgs, cls)
-            boxes = [
-                scale_box(parse_box(frame["lesion_box"].iloc[i]), from_size=sizes[i], to_size=size)
-                for i in with_box
-            ]
-            hits_by_class[cls] = (pointing_game(heats, boxes), len(boxes))
-        for correct in (True, False):
-            pool = [i for i in idx_cls if (pred[i] == cls) == correct]
-            for i in sorted(rng.permutation(pool)[:per_class].tolist()) if pool else []:
-                img = image(i)
-                box = parse_box(frame["lesion_box"].iloc[i])
-                gallery.append(
-                    {
-                        "image": img[0].numpy(),
-                        "heat": heat_maps(cam, img[None], cls)[0],
-                        "box": scale_box(box, from_size=sizes[i], to_size=size) if box else None,
-                        "label": cls,
-                        "pred": int(pred[i]),
-                        "prob": float(prob_img[i]),
-                        "site": frame["site"].iloc[i],
-                        "correct": correct,
-                    }
-                )
-    n = sum(v[1] for v in hits_by_class.values())
-    overall = sum(v[0] * v[1] for v in hits_by_class.values()) / n if n else float("nan")
-    per_class = {f"pointing_game_class{c}": v[0] for c, v in hits_by_class.items()}
-    return gallery, overall, {**per_class, "pointing_game_n": n}
-
-
 def evaluate(
     *,
     checkpoint: Checkpoint,
@@ -210,9 +170,17 @@ def evaluate(
     seed: int = 7,
     device: str | None = None,
     batch_size: int = 64,
+    heatmap_method: str = "gradcam",
+    heatmap_layer: str | None = None,
+    heatmap_target: str = "label",
+    heatmap_threshold: float = 0.5,
+    shortcut_probe_on: bool = True,
 ) -> Evaluation:
     """Evaluate ``checkpoint`` on ``frame`` (load_frame output with val, test/external rows and
-    train rows for the clinical baseline); see the module doc."""
+    train rows for the clinical baseline); see the module doc. ``heatmap_*``: the explanation's
+    method, layer (None: the last convolutional stage), target class and IoU threshold
+    (:mod:`bonebase.model.explain_eval`); ``shortcut_probe_on``: linear probes on the features
+    (:mod:`bonebase.model.shortcut`)."""
     net = checkpoint.network()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = frame[frame["split"].isin(["val", "test", "external"])].reset_index(drop=True)
@@ -269,20 +237,29 @@ def evaluate(
     prob_img = apply_temperature(logits, temperature)[:, 1]
     ev_idx = np.flatnonzero(rows["split"].isin(["test", "external"]).to_numpy())
     ev_rows = rows.iloc[ev_idx].reset_index(drop=True)
+    ev_rows = ev_rows.assign(age_band=_age_band(ev_rows["age"]))
     sizes = [png_side(Path(data_dir) / rel) for rel in ev_rows["image"]]
-    gallery, pg, pg_detail = _gallery(
-        net,
-        checkpoint,
-        ev_rows,
-        lambda i: ds[int(ev_idx[i])]["image"],
-        sizes,
-        prob_img[ev_idx],
-        thresholds["youden"],
-        gradcam_per_class,
-        seed,
-    )
-    metrics["pointing_game"] = pg
-    metrics.update(pg_detail)
+    explainer = Explainer(net, checkpoint.arch, method=heatmap_method, layer=heatmap_layer)
+
+    def image(i: int) -> torch.Tensor:
+        return ds[int(ev_idx[i])]["image"]
+
+    pred_img = (prob_img[ev_idx] >= thresholds["youden"]).astype(int)
+    explanation, mean_maps = explain_images(
+        explainer, ev_rows, image, sizes, pred_img, image_size=checkpoint.image_size,
+        target=heatmap_target, threshold=heatmap_threshold, bootstrap=bootstrap, seed=seed,
+    )  # fmt: skip
+    metrics["explanation"] = explanation
+    headline = explanation.get("external", explanation.get("test", {})).get("all", {})
+    for key in ("pointing_game", "weighting_game", "iou"):
+        metrics[key] = headline.get(key, float("nan"))
+    metrics["pointing_game_n"] = headline.get("n", 0)
+    shown = sample_gallery(
+        explainer, ev_rows, image, sizes, prob_img[ev_idx], thresholds["youden"],
+        gradcam_per_class, seed, image_size=checkpoint.image_size, target=heatmap_target,
+    )  # fmt: skip
+    if shortcut_probe_on and feats is not None and len(ev_idx) > 10:
+        metrics["shortcut_probe"] = shortcut_probe(feats[ev_idx], ev_rows, seed=seed)
     tsne_frame = None
     if tsne and feats is not None and len(ev_idx) > 5:
         perplexity = float(min(30.0, (len(ev_idx) - 1) / 3))
@@ -298,9 +275,10 @@ def evaluate(
         roc=pd.concat(roc_rows, ignore_index=True) if roc_rows else pd.DataFrame(),
         cases=dict(sets, val=cases[val]),
         subgroups=subgroups,
-        gallery=gallery,
+        gallery=shown,
         tsne=tsne_frame,
         checkpoint=info,
+        mean_maps=mean_maps,
     )
 
 

@@ -1,7 +1,7 @@
 """The evaluation report: one self-contained HTML file (figures embedded as base64 PNGs).
 
 Sections (their ids are stable, tests look for them): provenance, training, discrimination,
-operating-points, calibration, baseline, subgroups, gradcam, tsne.
+operating-points, calibration, baseline, subgroups, gradcam, shortcut, tsne.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from bonebase.model.explain_report import explanation_html, shortcut_html  # noqa: E402
 from bonebase.stats import reliability_curve  # noqa: E402
 
 SECTIONS = (
@@ -28,7 +29,8 @@ SECTIONS = (
     ("calibration", "Calibration"),
     ("baseline", "Clinical-only baseline"),
     ("subgroups", "Subgroups"),
-    ("gradcam", "Grad-CAM and pointing game"),
+    ("gradcam", "Heat maps: pointing game, weighting game, IoU"),
+    ("shortcut", "Shortcut probe: site and age band vs label"),
     ("tsne", "t-SNE of penultimate features"),
 )
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -172,13 +174,8 @@ def _baseline(ev) -> str:
 
 
 def _gradcam(ev) -> str:
-    m = ev.metrics
-    head = (
-        f"<p>Pointing game (peak of the true class's heat map inside the lesion box): "
-        f"{_fmt(m.get('pointing_game'))} over {m.get('pointing_game_n', 0)} images "
-        f"(class 0: {_fmt(m.get('pointing_game_class0'))}, class 1: "
-        f"{_fmt(m.get('pointing_game_class1'))}).</p>"
-    )
+    head = explanation_html(ev.metrics, getattr(ev, "mean_maps", {}) or {}, _png, _table)
+    head += "<h3>Samples: correct and wrong, per class</h3>"
     if not ev.gallery:
         return head + '<p class="note">no images to show</p>'
     cols = 4
@@ -232,6 +229,7 @@ def render_report(ev) -> str:
         "baseline": _baseline,
         "subgroups": lambda e: _table(e.subgroups),
         "gradcam": _gradcam,
+        "shortcut": lambda e: shortcut_html(e.metrics, _table),
         "tsne": _tsne,
     }
     parts = [

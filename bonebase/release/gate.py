@@ -9,7 +9,9 @@ Policy keys (all optional; an absent key is not checked):
 ``auc_ci_low_min`` (lower DeLong 95% CI bound of the AUC on ``test`` and ``external``),
 ``site_auc_min`` (AUC on every external site), ``ece_max`` (calibration error on ``test``),
 ``min_test_cases``, ``noninferiority_margin`` (candidate - champion AUC: lower CI bound must
-exceed -margin on the same cases).
+exceed -margin on the same cases), ``pointing_game_min`` and ``weighting_game_min`` (the heat
+maps on the external set, or on test without one: share of maps peaking inside the lesion, and
+share of their energy inside it; see bonebase/model/explain.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ POLICY_KEYS = (
     "ece_max",
     "min_test_cases",
     "noninferiority_margin",
+    "pointing_game_min",
+    "weighting_game_min",
 )
 EVAL_SPLITS = ("test", "external")
 
@@ -77,6 +81,7 @@ def check_gate(metrics: dict, *, policy: dict, comparison: dict | None = None) -
     if "min_test_cases" in policy:
         limit, n = int(policy["min_test_cases"]), int(test.get("n_cases", 0))
         checks.append(_check("n_cases[test]", n, limit, n >= limit, "locked test cases"))
+    checks += _explanation_checks(metrics, policy)
     if "noninferiority_margin" in policy:
         margin = float(policy["noninferiority_margin"])
         if comparison is not None and comparison.get("champion") is None:
@@ -103,6 +108,26 @@ def check_gate(metrics: dict, *, policy: dict, comparison: dict | None = None) -
                 )
             )
     return {"passed": all(c["passed"] for c in checks), "checks": checks, "policy": dict(policy)}
+
+
+def _explanation_checks(metrics: dict, policy: dict) -> list[dict]:
+    """The heat maps must point at the lesion: pointing and weighting game minima."""
+    e = metrics.get("explanation") or {}
+    where = "external" if e.get("external") else "test"
+    scores = (e.get(where) or {}).get("all") or {}
+    how = f"{e.get('method')} on {e.get('layer')}, {where} set, n={scores.get('n', 0)}"
+    checks = []
+    for key, label in (("pointing_game", "map peak inside the lesion"),
+                       ("weighting_game", "map energy inside the lesion")):
+        if f"{key}_min" not in policy:
+            continue
+        limit, value = float(policy[f"{key}_min"]), scores.get(key)
+        if value is None:
+            detail = "no explanation scores in metrics.json: re-run the evaluate stage"
+            checks.append(_check(key, None, limit, False, detail))
+        else:
+            checks.append(_check(key, value, limit, value >= limit, f"{label} ({how})"))
+    return checks
 
 
 def case_scores(predictor: Predictor, frame: pd.DataFrame, data_dir: Path, *, batch: int = 64):
