@@ -2,7 +2,7 @@
 
     python benchmarks/ingest.py [--sites 4 --cases-per-site 150 --seed 5] [--data DIR]
                                 [--runner process|dask|both] [--workers N] [--dask-address URL]
-                                [--repeat N]
+                                [--repeat N] [--watch]
 
 Generates (or reuses) a synthetic consortium, then over the same files measures:
   (a) plain pydicom: dcmread + dcmwrite of every file (the floor any DICOM pipeline pays);
@@ -15,6 +15,11 @@ process pool and on Dask over the same files and prints the ratio. Every flow ru
 database growth and the object-store bytes per case and per stored image (for docs/scaling.md).
 ``--repeat N`` measures everything N times, interleaved (on a shared machine one run can be a
 third slower than the next), and prints the median of each figure, with the range of the ratios.
+``--watch`` measures the champion watch (#23) instead: a model is trained (params.yaml's export
+size, architecture and image size; one epoch, its weights do not matter for speed) on the first
+site and deployed, its reference scored, then each other site's submission is ingested and
+watched (the watch-champion flow, as the ingest hook runs it) and the watch's time is compared
+with that submission's ingest time: the share it adds (goal <= 20%), per submission and median.
 Uses DATABASE_URL when set (a fresh database is created and dropped), else the embedded server.
 """
 
@@ -195,6 +200,104 @@ def _report(runs: list[dict], names: list[str], *, n_files: int, n_dicom: int, m
         print(f"ratio dask / process (files/s): {ratio:.2f}x")
 
 
+def _champion(conn, store, home: Path) -> int:
+    """A deployed model of params.yaml's shape, trained one epoch on what is ingested."""
+    import pandas as pd
+    import yaml
+
+    from bonebase.dataset.export import export
+    from bonebase.dataset.split import assign_splits, write_assignments
+    from bonebase.db import models as q
+    from bonebase.model.checkpoint import save_checkpoint
+    from bonebase.model.data import load_frame
+    from bonebase.model.train import train
+    from bonebase.release.registry import register
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    data, task = home / "data", params["task"]
+    export(conn, store, data, size=params["export"]["size"], bits=params["export"]["bits"],
+           modalities=params["export"]["modalities"])
+    labels = pd.read_csv(data / "labels.csv", dtype=str)
+    write_assignments(assign_splits(labels, None, seed=1, val_fraction=0.25, test_fraction=0.2),
+                      data / "split.csv")
+    ckpt = train(frame=load_frame(data, task=task), data_dir=data, task=task,
+                 arch=params["train"]["arch"], image_size=params["train"]["image_size"],
+                 epochs=1, batch_size=16, patience=1, num_workers=0, seed=1, amp=False)
+    row = register(conn, store, checkpoint=save_checkpoint(ckpt, data / "model.pt"),
+                   metrics={"task": task}, by="benchmark")
+    q.set_status(conn, row["id"], status="deployed")
+    conn.commit()
+    return row["id"]
+
+
+def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, float, float]]:
+    """(site, radiographs scored, ingest s, watch s) per measured submission."""
+    import json
+
+    from bonebase.config import Settings, get_settings
+    from bonebase.db.engine import connect
+    from bonebase.db.migrate import upgrade
+    from bonebase.db.sites import add_site
+    from bonebase.storage import open_store
+    from flows.ingest import ingest_submission
+    from flows.monitor import watch_flow
+
+    url, drop = _database(home)
+    try:
+        upgrade(url)
+        settings = Settings(home=home, database_url=url, secret="b" * 40, env="test", **runner)
+        settings.ensure_home()
+        for name, value in settings.environ().items():  # the watch's tasks read the environment
+            os.environ[name] = value
+        get_settings.cache_clear()
+        sites = json.loads((data / "sites.json").read_text())
+        with connect(url) as conn:
+            for s in sites:
+                add_site(conn, code=s["code"], name=s["name"])
+            conn.commit()
+        ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
+                          settings=settings, **_no_hook())
+        with connect(url) as conn:
+            _champion(conn, open_store(settings.object_store_url), home)
+        watch_flow(sites=[])  # warm-up: the reference (the first site) scored, flow imports
+        out = []
+        for s in sites[1:]:
+            t = time.perf_counter()
+            receipt = ingest_submission(s["code"], str(data / s["code"] / "submission"),
+                                        settings=settings, **_no_hook())
+            ingest = time.perf_counter() - t
+            t = time.perf_counter()
+            result = watch_flow(submission_id=receipt["submission"])
+            out.append((s["code"], result["scored"]["watch"], ingest, time.perf_counter() - t))
+        return out
+    finally:
+        drop()
+
+
+def _no_hook() -> dict:
+    """ingest_submission's switch for the watch hook, where it has one: timed apart here."""
+    import inspect
+
+    from flows.ingest import ingest_submission
+
+    fn = getattr(ingest_submission, "fn", ingest_submission)
+    return {"watch": False} if "watch" in inspect.signature(fn).parameters else {}
+
+
+def _report_watch(rows: list[tuple[str, int, float, float]]) -> None:
+    from statistics import median
+
+    for site, n, ingest, watch in rows:
+        print(f"{site:<6} {n:4d} radiographs scored  ingest {ingest:7.2f} s  watch {watch:6.2f} s"
+              f"  (+{watch / ingest:.0%})")
+    shares = [w / i for _, _, i, w in rows]
+    print(f"the watch adds {median(shares):.0%} to a submission's ingest time (median of "
+          f"{len(rows)}; range {min(shares):.0%}-{max(shares):.0%}); goal <= 20%")
+    per = [w / n for _, n, _, w in rows if n]
+    if per:
+        print(f"watch: {median(per) * 1000:.0f} ms per radiograph (median)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sites", type=int, default=4)
@@ -207,6 +310,8 @@ def main() -> None:
     ap.add_argument("--dask-address", help="tcp://… of a running Dask scheduler")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure everything N times, interleaved; medians are printed")
+    ap.add_argument("--watch", action="store_true",
+                    help="measure the champion watch's share of ingest time instead")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bonebase-bench-"))
     tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
@@ -227,6 +332,12 @@ def main() -> None:
         dicom = _dicom_files(measured)
         mb = sum(p.stat().st_size for p in measured) / 1e6
         print(f"files: {len(measured)} ({len(dicom)} DICOM), {mb:.1f} MB, {os.cpu_count()} cores")
+        if args.watch:
+            rows = [r for i in range(args.repeat) for r in bench_watch(
+                data, tmp / f"home-watch-{i}", {"task_runner": "process",
+                                                "ingest_workers": args.workers})]
+            _report_watch(rows)
+            return
         runners = {"process": {"task_runner": "process"},
                    "dask": {"task_runner": "dask", "dask_address": args.dask_address}}
         names = ["process", "dask"] if args.runner == "both" else [args.runner]

@@ -1,0 +1,201 @@
+"""The champion watch: score new radiographs with the deployed model, check each site.
+
+``score(conn, store, model, ...)`` scores, in batches, what the champion has not scored yet:
+first its reference (the cases of the dataset version it was trained on, or what had arrived
+before it was registered when that version's case list is unknown), then new radiographs (of
+one submission, or all). ``check_site`` turns a site's scores into a performance check and a
+drift check against the reference, records both, and raises an alert (an audit event, a
+Prefect event, and an open alert on the models page) when a threshold of the policy breaks.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+
+from psycopg import Connection
+
+from bonebase.db import audit
+from bonebase.db import models as model_q
+from bonebase.errors import InputError, NotFoundError
+from bonebase.monitor import db, drift, performance, report
+from bonebase.monitor.policy import Policy
+from bonebase.monitor.scoring import Model, score_rows
+from bonebase.storage import ObjectStore
+
+ALERT_EVENT = "bonebase.monitor.alert"
+
+
+def champion(conn: Connection, *, task: str) -> dict:
+    """The deployed model of ``task``, or NotFoundError saying how to deploy one."""
+    row = model_q.deployed_model(conn, task=task)
+    if row is None:
+        raise NotFoundError(f"no model of task {task} is deployed: nothing to watch; deploy one "
+                            "with bonebase models deploy ID")
+    return row
+
+
+_LOADED: dict[str, object] = {}  # checkpoint sha256 -> Predictor, the last two used
+
+
+def _predictor(store: ObjectStore, model_row: dict):
+    from bonebase.model.inference import Predictor
+    from bonebase.release.registry import fetch_checkpoint
+
+    sha = model_row["checkpoint_sha256"]
+    if sha not in _LOADED:
+        with tempfile.TemporaryDirectory(prefix="bonebase-watch-") as tmp:
+            predictor = Predictor.from_checkpoint(fetch_checkpoint(store, model_row, tmp))
+        while len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[sha] = predictor
+    return _LOADED[sha]
+
+
+def load(store: ObjectStore, model_row: dict) -> Model:
+    """A registered model's checkpoint, fetched and verified, as a :class:`Model`; kept loaded
+    for the process's next calls (a checkpoint's content never changes: its hash is its key)."""
+    predictor = _predictor(store, model_row)
+    if len(predictor.classes) != 2:
+        raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
+                         "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
+    return Model(id=model_row["id"], task=model_row["task"], predictor=predictor)
+
+
+def _reference_cases(conn: Connection, model_row: dict) -> list[int] | None:
+    match = re.fullmatch(r"v(\d+)", str(model_row.get("dataset_version") or ""))
+    if not match:
+        return None
+    rows = conn.execute("SELECT case_id FROM dataset_version_cases WHERE version = %s",
+                        (int(match.group(1)),)).fetchall()
+    return [r["case_id"] for r in rows] or None
+
+
+def has_reference(conn: Connection, model_id: int) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM watch_scores WHERE model_id = %s AND"
+                        " role = 'reference')", (model_id,)).fetchone()["exists"]
+
+
+def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
+          submission_id: int | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Score the reference (once per model) and the new radiographs not scored yet (of
+    ``submission_id``, or all). Returns counts: reference, watch, unreadable."""
+    model_row = model_q.get_model(conn, model.id)
+    counts = {"reference": 0, "watch": 0, "unreadable": 0}
+    modalities = list(policy.modalities)
+    todo_by_role = []
+    if not has_reference(conn, model.id):
+        cases = _reference_cases(conn, model_row)
+        if cases is not None:
+            ref = db.unscored(conn, model_id=model.id, modalities=modalities, case_ids=cases)
+        else:
+            ref = db.unscored(conn, model_id=model.id, modalities=modalities,
+                              before=model_row["created_at"])
+        todo_by_role.append(("reference", ref))
+    todo_by_role.append(("watch", db.unscored(conn, model_id=model.id, modalities=modalities,
+                                              submission_id=submission_id)))
+    for role, todo in todo_by_role:
+        done = 0
+        # A batch is scored and stored before the next is read: memory stays at one batch.
+        for start in range(0, len(todo), policy.batch):
+            rows = score_rows(store, model, todo[start : start + policy.batch],
+                              batch=policy.batch, intermediate_as=policy.intermediate_as)
+            with conn.transaction():
+                counts[role] += db.insert_scores(conn, model_id=model.id, role=role, rows=rows)
+            counts["unreadable"] += sum(r["error"] is not None for r in rows)
+            done += len(rows)
+            if progress:
+                progress(role, done, len(todo))
+    return counts
+
+
+def _performance_breach(figs: dict, policy: Policy) -> list[str]:
+    auc = figs.get("auc")
+    if auc is None or min(figs["positives"], figs["n"] - figs["positives"]) == 0:
+        return []
+    if figs["n"] < policy.min_cases:
+        return []
+    reasons = []
+    if auc["value"] < policy.auc_min:
+        reasons.append(f"AUC {auc['value']:.3f} < {policy.auc_min}")
+    if auc["lo"] < policy.auc_ci_low_min:
+        reasons.append(f"AUC 95% CI lower bound {auc['lo']:.3f} < {policy.auc_ci_low_min}")
+    return reasons
+
+
+def check_site(conn: Connection, store: ObjectStore, model: Model, *, site: str,
+               policy: Policy) -> dict:
+    """Performance and drift of ``site``'s new radiographs for ``model``: both checks recorded,
+    the drift report stored (``monitor/m<model>/<site>/drift-<check>.html``), an alert raised
+    on a breach. Returns {site, performance, drift, alerts}."""
+    site_row = conn.execute("SELECT id FROM sites WHERE code = %s", (site,)).fetchone()
+    if site_row is None:
+        raise NotFoundError(f"no site {site}; see bonebase site list")
+    current = db.scores(conn, model_id=model.id, role="watch", site=site)
+    reference = db.scores(conn, model_id=model.id, role="reference")
+    threshold = float(model.predictor.threshold)
+    figs = performance.by_site(current, threshold).get(site, {"all": performance.figures(
+        [], [], threshold), "months": {}})
+    perf_reasons = _performance_breach(figs["all"], policy)
+    shift = drift.compare([r["features"] for r in reference], [r["features"] for r in current],
+                          alpha=policy.drift_alpha)
+    drift_reasons = []
+    if shift["share"] is not None and shift["share"] > policy.max_drift_share:
+        drift_reasons.append(f"{len(shift['drifted'])} of {shift['tested']} features drift "
+                             f"({', '.join(shift['drifted'])}): share {shift['share']:.2f} > "
+                             f"{policy.max_drift_share}")
+    html = report.drift_html(site=site, model_id=model.id, result=shift,
+                             reference=[r["features"] for r in reference],
+                             current=[r["features"] for r in current], reasons=drift_reasons)
+    alerts = []
+    with conn.transaction():
+        perf = db.add_check(conn, model_id=model.id, site_id=site_row["id"], kind="performance",
+                            result={**figs, "threshold": threshold, "reasons": perf_reasons},
+                            breached=bool(perf_reasons))
+        shift["reasons"] = drift_reasons
+        chk = db.add_check(conn, model_id=model.id, site_id=site_row["id"], kind="drift",
+                           result=shift, breached=bool(drift_reasons))
+        key = f"monitor/m{model.id}/{site}/drift-{chk['id']}.html"
+        store.put_bytes(key, html.encode("utf-8"))
+        conn.execute("UPDATE watch_checks SET report_key = %s WHERE id = %s", (key, chk["id"]))
+        for check, reasons in ((perf, perf_reasons), (chk, drift_reasons)):
+            if reasons:
+                details = {"model": model.id, "site": site, "kind": check["kind"],
+                           "check": check["id"], "reasons": reasons}
+                audit.record(conn, action="monitor.alert", entity="model", entity_id=model.id,
+                             details=details)
+                alerts.append(details)
+    for details in alerts:
+        emit_alert(details)
+    return {"site": site, "performance": figs, "performance_check": perf["id"],
+            "drift": shift, "drift_check": chk["id"], "report_key": key, "alerts": alerts}
+
+
+def emit_alert(details: dict) -> bool:
+    """A Prefect event ``bonebase.monitor.alert`` (an automation's trigger), resource the site;
+    False when no Prefect API took it (the audit event and the open alert are recorded anyway)."""
+    try:
+        from prefect.events import emit_event
+
+        event = emit_event(
+            event=ALERT_EVENT,
+            resource={"prefect.resource.id": f"bonebase.site.{details['site']}",
+                      "bonebase.model": str(details["model"])},
+            payload=details,
+        )
+    except Exception:  # noqa: BLE001 - the event is a courtesy; the alert is in the database
+        return False
+    return event is not None
+
+
+def sites_with_scores(conn: Connection, model_id: int) -> list[str]:
+    rows = conn.execute("SELECT DISTINCT s.code FROM watch_scores w JOIN sites s ON"
+                        " s.id = w.site_id WHERE w.model_id = %s AND w.role = 'watch'"
+                        " ORDER BY s.code", (model_id,)).fetchall()
+    return [r["code"] for r in rows]
+
+
+__all__ = ["ALERT_EVENT", "champion", "check_site", "emit_alert", "has_reference", "load",
+           "score", "sites_with_scores"]

@@ -1,0 +1,140 @@
+"""Prefect flow `watch-champion`: score new radiographs with the deployed model, check sites.
+
+Thin by design: the work is in ``bonebase.monitor``. One task scores (batches of
+``monitor.batch`` radiographs per forward pass, stored batch by batch), one task per site checks
+performance and drift; a breach raises the alert (audit event, Prefect event
+``bonebase.monitor.alert``, open alert on the models page) and, with ``monitor.retrain_on_alert``,
+starts the `retrain` flow. Triggered after ingest (``watch_after_ingest``) or by
+`bonebase monitor run`. Nothing identifying is a parameter: ids and paths only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from bonebase.config import get_settings
+from bonebase.monitor import policy as policies
+from bonebase.monitor import watch
+
+
+def _connect():
+    from bonebase.db.engine import connect, database_url
+
+    return connect(database_url(get_settings()))
+
+
+def _store():
+    from bonebase.storage import open_store
+
+    s = get_settings()
+    return open_store(s.object_store_url, endpoint_url=s.s3_endpoint_url, region=s.s3_region)
+
+
+def _with_model(model_id: int, params_path: str, work):
+    """``work(conn, store, model, policy)`` with the registered model loaded (once per process)
+    and the policy of ``params_path``; committed."""
+    from bonebase.db.models import get_model
+
+    policy = policies.load(params_path)
+    store = _store()
+    with _connect() as conn:
+        model = watch.load(store, get_model(conn, model_id))
+        result = work(conn, store, model, policy)
+        conn.commit()
+    return result
+
+
+@task(name="score-radiographs", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def score_task(model_id: int, submission_id: int | None, params_path: str) -> dict:
+    """Score the champion's reference (once) and the new radiographs, batched."""
+    return _with_model(model_id, params_path, lambda conn, store, model, policy: watch.score(
+        conn, store, model, policy=policy, submission_id=submission_id))
+
+
+@task(name="check-site", cache_policy=NO_CACHE)
+def check_task(model_id: int, site: str, params_path: str) -> dict:
+    """Performance and drift of one site; the alert on a breach."""
+    result = _with_model(model_id, params_path, lambda conn, store, model, policy:
+                         watch.check_site(conn, store, model, site=site, policy=policy))
+    return {"site": site, "alerts": result["alerts"], "drift_share": result["drift"]["share"],
+            "auc": result["performance"]["all"]["auc"], "n": result["performance"]["all"]["n"],
+            "report_key": result["report_key"]}
+
+
+@flow(name="watch-champion", log_prints=True)
+def watch_flow(submission_id: int | None = None, params_path: str = "params.yaml",
+               task_name: str = "benign_vs_malignant", sites: list[str] | None = None) -> dict:
+    """Score what the deployed model of ``task_name`` has not scored (of ``submission_id``, or
+    all), then check the submission's site (or ``sites``, or every site with new scores)."""
+    with _connect() as conn:
+        model = watch.champion(conn, task=task_name)
+        if sites is None and submission_id is not None:
+            row = conn.execute("SELECT s.code FROM submissions u JOIN sites s ON s.id = u.site_id"
+                               " WHERE u.id = %s", (submission_id,)).fetchone()
+            sites = [row["code"]] if row else []
+    counts = score_task(model["id"], submission_id, params_path)
+    print(f"model {model['id']}: scored {counts['reference']} reference and {counts['watch']} "
+          f"new radiographs ({counts['unreadable']} unreadable)")
+    if sites is None:
+        with _connect() as conn:
+            sites = watch.sites_with_scores(conn, model["id"])
+    checks = [check_task(model["id"], site, params_path) for site in sites]
+    alerts = [a for c in checks for a in c["alerts"]]
+    lines = [f"| {c['site']} | {c['n']} | {_auc(c['auc'])} | {_share(c['drift_share'])} | "
+             f"{'ALERT' if c['alerts'] else 'ok'} |" for c in checks]
+    create_markdown_artifact(
+        key=f"watch-m{model['id']}",
+        markdown="| site | n | AUC (95% CI) | drift share | alert |\n|---|---|---|---|---|\n"
+                 + "\n".join(lines), description=f"champion watch of model {model['id']}")
+    retrain = None
+    if alerts and policies.load(params_path).retrain_on_alert:
+        from flows.retrain import retrain_flow
+
+        print(f"{len(alerts)} alert(s): monitor.retrain_on_alert is true, starting retrain")
+        retrain = retrain_flow(str(Path(params_path).resolve()),
+                               project_dir=str(Path(params_path).resolve().parent))
+    return {"model": model["id"], "scored": counts, "checks": checks, "alerts": alerts,
+            "retrain": retrain}
+
+
+def _auc(a: dict | None) -> str:
+    return "–" if not a else f"{a['value']:.2f} ({a['lo']:.2f}–{a['hi']:.2f})"
+
+
+def _share(s: float | None) -> str:
+    return "–" if s is None else f"{s:.2f}"
+
+
+def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml") -> dict | None:
+    """The hook the ingest flow calls after a submission: the watch of its radiographs when a
+    model is deployed, else None. A failed watch never fails the ingest: it says so and how to
+    run it again."""
+    from bonebase.errors import BonebaseError, NotFoundError
+
+    sid = receipt.get("submission")
+    if sid is None or receipt.get("already_ingested") or receipt.get("status") != "done":
+        return None
+    try:
+        with _connect() as conn:
+            from bonebase.db.models import deployed_model
+
+            if deployed_model(conn, task="benign_vs_malignant") is None:
+                return None  # nothing deployed: nothing to watch (and no flow run to show)
+        return watch_flow(submission_id=int(sid), params_path=params_path)
+    except NotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - the submission is stored; the watch can re-run
+        what = str(exc) if isinstance(exc, BonebaseError) else type(exc).__name__
+        print(f"the champion watch of submission {sid} failed ({what}); run it again with "
+              f"bonebase monitor run --submission {sid}")
+        return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(watch_flow(int(sys.argv[1]) if len(sys.argv) > 1 else None))
