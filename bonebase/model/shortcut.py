@@ -21,6 +21,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+TIE = 0.02  # AUCs this close count as "as well as" (two fits of one partition differ by bits)
+
 
 def probe_auc(x: np.ndarray, target: np.ndarray, groups: np.ndarray, *, seed: int = 7,
               folds: int = 5) -> float:
@@ -55,8 +57,9 @@ def _one_hot_auc(variable: pd.Series, y: np.ndarray) -> float:
 
 def shortcut_probe(features: np.ndarray, frame: pd.DataFrame, *, seed: int = 7) -> dict:
     """Probe AUCs for label, site and age band on ``features`` (one row per ``frame`` row, which
-    holds y, site, age_band and case_id); ``suspect`` when site or age band is read better than
-    the label while it also predicts the label."""
+    holds y, site, age_band and case_id); ``suspect`` lists site or age band when the features
+    read it at least as well as the label (within ``TIE``) while it also predicts the label
+    (AUC >= 0.6 from that variable alone)."""
     groups = (frame["site"].astype(str) + "/" + frame["case_id"].astype(str)).to_numpy()
     y = frame["y"].to_numpy()
     out = {"n": int(len(frame))}
@@ -70,7 +73,7 @@ def shortcut_probe(features: np.ndarray, frame: pd.DataFrame, *, seed: int = 7) 
         for name in ("site", "age_band")
         if np.isfinite(out[f"probe_auc_{name}"])
         and np.isfinite(label)
-        and out[f"probe_auc_{name}"] >= label
+        and out[f"probe_auc_{name}"] >= label - TIE
         and (out[f"label_from_{name}_auc"] or 0.5) >= 0.6
     ]
     out["suspect"] = flags
