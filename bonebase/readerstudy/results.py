@@ -48,6 +48,9 @@ def scores_frame(conn: Connection, study: dict, *, complete_only: bool = True
     for arm in ARMS:  # the model scores every case the same way in both arms
         table += [(MODEL_READER, arm, c["label"], int(c["truth"]), 100.0 * c["probability"])
                   for c in cases]
+    # Aided first: the analyser reports differences as first - second modality, so the
+    # model's help reads as a positive "aided - unaided".
+    table.sort(key=lambda row: (ARMS.index(row[1]) * -1, row[0] == MODEL_READER, row[0], row[2]))
     return pd.DataFrame(table, columns=list(COLUMNS)), complete, excluded
 
 
