@@ -11,7 +11,10 @@ process with the repository's params.yaml (``--set`` overrides a key for experim
 writes its params, model and report under --work/runs/--run). The consortium and its export are
 cached under --work and reused while the recipe (sizes, seed, export and split params) holds.
 Prints one JSON object: internal test and external AUC with DeLong CIs, the clinical baseline,
-the DeLong p of model vs baseline, the pointing game, validation AUC and wall-clock seconds.
+the DeLong p of model vs baseline, the heat maps' pointing game, weighting game and IoU (by class,
+with CIs and the layer's ceiling), the shortcut probe, validation AUC and wall-clock seconds.
+``--evaluate-only --model-run R --run R2 --set evaluate.heatmap_layer=layer3`` re-scores run R's
+model with another heat-map method or layer without training again.
 """
 
 from __future__ import annotations
@@ -85,6 +88,20 @@ def _stage(script: str, *args: str) -> float:
     return time.perf_counter() - started
 
 
+def _explanation(e: dict) -> dict:
+    """Method, layer, target and, per set, the scores by class with CIs and the ceiling."""
+    keys = ("n", "pointing_game", "pointing_game_lo", "pointing_game_hi", "weighting_game",
+            "weighting_game_lo", "weighting_game_hi", "iou", "pointing_ceiling", "lesion_area")
+    out = {k: e.get(k) for k in ("method", "layer", "cells", "target")}
+    for name in ("test", "external"):
+        groups = e.get(name) or {}
+        out[name] = {
+            g: {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items() if k in keys}
+            for g, s in groups.items() if g in ("all", "class0", "class1")
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", type=Path, default=ROOT / ".bonebase" / "model_quality")
@@ -95,6 +112,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--run", default="run", help="name of this run's folder under --work/runs")
     ap.add_argument("--data-only", action="store_true", help="build the cached data and stop")
+    ap.add_argument(
+        "--evaluate-only", action="store_true",
+        help="re-run only the evaluate stage on --run's model (e.g. another heat-map method)",
+    )
+    ap.add_argument("--model-run", default=None, help="with --evaluate-only: the run whose model")
     args = ap.parse_args()
     params = _override(yaml.safe_load(args.params.read_text()), args.set)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -108,9 +130,13 @@ def main() -> None:
     run_params = run_dir / "params.yaml"
     run_params.write_text(yaml.safe_dump(params, sort_keys=False))
     models, reports = run_dir / "models", run_dir / "reports"
-    t_train = _stage(
-        "train.py", "--params", str(run_params), "--data", str(data), "--out", str(models)
-    )
+    if args.evaluate_only:
+        models = args.work / "runs" / (args.model_run or args.run) / "models"
+        t_train = 0.0
+    else:
+        t_train = _stage(
+            "train.py", "--params", str(run_params), "--data", str(data), "--out", str(models)
+        )
     t_eval = _stage(
         "evaluate.py", "--params", str(run_params), "--data", str(data),
         "--model", str(models / "model.pt"), "--out", str(reports),
@@ -135,7 +161,11 @@ def main() -> None:
                 "test": figures("test"),
                 **{k: figures(k) for k in externals},
                 "pointing_game": m.get("pointing_game"),
+                "weighting_game": m.get("weighting_game"),
+                "iou": m.get("iou"),
                 "pointing_game_n": m.get("pointing_game_n"),
+                "explanation": _explanation(m.get("explanation") or {}),
+                "shortcut_probe": m.get("shortcut_probe"),
                 "train_s": round(t_train, 1),
                 "evaluate_s": round(t_eval, 1),
                 "report": str(reports / "report.html"),

@@ -77,6 +77,27 @@ def _params(project: Path, cfg: DemoConfig) -> Path:
     return path
 
 
+def diagnosis_line(answer: dict) -> str:
+    """The served answer in words, naming the rule that decided it: the locked threshold on the
+    positive class's probability (two classes), or the most probable class."""
+    probs = answer.get("probabilities") or {}
+    names = list(probs)
+    shown = ", ".join(f"p({k}) = {v:.2f}" for k, v in probs.items())
+    thr = answer.get("threshold")
+    if thr is not None and len(names) == 2:
+        pos = probs[names[1]]
+        rule = (f"p({names[1]}) {pos:.2f} {'>=' if pos >= thr else '<'} the model's locked "
+                f"threshold {thr:.2f} (chosen on validation)")
+    else:
+        rule = "the most probable class"
+    ood = answer.get("out_of_distribution") or {}
+    unlike = " — input unlike the training data: " + "; ".join(ood.get("reasons", [])) if ood.get(
+        "flag") else ""
+    return (f"{answer['predicted_class']} because {rule}; {shown}; model "
+            f"{answer['model_version']}, heat map {'yes' if answer.get('gradcam_png') else 'no'}"
+            f"{unlike}")
+
+
 def run_demo(
     *,
     repo: Path,
@@ -174,9 +195,7 @@ def run_demo(
         xray = _a_radiograph(synth / fifth["code"])
         with DiagnosisClient(served["url"]) as client:
             answer = client.diagnose(xray, gradcam=True)
-    show.print(f"   POST /diagnose {xray.name}: {answer['predicted_class']} "
-               f"(p = {json.dumps(answer['probabilities'])}, model {answer['model_version']}, "
-               f"Grad-CAM {'yes' if answer.get('gradcam_png') else 'no'})")  # fmt: skip
+    show.print(f"   POST /diagnose {xray.name}: {diagnosis_line(answer)}")
 
     with show.stage(f"a fifth hospital joins: {fifth['code']} ({fifth['name']})"):
         ingest(fifth)
