@@ -2,6 +2,7 @@
 harmless markers go with it, and what the step costs ingest.
 
     python benchmarks/burned_in.py [--sites 2] [--cases 22] [--share 0.3] [--rounds 3] [--seed 19]
+                                   [--compare-pytesseract] [--no-large]
 
 Generates a synthetic consortium whose radiographs carry burned-in text in a ``--share`` of them
 (bonebase.synth.generate(burned_in=...); the truth in <CODE>/burned_in.csv), then runs ingest's
@@ -14,14 +15,20 @@ without it, interleaved ``--rounds`` times. Prints:
 - identifying values OCR can still read after redaction: Tesseract (the same reader) over every
   stored image that had burned-in text, each drawn value searched in what it reads (goal 0);
 - the share of harmless markers (L/R, AP, LAT) redacted (goal <= 5%);
-- files/s with the step against without it (medians of the rounds; goal >= 0.7x), and the
-  seconds a 10,000 x 10,000 radiograph with text costs (memory bounded: read strided).
+- files/s with the step against without it (medians and ranges of the rounds; goal >= 0.7x),
+  and the same as this process's CPU time a file (steadier on a shared machine: what a core
+  of ingest's process pool spends), with ``--compare-pytesseract`` also for Tesseract run as a
+  program per image (the fallback without tesserocr);
+- where the step's CPU goes: find_text a candidate image, Tesseract a call;
+- the seconds a 10,000 x 10,000 radiograph with text costs (memory bounded: read strided).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import os
 import resource
 import statistics
 import sys
@@ -47,15 +54,59 @@ def _entries(root: Path):
     return out
 
 
-def _run(entries, deid, staging: Path, policy: str | None) -> tuple[float, dict]:
+def _run(entries, deid, staging: Path, policy: str | None) -> tuple[float, float, dict]:
+    """files/s (wall clock), CPU milliseconds a file (this process) and the results."""
     from bonebase.ingest.process import process_file
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu()
     results = {}
     for site, entry in entries:
         results[site, entry.rel] = process_file(entry, deid=deid, site=site, staging=staging,
                                                 burned_in=policy)
-    return len(entries) / (time.perf_counter() - started), results
+    wall, cpu = time.perf_counter() - started, _cpu() - cpu
+    return len(entries) / wall, 1000 * cpu / len(entries), results
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of the programs it ran (the tesseract program of
+    pytesseract)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class _Stages:
+    """CPU time spent in the step's parts (find_text whole, Tesseract's calls), by wrapping
+    them for one extra run (not the timed rounds)."""
+
+    def __init__(self) -> None:
+        from bonebase.dicom import burned_in, burned_in_ocr
+
+        self.cpu = {"find_text": 0.0, "tesseract": 0.0}
+        self.calls = {"find_text": 0, "tesseract": 0}
+        self._undo = []
+        for module, name, key in ((burned_in, "find_text", "find_text"),
+                                  (burned_in_ocr, "_words", "tesseract")):
+            original = getattr(module, name)
+            setattr(module, name, self._timed(original, key))
+            self._undo.append((module, name, original))
+
+    def _timed(self, fn, key):
+        def wrapped(*args, **kwargs):
+            started = _cpu()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.cpu[key] += _cpu() - started
+                self.calls[key] += 1
+        return wrapped
+
+    def close(self) -> None:
+        for module, name, original in self._undo:
+            setattr(module, name, original)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def _flat(pixels: np.ndarray, box: tuple[int, int, int, int]) -> bool:
@@ -141,6 +192,22 @@ def _large(tmp: Path) -> tuple[float, float]:
     return seconds, growth
 
 
+@contextlib.contextmanager
+def _engine(arm: str):
+    """The arm "with, pytesseract" runs without the in-process engine (as without tesserocr)."""
+    from bonebase.dicom import burned_in_ocr
+
+    if "pytesseract" not in arm:
+        yield
+        return
+    saved = burned_in_ocr._engine()
+    burned_in_ocr._local.api = None
+    try:
+        yield
+    finally:
+        burned_in_ocr._local.api = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=2)
@@ -149,6 +216,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--no-large", action="store_true", help="skip the 10,000 x 10,000 image")
+    parser.add_argument("--compare-pytesseract", action="store_true",
+                        help="a third arm: the step with Tesseract run as a program per image")
     args = parser.parse_args()
 
     from bonebase.dicom.deid import Deidentifier
@@ -160,18 +229,24 @@ def main() -> None:
              burned_in=args.share)
     entries = _entries(root)
     deid = Deidentifier(b"benchmark-secret-0123456789abcdef")
-    with_step, without, scored = [], [], None
+    arms = {"with": "redact", "without": None}
+    if args.compare_pytesseract:
+        arms["with, pytesseract"] = "redact"
+    rates: dict[str, list[float]] = {k: [] for k in arms}
+    cpus: dict[str, list[float]] = {k: [] for k in arms}
+    scored = None
     (tmp / "warm").mkdir()
     _run(entries[:20], deid, tmp / "warm", "redact")  # imports and caches, not measured
     for i in range(args.rounds):
-        for policy, rates in (("redact", with_step), (None, without)):
-            staging = tmp / f"stage-{i}-{policy}"
+        for arm, policy in arms.items():
+            staging = tmp / f"stage-{i}-{list(arms).index(arm)}"
             staging.mkdir()
-            rate, results = _run(entries, deid, staging, policy)
-            rates.append(rate)
-            if policy and scored is None:
+            with _engine(arm):
+                rate, cpu, results = _run(entries, deid, staging, policy)
+            rates[arm].append(rate)
+            cpus[arm].append(cpu)
+            if arm == "with" and scored is None:
                 scored = _score(root, results)
-    on, off = statistics.median(with_step), statistics.median(without)
     print(f"synthetic consortium: {len(entries)} files, "
           f"{scored['images']} radiographs with burned-in text, {scored['boxes']} identifying "
           f"boxes, {scored['markers']} markers; {scored['held']} held")
@@ -181,8 +256,28 @@ def main() -> None:
     print(f"recall of identifying text boxes: {scored['recall']:.3f} (goal >= 0.98)")
     print(f"identifying values OCR still reads after redaction: {scored['readable']} (goal 0)")
     print(f"harmless markers redacted: {scored['marker_share']:.1%} (goal <= 5%)")
-    print(f"files/s with the step {on:.1f}, without {off:.1f}: {on / off:.2f}x "
-          f"(goal >= 0.7x; medians of {args.rounds} interleaved rounds)")
+    from bonebase.dicom import burned_in_ocr
+
+    print(f"Tesseract read through {burned_in_ocr.engine_name()}; {args.rounds} interleaved "
+          "rounds, medians (ranges)")
+    base_rate, base_cpu = rates["without"], cpus["without"]
+    for arm in arms:
+        ratio = [r / b for r, b in zip(rates[arm], base_rate, strict=True)]
+        cpu_ratio = [b / c for c, b in zip(cpus[arm], base_cpu, strict=True)]
+        print(f"  {arm:<18} files/s {_spread(rates[arm])}, ratio {_spread(ratio)}; "
+              f"CPU ms/file {_spread(cpus[arm])}, ratio {_spread(cpu_ratio)}"
+              + ("" if arm == "without" else " (goal >= 0.7x)"))
+    stages = _Stages()
+    staging = tmp / "stages"
+    staging.mkdir()
+    try:
+        _run(entries, deid, staging, "redact")
+    finally:
+        stages.close()
+    candidates, reads = stages.calls["find_text"], stages.calls["tesseract"]
+    print(f"where the step's CPU goes (one more run): find_text {candidates} images, "
+          f"{1000 * stages.cpu['find_text'] / max(1, candidates):.1f} ms each, of which "
+          f"Tesseract {reads} calls, {1000 * stages.cpu['tesseract'] / max(1, reads):.1f} ms each")
     if not args.no_large:
         _large(tmp)
 

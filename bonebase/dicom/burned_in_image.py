@@ -96,8 +96,9 @@ def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
     threshold = gain * max(12.0, 4.0 * float(np.median(gx[::7])) + 6.0)
     ex, ey = gx > threshold, gy > threshold
 
-    def share(edges: np.ndarray) -> np.ndarray:
-        return edges.reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
+    def share(edges: np.ndarray) -> np.ndarray:  # counted in integers: a float mean costs 3x
+        counts = edges.reshape(h // tile, tile, w // tile, tile).sum(axis=(1, 3), dtype=np.int32)
+        return counts / float(tile * tile)
 
     found = (share(ex) > density) | (share(ey) > density)
     # Letters have vertical strokes (edges across only) and horizontal ones (edges along
@@ -116,10 +117,12 @@ def text_contrast(img: np.ndarray) -> np.ndarray:
     """Bright strokes on a flat background, black on white as Tesseract reads best: the image
     less its grey opening (white top-hat), so that anatomy and gradients behind the text drop
     out and low-contrast text is stretched."""
+    from PIL import Image, ImageFilter
     from scipy import ndimage
 
-    hat = img.astype(np.int16) - ndimage.grey_opening(img, size=(9, 9)).astype(np.int16)
-    hat = ndimage.median_filter(hat, size=3)  # noise speckles out, strokes kept
+    hat = img - ndimage.grey_opening(img, size=(9, 9))  # >= 0: an opening is below the image
+    # Noise speckles out, strokes kept (Pillow's 3 x 3 median: a third of scipy's cost).
+    hat = np.asarray(Image.fromarray(hat).filter(ImageFilter.MedianFilter(3)))
     noise = float(np.median(hat))  # text covers far less than half of any crop
     text = hat > max(10.0, 3.0 * noise + 6.0)
     return np.where(text, 0, 255).astype(np.uint8)
