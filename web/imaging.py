@@ -73,6 +73,32 @@ def frames_of(store: ObjectStore, instance: dict) -> int:
         return 1
 
 
+def outline_points(points, *, rows: int, columns: int, size: int) -> str:
+    """An SVG ``points`` string placing a shape drawn on the stored image (pixel x = column,
+    y = row) on its ``size`` × ``size`` picture from :func:`render`, which scales the longest
+    side to ``size`` and pads the other symmetrically (bonebase.dicom.pixels.resize_keep_aspect)."""
+    scale = size / max(rows, columns)
+    left = (size - int(round(columns * scale))) // 2
+    top = (size - int(round(rows * scale))) // 2
+    return " ".join(f"{left + x * scale:.1f},{top + y * scale:.1f}" for x, y in points)
+
+
+def outlines(shapes, *, rows: int | None, columns: int | None, size: int) -> list[dict]:
+    """The shapes of one image for the case page: kind, label and SVG points (a rectangle as
+    its four corners); none when the stored image's size is unknown."""
+    if not shapes or not rows or not columns:
+        return []
+    out = []
+    for s in shapes:
+        points = s.points
+        if s.kind == "rectangle":
+            (x0, y0), (x1, y1) = points
+            points = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        out.append({"kind": s.kind, "label": s.label,
+                    "points": outline_points(points, rows=rows, columns=columns, size=size)})
+    return out
+
+
 @lru_cache(maxsize=1)
 def _palette() -> np.ndarray:
     # A perceptual colour map (inferno): dark = low attention, yellow = high.

@@ -156,6 +156,17 @@ def for_instance(conn: Connection, instance_id: int) -> list[Shape]:
     return _shapes(rows)
 
 
+def by_instance(conn: Connection, instance_ids: Sequence[int]) -> dict[int, list[Shape]]:
+    """Shapes of several stored images by instance id (one query; the case page's outlines)."""
+    out: dict[int, list[Shape]] = {}
+    rows = conn.execute("SELECT instance_id, kind, label, points FROM lesion_annotations"
+                        " WHERE instance_id = ANY(%s) ORDER BY instance_id, shape_index",
+                        (list(instance_ids),)).fetchall()
+    for r in rows:
+        out.setdefault(r["instance_id"], []).extend(_shapes([r]))
+    return out
+
+
 def annotations_for(conn: Connection, *, instance_shas: Sequence[str]) -> dict[str, list[Shape]]:
     """Shapes of the stored images named by ``instances.sha256``; images without any are absent."""
     out: dict[str, list[Shape]] = {}

@@ -75,3 +75,26 @@ def test_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
     again = btxrd_run.run(root, sites=imp.DEFAULT_SITES, settings=settings, say=lambda _: None)
     assert all(r.receipt["already_ingested"] for r in again)
     assert _state(db) == state
+
+    # The web database shows the outlines over the image, placed on its 512 px picture.
+    from fastapi.testclient import TestClient
+
+    from bonebase.storage import open_store
+    from web.app import create_app
+    from web.settings import WebSettings
+
+    row = db.execute(
+        "SELECT st.case_id, i.id, i.rows, i.columns, a.points FROM lesion_annotations a"
+        " JOIN instances i ON i.id = a.instance_id JOIN series se ON se.id = i.series_id"
+        " JOIN studies st ON st.id = se.study_id WHERE a.kind = 'rectangle' LIMIT 1").fetchone()
+    app = create_app(db_url=settings.database_url, store=open_store(settings.object_store_url),
+                     secret=b"s" * 40, web=WebSettings(open_data=True), pool_size=1)
+    with TestClient(app) as client:
+        page = client.get(f"/cases/{row['case_id']}")
+        assert page.status_code == 200, page.text
+        assert 'class="outline polygon"' in page.text and 'class="outline rectangle"' in page.text
+        scale = 512 / max(row["rows"], row["columns"])
+        left = (512 - round(row["columns"] * scale)) // 2
+        (x0, y0), _ = row["points"]
+        assert f'{left + x0 * scale:.1f},' in page.text
+        assert client.get(f"/images/{row['id']}.png?size=512").status_code == 200

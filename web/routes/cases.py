@@ -14,7 +14,7 @@ from web import queries
 from web.auth import browse, get_conn, require
 from web.charts import bar_chart, histogram
 from web.filters import BEHAVIOURS, LOCATIONS, MODALITIES, SEXES, parse_cursor, parse_filters
-from web.imaging import SIZES, frames_of, render
+from web.imaging import SIZES, frames_of, outlines, render
 from web.render import render as page
 
 router = APIRouter()
@@ -59,6 +59,18 @@ def stats(request: Request, conn: Connection = Depends(get_conn, scope="function
     return page(request, "stats.html", charts=charts, stats=s, total=total)
 
 
+def _with_outlines(conn: Connection, case: dict, size: int = 512) -> dict:
+    """Each instance's lesion outlines and boxes (lesion_annotations), placed on its picture."""
+    from bonebase.ingest.annotations import by_instance
+
+    instances = [i for st in case["studies"] for s in st["series"] for i in s["instances"]]
+    shapes = by_instance(conn, [i["id"] for i in instances])
+    for i in instances:
+        i["outlines"] = outlines(shapes.get(i["id"]), rows=i["rows"], columns=i["columns"],
+                                 size=size)
+    return case
+
+
 def _with_frames(store, case: dict) -> dict:
     """Each instance's frame count; per series what its slider steps through: ``stack``, the
     [instance id, frames] of its instances in order (the page's script maps a position to an
@@ -76,7 +88,7 @@ def _with_frames(store, case: dict) -> dict:
 @router.get("/cases/{case_id}")
 def case_view(request: Request, case_id: int, conn: Connection = Depends(get_conn, scope="function"),
               user=Depends(browse)):
-    case = _with_frames(request.app.state.store, queries.get_case(conn, case_id))
+    case = _with_outlines(conn, _with_frames(request.app.state.store, queries.get_case(conn, case_id)))
     history = preds.for_case(conn, case_id) if user is not None else []
     diagnosis = DIAGNOSES.get(case["diagnosis_code"] or "")
     can_ask = user is not None and request.app.state.web.diagnosis_url is not None
