@@ -1,29 +1,60 @@
-"""Fixtures of the reader-study tests: the seeded web database (tests/web/conftest.py) over the
-consortium the tiny served model was trained on, plus a dataset version, the model and readers."""
+"""Fixtures of the reader-study tests: one seeded web database for the whole package (the
+consortium the tiny served model of tests/e2e/test_serving.py was trained on), a dataset
+version, the registered model and readers.
+
+The model's answers on a case are computed once per test session (``model_answers`` runs for
+real, on the cases no earlier study of the session asked about): every study of these tests
+draws from the same dozen cases, and Grad-CAM on a CPU costs about a second per case.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.test_serving import trained  # noqa: F401  (fixture)
 from tests.readerstudy.world import add_readers, make_version, register_model
-from tests.web.conftest import app_client, seeded  # noqa: F401  (fixtures)
+from tests.web.conftest import app_client  # noqa: F401  (fixture)
+
+_ANSWERS: dict[tuple[int, int], tuple[float, object]] = {}
 
 
-@pytest.fixture(scope="module")
-def synth_root(trained) -> Path:  # noqa: F811
-    return trained["root"] / "synth"
+@pytest.fixture(scope="package")
+def trained_model(tmp_path_factory) -> dict:
+    from tests.e2e.test_serving import trained
+
+    return trained.__wrapped__(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def world(seeded, trained, tmp_path_factory) -> dict:  # noqa: F811
+@pytest.fixture(scope="package")
+def seeded(migrated_database, trained_model, tmp_path_factory) -> dict:
+    """tests/web/conftest.py's seeded database, once for this package."""
+    from tests.web import conftest as web
+
+    return web.seeded.__wrapped__(migrated_database, trained_model["root"] / "synth",
+                                  tmp_path_factory)
+
+
+@pytest.fixture(scope="package")
+def world(seeded, trained_model, tmp_path_factory) -> dict:
     from bonebase.db.engine import connect
+    from bonebase.readerstudy import create
 
     with connect(seeded["url"]) as conn:
         make_version(conn, tmp_path_factory.mktemp("rs-workspace"))
-        model_id = register_model(conn, seeded["store"], trained["checkpoint"])
+        model_id = register_model(conn, seeded["store"], trained_model["checkpoint"])
         add_readers(conn)
         conn.commit()
-    return {**seeded, "model_id": model_id}
+    real = create.model_answers
+
+    def remembered(store, model, cases):
+        missing = [c for c in cases if (model["id"], c.case_id) not in _ANSWERS]
+        if missing:
+            threshold, answers = real(store, model, missing)
+            for c, a in zip(missing, answers, strict=True):
+                _ANSWERS[model["id"], c.case_id] = (threshold, a)
+        got = [_ANSWERS[model["id"], c.case_id] for c in cases]
+        return got[0][0], [a for _, a in got]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(create, "model_answers", remembered)
+    yield {**seeded, "model_id": model_id}
+    mp.undo()
