@@ -15,7 +15,8 @@ def _xy(fpr: float, tpr: float) -> tuple[float, float]:
 
 def operating_points_svg(out: dict[str, Any]) -> str:
     """SVG text (names escaped) for a ``readerstudy.results.results`` dict."""
-    roc = " ".join("%.1f,%.1f" % _xy(f, t) for f, t in [(0.0, 0.0), *out["model"]["roc"]])
+    roc = " ".join("{:.1f},{:.1f}".format(*_xy(f, t))
+                   for f, t in [(0.0, 0.0), *out["model"]["roc"]])
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" id="reader-figure" viewBox="0 0 {SIZE} {SIZE}"'
         f' width="{SIZE}" height="{SIZE}" role="img" aria-label="Readers\' operating points'
@@ -23,10 +24,10 @@ def operating_points_svg(out: dict[str, Any]) -> str:
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6"'
         ' markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#b03a2e"/>'
         '</marker></defs>',
-        '<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>'
-        % (PAD, PAD, SIZE - 2 * PAD, SIZE - 2 * PAD),
-        '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ccc" stroke-dasharray="4 3"/>'
-        % (*_xy(0, 0), *_xy(1, 1)),
+        f'<rect x="{PAD}" y="{PAD}" width="{SIZE - 2 * PAD}" height="{SIZE - 2 * PAD}"'
+        ' fill="none" stroke="#888"/>',
+        '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#ccc"'
+        ' stroke-dasharray="4 3"/>'.format(*_xy(0, 0), *_xy(1, 1)),
         f'<polyline class="model-roc" points="{roc}" fill="none" stroke="#3f7cac"'
         ' stroke-width="2"/>',
         f'<text x="{SIZE / 2}" y="{SIZE - 10}" text-anchor="middle" font-size="12">'

@@ -15,11 +15,11 @@ OUTSIDER = "otto"  # a reader of no study
 def make_version(conn, workspace: Path, *, version: int = 1) -> None:
     """Dataset version ``version``: every seeded case, 70% of the patients in the test split,
     the assignment committed to ``workspace`` as the versioning code does."""
+    import pandas as pd
+
     from bonebase.dataset.split import assign_splits, write_assignments
     from bonebase.dataset.versioning import ASSIGNMENTS
     from bonebase.db.datasets import add_version
-
-    import pandas as pd
 
     rows = conn.execute(
         "SELECT c.id, s.code AS site, p.pseudonym AS patient, c.diagnosis_code FROM cases c"

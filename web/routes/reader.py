@@ -18,7 +18,8 @@ from bonebase.readerstudy.figure import operating_points_svg
 from bonebase.readerstudy.results import export_csv, results
 from bonebase.vocab import DIAGNOSES
 from web.auth import csrf_protect, get_conn, require
-from web.imaging import heat_colour, render as render_png
+from web.imaging import heat_colour
+from web.imaging import render as render_png
 from web.render import render
 
 router = APIRouter()

@@ -64,7 +64,7 @@
   document.addEventListener("keydown", (e) => {
     const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement;
     if (typing) return; // the score box takes digits and Enter itself
-    if (e.key >= "0" && e.key <= "9" && score) { score.value = parseInt(e.key, 10) * 10; score.focus(); }
+    if (e.key >= "0" && e.key <= "9" && score) score.value = parseInt(e.key, 10) * 10;
     else if (e.key === "n" && form && score && score.value !== "") form.requestSubmit();
     else if (e.key === "+" || e.key === "=") { zoom.value = Math.min(6, +zoom.value + 0.5); draw(); }
     else if (e.key === "-") { zoom.value = Math.max(1, +zoom.value - 0.5); draw(); }
