@@ -113,19 +113,29 @@ def _settings() -> Settings:
 
 def ingest_submission(site: str, source_path: str, *, settings: Settings | None = None,
                       progress: Callable[[str, int, int], None] | None = None,
-                      match_rule: str | None = None) -> dict:
+                      match_rule: str | None = None, watch: bool | None = None) -> dict:
     """Ingest one submission of ``site`` from a folder, zip or s3:// prefix; returns the receipt.
     Runs the flow ``ingest-submission`` with ``settings`` (default: the environment's).
-    ``match_rule`` (bonebase.ingest.match.RULES) wins over the site's rule and the default."""
+    ``match_rule`` (bonebase.ingest.match.RULES) wins over the site's rule and the default.
+
+    ``watch``: after the submission is stored (and its lock released), the champion watch
+    scores its radiographs with the deployed model (#23, flows/monitor.py; nothing when no
+    model is deployed, and a failed watch never fails the ingest). None: watch when the run
+    uses the environment's settings, which the watch reads (`bonebase submit`, the demo)."""
     if match_rule is not None:
         match.check_rule(match_rule)
     tokens = _SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path)
     try:
-        return ingest_flow(site, match_rule=match_rule)
+        the_receipt = ingest_flow(site, match_rule=match_rule)
     finally:
         _SETTINGS.reset(tokens[0])
         _PROGRESS.reset(tokens[1])
         _SOURCE.reset(tokens[2])
+    if watch or (watch is None and settings is None):
+        from flows.monitor import watch_after_ingest
+
+        watch_after_ingest(the_receipt)
+    return the_receipt
 
 
 @flow(name="ingest-submission", log_prints=True)

@@ -17,6 +17,9 @@ from bonebase.ingest.process import FileResult, _failed, _stage, deidentify_part
 from bonebase.ingest.scan import FileEntry
 
 _KIND = {"jpeg": "JPEG", "png": "PNG"}
+# A JPEG or PNG is read whole (its markers are walked, its pixels decoded once): a radiograph at
+# BONEBASE_MAX_PIXELS is a few hundred MB decoded and far less as a file.
+RASTER_MAX_BYTES = 256 << 20
 
 
 def process_raster(entry: FileEntry, kind: str, result: FileResult, *, deid: Deidentifier,
@@ -34,6 +37,12 @@ def process_raster(entry: FileEntry, kind: str, result: FileResult, *, deid: Dei
                           "'JPEG and PNG images') or remove it from the submission")
         return result
     where = f"{entry.rel} (row {row.row}, image_file)"
+    if entry.size > RASTER_MAX_BYTES:  # read whole below: a JPEG/PNG is never this large
+        result.reason = "file_too_large"
+        result.message = (f"{where}: {entry.size >> 20} MiB, more than a JPEG or PNG of "
+                          f"{RASTER_MAX_BYTES >> 20} MiB that is read whole; send the image as "
+                          "DICOM, or a smaller export")
+        return result
     try:
         fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as fh:

@@ -83,3 +83,14 @@ def test_text_burned_into_a_jpeg_is_blacked_out(tmp_path):
     stored = pydicom.dcmread(result.staged)
     assert stored.pixel_array[drawn].max() == 0  # the ID's white letters are blacked out
     assert stored.BurnedInAnnotation == "NO"
+
+
+def test_a_jpeg_too_large_to_read_whole_is_refused_unread(tmp_path, monkeypatch):
+    from bonebase.ingest import process_raster
+
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(_radiograph(128, 128)).save(path)
+    monkeypatch.setattr(process_raster, "RASTER_MAX_BYTES", 1000)
+    result = process_file(_entry(path), deid=Deidentifier(SECRET), site="HX", staging=tmp_path)
+    assert result.reason == "file_too_large"
+    assert result.message.startswith("huge.jpg (row 7, image_file): ")
