@@ -14,12 +14,15 @@ built from the manifest row that names the file, then de-identified like any sub
 - A JPEG whose EXIF orientation is not 1 is decoded, turned upright (a lossless permutation of
   the decoded pixels) and stored as native pixels: viewers and LabelMe show it upright, and the
   stored image must match its annotations. A CMYK JPEG has no DICOM form: it is decoded and
-  converted to RGB. A progressive or 12-bit JPEG has no supported DICOM transfer syntax: stored
-  as its decoded pixels. Every such change is a note (``Wrapped.notes``) that the receipt shows.
+  converted to RGB. A progressive or arithmetic-coded JPEG has no DICOM transfer syntax kept
+  here: stored as its decoded pixels. Every such change is a note (``Wrapped.notes``) that the
+  receipt shows (``image_converted``).
 - Refused, each with a reason: a corrupt or truncated file (``corrupt_image``), more pixels than
   BONEBASE_MAX_PIXELS (``too_many_pixels``, checked in the header before decoding), what the
-  platform cannot store without changing pixels (``unsupported_image``: 16-bit colour PNG,
-  transparency, grey below 8 bits).
+  platform cannot store without changing pixels (``unsupported_image``: 12-bit or lossless JPEG,
+  which Pillow does not decode; 16-bit colour PNG, which it cuts to 8 bits; transparency; grey
+  below 8 bits). Damage inside a JPEG's compressed data that the decoder recovers from with a
+  warning (it fills the rest) is not detected; a stream that ends early or breaks its markers is.
 """
 
 from __future__ import annotations
@@ -339,7 +342,9 @@ def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: st
         else:
             photometric = None
             if stream.sof not in (0xC0, 0xC1):
-                notes.append("progressive JPEG (no DICOM transfer syntax): stored as its "
+                coding = "progressive" if stream.sof in (0xC2, 0xC6, 0xCA, 0xCE) else \
+                    "arithmetic-coded"
+                notes.append(f"{coding} JPEG (no DICOM transfer syntax keeps it): stored as its "
                              "decoded pixels")
             if im.mode not in ("L", "RGB"):
                 notes.append(f"{im.mode} JPEG converted to RGB (DICOM has no CMYK)")
