@@ -7,6 +7,12 @@ previous assignment is passed in), so successive dataset versions and models are
 the same test patients. New patients fill each stratum's shortfall of test, then val, then
 train, in an order given by a keyed hash of the patient: the assignment of one patient does
 not depend on which other patients arrive with it, nor on row order.
+
+A public dataset without patient ids (BTXRD) arrives with pseudo-patients (the importer groups
+consecutive views of one centre, age, sex and site), so its views of one patient stay together
+too; its centres are sites (BTXRD1-3), and ``external_sites`` holds one out by its code. The
+stratum of a patient is its highest class (a patient with a normal and a tumour view counts as
+tumour; for ``normal_benign_malignant`` malignant > benign > normal).
 """
 
 from __future__ import annotations
