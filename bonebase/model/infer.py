@@ -74,7 +74,7 @@ def run_logits(
 
 def case_logits(frame: pd.DataFrame, logits: np.ndarray) -> pd.DataFrame:
     """One row per (site, case_id): the case's labels and clinical fields plus mean logits
-    ``logit0``, ``logit1`` and ``n_images``."""
+    ``logit0`` … ``logit{k-1}`` (one per class) and ``n_images``."""
     per_image = frame[["site", "case_id"]].copy()
     for k in range(logits.shape[1]):
         per_image[f"logit{k}"] = logits[:, k]

@@ -1,7 +1,8 @@
 """MONAI classification networks by name, for one-channel (grayscale) radiographs.
 
-Every network ends in ``num_classes`` logits (2 by default: [benign-like, positive]). Weights are
-loaded only from an explicit local path; nothing is ever downloaded.
+Every network ends in ``num_classes`` logits (2 by default: [benign-like, positive]; 3 for
+normal/benign/malignant, read through a softmax). Weights are loaded only from an explicit local
+path; nothing is ever downloaded.
 """
 
 from __future__ import annotations

@@ -47,6 +47,12 @@ def _check_split(frame: pd.DataFrame, split: str, classes: list[str]) -> pd.Data
             f"the {split} split has cases of only one class ({dict(counts)}); training needs "
             "at least two classes in train and val: add data or change split fractions"
         )
+    if split == "train" and len(counts) < len(classes):
+        absent = [c for i, c in enumerate(classes) if i not in counts.index]
+        raise InputError(
+            f"the train split has no case of class {', '.join(absent)}; the model could never "
+            "predict it: add data or change split fractions"
+        )
     return part.reset_index(drop=True)
 
 

@@ -218,3 +218,13 @@ def test_labels_outside_the_task_classes_are_refused(btxrd_data, tmp_path):
     split.to_csv(tmp_path / "split.csv", index=False)
     with pytest.raises(InputError, match="labels are 0..1"):
         load_frame(tmp_path, task="tumour_vs_normal")
+
+
+def test_a_class_missing_from_train_is_refused(btxrd_data):
+    from bonebase.model.train import train
+
+    data, _, _ = btxrd_data
+    frame = load_frame(data, task="normal_benign_malignant")
+    frame = frame[~((frame["split"] == "train") & (frame["y"] == 2))]
+    with pytest.raises(InputError, match="no case of class malignant"):
+        train(frame=frame, data_dir=data, task="normal_benign_malignant", epochs=1)
