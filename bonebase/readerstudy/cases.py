@@ -112,6 +112,10 @@ def model_answers(store: ObjectStore, model: dict, cases: list[StudyCase]
 
     with tempfile.TemporaryDirectory(prefix="bonebase-study-") as tmp:
         predictor = Predictor.from_checkpoint(fetch_checkpoint(store, model, tmp))
+    if len(predictor.classes) != 2 or predictor.threshold is None:
+        # A reader's 0-100 score and the OR analysis are for two classes and one threshold.
+        raise InputError(f"model {model['id']} has {len(predictor.classes)} classes and no single "
+                         "locked threshold: a reader study needs a two-class model")
     answers = []
     for case in cases:
         image = decode_upload(store.get_bytes(case.object_key), name=f"case {case.case_id}").image
