@@ -148,13 +148,19 @@ class Step:
         words = identifier_words(sources)
         for region in self.finding.regions:
             judge(region, words)
-        # Text beside identifying text (a garbled line of the same block, marks OCR could
-        # not read) goes with it: annotation blocks hold one patient's data.
-        sure = [r for r in self.finding.regions if r.verdict == "identifying"]
-        for region in self.finding.regions:
-            if region.verdict == "harmless" and region.why != "marker" and any(
-                    beside(region.box, other.box) for other in sure):
-                region.verdict, region.why = "identifying", "text beside identifying text"
+        # Text beside text that is blacked out (a garbled line of the same block, marks OCR
+        # could not read) goes with it: annotation blocks hold one patient's data.
+        # Line by line down the block: until no more is added.
+        sure = [r for r in self.finding.regions if r.verdict == "identifying"
+                or (r.verdict == "unsure" and r.text)]
+        while sure:
+            added = []
+            for region in self.finding.regions:
+                if region.verdict == "harmless" and region.why != "marker" and any(
+                        beside(region.box, other.box) for other in sure):
+                    region.verdict, region.why = "identifying", "text beside text blacked out"
+                    added.append(region)
+            sure = added
 
     def described(self) -> str:
         """The regions to black out as safe words: how many, and what they matched."""

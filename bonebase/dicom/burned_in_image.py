@@ -178,13 +178,23 @@ def unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int
            tile: int = TILE) -> list[tuple[tuple, str]]:
     """Groups of text-like tiles that no line OCR read covers: regions without text, blacked
     out next to identifying text (see ``Step.judge``), or text ``UNREAD`` when the group
-    holds letter-like tiles (strokes both ways) enough for a word: unsure text."""
+    holds letter-like tiles (strokes both ways) enough for a word: unsure text.
+
+    A read line covers its own rows of tiles and one tile to either end; the rows above and
+    below it that it does not cover (the next line of a tightly set block) are groups of
+    their own, but only letters more than a tile away from every read line make a word."""
     from scipy import ndimage
 
-    covered = np.zeros_like(tiles)
+    covered = np.zeros_like(tiles)  # the read lines' tiles, one more along the line
+    near = np.zeros_like(tiles)  # the same, one more all round
     for (x, y, bw, bh), _ in found:
-        covered[max(0, y // tile - 1):(y + bh) // tile + 2,
-                max(0, x // tile - 1):(x + bw) // tile + 2] = True
+        rows = slice(y // tile, -(-(y + bh) // tile))
+        upright = bw >= bh
+        covered[rows if upright else slice(max(0, y // tile - 1), -(-(y + bh) // tile) + 1),
+                slice(max(0, x // tile - 1), -(-(x + bw) // tile) + 1) if upright
+                else slice(x // tile, -(-(x + bw) // tile))] = True
+        near[max(0, y // tile - 1):-(-(y + bh) // tile) + 1,
+             max(0, x // tile - 1):-(-(x + bw) // tile) + 1] = True
     left = tiles & ~covered
     h, w = shape
     out = []
@@ -192,10 +202,11 @@ def unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int
     for rows, cols in ndimage.find_objects(labels):
         y0, y1 = rows.start * tile, min(h, rows.stop * tile)
         x0, x1 = cols.start * tile, min(w, cols.stop * tile)
-        ys, xs = np.nonzero(left[rows, cols])
+        part = left[rows, cols]
+        ys, xs = np.nonzero(part)
         th, tw = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
         # One to three glyphs on one line ("R", "AP", "LAT"): a marker, which cannot identify.
         glyphs = th <= 4 and tw <= 2.2 * th
-        word = int(letters[rows, cols][left[rows, cols]].sum()) >= MIN_LETTER_TILES
+        word = int((letters[rows, cols] & part & ~near[rows, cols]).sum()) >= MIN_LETTER_TILES
         out.append(((x0, y0, x1 - x0, y1 - y0), UNREAD if word and not glyphs else ""))
     return out

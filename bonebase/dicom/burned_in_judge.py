@@ -70,8 +70,9 @@ def _similar(a: str, b: str) -> bool:
 
 
 def beside(a: tuple, b: tuple) -> bool:
-    """Whether box ``a`` lies within two line heights of box ``b``."""
-    reach = 2 * min(max(3, min(b[2], b[3])), max(3, min(a[2], a[3])))
+    """Whether box ``a`` lies within one and a half line heights of box ``b`` (the smaller
+    of the two): a block's next line, not a marker further off."""
+    reach = 1.5 * min(max(3, min(b[2], b[3])), max(3, min(a[2], a[3])))
     return (a[0] - reach < b[0] + b[2] and b[0] - reach < a[0] + a[2]
             and a[1] - reach < b[1] + b[3] and b[1] - reach < a[1] + a[3])
 
@@ -95,7 +96,8 @@ def judge(region, words: dict[str, str]) -> None:
             if _similar(cand, word):
                 region.verdict, region.why = "identifying", f"the {src} value"
                 return
-    _, kinds = free_text.clean(region.text)
+    # OCR puts spaces into dates ("23.05. 2015"): closed up before the patterns look.
+    _, kinds = free_text.clean(re.sub(r"\s*([./-])\s*", r"\1", region.text))
     if any(k in (free_text.DATE, free_text.RECORD, free_text.PHONE, free_text.EMAIL)
            for k in kinds):
         region.verdict, region.why = "identifying", kinds[0]
@@ -106,7 +108,8 @@ def judge(region, words: dict[str, str]) -> None:
     if sum(ch.isalnum() for ch in region.text) < 3 and not any(ch.isdigit() for ch in region.text):
         region.verdict, region.why = "harmless", "too short to identify"
         return
-    if region.faint:  # texture OCR half-reads (bone, noise) is not text
+    if region.faint and sum(ch.isdigit() for ch in region.text) < 4:
+        # Texture OCR half-reads (bone, noise) is not text; four digits are (a date, an ID).
         region.verdict, region.why = "harmless", "read with low confidence, matches nothing"
         return
     region.verdict, region.why = "unsure", "unrecognised text"
