@@ -97,7 +97,7 @@ def plan(root: Path, sites: dict[int, tuple[str, str]]) -> tuple[list[CentrePlan
     that belong to no centre."""
     table = btxrd.find_table(root)
     base = table.parent
-    rel = table.relative_to(root).as_posix()
+    rel = table.name  # places are named from the dataset folder, however it was unpacked
     images = {p.stem: p for p in sorted((base / "images").glob("*"))
               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
     notes = {p.stem: p for p in sorted((base / "Annotations").glob("*.json")) if p.is_file()}

@@ -1,24 +1,19 @@
-"""`bonebase import btxrd` end to end (#20): the generated BTXRD-shaped folder through the real
-ingest flow (Prefect, PostgreSQL, object store): counts, vocabulary terms, outlines, quarantine
-reasons; re-importing adds nothing."""
+"""`bonebase import btxrd` end to end (#20): docs/btxrd.md walked line by line
+(tests/e2e/guide_table_btxrd.py), each line a real `bonebase` process on the generated
+BTXRD-shaped folder through the real ingest flow (Prefect, PostgreSQL, object store); then the
+database holds the right counts, vocabulary terms, outlines and quarantine reasons, re-importing
+(folder and zip) added nothing, and the case page draws the outlines."""
 
 from __future__ import annotations
 
 import pytest
 
-from bonebase.config import Settings
-from bonebase.importers import btxrd_import as imp
-from bonebase.importers import btxrd_run
 from bonebase.importers.btxrd_sample import generate
+from tests.doc_shell import ROOT, shell_lines
+from tests.e2e.guide_table_btxrd import DOC, TABLE
+from tests.e2e.guide_walk import Entry, Step, Walk, coverage_problems, locate, scratch_env
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def settings(tmp_path, db_url, db) -> Settings:
-    s = Settings(home=tmp_path / "home", database_url=db_url, secret="t" * 40, env="test")
-    s.ensure_home()
-    return s
 
 
 def _state(db) -> dict:
@@ -30,51 +25,68 @@ def _state(db) -> dict:
             "quarantine": one("SELECT count(*) AS n FROM quarantine_items")}
 
 
-def test_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
-        settings, db, tmp_path, prefect_harness):
-    root = tmp_path / "BTXRD"
-    truth = generate(root, images=18, seed=4, size=(200, 240))
-    results = btxrd_run.run(root, sites=imp.DEFAULT_SITES, settings=settings, say=lambda _: None)
-    assert sorted(r.site for r in results) == ["BTXRD1", "BTXRD2", "BTXRD3"]
+@pytest.fixture
+def walked(db_url, db, tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    lines = shell_lines((ROOT / DOC).read_text(encoding="utf-8"), DOC)
+    assert not coverage_problems(TABLE, lines)
+    home = tmp_path / "home"
+    env = scratch_env(tmp_path, {"home": str(home), "prefect_port": 0})
+    env["DATABASE_URL"] = db_url
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the session's server: no start per line
+    (tmp_path / "logs").mkdir()
+    walk = Walk(env=env, cwd=tmp_path, logs=tmp_path / "logs")
+    states = []
+    table = [Step("bonebase init: the home the guide starts in", lambda w: w.sh("bonebase init")),
+             *TABLE[:3], Step("state after the import", lambda w: states.append(_state(db))),
+             *TABLE[3:]]
+    where = locate(TABLE, lines)
+    for item in table:
+        walk.run(item, where.get(id(item), "step") if isinstance(item, Entry) else "step")
+    return walk, home, states[0]
+
+
+def test_guide_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
+        walked, db, tmp_path):
+    walk, home, after_import = walked
+    truth = generate(tmp_path / "truth", images=24, seed=20)  # what the guide's sample holds
+    assert _state(db) == after_import  # re-importing the zip added nothing
     sites = {r["code"]: r["name"] for r in db.execute("SELECT code, name FROM sites")}
-    assert sites["BTXRD2"] == "BTXRD centre 2 (Radiopaedia)"
+    assert sites == {"BTXRD1": "BTXRD centre 1 (hospital)", "BTXRD2": "BTXRD centre 2 (Radiopaedia)",
+                     "BTXRD3": "BTXRD centre 3 (MedPix)"}
 
     reasons = sorted(q["reason"] for q in db.execute("SELECT reason FROM quarantine_items"))
-    # The table's findings and the flow's own (the truncated JPEG; the row of the missing image
-    # is the importer's, the flow never sees it).
+    # The table's findings and the flow's own (the truncated JPEG and its row; the missing
+    # image's row is the importer's, the flow never sees it).
     assert reasons == sorted(["annotation_outside_image", "corrupt_image", "image_file_missing",
                               "one_hot_group", "one_hot_group", "row_without_images",
                               "unlisted_annotation", "unlisted_image"])
-    receipts = [r.receipt for r in results]
-    lines = [q["reason"] for rc in receipts for q in rc["quarantine"]]
-    assert sorted(lines) == reasons  # each is also a receipt line, with its message
+    receipts = [r["receipt"] for r in db.execute("SELECT receipt FROM submissions ORDER BY id")]
+    assert sorted(q["reason"] for rc in receipts for q in rc["quarantine"]) == reasons
     assert all(rc["import"]["dataset"] == "BTXRD" for rc in receipts)
 
-    # Every usable row is a case: all rows but the two one-hot rows, the missing image's and
-    # the truncated JPEG's; normal images are cases with behaviour 'normal'.
-    state = _state(db)
-    assert state["cases"] == truth.rows - 4
+    # Every usable row is a case: all but the two one-hot rows, the missing image's and the
+    # truncated JPEG's; normal images are cases with diagnosis and behaviour 'normal'.
+    assert after_import["cases"] == truth.rows - 4 == walk.values["accepted"]
     by_behaviour = {r["behaviour"]: r["n"] for r in db.execute(
         "SELECT behaviour, count(*) AS n FROM cases GROUP BY 1")}
-    assert by_behaviour.get("normal", 0) >= 1 and set(by_behaviour) <= {
-        "normal", "benign", "intermediate", "malignant"}
+    normal_rows = truth.normal - 3  # no view; missing; truncated: all three were normal images
+    assert by_behaviour["normal"] == normal_rows
+    assert sum(by_behaviour.values()) == after_import["cases"]
     codes = {r["diagnosis_code"] for r in db.execute("SELECT DISTINCT diagnosis_code FROM cases")}
-    assert codes <= {"normal", "osteochondroma", "multiple_osteochondromas", "simple_bone_cyst",
-                     "giant_cell_tumour", "osteofibrous_dysplasia", "synovial_chondromatosis",
-                     "other_benign", "osteosarcoma", "other_malignant"}
+    assert "normal" in codes and codes <= {
+        "normal", "osteochondroma", "multiple_osteochondromas", "simple_bone_cyst",
+        "giant_cell_tumour", "osteofibrous_dysplasia", "synovial_chondromatosis", "other_benign",
+        "osteosarcoma", "other_malignant"}
     # One polygon and one box per good annotation, on the image it was drawn on.
-    outlined = set(truth.annotated) - {truth.bad["two_subtypes"]}
-    assert state["shapes"] == 2 * len(outlined)
-    kinds = {r["kind"] for r in db.execute("SELECT kind FROM lesion_annotations")}
-    assert kinds == {"polygon", "rectangle"}
-    # Views of one pseudo-patient share the patient row.
-    pairs = db.execute("SELECT count(*) AS n FROM (SELECT patient_id FROM cases GROUP BY 1"
-                       " HAVING count(*) > 1) t").fetchone()["n"]
-    assert pairs >= 1
-
-    again = btxrd_run.run(root, sites=imp.DEFAULT_SITES, settings=settings, say=lambda _: None)
-    assert all(r.receipt["already_ingested"] for r in again)
-    assert _state(db) == state
+    outlined = set(truth.annotated)
+    assert after_import["shapes"] == 2 * len(outlined)
+    assert {r["kind"] for r in db.execute("SELECT kind FROM lesion_annotations")} == {
+        "polygon", "rectangle"}
+    # Views of one pseudo-patient share one patient row.
+    assert db.execute("SELECT count(DISTINCT patient_id) AS n FROM cases").fetchone()["n"] < \
+        after_import["cases"]
 
     # The web database shows the outlines over the image, placed on its 512 px picture.
     from fastapi.testclient import TestClient
@@ -87,7 +99,7 @@ def test_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
         "SELECT st.case_id, i.id, i.rows, i.columns, a.points FROM lesion_annotations a"
         " JOIN instances i ON i.id = a.instance_id JOIN series se ON se.id = i.series_id"
         " JOIN studies st ON st.id = se.study_id WHERE a.kind = 'rectangle' LIMIT 1").fetchone()
-    app = create_app(db_url=settings.database_url, store=open_store(settings.object_store_url),
+    app = create_app(db_url=walk.env["DATABASE_URL"], store=open_store(str(home / "objects")),
                      secret=b"s" * 40, web=WebSettings(open_data=True), pool_size=1)
     with TestClient(app) as client:
         page = client.get(f"/cases/{row['case_id']}")
@@ -95,6 +107,6 @@ def test_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
         assert 'class="outline polygon"' in page.text and 'class="outline rectangle"' in page.text
         scale = 512 / max(row["rows"], row["columns"])
         left = (512 - round(row["columns"] * scale)) // 2
-        (x0, y0), _ = row["points"]
+        (x0, _), _ = row["points"]
         assert f'{left + x0 * scale:.1f},' in page.text
         assert client.get(f"/images/{row['id']}.png?size=512").status_code == 200
