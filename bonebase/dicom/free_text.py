@@ -7,8 +7,9 @@ the Basic Profile removes them). What it removes from a text:
   names, IDs, dates, the institution...), as whole words, case- and punctuation-tolerant
   (``deid_scan.Matcher``: "DOE^JOHN", "john doe" and "Doe, John" all match);
 - other people's names: a title followed by a capitalised word ("Dr. Miller", "Mrs Kowalski"),
-  a first name from gender-guesser's offline list of about 45,000 first names (Jörg Michael's
-  nam_dict, shipped in the package; nothing is downloaded) followed by a capitalised word
+  a first name from Faker's person providers (about 20,000 first names in Latin script
+  from every locale, romanised Chinese and Japanese ones too; MIT, shipped in the package,
+  nothing is downloaded) followed by a capitalised word
   ("John Miller"), the same reversed ("Miller, John") and DICOM person-name notation
   ("MILLER^JOHN");
 - record numbers ("MRN 555-1234", "ID: A12345", "#448812") and any token with five or more
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from importlib import resources
 
 from bonebase.dicom import deid_scan
 
@@ -70,21 +70,54 @@ _NOT_NAMES = frozenset("""
     for to at by as is are was mass lesion tumour tumor biopsy case report trauma normal
     standing supine prone scout localizer t1 t2 fat sat flair dwi adc long short april may june
     august grace will mark rose joy hope faith chance page bill sunny dawn summer autumn winter
-    ray x""".split())
+    ray x
+    ewing brodie rosenberg harris hill smith barton jones bennett rolando baker morton""".split())
+# (the last line: eponyms of radiology, "Ewing Sarcoma", "Jones Fracture", "Baker Cyst", that
+# are first names in some locale's list)
+
+
+_FIRST_NAME_LISTS = ("first_names", "first_names_male", "first_names_female",
+                     "first_names_nonbinary", "first_romanized_names")
 
 
 @cache
 def first_names() -> frozenset[str]:
-    """Casefolded first names of gender-guesser's list (3+ letters, plain spelling only)."""
+    """Casefolded first names in Latin script (3+ letters; accented names also without their
+    accents) of Faker's person providers, every locale: about 20,000 names, offline."""
+    import importlib
+    import pkgutil
+    import unicodedata
+
+    try:
+        import faker.providers.person as person
+    except ImportError:  # an install from before faker replaced gender-guesser (GPLv3)
+        return _gender_guesser_names()
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(person.__path__):
+        provider = getattr(importlib.import_module(f"{person.__name__}.{module.name}"),
+                           "Provider", None)
+        for attr in _FIRST_NAME_LISTS:
+            # Class attributes only (some providers define properties of the same name).
+            value = next((k.__dict__[attr] for k in getattr(provider, "__mro__", ())
+                          if attr in k.__dict__), None)
+            if isinstance(value, (list, tuple, dict, set, frozenset)):
+                names.update(n for n in value if isinstance(n, str))
+    out = set()
+    for name in names:
+        if len(name) >= 3 and name.isalpha() and all(ch < "\u0250" for ch in name):
+            out.add(name.casefold())
+            plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+            out.add(plain.casefold())
+    return frozenset(out - _NOT_NAMES)
+
+
+def _gender_guesser_names() -> frozenset[str]:
+    from importlib import resources
+
     text = (resources.files("gender_guesser") / "data" / "nam_dict.txt").read_text("latin-1")
-    names = set()
-    for line in text.splitlines():
-        if line.startswith("#") or len(line) < 30:
-            continue
-        name = line[3:29].strip()
-        if len(name) >= 3 and name.isalpha() and "+" not in name:
-            names.add(name.casefold())
-    return frozenset(names - _NOT_NAMES)
+    names = {line[3:29].strip().casefold() for line in text.splitlines()
+             if not line.startswith("#") and len(line) >= 30}
+    return frozenset(n for n in names if len(n) >= 3 and n.isalpha()) - _NOT_NAMES
 
 
 def _names(text: str) -> list[tuple[int, int]]:

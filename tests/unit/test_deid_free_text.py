@@ -120,6 +120,7 @@ def test_kept_descriptors_pass_the_detector(processed, kind) -> None:
     CLINICAL, "KNEE AP", "T1 FSE 3 mm axial", "Osteosarcoma distal femur, Enneking IIB",
     "Giant cell tumour of proximal tibia, follow-up 2 years", "CT CHEST W CONTRAST 5mm",
     "Ewing sarcoma right humerus, 12 x 8 cm", "MR LEFT KNEE WITH CONTRAST",
+    "Ewing Sarcoma of the femur", "Jones Fracture, Baker Cyst",
 ])
 def test_clinical_text_survives(text: str) -> None:
     assert free_text.clean(text) == (text, [])
@@ -132,6 +133,9 @@ def test_clinical_text_survives(text: str) -> None:
     ("call 030 1234 5678", free_text.PHONE), ("x@example.org", free_text.EMAIL),
     ("12 Baker Street", free_text.ADDRESS), ("Hauptstr. 5", free_text.ADDRESS),
     ("on 03/04/2019", free_text.DATE), ("4 March 2019", free_text.DATE),
+    # first names of other scripts' locales, romanised, and without their accents
+    ("seen with Wei Miller", free_text.NAME), ("Jorg Miller called", free_text.NAME),
+    ("Miller, Yuki", free_text.NAME),
 ])
 def test_detector_finds_each_kind(text: str, kind: str) -> None:
     cleaned, kinds = free_text.clean(text)
