@@ -238,6 +238,10 @@ def _open(data: bytes, name: str, kind: str):
             im = Image.open(io.BytesIO(data))
             im.load()  # the whole image: a truncated or corrupt file fails here
         return im
+    except Image.DecompressionBombError:  # Pillow's own limit, when ours was set above it
+        raise RasterError(f"{name}: more pixels than the image decoder accepts (Pillow's "
+                          "MAX_IMAGE_PIXELS); send a smaller export of the image",
+                          reason="too_many_pixels") from None
     except Exception as exc:  # noqa: BLE001 - whatever Pillow raises on a broken file
         label = "JPEG" if kind == "jpeg" else "PNG"
         raise RasterError(f"{name}: the {label} file is corrupt or truncated "
