@@ -25,6 +25,7 @@ de-identification method attributes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,8 +56,8 @@ from bonebase.dicom.read import peek
 
 __all__ = ["CANDIDATE_MODALITIES", "MARKERS", "METHOD_CODE", "METHOD_TEXT", "OCR_SIDE", "UNREAD",
            "Finding", "Region", "Step", "add_method", "apply", "black_value", "candidate",
-           "display_8bit", "find_text", "first_frame", "judge", "margin_box", "redact",
-           "tesseract_available"]
+           "display_8bit", "find_text", "find_text_frames", "first_frame", "frames", "judge",
+           "margin_box", "redact", "tesseract_available"]
 
 MOSTLY_TEXT = 0.25  # share of the image covered by text lines beyond which it is a document
 CANDIDATE_MODALITIES = frozenset({"CR", "DX", "SC", "XC", "OT", "DOC", "MG", "RF", "XA", "PX"})
@@ -132,6 +133,36 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     return finding
 
 
+def find_text_frames(frames: Iterable[np.ndarray], photometric: str = "MONOCHROME2", *,
+                     step: int = 1) -> Finding:
+    """:func:`find_text` over every frame of a multi-frame image, one frame in memory at a
+    time: the first frame is read; a later frame only when the pre-filter finds letter-like
+    tiles there that no frame read so far had (text that changes or appears from frame to
+    frame: a frame number, a time, an overlay). The regions of every frame read, in one
+    Finding (:func:`redact` blacks each out in every frame)."""
+    finding, seen = Finding(), None
+    for frame in frames:
+        img = display_8bit(frame, photometric)
+        pg = page(img)
+        _, letters = text_tiles(pg.img, pg.tile, gain=pg.up)
+        if seen is not None and (letters & ~seen).sum() < MIN_LETTER_TILES:
+            continue  # nothing new on this frame: no OCR
+        seen = letters if seen is None else seen | letters
+        one = find_text(frame, photometric, step=step)
+        finding.read |= one.read
+        finding.text_share = max(finding.text_share, one.text_share)
+        finding.regions += [r for r in one.regions
+                            if not any(_same(r.box, o.box) for o in finding.regions)]
+    return finding
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """Whether two boxes are the same text's (most of the smaller inside the other)."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return w > 0 and h > 0 and w * h >= 0.8 * min(a[2] * a[3], b[2] * b[3])
+
+
 @dataclass
 class Step:
     """The burned-in text step on one image: what OCR found, the verdicts, what was done."""
@@ -183,6 +214,16 @@ def first_frame(ds: Dataset) -> np.ndarray:
     return pixel_array(ds, index=0) if frames > 1 else ds.pixel_array
 
 
+def frames(ds: Dataset) -> Iterable[np.ndarray]:
+    """Every frame of ``ds``, decoded one at a time."""
+    from pydicom.pixels import iter_pixels
+
+    if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+        yield ds.pixel_array
+        return
+    yield from iter_pixels(ds)
+
+
 def tesseract_available() -> bool:
     """Whether Tesseract can read (in-process with tesserocr, else the tesseract program)."""
     from bonebase.dicom import burned_in_ocr
@@ -199,7 +240,8 @@ def apply(source: Dataset, result, *, policy: str = "redact") -> Step | None:
     (``step.regions`` non-empty / ``step.finding.mostly_text``)."""
     if not candidate(source):
         return None
-    step = Step(find_text(first_frame(source), str(source.get("PhotometricInterpretation", ""))))
+    photometric = str(source.get("PhotometricInterpretation", ""))
+    step = Step(find_text_frames(frames(source), photometric))
     step.judge(result.sources)
     if step.regions and not step.finding.mostly_text and policy == "redact":
         redact(result.dataset, step.regions)

@@ -196,3 +196,21 @@ def test_apply_on_a_data_set_held_whole() -> None:
     assert np.ptp(result.dataset.pixel_array[0:20, 0:90]) == 0
     assert np.ptp(ds.pixel_array[0:20, 0:90]) > 0  # the source is left as it was
     assert result.dataset.BurnedInAnnotation == "NO"
+
+
+def test_text_on_a_later_frame_only_is_found() -> None:
+    """Every frame is looked at: a name burned into the third frame of three (the first two
+    clean) is blacked out in every frame; the clean frames cost no OCR of their own."""
+    clean = _drawn([])
+    late = _drawn(NAME_AT_EDGE)
+    ds = _instance(clean, frames=3)
+    ds.PixelData = np.stack([clean, clean, late]).astype("<u2").tobytes()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    assert not burned_in.find_text(burned_in.first_frame(ds)).regions  # frame 1 alone: none
+    result = Deidentifier(SECRET).deidentify(ds, site="HX")
+    step = burned_in.apply(ds, result)
+    assert step is not None and step.redacted
+    for frame in result.dataset.pixel_array:
+        assert np.ptp(frame[0:20, 0:90]) == 0
+        assert np.ptp(frame[380:398, 152:300]) == 0
