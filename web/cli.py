@@ -28,7 +28,7 @@ def _password(username: str) -> str:
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Argument(help="Lower-case user name, e.g. 'anna.li'.")],
-    role: Annotated[str, typer.Option("--role", help="viewer, researcher, steward or admin.")],
+    role: Annotated[str, typer.Option("--role", help="viewer, researcher, steward, admin or reader (reads its reader studies only).")],
     site: Annotated[str | None, typer.Option("--site", help="A steward's site code.")] = None,
 ) -> None:
     """Create a web user (the password is prompted, or read from BONEBASE_NEW_PASSWORD)."""

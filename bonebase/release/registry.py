@@ -254,7 +254,8 @@ def _to_bentoml(store: ObjectStore, model: dict) -> str:
             "code_revision": model["code_revision"],
             "params_hash": model["params_hash"],
         }
-        metadata = {"metrics": {k: model["metrics"].get(k) for k in ("test", "external")}}
+        # "ood": the out-of-distribution detector the served answer uses (serving/service.py, #21)
+        metadata = {"metrics": {k: model["metrics"].get(k) for k in ("test", "external", "ood")}}
         version = bento_version(model["id"], model["checkpoint_sha256"])
         return save_to_bentoml(path, version=version, labels=labels, metadata=metadata)
 
