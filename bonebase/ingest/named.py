@@ -123,8 +123,7 @@ def attach(manifest: pd.DataFrame, entries: list[FileEntry], *, base: str) -> Na
     for entry in entries:
         if entry.rel in named.annotations:
             continue
-        row_values = first_row.get(entry.rel)
-        named.entries.append(replace(entry, named=row_values) if row_values else entry)
+        named.entries.append(replace(entry, named=first_row.get(entry.rel), listing=True))
     return named
 
 

@@ -109,7 +109,7 @@ def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Pa
 
             return process_raster(entry, kind, result, deid=deid, site=site, staging=staging,
                                   max_pixels=max_pixels, burned_in=burned_in)
-        if exc.reason == "non_dicom" and entry.rel.lower().endswith(".json"):
+        if exc.reason == "non_dicom" and entry.listing and entry.rel.lower().endswith(".json"):
             result.reason = "unlisted_annotation"
             result.message = (f"{entry.rel}: a JSON file that no manifest row names in its "
                               "annotation_file column; name it beside its image (docs/manifest.md,"

@@ -31,10 +31,13 @@ def process_raster(entry: FileEntry, kind: str, result: FileResult, *, deid: Dei
 
     row = entry.named
     if row is None:
-        result.reason = "unlisted_image"
-        result.message = (f"{entry.rel}: a {_KIND[kind]} image that no manifest row names in its "
-                          "image_file column; name it in its case's row (docs/manifest.md, "
-                          "'JPEG and PNG images') or remove it from the submission")
+        # With an image_file column the site names its pictures; without one, this is a
+        # non-DICOM file like a screenshot or a PDF, unless the site meant to send it.
+        result.reason = "unlisted_image" if entry.listing else "non_dicom"
+        result.message = (f"{entry.rel}: a {_KIND[kind]} image that no manifest row names in an "
+                          "image_file column; to send it, name it in its case's row "
+                          "(docs/manifest.md, 'JPEG and PNG images'), else remove it from the "
+                          "submission")
         return result
     where = f"{entry.rel} (row {row.row}, image_file)"
     if entry.size > RASTER_MAX_BYTES:  # read whole below: a JPEG/PNG is never this large

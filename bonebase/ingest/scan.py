@@ -34,6 +34,9 @@ class FileEntry:
     # The manifest row whose image_file column names the file (bonebase.ingest.named): what the
     # header of a JPEG or PNG is built from. None for a file no row names.
     named: RowValues | None = None
+    # Whether the manifest names files (an image_file column): a JPEG or PNG it does not name is
+    # then unlisted_image; in a DICOM-only submission it is non_dicom, as any other non-DICOM file.
+    listing: bool = False
 
 
 def find_manifest(root: Path, *, limits: lim.Limits | None = None) -> Path:

@@ -23,9 +23,10 @@ ROW = RowValues(row=7, patient_id="PID-55501", accession_number="ACC-88", sex="M
                 modalities="XR", study_date="20230412")
 
 
-def _entry(path: Path, named: RowValues | None = ROW) -> FileEntry:
+def _entry(path: Path, named: RowValues | None = ROW, listing: bool = True) -> FileEntry:
     data = path.read_bytes()
-    return FileEntry(path.name, path, len(data), hashlib.sha256(data).hexdigest(), named=named)
+    return FileEntry(path.name, path, len(data), hashlib.sha256(data).hexdigest(), named=named,
+                     listing=listing)
 
 
 def _radiograph(rows=600, cols=480, seed=0) -> np.ndarray:
@@ -64,6 +65,11 @@ def test_files_no_row_names_are_refused_with_their_own_reason(tmp_path):
     assert [r.reason for r in results] == ["unlisted_image", "unlisted_annotation"]
     assert results[0].message.startswith("stray.png: a PNG image that no manifest row names")
     assert results[0].staged is None
+    # A DICOM-only submission (no image_file column): stray pictures are non-DICOM files.
+    plain = [process_file(_entry(p, None, listing=False), deid=deid, site="HX",
+                          staging=tmp_path) for p in (png, note)]
+    assert [r.reason for r in plain] == ["non_dicom", "non_dicom"]
+    assert "name it in its case's row" in plain[0].message
 
 
 @pytest.mark.skipif(not burned_in.tesseract_available(), reason="needs Tesseract")
