@@ -125,3 +125,38 @@ def test_sites_option():
         imp.parse_sites("1=BTXRD2")
     with pytest.raises(InputError, match="invalid"):
         imp.parse_sites("1=lower")
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file or folder"):
+        with imp.opened(tmp_path / "nope", tmp_path):
+            pass
+    (tmp_path / "BTXRD.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(InputError, match="not a readable zip file"):
+        with imp.opened(tmp_path / "BTXRD.zip", tmp_path):
+            pass
+    (tmp_path / "dataset.csv").write_bytes(b"image_id,center\n\xff\xfe,1\n")
+    with pytest.raises(InputError, match="not UTF-8"):
+        btxrd.read_table(tmp_path / "dataset.csv")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "dataset.xlsx").write_bytes(b"PK broken")
+    with pytest.raises(InputError, match="not a readable Excel workbook"):
+        btxrd.read_table(tmp_path / "x" / "dataset.xlsx")
+
+
+def test_as_submission_writes_manifests_the_flow_reads(sample, tmp_path):
+    import pandas as pd
+
+    from bonebase.importers.btxrd_run import write_submissions
+
+    root, truth = sample
+    written = write_submissions(root, tmp_path / "check", sites=imp.DEFAULT_SITES)
+    assert [c.code for c, _ in written] == ["BTXRD1", "BTXRD2", "BTXRD3"]
+    for centre, folder in written:
+        manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+        assert tuple(manifest.columns) == imp.MANIFEST_COLUMNS
+        assert len(manifest) == len(centre.rows)
+        assert all((folder / f).is_file() for f in manifest["image_file"])
+        assert all((folder / f).is_file() for f in manifest["annotation_file"] if f)
+        assert (manifest["modalities"] == "XR").all() and (manifest["accession_number"] == "").all()
+        assert (tmp_path / "check" / f"{centre.code}-findings.json").is_file()
