@@ -249,12 +249,23 @@ def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifie
 
 
 def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
-    """The burned-in text step on one candidate image: OCR of its first frame, then per the
-    site's ``policy`` black boxes in every frame or a quarantine reason on ``result``. Central
-    ingest and the hospital gateway (bonebase.gateway.studies) both run it."""
+    """The burned-in text step on one candidate image: OCR of its first frame (of every frame
+    whose pre-filter finds new letters, for a multi-frame image), then per the site's ``policy``
+    black boxes in every frame or a quarantine reason on ``result``. Central ingest and the
+    hospital gateway (bonebase.gateway.studies) both run it."""
     rel = result.rel
+    photometric = str(peek(parts.dataset, "PhotometricInterpretation", "") or "")
     try:
-        frame, stride = _ocr_frame(parts)
+        if int(peek(parts.dataset, "NumberOfFrames", 1) or 1) > 1:
+            from pydicom.pixels import iter_pixels
+
+            # Decoded frame by frame: one frame in memory at a time.
+            source = io.BytesIO(parts.fh.getbuffer()) if parts.in_memory else parts.path
+            finding = burned_in_step.find_text_frames(iter_pixels(source), photometric)
+        else:
+            frame, stride = _ocr_frame(parts)
+            finding = burned_in_step.find_text(frame, photometric, step=stride)
+            del frame
     except DicomReadError as exc:
         result.reason, result.message = exc.reason, str(exc)
         return None
@@ -263,9 +274,7 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
         result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__}); "
                           "export the image again from the PACS and resubmit")
         return None
-    photometric = str(peek(parts.dataset, "PhotometricInterpretation", "") or "")
-    step = burned_in_step.Step(burned_in_step.find_text(frame, photometric, step=stride))
-    del frame
+    step = burned_in_step.Step(finding)
     step.judge(out.sources)
     if step.finding.mostly_text:
         result.reason = "not_an_image"
