@@ -74,6 +74,8 @@ def _read_session(browser, site, number, rng):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{site}/read")
     _navigate(browser, browser.find_element(
@@ -86,11 +88,8 @@ def _read_session(browser, site, number, rng):
             browser.execute_script("document.activeElement.blur()")
             ActionChains(browser).send_keys(str(rng.randint(0, 9))).send_keys("n").perform()
         else:  # the score box has the focus: type and press Enter
-            assert browser.switch_to.active_element == score
+            WebDriverWait(browser, 20).until(lambda b, s=score: b.switch_to.active_element == s)
             score.send_keys(str(rng.randint(0, 100)) + Keys.ENTER)
-        from selenium.webdriver.support import expected_conditions as ec
-        from selenium.webdriver.support.ui import WebDriverWait
-
         WebDriverWait(browser, 60).until(ec.staleness_of(score))
     assert browser.find_elements(By.ID, "session-done"), browser.page_source[:2000]
 
@@ -133,3 +132,12 @@ def test_reader_study_in_the_browser(browser, world, tmp_path):
         assert f"{out['per_reader_auc'][reader][arm]:.3f}" == shown
     assert f"{out['rrrc']['p']:.4f}" == p_shown
     assert out["modalities"] == ["aided", "unaided"] and out["n_cases"] == N_CASES
+    # The page timed every case (visible time, sent with the answer), and the audit has each.
+    from bonebase.db.engine import connect
+
+    with connect(world["url"]) as conn:
+        times = [r["seconds"] for r in conn.execute("SELECT seconds FROM reader_answers")]
+        audited = conn.execute("SELECT count(*) AS n FROM audit_events WHERE action ="
+                               " 'reader_study.answer' AND entity_id = 'browser-study'"
+                               ).fetchone()["n"]
+    assert len(times) == audited == 2 * 2 * N_CASES and all(0 < t < 600 for t in times)

@@ -74,4 +74,7 @@
     e.preventDefault();
   });
   draw();
+  // Ready for the keyboard: the score box has the focus (autofocus alone is not kept when the
+  // page comes from a redirect after the previous answer).
+  if (score && !(document.activeElement instanceof HTMLInputElement)) score.focus();
 })();
