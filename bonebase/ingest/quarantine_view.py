@@ -4,7 +4,9 @@ The quarantine keeps a held file's original bytes (:func:`bonebase.ingest.store.
 they are identified. Read back here for whoever may see that site's data (the web page admits the
 site's steward and admins; the CLI is for those who run bonebase and can read the store anyway):
 which attributes still held which kind of identifying value, the header with what
-de-identification does to each attribute, and the first frame as a PNG. Callers record each
+de-identification does to each attribute, and the first frame as a PNG; an image held for
+burned-in text (or as mostly text) with the regions the step finds framed on it, red where it
+would black out identifying text, orange unsure, green harmless markers. Callers record each
 look in the audit log (:func:`bonebase.db.quarantine.record_view`).
 
 The original is read as ingest reads a submitted file (links refused, the pixel limit applied
@@ -61,6 +63,13 @@ class HeldView:
     header: list[HeaderRow] = field(default_factory=list)
     note: str = ""
     has_image: bool = False
+    # The burned-in text step again on a held image (reason burned_in_text, not_an_image):
+    # (verdict, why) of each region found, drawn on the preview (never the text read).
+    text_regions: list[tuple[str, str]] = field(default_factory=list)
+
+
+_TEXT_REASONS = frozenset({"burned_in_text", "not_an_image"})
+_BOX_COLOURS = {"identifying": (255, 40, 40), "unsure": (255, 160, 0), "harmless": (40, 200, 80)}
 
 
 def inspect(store: ObjectStore, item: dict) -> HeldView:
@@ -82,12 +91,53 @@ def inspect(store: ObjectStore, item: dict) -> HeldView:
             return view
         view.findings, view.flags = out.findings, out.needs_review
         view.header = _rows(parts.dataset, out.dataset, out.findings)
+        if item.get("reason") in _TEXT_REASONS and view.has_image:
+            step = _text_step(parts, out.sources, view)
+            if step is not None:
+                view.text_regions = [(r.verdict, r.why) for r in step.finding.regions]
     return view
 
 
+def _text_step(parts: DicomParts, sources: dict[str, str], view: HeldView):
+    """The burned-in text step's finding on the first frame, judged against the original's
+    identifying values (``sources``), or None with ``view.note`` saying why."""
+    from bonebase.dicom import burned_in
+
+    if not burned_in.tesseract_available():
+        view.note = "Tesseract is not installed here: the text regions cannot be shown"
+        return None
+    try:
+        frame = _first_frame(parts)
+    except Exception as exc:  # noqa: BLE001 - a decoder's failure on a hostile file
+        view.note = f"the held image cannot be decoded ({exc.__class__.__name__})"
+        return None
+    photometric = str(parts.dataset.get("PhotometricInterpretation", "") or "")
+    step = burned_in.Step(burned_in.find_text(frame, photometric))
+    step.judge(sources)
+    return step
+
+
+def _draw_regions(pixels: np.ndarray, step) -> np.ndarray:
+    """``pixels`` in colour with a frame around each region (with the margin redaction
+    blacks out): red identifying, orange unsure, green harmless."""
+    from PIL import Image, ImageDraw
+
+    from bonebase.dicom.burned_in import margin_box
+
+    image = Image.fromarray(np.ascontiguousarray(pixels)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    width = max(2, max(pixels.shape[:2]) // 300)
+    for region in step.finding.regions:
+        x0, y0, x1, y1 = margin_box(region.box, pixels.shape[:2])
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), width=width,
+                       outline=_BOX_COLOURS.get(region.verdict, (255, 40, 40)))
+    return np.asarray(image)
+
+
 def preview_png(store: ObjectStore, item: dict, *, size: int = PREVIEW_SIZE) -> bytes:
-    """The held original's first frame as an 8-bit PNG, its longest side at most ``size``;
-    InputError saying why when there is none."""
+    """The held original's first frame as an 8-bit PNG, its longest side at most ``size``,
+    text regions framed for an item held for its text; InputError saying why when there is
+    none."""
     view = HeldView(item)
     with _original(store, item, view) as parts:
         if parts is None:
@@ -98,12 +148,19 @@ def preview_png(store: ObjectStore, item: dict, *, size: int = PREVIEW_SIZE) -> 
         from bonebase.dicom.pixels import frame_view
 
         try:
-            return _png(_display(_first_frame(parts), frame_view(parts.dataset, 1)), size)
+            shown = _display(_first_frame(parts), frame_view(parts.dataset, 1))
         except DicomReadError as exc:
             raise InputError(f"the held image cannot be shown ({exc.reason})") from None
         except Exception as exc:  # noqa: BLE001 - a decoder's failure on a hostile file
             raise InputError("the held image cannot be decoded "
                              f"({exc.__class__.__name__})") from None
+        if item.get("reason") in _TEXT_REASONS:  # the regions the step found, framed
+            out = Deidentifier(secrets.token_bytes(32)).deidentify(
+                parts.dataset, site=item["site"], scan=False)
+            step = _text_step(parts, out.sources, view)
+            if step is not None:
+                shown = _draw_regions(shown, step)
+        return _png(shown, size)
 
 
 @contextmanager

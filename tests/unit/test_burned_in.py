@@ -214,3 +214,27 @@ def test_text_on_a_later_frame_only_is_found() -> None:
     for frame in result.dataset.pixel_array:
         assert np.ptp(frame[0:20, 0:90]) == 0
         assert np.ptp(frame[380:398, 152:300]) == 0
+
+
+def test_held_image_preview_frames_the_text_found(tmp_path) -> None:
+    """A steward's preview of an image held for burned-in text (policy quarantine): the page
+    lists each region's verdict and why (never the text), the PNG frames the name in red."""
+    import io
+
+    from bonebase.ingest import quarantine_view
+    from bonebase.storage import LocalStore
+
+    path = _write(_instance(_drawn(NAME_AT_EDGE)), tmp_path / "held.dcm")
+    store = LocalStore(tmp_path / "objects")
+    store.put_file("quarantine/1/held.bin", path)
+    item = {"id": 1, "object_key": "quarantine/1/held.bin", "file": "held.dcm", "site": "HX",
+            "row_number": None, "reason": "burned_in_text"}
+    view = quarantine_view.inspect(store, item)
+    assert ("identifying", "the PatientName value") in view.text_regions, view.text_regions
+    assert not any(PHI["family"].casefold() in why.casefold() for _, why in view.text_regions)
+    png = np.asarray(Image.open(io.BytesIO(quarantine_view.preview_png(store, item, size=400))))
+    red = (png[..., 0] > 200) & (png[..., 1] < 80) & (png[..., 2] < 80)
+    ys, xs = np.nonzero(red)
+    assert ys.size and ys.min() < 30 and xs.min() < 10  # a frame round the name at the corner
+    plain = dict(item, reason="corrupt_file")  # other reasons: the image as it was sent
+    assert np.asarray(Image.open(io.BytesIO(quarantine_view.preview_png(store, plain)))).ndim == 2
