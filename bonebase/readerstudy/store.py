@@ -119,7 +119,7 @@ def sessions_of(conn: Connection, user_id: int) -> list[dict]:
     """A reader's sessions of every study assigned to them, with progress (no case data)."""
     return list(conn.execute(
         "SELECT st.name AS study, st.washout_days, se.id, se.number, se.arm, se.opens_at,"
-        " se.finished_at, (SELECT count(*) FROM reader_order o WHERE o.session_id = se.id)"
+        " coalesce(se.opens_at <= now(), false) AS is_open, se.finished_at, (SELECT count(*) FROM reader_order o WHERE o.session_id = se.id)"
         " AS total, (SELECT count(*) FROM reader_answers a WHERE a.session_id = se.id) AS done"
         " FROM reader_sessions se JOIN reader_studies st ON st.id = se.study_id"
         " WHERE se.user_id = %s ORDER BY st.id, se.number", (user_id,)).fetchall())

@@ -144,3 +144,16 @@ def test_admin_creates_from_the_page_and_sees_refusals(app_client, studies, worl
     csv = admin.get("/reader-studies/page-made/scores.csv")
     assert csv.text.startswith("reader,modality,case,truth,score\n")
     assert _client(app_client, "vera").get("/reader-studies/page-made").status_code == 403
+
+
+def test_a_reader_who_stops_resumes_at_the_first_unanswered_case(app_client, studies):
+    client = _client(app_client, READERS[0])
+    listing = client.get("/read").text
+    assert 'href="/read/later-study/1"' in listing and 'href="/read/later-study/2"' not in listing
+    for position in (1, 2):
+        page = client.get(f"/read/later-study/1/{position}")
+        client.post(f"/read/later-study/1/{position}",
+                    data={"score": "40", "csrf_token": csrf_of(page.text)})
+    again = _client(app_client, READERS[0])  # a new sign-in, as after a break
+    assert again.get("/read/later-study/1").headers["location"] == "/read/later-study/1/3"
+    assert ">2 / 6<" in again.get("/read").text
