@@ -243,6 +243,7 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, fl
     from flows.monitor import watch_flow
 
     url, drop = _database(home)
+    saved = dict(os.environ)
     try:
         upgrade(url)
         settings = Settings(home=home, database_url=url, secret="b" * 40, env="test", **runner)
@@ -271,6 +272,9 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, fl
             out.append((s["code"], result["scored"]["watch"], ingest, time.perf_counter() - t))
         return out
     finally:
+        os.environ.clear()
+        os.environ.update(saved)  # DATABASE_URL names the server again for the next repeat
+        get_settings.cache_clear()
         drop()
 
 
@@ -318,6 +322,9 @@ def main() -> None:
     # Prefect's own SQLite database apart from other Prefect processes on the machine: a shared
     # one makes every task wait on "database is locked" (pitfalls.md), which is not ingest's cost.
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
+    # As the CLI allows (bonebase.cli_common.prefect_env): a loaded machine starts it slowly.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         data = args.data
         if data is None:

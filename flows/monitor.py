@@ -20,6 +20,9 @@ from bonebase.config import get_settings
 from bonebase.monitor import policy as policies
 from bonebase.monitor import watch
 
+#: The tasks whose deployed model the ingest hook watches (two-class tasks).
+WATCHED_TASKS = ("benign_vs_malignant", "os_vs_gct")
+
 
 def _connect():
     from bonebase.db.engine import connect, database_url
@@ -122,9 +125,11 @@ def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml") -> di
         with _connect() as conn:
             from bonebase.db.models import deployed_model
 
-            if deployed_model(conn, task="benign_vs_malignant") is None:
-                return None  # nothing deployed: nothing to watch (and no flow run to show)
-        return watch_flow(submission_id=int(sid), params_path=params_path)
+            tasks = [t for t in WATCHED_TASKS if deployed_model(conn, task=t) is not None]
+        # Nothing deployed: nothing to watch (and no flow run to show).
+        runs = [watch_flow(submission_id=int(sid), params_path=params_path, task_name=t)
+                for t in tasks]
+        return runs[0] if len(runs) == 1 else ({"tasks": runs} if runs else None)
     except NotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - the submission is stored; the watch can re-run

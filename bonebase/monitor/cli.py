@@ -75,11 +75,11 @@ def status_cmd(
     from rich import box
     from rich.table import Table
 
-    from bonebase.monitor import status, watch
+    from bonebase.monitor import db, status  # not watch: it imports the model (torch, seconds)
 
     conn, _ = _ctx()
     with conn:
-        model = watch.champion(conn, task=task)
+        model = db.champion(conn, task=task)
         rows = status.table(conn, model_id=model["id"], site=site)
     if as_json:
         print(json.dumps({"model": model["id"], "task": task, "sites": rows}, indent=2,

@@ -5,6 +5,18 @@ from __future__ import annotations
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from bonebase.db import models as model_q
+from bonebase.errors import NotFoundError
+
+
+def champion(conn: Connection, *, task: str) -> dict:
+    """The deployed model of ``task``, or NotFoundError saying how to deploy one."""
+    row = model_q.deployed_model(conn, task=task)
+    if row is None:
+        raise NotFoundError(f"no model of task {task} is deployed: nothing to watch; deploy one "
+                            "with bonebase models deploy ID")
+    return row
+
 _TO_SCORE = """
 SELECT i.id AS instance_id, i.object_key, c.id AS case_id, c.site_id, s.code AS site,
        i.submission_id, date_trunc('month', i.created_at)::date AS month,
@@ -124,5 +136,5 @@ def acknowledge(conn: Connection, check_id: int, *, by: str) -> None:
                  " WHERE id = %s", (by, check_id))
 
 
-__all__ = ["acknowledge", "add_check", "ask_the_model", "get_check", "insert_scores",
+__all__ = ["acknowledge", "add_check", "champion", "ask_the_model", "get_check", "insert_scores",
            "latest_checks", "open_alerts", "scores", "unscored"]

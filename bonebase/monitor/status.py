@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import Connection
 
-from bonebase.monitor import db, performance
+from bonebase.monitor import db
 
 
 def table(conn: Connection, *, model_id: int, site: str | None = None) -> list[dict]:
@@ -34,6 +34,8 @@ def ask_the_model(conn: Connection, *, model_row: dict, positive_class: str,
                   intermediate_as: str = "benign") -> dict:
     """Figures of the web database's "Ask the model" answers on cases with a known diagnosis,
     per site (all model versions of the champion's task)."""
+    from bonebase.monitor import performance  # SciPy: seconds to import, the table needs none
+
     rows = performance.ask_the_model_rows(db.ask_the_model(conn), task=model_row["task"],
                                           positive_class=positive_class,
                                           intermediate_as=intermediate_as)

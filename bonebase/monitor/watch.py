@@ -20,20 +20,12 @@ from bonebase.db import audit
 from bonebase.db import models as model_q
 from bonebase.errors import InputError, NotFoundError
 from bonebase.monitor import db, drift, performance, report
+from bonebase.monitor.db import champion
 from bonebase.monitor.policy import Policy
 from bonebase.monitor.scoring import Model, score_rows
 from bonebase.storage import ObjectStore
 
 ALERT_EVENT = "bonebase.monitor.alert"
-
-
-def champion(conn: Connection, *, task: str) -> dict:
-    """The deployed model of ``task``, or NotFoundError saying how to deploy one."""
-    row = model_q.deployed_model(conn, task=task)
-    if row is None:
-        raise NotFoundError(f"no model of task {task} is deployed: nothing to watch; deploy one "
-                            "with bonebase models deploy ID")
-    return row
 
 
 _LOADED: dict[str, object] = {}  # checkpoint sha256 -> Predictor, the last two used
@@ -57,7 +49,7 @@ def load(store: ObjectStore, model_row: dict) -> Model:
     """A registered model's checkpoint, fetched and verified, as a :class:`Model`; kept loaded
     for the process's next calls (a checkpoint's content never changes: its hash is its key)."""
     predictor = _predictor(store, model_row)
-    if len(predictor.classes) != 2:
+    if len(predictor.classes) != 2 or predictor.threshold is None:
         raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
                          "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
     return Model(id=model_row["id"], task=model_row["task"], predictor=predictor)

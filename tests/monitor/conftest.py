@@ -31,7 +31,7 @@ def watched(fresh_database, tmp_path_factory, prefect_harness):
     url = fresh_database()
     upgrade(url)
     tmp = tmp_path_factory.mktemp("watch")
-    folders = {TRAINING: generate_site(tmp, TRAINING, seed=3, cases=40),
+    folders = {TRAINING: generate_site(tmp, TRAINING, seed=3, cases=30),
                LIKE: generate_site(tmp, LIKE, seed=5, cases=22),
                SHIFTED: generate_site(tmp, SHIFTED, seed=6, cases=22)}
     assert reexpose(folders[SHIFTED]) > 10
@@ -54,6 +54,7 @@ def watched(fresh_database, tmp_path_factory, prefect_harness):
             receipt = ingest_submission(code, str(folders[code]), settings=settings)
             runs[code] = watch_after_ingest(receipt, params_path=str(params))
         yield {"url": url, "model": model_id, "runs": runs, "params": params, "tmp": tmp,
+               "home": tmp / "home",
                "store": store}
         get_settings.cache_clear()
 

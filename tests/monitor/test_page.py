@@ -35,18 +35,32 @@ def site_url(watched):
         yield url
 
 
+def _signed_in(client, user: str):
+    import re
+
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
+    client.post("/login", data={"username": user, "password": PASSWORD, "next": "/",
+                                "csrf_token": token})
+    return client
+
+
 def test_page_over_http_for_researchers_only(site_url):
     import httpx
 
     with httpx.Client(base_url=site_url, follow_redirects=False) as client:
         assert client.get("/monitor").status_code in (302, 303, 401)
-        page = client.get("/login")
-        import re
-
-        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
-        client.post("/login", data={"username": "vera", "password": PASSWORD, "next": "/",
-                                    "csrf_token": token})
-        assert client.get("/monitor").status_code == 403
+        assert _signed_in(client, "vera").get("/monitor").status_code == 403
+    with httpx.Client(base_url=site_url, follow_redirects=False) as client:
+        page = _signed_in(client, "rhea").get("/monitor")
+        assert page.status_code == 200
+        assert page.text.count("<svg") >= 4 and f"{SHIFTED} (drift)" in page.text
+        check = page.text.split("/monitor/checks/")[1].split("/")[0]
+        report = client.get(f"/monitor/checks/{check}/report")
+        assert report.status_code == 200 and "Input drift" in report.text
+        assert report.headers["content-security-policy"] == "script-src 'none'"
+        assert client.get("/monitor/checks/999999/report").status_code == 404
+        assert client.get("/monitor?task=nope").status_code == 404
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ def train_champion(conn, store, data: Path) -> int:
     split = assign_splits(labels, None, seed=3, val_fraction=0.25, test_fraction=0.2)
     write_assignments(split, data / "split.csv")
     ckpt = train(frame=load_frame(data, task=TASK), data_dir=data, task=TASK, image_size=64,
-                 epochs=2, batch_size=16, patience=1, num_workers=0, seed=1, amp=False)
+                 epochs=1, batch_size=16, patience=1, num_workers=0, seed=1, amp=False)
     path = save_checkpoint(ckpt, data / "model.pt")
     row = register(conn, store, checkpoint=path, metrics={"task": TASK}, by="test")
     q.set_status(conn, row["id"], status="deployed")
