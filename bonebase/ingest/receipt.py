@@ -102,6 +102,7 @@ def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
         "quarantined": sum(quarantined_by_reason.values()),
         "warnings": len(plan.warnings),
         "by_reason": dict(sorted(quarantined_by_reason.items())),
+        **outlines(plan),
     }
     return {
         "site": site,
@@ -154,6 +155,15 @@ def deidentified(plan) -> dict:
     return done
 
 
+def outlines(plan) -> dict:
+    """Lesion outlines (annotation_file) of the accepted images: counts, when there are any."""
+    mine = {r.sha256 for case in plan.cases for r in case.files}
+    kept = [shapes for sha, shapes in getattr(plan, "annotations", {}).items() if sha in mine]
+    if not kept:
+        return {}
+    return {"images_outlined": len(kept), "outline_shapes": sum(len(s) for s in kept)}
+
+
 def matching_rule(plan) -> str | None:
     """The submission's match rule and where it was declared."""
     return plan.matching.described if plan.matching is not None else None
@@ -190,6 +200,7 @@ def prediction(*, site: str, source: str, plan, n_files: int, n_rows: int, data_
             "quarantined": len(quarantined),
             "warnings": len(plan.warnings),
             "by_reason": dict(sorted(by_reason.items())),
+            **outlines(plan),
         },
         "match_rule": matching_rule(plan),
         "deidentified": deidentified(plan),
@@ -257,6 +268,9 @@ def to_markdown(receipt: dict) -> str:
     ]
     if receipt.get("match_rule"):
         lines.append(f"- images matched to rows by rule {receipt['match_rule']}")
+    if c.get("images_outlined"):
+        lines.append(f"- lesion outlines: {c['outline_shapes']} shapes on {c['images_outlined']}"
+                     " images (annotation_file)")
     done = receipt.get("deidentified") or {}
     for key, label in (("free_text", "free text in accepted files"),
                        ("burned_in_text", "burned-in text in accepted files"),

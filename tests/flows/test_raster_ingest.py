@@ -124,6 +124,8 @@ def test_jpeg_and_png_submission_is_stored_as_deidentified_sc_with_outlines(
         "ann/r3.json (row 3, annotation_file), shape 0: point 1 lies outside the image")
     counts = receipt["counts"]
     assert (counts["cases_accepted"], counts["files_accepted"], counts["files_stored"]) == (4, 5, 5)
+    assert (counts["images_outlined"], counts["outline_shapes"]) == (1, 2)
+    assert predicted["counts"]["outline_shapes"] == 2
     converted = sorted((w["row"], w["file"]) for w in receipt["warnings"]
                        if w["reason"] == "image_converted")
     assert converted == [(2, "images/r2.jpeg"), (6, "images/r6a.jpg")]
