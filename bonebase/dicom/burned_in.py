@@ -34,8 +34,10 @@ from pydicom.dataset import Dataset
 from bonebase.dicom.burned_in_image import (
     MIN_LETTER_TILES,
     OCR_SIDE,
+    TILE,
     UNREAD,
     along_line,
+    border,
     display_8bit,
     page,
     text_rects,
@@ -73,6 +75,7 @@ class Region:
     verdict: str = "unsure"  # "identifying", "harmless" or "unsure"
     why: str = ""  # which kind of value matched ("PatientName value", "date"): safe to show
     faint: bool = False  # read with low confidence: noise unless it matches a value
+    middle: bool = False  # in the image's middle (anatomy), not its border band
 
 
 @dataclass
@@ -112,12 +115,15 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     factor = pg.factor / step
     finding = Finding()
     tiles, letters = text_tiles(pg.img, pg.tile, gain=pg.up)
-    if letters.sum() < MIN_LETTER_TILES:
+    band = border(tiles.shape)
+    words = _middle_words(tiles & ~band, letters)
+    if (letters & band).sum() < MIN_LETTER_TILES and not words.any():
         return finding
     finding.read = True
     shape = pg.shape
+    tiles = (tiles & band) | words
     found = read_rects(pg, text_rects(tiles, shape))
-    found += unread(tiles, letters, found, shape)
+    found += unread(tiles & band, letters & band, found, shape)
     text_mask = np.zeros(pg.img.shape, bool)  # in the pre-filter's pixels
     for (x, y, bw, bh), text in found:
         if not text.startswith(FAINT) and sum(ch.isalnum() for ch in text) >= 3:  # words
@@ -125,10 +131,13 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
             text_mask[int(y / u):int((y + bh) / u), int(x / u):int((x + bw) / u)] = True
     for box, text in found:
         x, y, bw, bh = along_line(box, tiles, shape)
+        middle = not band[min(band.shape[0] - 1, (y + bh // 2) // TILE),
+                          min(band.shape[1] - 1, (x + bw // 2) // TILE)]
         box = (int(x / factor), int(y / factor), int(np.ceil(bw / factor)),
                int(np.ceil(bh / factor)))
         faint = text.startswith(FAINT)
-        finding.regions.append(Region(box, text.removeprefix(FAINT), faint=faint))
+        finding.regions.append(Region(box, text.removeprefix(FAINT), faint=faint,
+                                      middle=middle))
     finding.text_share = float(text_mask.mean()) if text_mask.size else 0.0
     return finding
 
@@ -161,6 +170,19 @@ def _same(a: tuple, b: tuple) -> bool:
     w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     return w > 0 and h > 0 and w * h >= 0.8 * min(a[2] * a[3], b[2] * b[3])
+
+
+def _middle_words(tiles: np.ndarray, letters: np.ndarray) -> np.ndarray:
+    """The middle's groups of text-like tiles with letter-like tiles enough for a word: what
+    OCR reads there (text written across the image); the rest of the middle is anatomy."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(ndimage.binary_dilation(tiles, iterations=1))
+    if not count:
+        return np.zeros_like(tiles)
+    per_group = ndimage.sum_labels(letters & tiles, labels, index=np.arange(1, count + 1))
+    keep = np.concatenate(([False], per_group >= MIN_LETTER_TILES))
+    return keep[labels] & tiles
 
 
 @dataclass

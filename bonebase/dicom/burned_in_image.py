@@ -18,6 +18,7 @@ OCR_SIDE = 1400  # pixels: the long side of the copy OCR reads
 TILE = 16  # pixels of OCR's copy per tile of the pre-filter
 BAND = 0.25  # the border band read for text: this share of each side
 MIN_LETTER_TILES = 4  # tiles with strokes both ways below which an image costs no OCR
+WORD_DENSITY = 0.5  # share of a group's tiles that are letter-like for it to be a word
 UNREAD = "\x01"  # the text of a group of letter-like marks OCR could not read
 
 
@@ -78,7 +79,7 @@ def page(img: np.ndarray, side: int = OCR_SIDE) -> Page:
 
 def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
                gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """The pre-filter, on the border band (the middle is anatomy): a boolean map of
+    """The pre-filter: a boolean map of
     ``tile``-sized tiles dense in sharp edges (the threshold set above the image's own noise),
     and the map of tiles with sharp edges both across and along (letters have strokes both
     ways; a bone's cortex or a collimator edge runs one way, which is why this map, not the
@@ -106,11 +107,16 @@ def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
     across = share(ex & (gy < threshold / 2))
     along = share(ey & (gx < threshold / 2))
     both = (across > density / 2) & (along > density / 2)
-    ty, tx = found.shape
-    by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
-    for grid in (found, both):
-        grid[by:ty - by, bx:tx - bx] = False
     return found, both
+
+
+def border(shape: tuple[int, int]) -> np.ndarray:
+    """The tiles of the border band (the outer BAND of each side), where annotations are."""
+    ty, tx = shape
+    band = np.ones(shape, bool)
+    by, bx = max(1, round(ty * BAND)), max(1, round(tx * BAND))
+    band[by:ty - by, bx:tx - bx] = False
+    return band
 
 
 def text_contrast(img: np.ndarray) -> np.ndarray:
@@ -176,6 +182,8 @@ def along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
 
 def unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int, int],
            tile: int = TILE) -> list[tuple[tuple, str]]:
+    # (``tiles`` and ``letters``: the border band's only; in the middle, anatomy's texture
+    # has strokes both ways too, and only text OCR reads counts)
     """Groups of text-like tiles that no line OCR read covers: regions without text, blacked
     out next to identifying text (see ``Step.judge``), or text ``UNREAD`` when the group
     holds letter-like tiles (strokes both ways) enough for a word: unsure text.
@@ -207,6 +215,10 @@ def unread(tiles: np.ndarray, letters: np.ndarray, found: list, shape: tuple[int
         th, tw = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
         # One to three glyphs on one line ("R", "AP", "LAT"): a marker, which cannot identify.
         glyphs = th <= 4 and tw <= 2.2 * th
-        word = int((letters[rows, cols] & part & ~near[rows, cols]).sum()) >= MIN_LETTER_TILES
+        own = letters[rows, cols] & part
+        # A word: letters enough, and most of the group's tiles letter-like (text is dense in
+        # strokes both ways; bone's texture scatters a few such tiles among many others).
+        word = (int((own & ~near[rows, cols]).sum()) >= MIN_LETTER_TILES
+                and own.sum() >= WORD_DENSITY * part.sum())
         out.append(((x0, y0, x1 - x0, y1 - y0), UNREAD if word and not glyphs else ""))
     return out

@@ -108,8 +108,9 @@ def judge(region, words: dict[str, str]) -> None:
     if sum(ch.isalnum() for ch in region.text) < 3 and not any(ch.isdigit() for ch in region.text):
         region.verdict, region.why = "harmless", "too short to identify"
         return
-    if region.faint and sum(ch.isdigit() for ch in region.text) < 4:
-        # Texture OCR half-reads (bone, noise) is not text; four digits are (a date, an ID).
+    if region.faint and (region.middle or sum(ch.isdigit() for ch in region.text) < 4):
+        # Texture OCR half-reads (bone, noise) is not text; four digits are (a date, an ID),
+        # except in the image's middle, where only text read with confidence counts.
         region.verdict, region.why = "harmless", "read with low confidence, matches nothing"
         return
     region.verdict, region.why = "unsure", "unrecognised text"

@@ -238,3 +238,24 @@ def test_held_image_preview_frames_the_text_found(tmp_path) -> None:
     assert ys.size and ys.min() < 30 and xs.min() < 10  # a frame round the name at the corner
     plain = dict(item, reason="corrupt_file")  # other reasons: the image as it was sent
     assert np.asarray(Image.open(io.BytesIO(quarantine_view.preview_png(store, plain)))).ndim == 2
+
+
+def test_text_across_the_middle_is_found() -> None:
+    """Text written in the image's middle (outside the border band) is read and judged."""
+    pixels = _drawn([((90, 190), PHI["family"].upper() + " " + PHI["patient_id"])])
+    finding = burned_in.find_text(pixels)
+    step = burned_in.Step(finding)
+    step.judge({PHI["family"]: "PatientName", PHI["patient_id"]: "PatientID"})
+    assert any(r.verdict == "identifying" and r.middle for r in step.regions), finding.regions
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "RG3_UNCR.dcm"])
+def test_real_radiographs_without_text_keep_their_pixels(name) -> None:
+    """pydicom's real computed radiographs (a hand, a chest) carry no burned-in text: bone
+    texture the pre-filter passes is read by OCR but nothing is blacked out."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    step = burned_in.Step(burned_in.find_text(ds.pixel_array, str(ds.PhotometricInterpretation)))
+    step.judge({})
+    assert not step.regions, [(r.box, r.why) for r in step.regions]
