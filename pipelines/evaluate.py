@@ -26,6 +26,7 @@ EVALUATE_KEYS = (
     "heatmap_target",  # label | positive | predicted: whose class map is scored
     "heatmap_threshold",
     "shortcut_probe_on",
+    "ood_quantile",  # out-of-distribution threshold: quantile of validation scores (null: off)
 )
 
 

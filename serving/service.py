@@ -5,7 +5,9 @@
 puts approved models there. Routes:
 
 - ``POST /diagnose`` (multipart: ``file`` = DICOM/PNG/JPEG, optional ``age``, ``sex``,
-  ``location``, ``gradcam``) → probabilities, predicted class at the locked threshold, versions;
+  ``location``, ``gradcam``) → probabilities, predicted class at the locked threshold, versions,
+  and ``out_of_distribution`` (flag, score, threshold, reasons: the header's modality or body
+  part, or image features unlike the validation images; see bonebase/model/ood.py);
 - ``GET /healthz`` (process alive), ``GET /readyz`` (built in: model loaded), ``GET /metadata``
   (model card, not for clinical use).
 
@@ -29,14 +31,17 @@ import asyncio
 import base64
 import contextvars
 import hmac
+import io
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import aiohttp
 import bentoml
 import numpy as np
+import pydicom
 import torch
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -44,6 +49,9 @@ from starlette.routing import Route
 
 from bonebase.config import get_settings
 from bonebase.model.inference import Predictor, UploadError, decode_upload, heat_png
+from bonebase.model.networks import head_layer
+from bonebase.model.ood import FeatureOOD, header_reasons
+from bonebase.model.ood import answer as ood_answer
 from bonebase.model.upload_limits import TOO_LARGE
 
 MODEL_NAME = "bonebase-diagnosis"
@@ -167,7 +175,9 @@ def _model_card(svc: Diagnosis) -> dict:
         "location (accepted and echoed; the image model does not use them)",
         "labels": svc.labels,
         **meta,
-        "training_metrics": svc.metrics,
+        "training_metrics": {k: v for k, v in svc.metrics.items() if k != "ood"},
+        "out_of_distribution": {k: v for k, v in (svc.metrics.get("ood") or {}).items()
+                                if k != "detector"},
     }
 
 
@@ -208,6 +218,12 @@ class Diagnosis:
             Path(stored.path_of(CHECKPOINT_FILE)), device=DEVICE
         )
         self._decoding = asyncio.Semaphore(DECODE_SLOTS)
+        # The out-of-distribution detector calibrated at evaluation (metrics["ood"]): absent
+        # for models evaluated before it existed, which the answer then says.
+        detector = (self.metrics.get("ood") or {}).get("detector")
+        self.ood = FeatureOOD.from_dict(detector) if detector else None
+        self._head = head_layer(self.predictor.net, self.predictor.checkpoint.arch)
+        self._scoring = threading.Lock()  # the feature hook is per call: one batch at a time
 
     @bentoml.api(
         route=FORWARD_ROUTE,
@@ -216,8 +232,25 @@ class Diagnosis:
         max_latency_ms=MAX_LATENCY_MS,
     )
     def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities (n, 2) for preprocessed inputs (n, 1, S, S); requests are batched."""
-        return self.predictor.forward(inputs)
+        """Probabilities (n, k) and, as a last column, the out-of-distribution score (0 without
+        a detector) for preprocessed inputs (n, 1, S, S); requests are batched."""
+        return self._score(inputs)
+
+    def _score(self, inputs: np.ndarray) -> np.ndarray:
+        feats: list = []
+        with self._scoring:
+            hook = self._head.register_forward_hook(
+                lambda _m, args, _o: feats.append(args[0].detach().flatten(1).float().cpu())
+            )
+            try:
+                probs = self.predictor.forward(inputs)
+            finally:
+                hook.remove()
+        if self.ood is None or not feats:
+            # 0, not NaN: the batched call's JSON turns NaN into null (the answer ignores the
+            # column when there is no detector).
+            return np.c_[probs, np.zeros(len(probs))]
+        return np.c_[probs, self.ood.score(feats[0].numpy())]
 
     async def _forward(self, x: np.ndarray) -> np.ndarray:
         marker = _IN_PROCESS.set(True)
@@ -228,15 +261,21 @@ class Diagnosis:
             # ("Cannot write to closing transport"); the model is still fine: score this
             # request on its own rather than fail it.
             log.warning("batched call failed (%s); scoring unbatched", exc)
-            return await asyncio.to_thread(self.predictor.forward, x)
+            return await asyncio.to_thread(self._score, x)
         finally:
             _IN_PROCESS.reset(marker)
 
-    def _prepare(self, file: Path) -> tuple[str, str | None, np.ndarray]:
-        """The upload's kind, modality and model input; the full-size image is not kept, so a
-        request waiting for its batch holds only the small model input."""
-        decoded = decode_upload(file.read_bytes(), name="uploaded file", max_pixels=MAX_PIXELS)
-        return decoded.kind, decoded.modality, self.predictor.preprocess(decoded.image)[None]
+    def _prepare(self, file: Path) -> tuple[str, str | None, np.ndarray, list[str]]:
+        """The upload's kind, modality, model input and what its header says against it; the
+        full-size image is not kept, so a request waiting for its batch holds only the small
+        model input."""
+        data = file.read_bytes()
+        decoded = decode_upload(data, name="uploaded file", max_pixels=MAX_PIXELS)
+        reasons: list[str] = []
+        if decoded.kind == "dicom":
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            reasons = header_reasons(decoded.modality, str(header.get("BodyPartExamined") or ""))
+        return decoded.kind, decoded.modality, self.predictor.preprocess(decoded.image)[None], reasons
 
     @bentoml.api(route="/diagnose")
     async def diagnose(
@@ -256,12 +295,12 @@ class Diagnosis:
             # Decoding and resizing are CPU work: off the event loop, so requests overlap,
             # but only DECODE_SLOTS at a time, so memory stays bounded.
             async with self._decoding:
-                kind, modality, x = await asyncio.to_thread(self._prepare, file)
+                kind, modality, x, reasons = await asyncio.to_thread(self._prepare, file)
         except UploadError as exc:
             status = {"not_a_radiograph": 422, TOO_LARGE: 413}.get(exc.code, 400)
             return _error(status, exc.code, str(exc))
-        probs = await self._forward(x)
-        result = self.predictor.decide(probs)[0]
+        scored = await self._forward(x)
+        result = self.predictor.decide(scored[:, :-1])[0]
         out = {
             **result,
             "task": self.predictor.checkpoint.task,
@@ -269,6 +308,7 @@ class Diagnosis:
             "dataset_version": self.predictor.checkpoint.dataset_version,
             "code_revision": self.predictor.checkpoint.code_revision,
             "input": {"kind": kind, "modality": modality},
+            "out_of_distribution": ood_answer(self.ood, float(scored[0, -1]), reasons),
             "clinical": {"age": age, "sex": sex.upper() if sex else None, "location": location},
             "notice": NOTICE,
         }

@@ -30,6 +30,7 @@ from bonebase.model.explain_eval import explain_images
 from bonebase.model.explain_eval import gallery as sample_gallery
 from bonebase.model.infer import case_logits, predict
 from bonebase.model.networks import head_layer
+from bonebase.model.ood import ood_metrics
 from bonebase.model.shortcut import shortcut_probe
 from bonebase.stats import (
     apply_temperature,
@@ -175,12 +176,15 @@ def evaluate(
     heatmap_target: str = "label",
     heatmap_threshold: float = 0.5,
     shortcut_probe_on: bool = True,
+    ood_quantile: float | None = 0.99,
 ) -> Evaluation:
     """Evaluate ``checkpoint`` on ``frame`` (load_frame output with val, test/external rows and
     train rows for the clinical baseline); see the module doc. ``heatmap_*``: the explanation's
     method, layer (None: the last convolutional stage), target class and IoU threshold
     (:mod:`bonebase.model.explain_eval`); ``shortcut_probe_on``: linear probes on the features
-    (:mod:`bonebase.model.shortcut`)."""
+    (:mod:`bonebase.model.shortcut`); ``ood_quantile``: the out-of-distribution detector's
+    threshold as a quantile of the validation images' scores (None: none;
+    :mod:`bonebase.model.ood`)."""
     net = checkpoint.network()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = frame[frame["split"].isin(["val", "test", "external"])].reset_index(drop=True)
@@ -260,6 +264,13 @@ def evaluate(
     )  # fmt: skip
     if shortcut_probe_on and feats is not None and len(ev_idx) > 10:
         metrics["shortcut_probe"] = shortcut_probe(feats[ev_idx], ev_rows, seed=seed)
+    val_idx = np.flatnonzero((rows["split"] == "val").to_numpy())
+    if ood_quantile and feats is not None and len(val_idx) >= 5:
+        ext_idx = np.flatnonzero((rows["split"] == "external").to_numpy())
+        metrics["ood"] = ood_metrics(
+            net, head_layer(net, checkpoint.arch), val=feats[val_idx], external=feats[ext_idx],
+            image_size=checkpoint.image_size, quantile=ood_quantile, seed=seed,
+        )  # fmt: skip
     tsne_frame = None
     if tsne and feats is not None and len(ev_idx) > 5:
         perplexity = float(min(30.0, (len(ev_idx) - 1) / 3))

@@ -96,4 +96,23 @@ def shortcut_html(metrics: dict, table) -> str:
     )
 
 
-__all__ = ["explanation_html", "score_table", "shortcut_html"]
+def ood_html(metrics: dict) -> str:
+    """The out-of-distribution detector's calibration and its two rates."""
+    o = metrics.get("ood")
+    if not o:
+        return '<p class="note">no out-of-distribution detector (disabled or too few images)</p>'
+    fa, det = o.get("false_alarm_external"), o.get("detection_unrelated")
+    return (
+        "<p>Score: Mahalanobis distance of the penultimate features in their top principal "
+        "components plus the unexplained remainder, fitted on the validation images "
+        f"(n = {o.get('n_val')}); threshold {_fmt(o.get('threshold'), 2)} = their "
+        f"{_fmt(o.get('quantile'), 2)} quantile. False alarms on the external site's radiographs: "
+        f"<b>{_fmt(fa)}</b> (n = {o.get('n_external', 0)}); detected among generated images that "
+        f"are not bone radiographs (noise, blur, chest-like, checkerboard, stripes, flat): "
+        f"<b>{_fmt(det)}</b> (n = {o.get('n_unrelated')}). The served answer flags an input "
+        "above the threshold, and a DICOM whose Modality or BodyPartExamined is not a limb "
+        "radiograph.</p>"
+    )
+
+
+__all__ = ["explanation_html", "ood_html", "score_table", "shortcut_html"]

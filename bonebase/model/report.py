@@ -1,7 +1,7 @@
 """The evaluation report: one self-contained HTML file (figures embedded as base64 PNGs).
 
 Sections (their ids are stable, tests look for them): provenance, training, discrimination,
-operating-points, calibration, baseline, subgroups, gradcam, shortcut, tsne.
+operating-points, calibration, baseline, subgroups, gradcam, shortcut, ood, tsne.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
-from bonebase.model.explain_report import explanation_html, shortcut_html  # noqa: E402
+from bonebase.model.explain_report import (  # noqa: E402
+    explanation_html,
+    ood_html,
+    shortcut_html,
+)
 from bonebase.stats import reliability_curve  # noqa: E402
 
 SECTIONS = (
@@ -31,6 +35,7 @@ SECTIONS = (
     ("subgroups", "Subgroups"),
     ("gradcam", "Heat maps: pointing game, weighting game, IoU"),
     ("shortcut", "Shortcut probe: site and age band vs label"),
+    ("ood", "Inputs unlike the training data"),
     ("tsne", "t-SNE of penultimate features"),
 )
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -230,6 +235,7 @@ def render_report(ev) -> str:
         "subgroups": lambda e: _table(e.subgroups),
         "gradcam": _gradcam,
         "shortcut": lambda e: shortcut_html(e.metrics, _table),
+        "ood": lambda e: ood_html(e.metrics),
         "tsne": _tsne,
     }
     parts = [

@@ -51,6 +51,9 @@ def test_planted_label_outside_the_lesion_is_flagged_and_refused(planted):
     assert ext["pointing_game"] < 0.3 and ext["weighting_game"] < 0.2  # ... looking elsewhere
     probe = m["shortcut_probe"]
     assert "age_band" in probe["suspect"] and probe["label_from_age_band_auc"] > 0.99
+    ood = m["ood"]  # the detector is calibrated and reported with every evaluation
+    assert 0 <= ood["false_alarm_external"] <= 1 and ood["n_unrelated"] == 60
+    assert 0 <= ood["detection_unrelated"] <= 1 and ood["detector"]["k"] >= 1
     gate = check_gate(m, policy={"pointing_game_min": 0.8, "weighting_game_min": 0.5})
     refused = {c["check"] for c in gate["checks"] if not c["passed"]}
     assert not gate["passed"] and refused == {"pointing_game", "weighting_game"}

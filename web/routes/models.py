@@ -28,7 +28,8 @@ def model_list(request: Request, conn: Connection = Depends(get_conn, scope="fun
     rows = db_models.list_models(conn)
     champions = {r["task"]: r for r in rows if r["status"] == "deployed"}
     approvals = {r["id"]: db_models.approvals_of(conn, r["id"]) for r in rows}
-    headlines = {r["id"]: {"auc": headline_aucs(r["metrics"]), "gate": gate_verdict(approvals[r["id"]])}
+    headlines = {r["id"]: {"auc": headline_aucs(r["metrics"]), "gate": gate_verdict(approvals[r["id"]]),
+                           "explain": explanation_line(r["metrics"]), "ood": ood_line(r["metrics"])}
                  for r in rows}
     return render(request, "models.html", rows=rows, champions=champions, approvals=approvals,
                   headlines=headlines,
@@ -72,6 +73,31 @@ def headline_aucs(metrics: dict | None) -> list[tuple[str, str]]:
             text += f" (95% CI {_num(lo)}–{_num(hi)})"
         out.append((label, text))
     return out
+
+
+def explanation_line(metrics: dict | None) -> str:
+    """Heat-map scores of the set the gate judges (external, else test), with 95% CIs."""
+    e = (metrics or {}).get("explanation") or {}
+    where = "external" if e.get("external") else "test"
+    s = (e.get(where) or {}).get("all")
+    if not s:
+        return "not scored"
+    parts = []
+    for key, label in (("pointing_game", "pointing"), ("weighting_game", "weighting"),
+                       ("iou", "IoU")):
+        lo, hi = s.get(f"{key}_lo"), s.get(f"{key}_hi")
+        ci = f" ({_num(lo)}–{_num(hi)})" if isinstance(lo, int | float) else ""
+        parts.append(f"{label} {_num(s.get(key))}{ci}")
+    return f"{'; '.join(parts)}: {e.get('method')} on {e.get('layer')}, {where} n={s.get('n')}"
+
+
+def ood_line(metrics: dict | None) -> str:
+    """The out-of-distribution detector's false alarms and detections, where evaluated."""
+    o = (metrics or {}).get("ood")
+    if not o:
+        return ""
+    return (f"unlike-training-data detector: false alarms {_num(o.get('false_alarm_external'))} "
+            f"(external), detected {_num(o.get('detection_unrelated'))} (unrelated images)")
 
 
 def gate_verdict(approvals: list[dict]) -> str:
