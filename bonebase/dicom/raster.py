@@ -373,8 +373,8 @@ def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: st
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
     else:
-        ds.PixelData = np.ascontiguousarray(frame).astype(
-            frame.dtype.newbyteorder("<")).tobytes()
+        ds.PixelData = np.ascontiguousarray(frame).astype(  # no copy for uint8
+            frame.dtype.newbyteorder("<"), copy=False).tobytes()
         ds["PixelData"].VR = "OW" if frame.dtype.itemsize == 2 else "OB"
     return Wrapped(ds, frame, notes, stripped)
 
