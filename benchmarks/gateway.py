@@ -1,12 +1,18 @@
 """Hospital gateway: receive speed against DCMTK's storescp, and central ingest of gateway
 deliveries one study at a time, batched, and as one folder.
 
-    python benchmarks/gateway.py [--cases 40 --seed 3] [--skip-central] [--skip-unbatched]
+    python benchmarks/gateway.py [--cases 40 --seed 3] [--rounds 3] [--associations 1 4]
+                                 [--receivers storescp,gateway,...] [--skip-receive]
+                                 [--skip-central] [--skip-unbatched]
 
 Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, some CT/MR), then
-  (a) sends every file with DCMTK's storescu over loopback (one association) to DCMTK's own
-      storescp and to `bonebase gateway serve` in turn, and prints instances/s, MB/s and the
-      ratio gateway / storescp (goal >= 0.5);
+  (a) sends every file with DCMTK's storescu over loopback (one association, or several at once
+      with whole studies each) to each receiver in turn, in interleaved rounds: DCMTK's own
+      storescp (the reference), storescp syncing each file (DCMTK's durable equivalent), a bare
+      pynetdicom SCP (the ceiling of a pynetdicom receiver), `gateway serve --sync-each` (file
+      and folder synced per instance) and `gateway serve` (the journal's group commit); prints
+      instances/s and MB/s (median and range) and the ratios to storescp within each round
+      (goal for the gateway: >= 0.5);
   (b) unless --skip-central: ingests centrally (a fresh database each) the original files as one
       folder submission; the studies sent one by one (an association each, as a PACS forwards
       them) through a running `gateway serve` (study timeout 1 s, --batch-wait 5 s) and
@@ -26,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,34 +100,158 @@ def _send(port: int, aec: str, files: list[Path]) -> float:
     return elapsed
 
 
-def bench_receive(files: list[Path], work: Path) -> dict:
-    env = {**os.environ, "BONEBASE_HOME": str(work / "gw"), "BONEBASE_SECRET": SECRET}
+def _send_parallel(port: int, aec: str, groups: list[list[Path]]) -> float:
+    """Every group by its own storescu association, all at once; seconds until the last ends."""
+    t = time.perf_counter()
+    procs = [subprocess.Popen(["storescu", "-aet", "PACS1", "-aec", aec, "127.0.0.1", str(port),
+                               *map(str, group)], env=DCMTK_ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for group in groups]
+    failed = [p.communicate()[1] for p in procs if p.wait() != 0]
+    elapsed = time.perf_counter() - t
+    if failed:
+        raise SystemExit(f"storescu failed: {failed[0][-500:]}")
+    return elapsed
+
+
+# The receivers of the receive benchmark, run in turn in every round (interleaved).
+RECEIVERS = {
+    "storescp": "DCMTK storescp, nothing synced (the reference)",
+    "storescp+sync": "DCMTK storescp running `sync FILE FOLDER` on each file (it has no fsync"
+                     " option: --exec-on-reception --exec-sync)",
+    "pynetdicom": "a bare pynetdicom SCP: receives to a temporary file and answers success, "
+                  "nothing synced, nothing filed (the ceiling of any pynetdicom gateway)",
+    "gateway-each": "gateway serve --commit each: file and folder synced per instance "
+                    "(as before the journal)",
+    "gateway-journal": "gateway serve --commit journal: every group copied into the journal, "
+                       "one sync of its write-ahead log",
+    "gateway": "gateway serve (--commit auto: syncfs on Linux)",
+}
+
+
+def _noop_scp(port: int, folder: str) -> None:
+    """The bare pynetdicom receiver (run as `benchmarks/gateway.py --noop-scp PORT DIR`)."""
+    from pynetdicom import AE, _config, evt
+
+    from bonebase.gateway.scp import TRANSFER_SYNTAXES
+    from bonebase.gateway.spool import SOP_CLASSES
+
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    tempfile.tempdir = folder
+    ae = AE("NOOP")
+    ae.maximum_pdu_size = 0
+    for uid in SOP_CLASSES:
+        ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+    ae.start_server(("127.0.0.1", port), block=True,
+                    evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+
+
+def _start_receiver(kind: str, work: Path) -> tuple[subprocess.Popen, int, str]:
     port = _port()
-    out = work / "storescp"
+    out = work / kind
     out.mkdir()
-    # -pdu 131072: storescp's largest PDU (the gateway accepts PDUs of any size)
-    scp = subprocess.Popen(["storescp", "-aet", "STORESCP", "-pdu", "131072", "-od", str(out),
-                            str(port)], env=DCMTK_ENV,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, scp)
-        t_dcmtk = _send(port, "STORESCP", files)
-    finally:
-        scp.terminate()
-        scp.wait()
-    subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"], env=env,
-                   check=True, capture_output=True)
-    port = _port()
-    gw = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site", SITE,
-                           "--port", str(port), "--host", "127.0.0.1", "--study-timeout", "3600"],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, gw)
-        t_gateway = _send(port, "BONEBASE", files)
-    finally:
-        gw.send_signal(signal.SIGTERM)
-        gw.wait()
-    return {"dcmtk_s": t_dcmtk, "gateway_s": t_gateway}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if kind.startswith("storescp"):
+        # -pdu 131072: storescp's largest PDU (the gateway accepts PDUs of any size); --fork:
+        # one process per association, so parallel associations are received in parallel.
+        sync = ["-xcr", "sync #p/#f #p", "-xs"] if kind == "storescp+sync" else []
+        proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "-pdu", "131072", "--fork",
+                                 "-od", str(out), *sync, str(port)], env=DCMTK_ENV, **quiet)
+        aec = "STORESCP"
+    elif kind == "pynetdicom":
+        proc = subprocess.Popen([sys.executable, __file__, "--noop-scp", str(port), str(out)],
+                                **quiet)
+        aec = "NOOP"
+    else:
+        env = {**os.environ, "BONEBASE_HOME": str(out), "BONEBASE_SECRET": SECRET}
+        subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"],
+                       env=env, check=True, capture_output=True)
+        proc = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site",
+                                 SITE, "--port", str(port), "--host", "127.0.0.1",
+                                 "--max-associations", "32", "--study-timeout", "3600",
+                                 "--commit", kind.partition("-")[2] or "auto"],
+                                env=env, **quiet)
+        aec = "BONEBASE"
+    _wait_port(port, proc)
+    return proc, port, aec
+
+
+def bench_receive(files: list[Path], work: Path, *, rounds: int, associations: int,
+                  kinds: list[str]) -> dict[str, list[float]]:
+    """Seconds to receive ``files`` per receiver and round, the receivers interleaved in each
+    round (the machine's load changes between rounds, not within a comparison)."""
+    by_study: dict[Path, list[Path]] = {}
+    for f in files:
+        by_study.setdefault(f.parent, []).append(f)
+    groups: list[list[Path]] = [[] for _ in range(associations)]
+    for i, study in enumerate(by_study.values()):  # whole studies per association
+        groups[i % associations].extend(study)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        for kind in kinds:
+            folder = work / f"receive-{r}"
+            folder.mkdir(exist_ok=True)
+            proc, port, aec = _start_receiver(kind, folder)
+            try:
+                times[kind].append(_send(port, aec, files) if associations == 1
+                                   else _send_parallel(port, aec, groups))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+                shutil.rmtree(folder / kind, ignore_errors=True)
+    return times
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):7.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def print_receive(times: dict[str, list[float]], n: int, mb: float, associations: int) -> None:
+    rounds = len(next(iter(times.values())))
+    print(f"receive over loopback, {associations} association(s), {rounds} interleaved rounds; "
+          "median (range):")
+    for kind, secs in times.items():
+        rate = [n / s for s in secs]
+        print(f"  {kind:18s} {_spread(rate)} instances/s  {mb / statistics.median(secs):6.1f} "
+              f"MB/s  {RECEIVERS[kind]}")
+    base = times.get("storescp")
+    for kind in (k for k in times if k != "storescp" and base):
+        ratios = [b / s for b, s in zip(base, times[kind], strict=True)]  # same round
+        print(f"  ratio {kind} / storescp: {_spread(ratios)}"
+              + ("  (goal >= 0.5)" if kind == "gateway" else ""))
+    if "storescp+sync" in times and "gateway" in times:
+        ratios = [b / s for b, s in zip(times["storescp+sync"], times["gateway"], strict=True)]
+        print(f"  ratio gateway / storescp+sync (both durable per instance): {_spread(ratios)}")
+    for other in ("gateway-each", "gateway-journal"):
+        if other in times and "gateway" in times:
+            ratios = [b / s for b, s in zip(times[other], times["gateway"], strict=True)]
+            print(f"  ratio gateway / {other}: {_spread(ratios)}")
+
+
+def bench_spool(files: list[Path], work: Path, *, rounds: int, threads: int) -> dict:
+    """Seconds for ``Spool.store`` of ``files`` per commit mode (the durability step alone,
+    without DICOM networking), from ``threads`` threads at once, modes interleaved per round."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bonebase.gateway.home import GatewayHome
+    from bonebase.gateway.journal import MODES
+    from bonebase.gateway.spool import Spool
+
+    modes = [m for m in MODES if m != "syncfs"]  # auto is syncfs on Linux
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes:
+            spool = Spool(GatewayHome(work / f"spool-{mode}-{r}"), commit=mode)
+            copies = []
+            for i, f in enumerate(files):  # as pynetdicom leaves them: in incoming, not synced
+                copies.append(spool.home.incoming / f"{i}.dcm")
+                shutil.copyfile(f, copies[-1])
+            t = time.perf_counter()
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(spool.store, copies))
+            times[mode].append(time.perf_counter() - t)
+            spool.checkpoint(restore_all=True)
+            shutil.rmtree(spool.home.root)
+    return times
 
 
 def _gateway_batches(rows, files, work: Path, *, per_batch: int) -> Path:
@@ -242,7 +373,7 @@ def bench_central(rows, files, work: Path, *, unbatched: bool = True) -> dict:
         def ingest(settings):
             store = open_store(str(delivery))
             receipts = central.poll(store, str(delivery), lambda site, src: ingest_submission(
-                site, src, settings=settings))
+                site, src, settings=settings), sites=[SITE])
             _check(receipts)
         return ingest
 
@@ -271,7 +402,23 @@ def main() -> None:
     parser.add_argument("--skip-central", action="store_true")
     parser.add_argument("--skip-unbatched", action="store_true",
                         help="leave out one study per submission (minutes for many studies)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the receive benchmark")
+    parser.add_argument("--associations", type=int, nargs="+", default=[1],
+                        help="parallel storescu associations (several values: one table each)")
+    parser.add_argument("--receivers", default=",".join(RECEIVERS),
+                        help=f"comma-separated, of: {', '.join(RECEIVERS)}")
+    parser.add_argument("--skip-receive", action="store_true")
+    parser.add_argument("--spool", action="store_true",
+                        help="also time Spool.store alone per commit mode (1 and 4 threads)")
+    parser.add_argument("--noop-scp", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.noop_scp:
+        _noop_scp(int(args.noop_scp[0]), args.noop_scp[1])
+        return
+    kinds = args.receivers.split(",")
+    if unknown := set(kinds) - set(RECEIVERS):
+        raise SystemExit(f"unknown receivers {sorted(unknown)}: choose from {list(RECEIVERS)}")
     for tool in ("storescu", "storescp"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install dcmtk")
@@ -289,10 +436,18 @@ def main() -> None:
         mb = sum(f.stat().st_size for f in every) / 2**20
         n = len(every)
         print(f"{len(rows)} studies, {n} instances, {mb:.1f} MB")
-        r = bench_receive(every, work)
-        for name, key in (("storescp (DCMTK)", "dcmtk_s"), ("gateway serve", "gateway_s")):
-            print(f"receive {name:17s}: {n / r[key]:7.1f} instances/s {mb / r[key]:7.1f} MB/s")
-        print(f"receive ratio gateway/storescp: {r['dcmtk_s'] / r['gateway_s']:.2f} (goal >= 0.5)")
+        for threads in ((1, 4) if args.spool else ()):
+            times = bench_spool(every, work, rounds=args.rounds, threads=threads)
+            print(f"Spool.store alone, {threads} thread(s), {args.rounds} interleaved rounds; "
+                  "ms per instance, median (range):")
+            for mode, secs in times.items():
+                print(f"  --commit {mode:8s} {_spread([1000 * s / n for s in secs])}")
+            sys.stdout.flush()
+        for associations in ([] if args.skip_receive else args.associations):
+            times = bench_receive(every, work, rounds=args.rounds, associations=associations,
+                                  kinds=kinds)
+            print_receive(times, n, mb, associations)
+            sys.stdout.flush()
         if args.skip_central:
             return
         c = bench_central(rows, files, work, unbatched=not args.skip_unbatched)

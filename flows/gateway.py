@@ -12,6 +12,8 @@ from __future__ import annotations
 from prefect import flow
 
 from bonebase.config import get_settings
+from bonebase.db.engine import connect, database_url
+from bonebase.db.sites import list_sites
 from bonebase.gateway import central
 from bonebase.storage import open_store
 from flows.ingest import ingest_submission
@@ -23,8 +25,11 @@ def gateway_deliveries(deliveries_url: str) -> int:
     settings = get_settings()
     store = open_store(deliveries_url, endpoint_url=settings.s3_endpoint_url,
                        region=settings.s3_region)
+    with connect(database_url(settings)) as conn:  # every registered site: an inactive one's
+        sites = [s.code for s in list_sites(conn)]  # batches get a receipt that refuses them
     receipts = central.poll(store, deliveries_url,
-                            lambda site, source: ingest_submission(site, source, settings=settings))
+                            lambda site, source: ingest_submission(site, source, settings=settings),
+                            sites=sites)
     for r in receipts:
         print(f"batch {r['batch']} of site {r['site']}: {r['status']}")
     return len(receipts)

@@ -87,6 +87,10 @@ def serve(
                                                  "--tls-cert.")] = None,
     tls_ca: Annotated[Path | None, typer.Option("--tls-ca", help="PEM CA: peers must present a "
                                                 "certificate it signed.")] = None,
+    commit: Annotated[str, typer.Option(
+        "--commit", hidden=True, help="How received instances are made durable before success "
+        "is answered: auto, journal, syncfs or each (bonebase/gateway/journal.py; "
+        "benchmarks/gateway.py compares them).")] = "auto",
 ) -> None:
     """Run the gateway: receive, de-identify and deliver until stopped (Ctrl-C or SIGTERM).
 
@@ -100,6 +104,10 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    from bonebase.gateway.journal import MODES
+
+    if commit not in MODES:
+        raise BonebaseError(f"--commit {commit}: choose one of {', '.join(MODES)}")
     settings, home = _home(create=True)
     peers.check_ae(ae_title)
     cfg = WorkConfig(site=site, secret=settings.consortium_secret(), uid_root=settings.uid_root,
@@ -107,7 +115,8 @@ def serve(
                      max_pixels=settings.max_pixels, batch_wait=batch_wait)
     _check_site(site)
     store = _store(deliver_to, settings)
-    spool = Spool(home, max_bytes=int(spool_max_mb * 2**20) if spool_max_mb else None)
+    spool = Spool(home, max_bytes=int(spool_max_mb * 2**20) if spool_max_mb else None,
+                  commit=commit)
     spool.recover()  # what a killed receive left was never acknowledged
     scp = StorageSCP(spool, ScpConfig(ae_title=ae_title, host=host, port=port,
                                       max_associations=max_associations, tls_cert=tls_cert,

@@ -1,10 +1,13 @@
 """Durable receipt of instances and the state of each study, on the gateway's disk.
 
-An instance is acknowledged only after :func:`Spool.store` returns: its bytes are fsync'ed,
-linked into its study's folder (the folder fsync'ed too) and counted in the state database
-(SQLite, WAL, one connection per call: the SCP's association threads and the work loop share it).
-A kill -9 at any point before that leaves at most an unacknowledged temporary file, which the
-sender sends again; after it, a restart finds the instance where it was acknowledged.
+An instance is acknowledged only after :func:`Spool.store` returns: its bytes and its count
+are committed together to the state database's journal (SQLite, WAL, synchronous FULL; one
+commit and one disk sync for every instance waiting at that moment, from every association:
+:mod:`bonebase.gateway.journal`), and the received file is linked into its study's folder. The
+work loop's :meth:`Spool.checkpoint` later makes the linked files durable in place and empties
+the journal. A kill -9 (or a power loss) before the commit leaves at most an unacknowledged
+temporary file, which the sender sends again; after it, :meth:`Spool.recover` finds the
+instance in its study folder, written again from the journal where the crash left it missing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
+from bonebase.gateway import journal
 from bonebase.gateway.home import GatewayHome
+from bonebase.gateway.journal import JOURNAL_MAX, Entry, Journal, _link, fsync_path
 
 # Image storage SOP classes of radiographs, CT and MR (issue #18), by PS3.4 Annex B UID.
 SOP_CLASSES = {
@@ -83,13 +88,16 @@ def study_key(study_uid: str) -> str:
 
 
 class Spool:
-    def __init__(self, home: GatewayHome, *, max_bytes: int | None = None) -> None:
+    def __init__(self, home: GatewayHome, *, max_bytes: int | None = None,
+                 commit: str = "auto") -> None:
+        """``commit``: how received instances are made durable (:data:`journal.MODES`)."""
         self.home = home
         self.max_bytes = max_bytes
         self._local = threading.local()
         home.create()
         with self.db() as conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + journal.SCHEMA)
+        self.journal = Journal(home.state_db, mode=commit)
 
     @contextmanager
     def db(self):
@@ -99,11 +107,7 @@ class Spool:
         the files, which are synced before they are acknowledged."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.home.state_db, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = journal.connect(self.home.state_db)
             self._local.conn = conn
         try:
             yield conn
@@ -136,21 +140,9 @@ class Spool:
         key = study_key(study_uid)
         folder = self.home.studies / key
         dest = folder / f"{hashlib.sha256(sop_uid.encode()).hexdigest()[:32]}.dcm"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb+") as fh:
-                os.fsync(fh.fileno())
-            new = not dest.exists()
-            old_size = 0 if new else dest.stat().st_size
-            tmp = dest.with_suffix(".part")
-            tmp.unlink(missing_ok=True)
-            os.link(path, tmp)  # same file system: no copy
-            os.replace(tmp, dest)
-            _fsync_dir(folder)
-        except OSError as exc:  # disk full, permissions: nothing is acknowledged
-            raise Refused(OUT_OF_RESOURCES, f"the spool cannot be written ({exc.strerror})") from None
-        now = time.time()
-        with self.db() as conn:
+
+        def count(conn, new: bool, old_size: int) -> None:
+            now = time.time()
             conn.execute(
                 "INSERT INTO studies (key, study_uid, patient_id, accession, modalities, instances,"
                 " bytes, first_seen, last_seen, state) VALUES (?,?,?,?,?,?,?,?,?,?) "
@@ -162,16 +154,41 @@ class Spool:
                 "state = excluded.state, flush = 0, purged = 0",
                 (key, study_uid, head["patient_id"], head["accession"], head["modality"],
                  int(new), size - old_size, now, now, RECEIVING))
+
+        entry = Entry(source=path, dest=dest, size=size, count=count)
+        try:
+            if size > JOURNAL_MAX or self.journal.mode == "each":  # large: the transfer
+                # takes longer than the syncs: synced in place, its count group-committed
+                entry.synced = True
+                entry.new = not dest.exists()
+                entry.old_size = 0 if entry.new else dest.stat().st_size
+                folder.mkdir(parents=True, exist_ok=True)
+                fsync_path(path)
+                _link(path, dest)
+                fsync_path(folder)
+            self.journal.commit(entry)
+        except (OSError, sqlite3.OperationalError) as exc:  # disk full: nothing acknowledged
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise Refused(OUT_OF_RESOURCES, f"the spool cannot be written ({reason})") from None
+        new = entry.new
         return Stored(key, sop_uid, size, new)
 
     def incoming_file(self) -> Path:
         """A fresh temporary path in the spool's file system (for STOW-RS parts)."""
         return self.home.incoming / f"stow-{os.getpid()}-{time.monotonic_ns()}.dcm"
 
+    def checkpoint(self, *, restore_all: bool = False) -> int:
+        """Make the files the journal holds durable in their study folders and drop them from
+        the journal (:func:`journal.checkpoint`); the number of instances checkpointed."""
+        with self.db() as conn:
+            return journal.checkpoint(conn, self.home.root, restore_all=restore_all)
+
     def recover(self) -> int:
-        """After a crash: remove what a killed receive left in ``incoming`` (never acknowledged)
-        and count each study's instances and bytes again from its folder (a kill between the
-        link and the count leaves the file, which is what counts); the number of files removed."""
+        """After a crash: write every acknowledged instance still in the journal to its study
+        folder, remove what a killed receive left in ``incoming`` (never acknowledged) and count
+        each study's instances and bytes again from its folder (a kill between the link and the
+        count leaves the file, which is what counts); the number of files removed."""
+        self.checkpoint(restore_all=True)
         count = 0
         for path in self.home.incoming.iterdir():
             path.unlink(missing_ok=True) if path.is_file() else shutil.rmtree(path, True)
@@ -189,7 +206,7 @@ class Spool:
                          head["modality"], now, now, RECEIVING))
             for study in conn.execute("SELECT key FROM studies").fetchall():
                 folder = self.home.studies / study["key"]
-                for part in folder.glob("*.part"):
+                for part in [*folder.glob("*.part"), *folder.glob("*.restore")]:
                     part.unlink()
                 sizes = [p.stat().st_size for p in folder.glob("*.dcm")]
                 if folder.exists():
@@ -226,11 +243,3 @@ def read_header(path: Path) -> dict[str, str]:
     except (InvalidDicomError, ValueError, TypeError, KeyError, OSError, EOFError,
             AttributeError, OverflowError, UnicodeDecodeError, NotImplementedError):
         raise Refused(CANNOT_UNDERSTAND, "not a readable DICOM data set") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

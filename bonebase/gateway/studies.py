@@ -2,9 +2,9 @@
 
 A study is complete after its quiet period (no instance for ``timeout`` seconds) or a flush. It
 is then joined with its clinical row (none: it waits as "needs clinical data"), de-identified
-file by file with the consortium's engine and key (:class:`bonebase.dicom.deid.Deidentifier`,
-the same pseudonyms, UID remapping and date shifts as central ingest), each output scanned for
-residue of the study's identifying values, and marked (:mod:`bonebase.dicom.deid_mark`). A study
+file by file with the consortium's engine and key and central ingest's own step
+(:func:`bonebase.ingest.process.deidentify_parts`: the same pseudonyms, UID remapping, date
+shifts, burned-in text step and residue scan), and marked (:mod:`bonebase.dicom.deid_mark`). A study
 with any residue or file held for review stays on site ("held on site"). Complete studies are
 batched into one submission folder (``manifest.csv`` + DICOM), whose manifest names patient,
 case and accession by their pseudonyms only.
@@ -21,15 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bonebase.dicom import burned_in, deid_scan
-from bonebase.dicom.deid import METHOD_TEXT, Deidentifier
+from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.deid_mark import gateway_mark
 from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import open_parts
 from bonebase.errors import InputError
 from bonebase.gateway import clinical
 from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, Spool
-from bonebase.ingest.process import FileResult, burned_in_text
+from bonebase.ingest.process import FileResult, deidentify_parts
 
 MANIFEST_COLUMNS = ("case_id", "patient_id", "accession_number", "sex", "age", "location",
                     "diagnosis", "behaviour", "modalities", "pathology_confirmed")
@@ -161,42 +160,35 @@ def accession_pseudonym(deid: Deidentifier, site: str, accession: str) -> str:
 def _deidentify_file(path: Path, out: Path, *, deid: Deidentifier, site: str, secret: bytes,
                      accession: str, max_pixels: int | None):
     """Write the de-identified, marked file into ``out``; (path, pseudonym, accession ref), or
-    the reason the study is held on site."""
-    with open_parts(path, path.name, max_pixels=max_pixels) as parts:
-        result = deid.deidentify(parts.dataset, site=site, scan=False)
+    the reason the study is held on site. De-identification, the burned-in text step (identified
+    pixels must not leave either), the residue scan and the reasons to hold a file are central
+    ingest's own (:func:`bonebase.ingest.process.deidentify_parts`)."""
+    accession_ref = accession_pseudonym(deid, site, accession)
+
+    def amend(result) -> None:  # before the data set is encoded and scanned
         ds = result.dataset
-        accession_ref = accession_pseudonym(deid, site, accession)
         ds.AccessionNumber = accession_ref
-        ds.DeidentificationMethod = [*METHOD_TEXT, gateway_mark(
+        methods = ds.get("DeidentificationMethod") or []
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        ds.DeidentificationMethod = [*methods, gateway_mark(
             secret, site, result.pseudonym, str(ds.SOPInstanceUID))]
-        # Identifying text burned into the pixels is blacked out here, inside the hospital, by
-        # central ingest's own step (#19): identified pixels must not leave either.
-        text = None
-        if burned_in.candidate(parts.dataset):
-            held = FileResult(rel=path.name, source_sha256="", size=parts.size)
-            text = burned_in_text(parts, result, held, policy="redact")
-            if held.reason is not None:
-                return (f"{held.reason}: {held.message.removeprefix(path.name + ': ')}; it stays "
-                        "on site")
-        if parts.pixels is None or (text is not None and text.redacted):
-            head, tail = result.to_bytes(), b""
-        else:
-            head, tail = result.encode_parts()
-        if result.residue:
-            found = deid_scan.summary(result.findings) or f"{len(result.residue)} hits"
-            return (f"phi_residue: identifying values remain after de-identification ({found}); "
-                    "a data steward reviews it (it stays on site)")
-        if result.needs_review:
-            return (f"{result.needs_review[0]}: the image may show identifying text; a data "
-                    "steward reviews it (it stays on site)")
-        digest = hashlib.sha256()
+
+    with open_parts(path, path.name, max_pixels=max_pixels) as parts:
+        result = FileResult(rel=path.name, source_sha256="", size=parts.size)
+        staged = deidentify_parts(parts, result, deid=deid, site=site, burned_in="redact",
+                                  amend=amend)
+        if staged is None:
+            message = (result.message or "").removeprefix(f"{path.name}: ")
+            return f"{result.reason}: {message}; it stays on site"
+        head, tail = staged
+        redacted = bool((result.extra.get("burned_in") or {}).get("redacted"))
         tmp = out / "file.part"
         with open(tmp, "wb") as fh:
             fh.write(head)
-            if parts.pixels is not None and not (text and text.redacted):
-                parts.copy_pixels(fh, digest)
+            if parts.pixels is not None and not redacted:
+                parts.copy_pixels(fh, hashlib.sha256())
             fh.write(tail)
-        final = out / f"{hashlib.sha256(str(ds.SOPInstanceUID).encode()).hexdigest()[:24]}.dcm"
+        final = out / f"{hashlib.sha256(result.sop_instance_uid.encode()).hexdigest()[:24]}.dcm"
         os.replace(tmp, final)
     return final, result.pseudonym, accession_ref
 

@@ -48,7 +48,9 @@ def work_once(spool: Spool, cfg: WorkConfig, store: ObjectStore | None, *,
     with locked(spool, wait=wait) as got:
         if not got:
             return {}
-        done = {"batches": 0, "sent": 0, "receipts": 0, "purged": 0}
+        # Received files become durable in place and leave the journal (before any purge).
+        done = {"checkpointed": spool.checkpoint(), "batches": 0, "sent": 0, "receipts": 0,
+                "purged": 0}
         while studies.batch_due(spool, site=cfg.site, secret=cfg.secret, uid_root=cfg.uid_root,
                                 timeout=cfg.study_timeout, max_pixels=cfg.max_pixels,
                                 batch_wait=cfg.batch_wait):

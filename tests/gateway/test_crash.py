@@ -99,13 +99,17 @@ def test_kill_9_during_an_upload_then_resume_ingests_each_case_once(
     get_settings.cache_clear()
     add_site(db, code=SITE, name="Hospital HX")
     db.commit()
-    assert central.poll(store, url, lambda site, src: ingest_submission(site, src)) == []
-    assert len(central.pending(store)) == 2
+    def ingest(site, src):
+        return ingest_submission(site, src)
+
+    assert central.poll(store, url, ingest, sites=[SITE]) == []
+    assert len(central.pending(store, [SITE])) == 2
     monkeypatch.setenv("BONEBASE_S3_ENDPOINT_URL", s3_bucket.endpoint_url)
     get_settings.cache_clear()
-    receipts = central.poll(store, url, lambda site, src: ingest_submission(site, src))
+    receipts = central.poll(store, url, ingest, sites=[SITE])
     assert len(receipts) == 2 and {r["status"] for r in receipts} == {"done"}
-    assert central.poll(store, url, lambda site, src: ingest_submission(site, src)) == []
+    assert central.poll(store, url, ingest, sites=[SITE]) == []
+    assert not keys(f"deliveries/{SITE}/ready/")  # answered batches leave no marker to list
     assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == len(studies)
     assert db.execute("SELECT count(*) AS n FROM instances").fetchone()["n"] == \
         sum(len(s.files) for s in studies)

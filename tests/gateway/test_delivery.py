@@ -87,3 +87,28 @@ def test_studies_arrive_as_cases_centrally_and_nothing_identifying_leaves(
     assert db.execute("SELECT count(*) AS n FROM instances").fetchone()["n"] == instances
     assert {r["pseudonym"] for r in db.execute("SELECT pseudonym FROM patients")} == patients
     assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 2
+
+
+def test_a_quiet_study_is_delivered_and_ingested_without_a_flush(
+        central, tmp_path, hospital, s3_bucket, db, prefect_harness):
+    """The path of every day: no `gateway flush`; the study's quiet period (--study-timeout 1)
+    completes it, the gateway de-identifies, batches (--batch-wait 0) and uploads it, the
+    consortium's flow ingests it and the receipt comes back."""
+    from flows.gateway import gateway_deliveries
+
+    study = hospital[2]
+    gw = Gateway(tmp_path / "gw", extra_env={"BONEBASE_S3_ENDPOINT_URL": s3_bucket.endpoint_url})
+    gw.cli("allow", "PACS1")
+    write_clinical(gw.gateway_dir / "clinical" / "clinical.csv", [study])
+    gw.start("--deliver-to", central, "--study-timeout", "1", "--batch-wait", "0")
+    try:
+        assert storescu(gw.port, study.folder).returncode == 0
+        rows = gw.wait_for(lambda rs: rs and rs[0]["state"] == "sent", timeout=120)
+        assert rows[0]["instances"] == len(study.files)
+        assert gateway_deliveries(central) == 1
+        rows = gw.wait_for(lambda rs: rs[0]["state"] != "sent", timeout=60)
+        assert rows[0]["state"] == "ingested", rows
+    finally:
+        gw.kill()
+    assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 1
+    assert db.execute("SELECT count(*) AS n FROM instances").fetchone()["n"] == len(study.files)

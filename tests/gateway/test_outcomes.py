@@ -44,13 +44,13 @@ def test_an_inactive_sites_delivery_is_refused_centrally_and_the_gateway_says_so
     store = open_store(str(tmp_path / "deliveries"))
     assert deliver.deliver_due(spool, store, site=SITE) == 1
     [receipt] = central.poll(store, str(tmp_path / "deliveries"),
-                             lambda site, src: ingest_submission(site, src))
+                             lambda site, src: ingest_submission(site, src), sites=[SITE])
     assert receipt["status"] == "refused" and "inactive" in receipt["error"]
     assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 0
     assert deliver.collect_receipts(spool, store, site=SITE) == 1
     [row] = spool.studies()
     assert row["state"] == "failed centrally" and "marked inactive" in row["detail"]
-    assert central.pending(store) == []  # answered: not tried again on every poll
+    assert central.pending(store, [SITE]) == []  # answered: not tried again on every poll
 
 
 def test_a_late_instance_reopens_its_study_and_originals_expire(tmp_path, hospital):

@@ -136,3 +136,43 @@ def test_tls_peers_connect_and_plain_ones_do_not(tmp_path):
         assert _echo(gw.port, "PACS1").returncode != 0  # plain DICOM on a TLS port
     finally:
         gw.kill()
+
+
+def test_tls_ca_requires_a_client_certificate_the_ca_signed(tmp_path):
+    """With --tls-ca only peers presenting a certificate signed by that CA associate: one
+    without a certificate, or with one the CA did not sign, is refused during the handshake."""
+    from tests.gateway.conftest import Gateway
+
+    openssl = need("openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=hospital-ca")
+    for name in ("gw", "pacs"):  # the gateway's and the PACS's certificates, signed by the CA
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr", "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out",
+        "rogue.pem", "-days", "2", "-subj", "/CN=pacs")  # self-signed: not the CA's
+    gw = Gateway(tmp_path / "home")
+    gw.cli("allow", "PACS1")
+    gw.start("--tls-cert", str(tmp_path / "gw.pem"), "--tls-key", str(tmp_path / "gw.key"),
+             "--tls-ca", str(tmp_path / "ca.pem"))
+
+    def echo(*tls: str) -> subprocess.CompletedProcess:
+        return subprocess.run([need("echoscu"), "-aet", "PACS1", "-aec", "BONEBASE", *tls,
+                               "+cf", str(tmp_path / "ca.pem"), "127.0.0.1", str(gw.port)],
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        signed = echo("+tls", str(tmp_path / "pacs.key"), str(tmp_path / "pacs.pem"))
+        assert signed.returncode == 0, signed.stderr
+        assert echo("+tla").returncode != 0  # no client certificate
+        assert echo("+tls", str(tmp_path / "rogue.key"), str(tmp_path / "rogue.pem")
+                    ).returncode != 0
+        assert gw.proc.poll() is None  # refused handshakes do not stop the gateway
+    finally:
+        gw.kill()
