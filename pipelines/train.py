@@ -27,7 +27,7 @@ from bonebase.model.train import train
 
 TRAIN_KEYS = (
     "arch", "image_size", "epochs", "batch_size", "lr", "weight_decay", "patience", "seed",
-    "num_workers", "amp", "pretrained", "lesion_loss_weight", "nproc_per_node",
+    "num_workers", "amp", "pretrained", "lesion_loss_weight", "precise_bn", "nproc_per_node",
 )  # fmt: skip
 DEBUG_DIR_ENV = "BONEBASE_DDP_DEBUG_DIR"
 

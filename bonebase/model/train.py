@@ -92,6 +92,36 @@ class EarlyStopping:
         return False, epoch - self.best_epoch >= self.patience
 
 
+def recompute_bn_stats(net: nn.Module, loader, *, device: torch.device, cuda: bool) -> None:
+    """Set every BatchNorm's running mean and variance to their average over ``loader``'s
+    (un-augmented) training images under the current weights ("precise BN").
+
+    The running averages that training keeps (momentum 0.1) mix statistics of weights many steps
+    old; on a small dataset, where an epoch is a handful of steps and the weights move fast,
+    they lag so far that the network in eval mode scores its own training images near chance
+    while its training loss is near zero. One pass without gradients fixes them."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    was_training = net.training
+    net.train()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                x = batch["image"].to(device, non_blocking=True)
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                net(x)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        net.train(was_training)
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` or CUDA when available, else CPU."""
     if device is not None:
@@ -123,6 +153,7 @@ def train(
     amp: bool = True,
     pretrained: str | Path | None = None,
     lesion_loss_weight: float = 0.0,
+    precise_bn: bool = True,
     dataset_version: str | None = None,
     device: str | torch.device | None = None,
     log: Callable[[dict], None] | None = None,
@@ -133,6 +164,7 @@ def train(
     ``frame`` is :func:`bonebase.model.data.load_frame` output (columns image, y, split,
     site, case_id, lesion_box). Stops after ``patience`` epochs without a better validation AUC.
     ``lesion_loss_weight`` > 0 adds the lesion-box loss of :mod:`bonebase.model.lesion`.
+    ``precise_bn`` recomputes BatchNorm statistics after each epoch (:func:`recompute_bn_stats`).
 
     In a process group of N ranks, ``batch_size`` stays the global batch (batch_size / N per
     rank, so the tuned ``lr`` still holds) and every rank returns the same checkpoint.
@@ -221,6 +253,8 @@ def train(
             total += float(loss.detach()) * len(y)
             seen += len(y)
         sched.step()
+        if precise_bn:
+            recompute_bn_stats(net, dl_tr, device=dev, cuda=cuda)
         ddp.average_buffers(net)
         val_auc, val_prob = (
             _val_auc(net, dl_va, va, device=dev, amp=use_amp) if rank == 0 else (None, None)
