@@ -124,7 +124,8 @@ def run(root: Path, *, sites: dict[int, tuple[str, str]], settings: Settings,
             with connect(url) as conn:
                 stored = conn.execute("SELECT receipt FROM submissions WHERE id = %s",
                                       (result.submission,)).fetchone()["receipt"]
-            result.receipt = {**(stored or receipt),
+            # The stored receipt has the table's findings; the flow's answer has its timings.
+            result.receipt = {**receipt, **(stored or {}),
                               "already_ingested": bool(receipt.get("already_ingested"))}
         results.append(result)
     return results

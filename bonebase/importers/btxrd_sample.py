@@ -65,8 +65,12 @@ def _picture(rng: np.random.Generator, rows: int, columns: int) -> np.ndarray:
     tissue = 70 + 30 * np.exp(-(x * 1.3) ** 2)
     bone = 110 * np.exp(-(((x - tilt * y) / rng.uniform(0.18, 0.3)) ** 2) * 3)
     lesion = 40 * np.exp(-((x - 0.05) ** 2 + (y - rng.uniform(-0.4, 0.4)) ** 2) / 0.02)
-    noise = rng.normal(0, 3, (rows // 8 + 1, columns // 8 + 1)).astype(np.float32)
-    noise = np.kron(noise, np.ones((8, 8), np.float32))[:rows, :columns]
+    # Film grain, smooth (interpolated, not blocks: square 8-px blocks have the sharp edges
+    # both ways that the burned-in text step takes for letters).
+    from PIL import Image
+
+    grain = rng.normal(0, 3, (rows // 8 + 1, columns // 8 + 1)).astype(np.float32)
+    noise = np.asarray(Image.fromarray(grain, "F").resize((columns, rows), Image.BICUBIC))
     return np.clip(tissue + bone + lesion + noise, 0, 255).astype(np.uint8)
 
 
