@@ -40,6 +40,7 @@ from bonebase.dicom.burned_in_image import (
     border,
     display_8bit,
     page,
+    reduced,
     text_rects,
     text_tiles,
     unread,
@@ -111,8 +112,9 @@ def candidate(ds: Dataset) -> bool:
 def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int = 1) -> Finding:
     """OCR of one frame, regions in full-resolution pixels (``frame`` may be every
     ``step``-th row and column of the image)."""
-    pg = page(display_8bit(frame, photometric))
-    factor = pg.factor / step
+    small, k = reduced(frame)
+    pg = page(display_8bit(small, photometric))
+    factor = pg.factor / (step * k)
     finding = Finding()
     tiles, letters = text_tiles(pg.img, pg.tile, gain=pg.up)
     band = border(tiles.shape)
@@ -151,8 +153,7 @@ def find_text_frames(frames: Iterable[np.ndarray], photometric: str = "MONOCHROM
     Finding (:func:`redact` blacks each out in every frame)."""
     finding, seen = Finding(), None
     for frame in frames:
-        img = display_8bit(frame, photometric)
-        pg = page(img)
+        pg = page(display_8bit(reduced(frame)[0], photometric))
         _, letters = text_tiles(pg.img, pg.tile, gain=pg.up)
         if seen is not None and (letters & ~seen).sum() < MIN_LETTER_TILES:
             continue  # nothing new on this frame: no OCR

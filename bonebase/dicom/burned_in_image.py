@@ -22,6 +22,25 @@ WORD_DENSITY = 0.5  # share of a group's tiles that are letter-like for it to be
 UNREAD = "\x01"  # the text of a group of letter-like marks OCR could not read
 
 
+def reduced(frame: np.ndarray, side: int = OCR_SIDE) -> tuple[np.ndarray, int]:
+    """``frame`` averaged over k x k blocks (float32), k the whole factor that brings its long
+    side nearest ``side``, and k: a large radiograph costs the pre-filter one pass over its
+    stored values, not a float copy of them and a resampling."""
+    k = max(1, round(max(frame.shape[:2]) / side))
+    if k == 1:
+        return frame, 1
+    h, w = frame.shape[:2]
+    pad = ((0, -h % k), (0, -w % k)) + ((0, 0),) * (frame.ndim - 2)
+    if any(p[1] for p in pad):
+        frame = np.pad(frame, pad, mode="edge")  # the last rows and columns kept whole
+    out = frame[::k, ::k].astype(np.float32)  # k x k strided views summed: one pass, no
+    for dy in range(k):  # reduction over non-contiguous axes (three times slower)
+        for dx in range(k):
+            if dy or dx:
+                out += frame[dy::k, dx::k]
+    return out / (k * k), k
+
+
 def display_8bit(frame: np.ndarray, photometric: str) -> np.ndarray:
     """A frame as 8-bit grey as displayed (MONOCHROME1 inverted; colour averaged), windowed
     on its own range so that low-contrast text keeps some contrast."""
