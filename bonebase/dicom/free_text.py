@@ -88,10 +88,8 @@ def first_names() -> frozenset[str]:
     import pkgutil
     import unicodedata
 
-    try:
-        import faker.providers.person as person
-    except ImportError:  # an install from before faker replaced gender-guesser (GPLv3)
-        return _gender_guesser_names()
+    import faker.providers.person as person
+
     names: set[str] = set()
     for module in pkgutil.iter_modules(person.__path__):
         provider = getattr(importlib.import_module(f"{person.__name__}.{module.name}"),
@@ -109,15 +107,6 @@ def first_names() -> frozenset[str]:
             plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
             out.add(plain.casefold())
     return frozenset(out - _NOT_NAMES)
-
-
-def _gender_guesser_names() -> frozenset[str]:
-    from importlib import resources
-
-    text = (resources.files("gender_guesser") / "data" / "nam_dict.txt").read_text("latin-1")
-    names = {line[3:29].strip().casefold() for line in text.splitlines()
-             if not line.startswith("#") and len(line) >= 30}
-    return frozenset(n for n in names if len(n) >= 3 and n.isalpha()) - _NOT_NAMES
 
 
 def _names(text: str) -> list[tuple[int, int]]:
