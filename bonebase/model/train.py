@@ -11,6 +11,7 @@ and broadcasts the score, so every rank takes the same early-stopping decision."
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,9 +93,22 @@ class EarlyStopping:
         return False, epoch - self.best_epoch >= self.patience
 
 
-def recompute_bn_stats(net: nn.Module, loader, *, device: torch.device, cuda: bool) -> None:
+# Batches of the precise-BN pass: 100 x 32 images estimate the statistics well; on larger data
+# the pass would cost a third of an epoch for nothing (many steps an epoch: no lag to fix).
+PRECISE_BN_BATCHES = 100
+
+
+def recompute_bn_stats(
+    net: nn.Module,
+    loader,
+    *,
+    device: torch.device,
+    cuda: bool,
+    max_batches: int = PRECISE_BN_BATCHES,
+) -> None:
     """Set every BatchNorm's running mean and variance to their average over ``loader``'s
-    (un-augmented) training images under the current weights ("precise BN").
+    (un-augmented) training images under the current weights ("precise BN"), over at most
+    ``max_batches`` batches.
 
     The running averages that training keeps (momentum 0.1) mix statistics of weights many steps
     old; on a small dataset, where an epoch is a handful of steps and the weights move fast,
@@ -111,7 +125,7 @@ def recompute_bn_stats(net: nn.Module, loader, *, device: torch.device, cuda: bo
     net.train()
     try:
         with torch.no_grad():
-            for batch in loader:
+            for batch in itertools.islice(loader, max_batches):
                 x = batch["image"].to(device, non_blocking=True)
                 if cuda:
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -25,3 +25,16 @@ def test_running_stats_become_the_average_over_the_loader():
     assert torch.allclose(bn.running_mean, mean, atol=1e-5)
     assert torch.allclose(bn.running_var, var, atol=1e-5)
     assert bn.momentum == 0.1 and not net.training  # momentum and mode restored
+
+
+def test_the_pass_is_bounded():
+    net = nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1))
+    seen = []
+
+    def batches():
+        for i in range(10):
+            seen.append(i)
+            yield {"image": torch.randn(2, 1, 2, 2)}
+
+    recompute_bn_stats(net, batches(), device=torch.device("cpu"), cuda=False, max_batches=3)
+    assert len(seen) == 3 and net[1].num_batches_tracked == 3
