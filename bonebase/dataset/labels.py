@@ -21,8 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
 from psycopg import Connection
 
 from bonebase.errors import InputError
@@ -218,35 +216,6 @@ def lesion_fields(
         "lesion_box": " ".join(f"{v:.1f}" for v in box),
         "lesion_outline": json.dumps(outline, separators=(",", ":")),
     }
-
-
-def parse_outline(text: str | float | None) -> list[list[tuple[float, float]]]:
-    """The polygons of a ``lesion_outline`` cell (exported image pixels); [] when empty."""
-    if text is None or (isinstance(text, float) and text != text) or not str(text).strip():
-        return []
-    try:
-        polygons = json.loads(str(text))
-        return [[(float(x), float(y)) for x, y in poly] for poly in polygons]
-    except (ValueError, TypeError) as exc:
-        raise InputError(
-            f"lesion_outline {str(text)[:40]!r} is not a JSON list of polygons; export again"
-        ) from exc
-
-
-def outline_mask(text: str | float | None, *, from_size: int, to_size: int) -> np.ndarray | None:
-    """A ``lesion_outline`` rasterised as a boolean (to_size, to_size) mask, the polygons scaled
-    from the exported image's side ``from_size`` (the model's input is a rescaled export);
-    None when the image has no outline."""
-    polygons = parse_outline(text)
-    if not polygons:
-        return None
-    scale = to_size / from_size
-    canvas = Image.new("1", (to_size, to_size), 0)
-    draw = ImageDraw.Draw(canvas)
-    for poly in polygons:
-        # Pixel centres sit at +0.5: a vertex at x covers the pixel whose centre is nearest.
-        draw.polygon([(x * scale - 0.5, y * scale - 0.5) for x, y in poly], fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool)
 
 
 def load_truth_boxes(synth_dir: Path) -> dict[str, Box]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonebase.dataset.labels import LABEL_COLUMNS, lesion_fields, outline_mask
+from bonebase.dataset.labels import LABEL_COLUMNS, lesion_fields
 from bonebase.dataset.split import assign_splits, write_assignments
 from bonebase.errors import InputError
 from bonebase.model.checkpoint import CLASS_NAMES, load_checkpoint, save_checkpoint
@@ -90,13 +90,18 @@ def test_lesion_outline_in_exported_pixels():
     }
 
 
-def test_outline_mask_rasterises_the_polygon():
-    outline = json.dumps([[[8, 8], [24, 8], [24, 24], [8, 24]]])  # a 16 x 16 square at 32 px
-    mask = outline_mask(outline, from_size=32, to_size=64)
+def test_an_exported_outline_rasterises_on_the_model_input():
+    from bonebase.model.explain import outline_mask  # the heat-map scores' reader (H6)
+
+    # A 64 x 64 square lesion in a 256 x 256 source, exported at 32 px, scored at 64 px.
+    f = lesion_fields(
+        [{"kind": "polygon", "points": [(64, 64), (128, 64), (128, 128), (64, 128)]}],
+        rows=256, columns=256, size=32,
+    )  # fmt: skip
+    mask = outline_mask(f["lesion_outline"], 64, scale=64 / 32)
     assert mask.shape == (64, 64)
-    assert mask[16:48, 16:48].all() and not mask[:15].any() and not mask[:, 49:].any()
-    assert abs(int(mask.sum()) - 32 * 32) <= 2 * 33  # area, up to the edge pixels
-    assert outline_mask("", from_size=32, to_size=64) is None
+    assert mask[17:31, 17:31].all() and not mask[:15].any() and not mask[:, 34:].any()
+    assert abs(int(mask.sum()) - 16 * 16) <= 2 * 17  # area, up to the edge pixels
 
 
 @pytest.fixture(scope="module")
