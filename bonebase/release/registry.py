@@ -254,8 +254,10 @@ def _to_bentoml(store: ObjectStore, model: dict) -> str:
             "code_revision": model["code_revision"],
             "params_hash": model["params_hash"],
         }
-        # "ood": the out-of-distribution detector the served answer uses (serving/service.py, #21)
-        metadata = {"metrics": {k: model["metrics"].get(k) for k in ("test", "external", "ood")}}
+        # "ood", "explanation": the out-of-distribution detector and the heat-map method/layer the
+        # approved model was evaluated with, used by the served answer (serving/service.py, #21)
+        kept = ("test", "external", "ood", "explanation")
+        metadata = {"metrics": {k: model["metrics"].get(k) for k in kept}}
         version = bento_version(model["id"], model["checkpoint_sha256"])
         return save_to_bentoml(path, version=version, labels=labels, metadata=metadata)
 
