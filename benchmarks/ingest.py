@@ -230,8 +230,9 @@ def _champion(conn, store, home: Path) -> int:
     return row["id"]
 
 
-def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, float, float]]:
-    """(site, radiographs scored, ingest s, watch s) per measured submission."""
+def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple]:
+    """(site, radiographs scored, ingest s, watch s, bare forward s per radiograph) per
+    measured submission."""
     import json
 
     from bonebase.config import Settings, get_settings
@@ -258,8 +259,9 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, fl
             conn.commit()
         ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
                           settings=settings, **_no_hook())
+        store = open_store(settings.object_store_url)
         with connect(url) as conn:
-            _champion(conn, open_store(settings.object_store_url), home)
+            model_id = _champion(conn, store, home)
         watch_flow(sites=[])  # warm-up: the reference (the first site) scored, flow imports
         out = []
         for s in sites[1:]:
@@ -269,13 +271,33 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple[str, int, fl
             ingest = time.perf_counter() - t
             t = time.perf_counter()
             result = watch_flow(submission_id=receipt["submission"])
-            out.append((s["code"], result["scored"]["watch"], ingest, time.perf_counter() - t))
+            out.append((s["code"], result["scored"]["watch"], ingest, time.perf_counter() - t,
+                        _bare_forward(store, url, model_id)))
         return out
     finally:
         os.environ.clear()
         os.environ.update(saved)  # DATABASE_URL names the server again for the next repeat
         get_settings.cache_clear()
         drop()
+
+
+def _bare_forward(store, url: str, model_id: int) -> float:
+    """Seconds per radiograph of the champion's network alone (batches of 32, no data): the
+    floor of any in-process scoring, measured right after each watch."""
+    import numpy as np
+
+    from bonebase.db.engine import connect
+    from bonebase.db.models import get_model
+    from bonebase.monitor import watch
+
+    with connect(url) as conn:
+        predictor = watch.load(store, get_model(conn, model_id)).predictor
+    size = predictor.checkpoint.image_size
+    batch = np.zeros((32, 1, size, size), np.float32)
+    t = time.perf_counter()
+    for _ in range(2):
+        predictor.forward(batch)
+    return (time.perf_counter() - t) / 64
 
 
 def _no_hook() -> dict:
@@ -288,18 +310,22 @@ def _no_hook() -> dict:
     return {"watch": False} if "watch" in inspect.signature(fn).parameters else {}
 
 
-def _report_watch(rows: list[tuple[str, int, float, float]]) -> None:
+def _report_watch(rows: list[tuple[str, int, float, float, float]]) -> None:
     from statistics import median
 
-    for site, n, ingest, watch in rows:
+    for site, n, ingest, watch, _ in rows:
         print(f"{site:<6} {n:4d} radiographs scored  ingest {ingest:7.2f} s  watch {watch:6.2f} s"
               f"  (+{watch / ingest:.0%})")
-    shares = [w / i for _, _, i, w in rows]
+    shares = [r[3] / r[2] for r in rows]
     print(f"the watch adds {median(shares):.0%} to a submission's ingest time (median of "
           f"{len(rows)}; range {min(shares):.0%}-{max(shares):.0%}); goal <= 20%")
-    per = [w / n for _, n, _, w in rows if n]
+    per = [r[3] / r[1] for r in rows if r[1]]
+    bare = [r[4] for r in rows if r[1]]
     if per:
-        print(f"watch: {median(per) * 1000:.0f} ms per radiograph (median)")
+        net = [b / p for b, p in zip(bare, per, strict=True)]
+        print(f"watch: {median(per) * 1000:.0f} ms per radiograph (median); the bare network "
+              f"forward alone {median(bare) * 1000:.0f} ms, {median(net):.0%} of it "
+              f"(range {min(net):.0%}-{max(net):.0%})")
 
 
 def main() -> None:
