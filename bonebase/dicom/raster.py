@@ -68,6 +68,7 @@ class RowValues:
     age: str = ""
     modalities: str = ""
     position: int = 1  # the image's place in the row's image_file list (InstanceNumber)
+    case_id: str = ""  # the study's key when the row has no accession number or date
 
 
 @dataclass
@@ -288,7 +289,8 @@ def _header(row: RowValues, *, site: str, source_sha256: str) -> Dataset:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = SecondaryCaptureImageStorage
-    study_key = row.accession_number or row.study_date or f"row-{row.row}"
+    # Stable across resubmissions (a row number is not: rows move when a manifest is edited).
+    study_key = row.accession_number or row.study_date or f"case-{row.case_id or row.row}"
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["bonebase-raster-study", site,
                                                      row.patient_id, study_key])
     modality = image_modality(row.modalities)

@@ -72,7 +72,8 @@ def _values(row: dict, number: int, position: int) -> RowValues:
                      accession_number=_text(row.get("accession_number")),
                      study_date=_date(row.get("study_date")) or "",
                      sex=_text(row.get("sex")), age=_text(row.get("age")),
-                     modalities=_text(row.get("modalities")), position=position)
+                     modalities=_text(row.get("modalities")), position=position,
+                     case_id=_text(row.get("case_id")))
 
 
 def attach(manifest: pd.DataFrame, entries: list[FileEntry], *, base: str) -> Named:

@@ -91,6 +91,12 @@ def test_header_comes_from_the_row_and_uids_repeat_for_the_same_input():
         "DX", "20240131", 2, "WSD")
     for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         assert ds[key].value == w2.dataset[key].value  # a resubmission is the same instance
+    # Without accession number or date the case id keys the study, not the row's number.
+    moved = wrap(_jpeg(_ramp()), name="x", site="HX", source_sha256="ab" * 32,
+                 row=RowValues(row=9, patient_id="P", case_id="BT-7"))
+    again = wrap(_jpeg(_ramp()), name="x", site="HX", source_sha256="ab" * 32,
+                 row=RowValues(row=2, patient_id="P", case_id="BT-7"))
+    assert moved.dataset.StudyInstanceUID == again.dataset.StudyInstanceUID
     assert raster.image_modality("MR") == "MR" and raster.image_modality("XR;MR") == "DX"
     assert raster.image_modality("") == "OT"
 
