@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bonebase.config import get_settings
+from bonebase.model.explain import Explainer
 from bonebase.model.inference import Predictor, UploadError, decode_upload, heat_png
 from bonebase.model.networks import head_layer
 from bonebase.model.ood import FeatureOOD, header_reasons
@@ -224,6 +225,14 @@ class Diagnosis:
         self.ood = FeatureOOD.from_dict(detector) if detector else None
         self._head = head_layer(self.predictor.net, self.predictor.checkpoint.arch)
         self._scoring = threading.Lock()  # the feature hook is per call: one batch at a time
+        how = self.metrics.get("explanation") or {}
+        self._explainer = None
+        if how.get("method"):
+            self._explainer = Explainer(
+                self.predictor.net, self.predictor.checkpoint.arch, method=how["method"],
+                layer=how.get("layer") if how.get("method") != "occlusion" else None,
+            )
+        self._explaining = threading.Lock()
 
     @bentoml.api(
         route=FORWARD_ROUTE,
@@ -251,6 +260,14 @@ class Diagnosis:
             # column when there is no detector).
             return np.c_[probs, np.zeros(len(probs))]
         return np.c_[probs, self.ood.score(feats[0].numpy())]
+
+    def _heat(self, x: np.ndarray, class_idx: int) -> np.ndarray:
+        """The heat map by the method and layer the model was evaluated with (its metrics'
+        ``explanation``), else the predictor's Grad-CAM on the last convolutional stage."""
+        if self._explainer is None:
+            return self.predictor.gradcam(x, [class_idx])[0]
+        with self._explaining:  # CAM hooks keep state on the module: one map at a time
+            return self._explainer.maps(torch.as_tensor(x), class_idx)[0]
 
     async def _forward(self, x: np.ndarray) -> np.ndarray:
         marker = _IN_PROCESS.set(True)
@@ -313,8 +330,7 @@ class Diagnosis:
             "notice": NOTICE,
         }
         if gradcam:
-            heats = await asyncio.to_thread(self.predictor.gradcam, x, [result["predicted_index"]])
-            heat = heats[0]
+            heat = await asyncio.to_thread(self._heat, x, result["predicted_index"])
             out["gradcam_png"] = base64.b64encode(heat_png(heat)).decode("ascii")
         return out
 
