@@ -6,6 +6,8 @@ database holds the right counts, vocabulary terms, outlines and quarantine reaso
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bonebase.importers.btxrd_sample import generate
@@ -110,3 +112,9 @@ def test_guide_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
         (x0, _), _ = row["points"]
         assert f'{left + x0 * scale:.1f},' in page.text
         assert client.get(f"/images/{row['id']}.png?size=512").status_code == 200
+        # Normal images count on the statistics page and filter like any behaviour.
+        stats = client.get("/stats")
+        assert stats.status_code == 200 and "normal" in stats.text
+        listed = client.get("/cases?behaviour=normal&diagnosis=normal")
+        assert listed.status_code == 200
+        assert len(set(re.findall(r'class="case-link" href="/cases/(\d+)"', listed.text))) == normal_rows
