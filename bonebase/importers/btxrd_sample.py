@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bonebase.errors import InputError
 from bonebase.vocab import BTXRD_BONES, BTXRD_JOINTS, BTXRD_SUBTYPES
 
 SITE_COLUMNS = (*BTXRD_BONES, *BTXRD_JOINTS)
@@ -109,10 +110,12 @@ def generate(out: Path, *, images: int = 24, seed: int = 20, size: tuple[int, in
     also packs the folder into a zip as the download comes.
     """
     if images < 6:
-        raise ValueError("a sample needs at least 6 images (3 centres, 2 views a patient)")
+        raise InputError("--images: a sample needs at least 6 images (3 centres, 2 views a patient)")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; give a new folder for the sample")
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; give a new folder")
+        raise InputError(f"{out} is not empty; give a new folder for the sample")
     (out / "images").mkdir()
     (out / "Annotations").mkdir()
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
@@ -221,7 +224,7 @@ def _write_table(out: Path, rows: list[dict], *, fmt: str, bom: bool, delimiter:
         wb.save(out / "dataset.xlsx")
         return
     if fmt != "csv":
-        raise ValueError(f"format {fmt!r}: use csv or xlsx")
+        raise InputError(f"format {fmt!r}: use csv or xlsx")
     with (out / "dataset.csv").open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, delimiter=delimiter,
                                 lineterminator="\r\n" if crlf else "\n")

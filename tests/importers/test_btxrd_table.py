@@ -160,3 +160,9 @@ def test_as_submission_writes_manifests_the_flow_reads(sample, tmp_path):
         assert all((folder / f).is_file() for f in manifest["annotation_file"] if f)
         assert (manifest["modalities"] == "XR").all() and (manifest["accession_number"] == "").all()
         assert (tmp_path / "check" / f"{centre.code}-findings.json").is_file()
+
+
+def test_sample_refuses_a_used_folder_in_one_line(sample):
+    root, _ = sample
+    with pytest.raises(InputError, match="not empty; give a new folder"):
+        generate(root)
