@@ -43,8 +43,10 @@ class Policy:
                 else:
                     values[name] = type(default)(value)
             except (TypeError, ValueError):
-                raise InputError(f"{source} {name}: {value!r} is not a {type(default).__name__}"
-                                 f" (default {default!r})") from None
+                kind = {bool: "true or false", int: "a whole number", float: "a number",
+                        tuple: "a list"}[type(default)]
+                raise InputError(f"{source} {name}: {value!r} is not {kind} (default "
+                                 f"{default!r})") from None
         for name in ("auc_min", "auc_ci_low_min", "drift_alpha", "max_drift_share"):
             if not 0.0 <= values.get(name, getattr(cls, name)) <= 1.0:
                 raise InputError(f"{source} {name}: must lie between 0 and 1")
