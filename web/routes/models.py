@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from psycopg import Connection
 
 from bonebase.db import models as db_models
+from bonebase.monitor.db import open_alerts  # the champion watch's banner (#23)
 from web.auth import get_conn, require
 from web.render import render
 
@@ -32,7 +33,7 @@ def model_list(request: Request, conn: Connection = Depends(get_conn, scope="fun
                            "explain": explanation_line(r["metrics"]), "ood": ood_line(r["metrics"])}
                  for r in rows}
     return render(request, "models.html", rows=rows, champions=champions, approvals=approvals,
-                  headlines=headlines,
+                  headlines=headlines, alerts=open_alerts(conn),
                   deployments=db_models.deployments(conn, limit=20))
 
 
