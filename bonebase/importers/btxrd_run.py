@@ -51,8 +51,10 @@ def _items(findings: list[Finding]) -> list[quarantine.QuarantineItem]:
             for f in findings]
 
 
-def record_findings(url: str, *, site: str, submission_id: int, findings: list[Finding]) -> None:
-    """The table's findings as the submission's quarantine items and receipt lines (once)."""
+def record_findings(url: str, *, site: str, submission_id: int, findings: list[Finding],
+                    receipts: Path | None = None) -> None:
+    """The table's findings as the submission's quarantine items and receipt lines (once); the
+    receipt's files in ``receipts`` (the flow's folder) are written again with them."""
     with connect(url) as conn:
         site_id = get_site(conn, site).id
         quarantine.add_many(conn, submission_id=submission_id, site_id=site_id,
@@ -72,6 +74,10 @@ def record_findings(url: str, *, site: str, submission_id: int, findings: list[F
             receipt["import"] = {"dataset": "BTXRD", "findings": len(findings)}
             conn.execute("UPDATE submissions SET receipt = %s, counts = %s WHERE id = %s",
                          (Jsonb(receipt), Jsonb(counts), submission_id))
+            if receipts is not None and receipt.get("status") == "done":
+                from bonebase.ingest.receipt import write_receipt
+
+                write_receipt(receipt, receipts)
         conn.commit()
 
 
@@ -119,7 +125,7 @@ def run(root: Path, *, sites: dict[int, tuple[str, str]], settings: Settings,
         result.submission = receipt.get("submission")
         if result.submission is not None:
             record_findings(url, site=centre.code, submission_id=result.submission,
-                            findings=centre.findings)
+                            findings=centre.findings, receipts=settings.home / "receipts")
             result.outlines = store_outlines(url, centre)
             with connect(url) as conn:
                 stored = conn.execute("SELECT receipt FROM submissions WHERE id = %s",

@@ -6,6 +6,7 @@ database holds the right counts, vocabulary terms, outlines and quarantine reaso
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -67,6 +68,11 @@ def test_guide_import_counts_terms_outlines_reasons_and_reimport_adds_nothing(
     receipts = [r["receipt"] for r in db.execute("SELECT receipt FROM submissions ORDER BY id")]
     assert sorted(q["reason"] for rc in receipts for q in rc["quarantine"]) == reasons
     assert all(rc["import"]["dataset"] == "BTXRD" for rc in receipts)
+    for rc in receipts:  # the receipt files say the same as the database
+        written = json.loads((home / "receipts" / f"submission-{rc['submission']}.json").read_text())
+        assert written["quarantine"] == rc["quarantine"]
+        md = (home / "receipts" / f"submission-{rc['submission']}.md").read_text()
+        assert all(q["reason"] in md for q in rc["quarantine"])
 
     # Every usable row is a case: all but the two one-hot rows, the missing image's and the
     # truncated JPEG's; normal images are cases with diagnosis and behaviour 'normal'.
