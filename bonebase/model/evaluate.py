@@ -29,6 +29,8 @@ from bonebase.model.explain import Explainer
 from bonebase.model.explain_eval import explain_images
 from bonebase.model.explain_eval import gallery as sample_gallery
 from bonebase.model.infer import case_logits, predict
+from bonebase.model.multiclass_eval import evaluate_classes, flat_metrics
+from bonebase.model.multiclass_eval import summarise as summarise_classes
 from bonebase.model.networks import head_layer
 from bonebase.model.ood import ood_metrics
 from bonebase.model.shortcut import shortcut_probe
@@ -185,6 +187,17 @@ def evaluate(
     (:mod:`bonebase.model.shortcut`); ``ood_quantile``: the out-of-distribution detector's
     threshold as a quantile of the validation images' scores (None: none;
     :mod:`bonebase.model.ood`)."""
+    info = {k: v for k, v in checkpoint.to_dict().items() if k not in ("state_dict",)}
+    if checkpoint.num_classes > 2:
+        # More than two classes (normal_benign_malignant): the most probable class decides;
+        # per-class precision/recall, confusion matrix and one-vs-rest AUCs (H5's module).
+        block = evaluate_classes(checkpoint=checkpoint, frame=frame, data_dir=data_dir,
+                                 bootstrap=bootstrap, seed=seed, device=device,
+                                 batch_size=batch_size)  # fmt: skip
+        return Evaluation(
+            metrics=_clean({"task": checkpoint.task, "per_class": block, **flat_metrics(block)}),
+            roc=pd.DataFrame(), cases={}, subgroups=pd.DataFrame(), checkpoint=info,
+        )  # fmt: skip
     net = checkpoint.network()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = frame[frame["split"].isin(["val", "test", "external"])].reset_index(drop=True)
@@ -222,6 +235,7 @@ def evaluate(
         "fixed_sensitivity_target": fixed_sensitivity,
         "val": {"n_cases": int(val.sum()), "auc": auc(yv, pv)},
     }
+    metrics["per_class"] = summarise_classes(checkpoint, cases, bootstrap=bootstrap, seed=seed)
     sets = _eval_sets(cases)
     roc_rows = []
     for name, g in sets.items():
@@ -280,7 +294,6 @@ def evaluate(
         tsne_frame = pd.DataFrame(
             {"x": xy[:, 0], "y": xy[:, 1], "label": ev_rows["y"], "site": ev_rows["site"]}
         )
-    info = {k: v for k, v in checkpoint.to_dict().items() if k not in ("state_dict",)}
     return Evaluation(
         metrics=_clean(metrics),
         roc=pd.concat(roc_rows, ignore_index=True) if roc_rows else pd.DataFrame(),

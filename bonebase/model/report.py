@@ -23,6 +23,7 @@ from bonebase.model.explain_report import (  # noqa: E402
     ood_html,
     shortcut_html,
 )
+from bonebase.model.multiclass_eval import render_section  # noqa: E402
 from bonebase.stats import reliability_curve  # noqa: E402
 
 SECTIONS = (
@@ -247,5 +248,7 @@ def render_report(ev) -> str:
     ]
     for sid, title in SECTIONS:
         parts.append(f'<h2 id="{sid}">{html.escape(title)}</h2>{builders[sid](ev)}')
+    if "per_class" in ev.metrics:
+        parts.append(render_section(ev.metrics["per_class"]))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -55,6 +55,12 @@ def check_gate(metrics: dict, *, policy: dict, comparison: dict | None = None) -
             f"release policy: unknown keys {sorted(unknown)}; known: {', '.join(POLICY_KEYS)}"
         )
     checks: list[dict] = []
+    if "per_class" in metrics and not isinstance(metrics.get("test"), dict):
+        # A model of more than two classes (normal_benign_malignant) has per-class figures only.
+        detail = ("the release gate is defined for two-class tasks; judge the per-class section "
+                  "of the report and approve with --override and a reason")
+        return {"passed": False, "checks": [_check("two_class_task", None, None, False, detail)],
+                "policy": dict(policy)}
     if "auc_ci_low_min" in policy:
         limit = float(policy["auc_ci_low_min"])
         sets = [s for s in EVAL_SPLITS if isinstance(metrics.get(s), dict)]

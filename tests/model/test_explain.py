@@ -144,3 +144,9 @@ def test_gate_explanation_criterion():
     assert [c["check"] for c in failed] == ["weighting_game"] and "external" in failed[0]["detail"]
     old = check_gate({}, policy=policy)  # evaluated before explanation scores existed
     assert not old["passed"] and "re-run the evaluate stage" in old["checks"][0]["detail"]
+
+
+def test_gate_says_it_does_not_judge_three_class_models():
+    out = check_gate({"task": "normal_benign_malignant", "per_class": {"sets": {}}},
+                     policy={"pointing_game_min": 0.8, "auc_ci_low_min": 0.7})
+    assert not out["passed"] and "two-class tasks" in out["checks"][0]["detail"]
