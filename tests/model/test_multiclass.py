@@ -201,6 +201,21 @@ def test_three_class_model_trains_and_reports_per_class(btxrd_data, tmp_path):
     assert "test.malignant.recall" in flat
     json.dumps(block)
 
+    # The evaluate stage's own path (pipelines/evaluate.py): metrics.json and the HTML report.
+    from bonebase.model.evaluate import evaluate, write_outputs
+
+    ev = evaluate(checkpoint=loaded, frame=frame, data_dir=data, bootstrap=20, tsne=False)
+    write_outputs(
+        ev,
+        metrics_json=tmp_path / "metrics.json",
+        roc_csv=tmp_path / "roc.csv",
+        report_html=tmp_path / "report.html",
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["per_class"]["sets"]["test"]["confusion_matrix"] == test["confusion_matrix"]
+    report = (tmp_path / "report.html").read_text()
+    assert 'id="per-class"' in report and "Per-class precision and recall" in report
+
 
 def test_tumour_vs_normal_trains_and_decides_at_its_threshold(btxrd_data):
     data, _, _ = btxrd_data
