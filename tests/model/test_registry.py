@@ -56,8 +56,12 @@ def checkpoints(checkpoint, tmp_path_factory):
     a = save_checkpoint(checkpoint, root / "a.pt")
     other = copy.deepcopy(checkpoint)
     gen = torch.Generator().manual_seed(5)
+    # weights only: BatchNorm's running statistics are true averages since precise BN (a variance
+    # of ~4e-4 plus noise turns negative, and the scores NaN)
     other.state_dict = {
-        k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+        k: v + 0.05 * torch.randn(v.shape, generator=gen)
+        if v.is_floating_point() and "running_" not in k
+        else v
         for k, v in other.state_dict.items()
     }
     b = save_checkpoint(other, root / "b.pt")
