@@ -50,6 +50,17 @@ def db_url(*, migrated: bool = True, create: bool = False, of=None) -> str:
     return url
 
 
+def db_and_store():
+    """(connection, object store) of the one settings object; the schema must be at head."""
+    from bonebase.db.engine import connect
+    from bonebase.storage import open_store
+
+    s = settings()
+    url = db_url()  # the schema at head, else: run init
+    return connect(url), open_store(s.object_store_url, endpoint_url=s.s3_endpoint_url,
+                                    region=s.s3_region)
+
+
 def prefect_home():
     """Where Prefect keeps the flow runs of bonebase's commands: PREFECT_HOME when set, else
     BONEBASE_HOME/prefect."""

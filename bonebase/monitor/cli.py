@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bonebase.cli_common import console, db_url, prefect_env, settings
+from bonebase.cli_common import console, db_and_store, db_url, prefect_env
 
 monitor_app = typer.Typer(help="How the deployed model does on each site's new data: performance, "
                           "drift and alerts.", no_args_is_help=True)
@@ -19,13 +19,7 @@ Task = Annotated[str, typer.Option("--task", help="The deployed model's task.")]
 
 
 def _ctx():
-    from bonebase.db.engine import connect
-    from bonebase.storage import open_store
-
-    s = settings()
-    url = db_url()
-    return connect(url), open_store(s.object_store_url, endpoint_url=s.s3_endpoint_url,
-                                    region=s.s3_region)
+    return db_and_store()
 
 
 @monitor_app.command("run")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bonebase.cli_common import console
+from bonebase.cli_common import console, db_and_store
 
 reader_app = typer.Typer(help="Reader studies (MRMC) of radiologists with and without the model.",
                          no_args_is_help=True)
@@ -16,15 +16,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _ctx():
-    """(connection, object store) from the one settings object."""
-    from bonebase.cli_common import db_url, settings
-    from bonebase.db.engine import connect
-    from bonebase.storage import open_store
-
-    s = settings()
-    url = db_url()
-    return connect(url), open_store(s.object_store_url, endpoint_url=s.s3_endpoint_url,
-                                    region=s.s3_region)
+    return db_and_store()
 
 
 @reader_app.command("create")

@@ -17,7 +17,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from bonebase.cli_common import console, db_url, prefect_env, settings
+from bonebase.cli_common import console, db_and_store, db_url, prefect_env
 
 models_app = typer.Typer(
     help="Model releases: registry, gate, approval, deployment.", no_args_is_help=True
@@ -44,15 +44,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _ctx():
-    """(connection, object store) from the one settings object."""
-    from bonebase.db.engine import connect
-    from bonebase.storage import open_store
-
-    s = settings()
-    url = db_url()  # the schema at head, else: run init
-    return connect(url), open_store(
-        s.object_store_url, endpoint_url=s.s3_endpoint_url, region=s.s3_region
-    )
+    return db_and_store()
 
 
 def release_policy(params: Path) -> dict:
