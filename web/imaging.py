@@ -48,6 +48,23 @@ def render(dicom_bytes: bytes, size: int, frame: int | None = None) -> bytes:
     return render_png(dicom_bytes, size=size, bits=8, frame=frame)
 
 
+def render_windowed(dicom_bytes: bytes, size: int, *, level: float, window: float) -> bytes:
+    """:func:`render` of a single-frame image with the viewer's window and level (fractions of
+    its range of modality values, :func:`bonebase.dicom.pixels.radiograph_windowed`), re-windowed
+    from the stored values, not from an 8-bit picture; the same geometry, so a heat map still
+    lies on it."""
+    import pydicom
+    from PIL import Image
+
+    from bonebase.dicom.pixels import radiograph_windowed, resize_keep_aspect, to_uint
+
+    img = radiograph_windowed(pydicom.dcmread(io.BytesIO(dicom_bytes)), level=level,
+                              window=window)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint(resize_keep_aspect(img, size), 8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 @lru_cache(maxsize=4096)
 def _frames_of_object(store: ObjectStore, object_key: str) -> int:
     # Stored objects are content-addressed and never change, so the count can be kept.

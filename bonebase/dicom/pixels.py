@@ -252,6 +252,28 @@ def _grey_to_float(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def radiograph_windowed(ds: pydicom.Dataset, *, level: float, window: float) -> np.ndarray:
+    """:func:`radiograph_to_float` with the viewer's window instead of the header's.
+
+    ``level`` (the window's centre) and ``window`` (its width) are fractions of the image's range
+    of modality values (stored values after the rescale or modality LUT): level 0.5 and window 1
+    show the whole range linearly, a narrower window brings back detail that the header's window
+    (or the percentile window) clipped. MONOCHROME1 is inverted last, as in the default pipeline.
+    """
+    if not (0.0 <= level <= 1.0 and 0.0 < window <= 2.0):
+        raise InputError(f"window/level ({window}, {level}) out of range: level 0-1, window 0-2")
+    stored = _decoded_pixels(ds)
+    if stored.size == 0 or stored.min() == stored.max():
+        return np.zeros(stored.shape, dtype=np.float32)
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    width = window * (hi - lo)
+    out = (values - (lo + level * (hi - lo) - width / 2)) / width
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        out = 1.0 - out
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def resize_keep_aspect(img: np.ndarray, size: int) -> np.ndarray:
     """Scale a 2-D image so its longest side is ``size``, then pad with 0 to ``size × size``."""
     if img.ndim != 2:

@@ -157,3 +157,34 @@ def test_a_reader_who_stops_resumes_at_the_first_unanswered_case(app_client, stu
     again = _client(app_client, READERS[0])  # a new sign-in, as after a break
     assert again.get("/read/later-study/1").headers["location"] == "/read/later-study/1/3"
     assert ">2 / 6<" in again.get("/read").text
+
+
+def test_window_and_level_rewindow_the_stored_values(app_client, studies):
+    """The reader's window is applied to the stored values, not to the 8-bit picture: a narrow
+    window at the bottom of the range turns most of the radiograph white, a wide one keeps it
+    grey; both keep the picture's geometry; values outside the ranges are refused."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    reader = _client(app_client, READERS[0])
+    url = "/read/pages-study/1/1/image.png"
+
+    def picture(query=""):
+        answer = reader.get(url + query)
+        assert answer.status_code == 200, answer.text
+        return np.asarray(Image.open(io.BytesIO(answer.content)))
+
+    plain, narrow, wide = picture(), picture("?level=0.05&window=0.1"), picture("?level=0.5&window=2")
+    assert plain.shape == narrow.shape == wide.shape
+    body = plain > 0  # the radiograph, not the square's padding
+
+    def saturated(img):  # white, or black for MONOCHROME1 (inverted after the window)
+        return ((img[body] == 255) | (img[body] == 0)).mean()
+
+    assert saturated(narrow) > saturated(plain) + 0.3
+    assert saturated(wide) < 0.01 and not np.array_equal(wide, plain)
+    for bad in ("?level=1.5&window=0.5", "?level=0.5&window=0", "?level=x&window=1"):
+        answer = reader.get(url + bad)
+        assert answer.status_code == 400 and ("level" in answer.text or "window" in answer.text), bad

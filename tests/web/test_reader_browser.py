@@ -70,6 +70,18 @@ def _create(browser, site, model_id):
     assert browser.current_url.endswith("/reader-studies/browser-study"), browser.page_source[:2000]
 
 
+def _rewindow(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.execute_script(
+        "const l = document.getElementById('level'); l.value = 20;"
+        " l.dispatchEvent(new Event('input'));")
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+        "const im = document.getElementById('radiograph');"
+        " return im.src.includes('level=0.2') && im.complete && im.naturalWidth > 0;"))
+    browser.execute_script("document.getElementById('score').focus()")
+
+
 def _read_session(browser, site, number, rng):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -84,6 +96,8 @@ def _read_session(browser, site, number, rng):
         progress = browser.find_element(By.ID, "progress").text
         assert f"case {k} of {N_CASES}" in progress, progress
         score = browser.find_element(By.ID, "score")
+        if k == 2:  # window/level: the server re-windows the stored values, the picture loads
+            _rewindow(browser)
         if k % 3 == 0:  # the shortcuts: a digit key outside the score box, then n
             browser.execute_script("document.activeElement.blur()")
             ActionChains(browser).send_keys(str(rng.randint(0, 9))).send_keys("n").perform()

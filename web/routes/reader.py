@@ -8,17 +8,18 @@ another reader or one whose washout has not ended answers 403 with the reason.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from psycopg import Connection
 
+from bonebase.errors import BonebaseError
 from bonebase.readerstudy import store
 from bonebase.readerstudy.create import MAX_CASES, create_study, parse_readers
 from bonebase.readerstudy.figure import operating_points_svg
 from bonebase.readerstudy.results import export_csv, results
 from bonebase.vocab import DIAGNOSES
 from web.auth import csrf_protect, get_conn, require
-from web.imaging import heat_colour
+from web.imaging import heat_colour, render_windowed
 from web.imaging import render as render_png
 from web.render import render
 
@@ -90,12 +91,21 @@ def submit(request: Request, study: str, number: int, position: int,
 
 @router.get("/read/{study}/{number}/{position}/image.png")
 def image(request: Request, study: str, number: int, position: int,
+          level: float | None = Query(None, ge=0, le=1, description="window centre, 0-1"),
+          window: float | None = Query(None, gt=0, le=2, description="window width, 0-2"),
           conn: Connection = Depends(get_conn, scope="function"),
           user=Depends(require("reader"))):
+    """The case's radiograph: the header's window, or the reader's (``level`` and ``window`` as
+    fractions of the stored range), re-rendered from the stored values."""
     session = _session(conn, user, study, number)
-    key = store.image_key(conn, session, position)
-    return Response(render_png(request.app.state.store.get_bytes(key), SIZE),
-                    media_type="image/png", headers=IMMUTABLE)
+    data = request.app.state.store.get_bytes(store.image_key(conn, session, position))
+    png = None
+    if level is not None and window is not None:
+        try:
+            png = render_windowed(data, SIZE, level=level, window=window)
+        except BonebaseError:  # a multi-frame image: its frames keep their own windows
+            png = None
+    return Response(png or render_png(data, SIZE), media_type="image/png", headers=IMMUTABLE)
 
 
 @router.get("/read/{study}/{number}/{position}/heat.png")

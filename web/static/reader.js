@@ -1,6 +1,7 @@
-// The reading page (no framework): zoom and pan, window/level as a display transform of the
-// server's 8-bit rendering, heat-map opacity, keyboard shortcuts and the time spent on the
-// case (counted only while the page is visible), sent with the answer.
+// The reading page (no framework): zoom and pan, window/level re-rendered by the server from the
+// stored pixel values (image.png?level=&window=, fractions of the image's range), heat-map
+// opacity, keyboard shortcuts and the time spent on the case (counted only while the page is
+// visible), sent with the answer.
 (function () {
   const page = document.getElementById("reading");
   if (!page) return;
@@ -15,17 +16,32 @@
   const form = document.getElementById("answer");
   const score = document.getElementById("score");
   let panX = 0, panY = 0;
+  const plain = base.getAttribute("src");  // the header's window; reset returns to it
+  let windowed = false, pending = null;
 
   function draw() {
     const z = parseFloat(zoom.value);
     const t = `translate(${panX}px, ${panY}px) scale(${z})`;
     imgs.forEach((im) => { im.style.transform = t; });
-    // Window = contrast, level = brightness of the displayed values.
-    base.style.filter = `contrast(${win.value}%) brightness(${level.value}%)`;
     if (heat && opacity) heat.style.opacity = opacity.value / 100;
   }
-  [zoom, win, level, opacity].forEach((c) => c && c.addEventListener("input", draw));
-  function reset() { zoom.value = 1; win.value = 100; level.value = 100; panX = panY = 0; draw(); }
+  // Window and level: the server re-windows the stored values (one request per pause, not per
+  // pixel of a drag); the header's window stays until the reader moves either.
+  function rewindow() {
+    windowed = true;
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      base.src = `${plain}?level=${level.value / 100}&window=${win.value / 100}`;
+    }, 120);
+  }
+  [zoom, opacity].forEach((c) => c && c.addEventListener("input", draw));
+  [win, level].forEach((c) => c.addEventListener("input", rewindow));
+  function reset() {
+    zoom.value = 1; win.value = 100; level.value = 50; panX = panY = 0;
+    clearTimeout(pending);
+    if (windowed) { base.src = plain; windowed = false; }
+    draw();
+  }
   document.getElementById("reset").addEventListener("click", reset);
 
   let drag = null;
@@ -39,10 +55,10 @@
     if (!drag) return;
     const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
     if (drag.shift) {
-      win.value = Math.max(20, Math.min(300, drag.w + dx));
-      level.value = Math.max(20, Math.min(300, drag.l - dy));
-    } else { panX = drag.px + dx; panY = drag.py + dy; }
-    draw();
+      win.value = Math.max(1, Math.min(200, drag.w + dx));
+      level.value = Math.max(0, Math.min(100, drag.l - dy / 2));
+      rewindow();
+    } else { panX = drag.px + dx; panY = drag.py + dy; draw(); }
   });
   frame.addEventListener("wheel", (e) => {
     e.preventDefault();
