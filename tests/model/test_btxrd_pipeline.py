@@ -34,7 +34,7 @@ def test_imported_btxrd_exports_splits_trains_and_reports_per_class(
     settings, db, tmp_path, prefect_harness
 ):
     root = tmp_path / "BTXRD"
-    truth = generate(root, images=30, seed=8, size=(150, 180), faults=False)
+    truth = generate(root, images=40, seed=8, size=(150, 180), faults=False)
     btxrd_run.run(root, sites=imp.DEFAULT_SITES, settings=settings, say=lambda _: None)
     data = tmp_path / "data"
     summary = export(
@@ -53,7 +53,7 @@ def test_imported_btxrd_exports_splits_trains_and_reports_per_class(
         assert all(0 <= v <= 48 for poly in json.loads(text) for pt in poly for v in pt)
 
     split = assign_splits(
-        labels, None, seed=2, val_fraction=0.3, test_fraction=0.3,
+        labels, None, seed=2, val_fraction=0.2, test_fraction=0.2,
         external_sites=[EXTERNAL], stratify="normal_benign_malignant",
     )  # fmt: skip
     write_assignments(split, data / "split.csv")

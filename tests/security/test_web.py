@@ -44,8 +44,10 @@ def _ids(url: str) -> dict[str, str]:
         ).fetchone()
         item = conn.execute("SELECT min(id) AS id FROM quarantine_items"
                             " WHERE status = 'open'").fetchone()["id"]
+    # the champion watch's check, a reader study (its name, session number, case position)
     return {**{k: str(v) for k, v in one.items()}, "item_id": str(item), "model_id": "1",
-            "prediction_id": "1", "path": "index.html"}
+            "prediction_id": "1", "path": "index.html", "check_id": "1", "study": "a-study",
+            "name": "a-study", "number": "1", "position": "1"}
 
 
 def _png() -> bytes:

@@ -69,13 +69,28 @@ def _sign_in(browser, site_url, user):
     assert who[0].text.startswith(user), browser.page_source[:3000]
 
 
+def _replaced(element):
+    """A wait condition: ``element``'s page is gone. Chromium answers a node of the old document
+    either as stale or, mid-navigation, with "Node with given id does not belong to the
+    document" (a plain WebDriverException, which Selenium's staleness_of lets through)."""
+    from selenium.common.exceptions import WebDriverException
+
+    def gone(_browser) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one
+            return True
+        return False
+
+    return gone
+
+
 def _navigate(browser, element) -> None:
     """Click ``element`` and wait until its page is replaced (reading the old page races)."""
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     element.click()
-    WebDriverWait(browser, 60).until(ec.staleness_of(element))
+    WebDriverWait(browser, 60).until(_replaced(element))
 
 
 def _loaded(browser, img) -> bool:

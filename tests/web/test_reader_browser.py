@@ -17,7 +17,7 @@ from tests.e2e.test_serving import trained  # noqa: F401  (fixture)
 from tests.readerstudy.world import READERS, add_readers, make_version, register_model
 from tests.web.conftest import make_app
 from tests.web.live import CHROMIUM, chromium, served
-from tests.web.test_browser import _navigate, _sign_in
+from tests.web.test_browser import _navigate, _replaced, _sign_in
 
 pytestmark = [
     pytest.mark.slow,
@@ -86,7 +86,6 @@ def _read_session(browser, site, number, rng):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{site}/read")
@@ -104,7 +103,7 @@ def _read_session(browser, site, number, rng):
         else:  # the score box has the focus: type and press Enter
             WebDriverWait(browser, 20).until(lambda b, s=score: b.switch_to.active_element == s)
             score.send_keys(str(rng.randint(0, 100)) + Keys.ENTER)
-        WebDriverWait(browser, 60).until(ec.staleness_of(score))
+        WebDriverWait(browser, 60).until(_replaced(score))
     assert browser.find_elements(By.ID, "session-done"), browser.page_source[:2000]
 
 
