@@ -102,12 +102,9 @@ def _database(home: Path) -> tuple[str, callable]:
 
 
 def bench_flow(data: Path, home: Path, runner: dict) -> tuple[float, dict, dict]:
-    import json
-
     from bonebase.config import Settings
     from bonebase.db.engine import connect
     from bonebase.db.migrate import upgrade
-    from bonebase.db.sites import add_site
     from flows.ingest import ingest_submission
 
     url, drop = _database(home)
@@ -115,11 +112,8 @@ def bench_flow(data: Path, home: Path, runner: dict) -> tuple[float, dict, dict]
         upgrade(url)
         settings = Settings(home=home, database_url=url, secret="b" * 40, env="test", **runner)
         settings.ensure_home()
-        sites = json.loads((data / "sites.json").read_text())
+        sites = _register_sites(url, data)
         with connect(url) as conn:
-            for s in sites:
-                add_site(conn, code=s["code"], name=s["name"])
-            conn.commit()
             empty = _db_bytes(conn)
         ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
                           settings=settings)  # warm-up run: Prefect server start, imports
@@ -136,6 +130,21 @@ def bench_flow(data: Path, home: Path, runner: dict) -> tuple[float, dict, dict]
         return elapsed, timings, sizes
     finally:
         drop()
+
+
+def _register_sites(url: str, data: Path) -> list[dict]:
+    """The synthetic consortium's hospitals (its sites.json), registered in ``url``'s database."""
+    import json
+
+    from bonebase.db.engine import connect
+    from bonebase.db.sites import add_site
+
+    sites = json.loads((data / "sites.json").read_text())
+    with connect(url) as conn:
+        for s in sites:
+            add_site(conn, code=s["code"], name=s["name"])
+        conn.commit()
+    return sites
 
 
 def _db_bytes(conn) -> int:
@@ -233,12 +242,9 @@ def _champion(conn, store, home: Path) -> int:
 def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple]:
     """(site, radiographs scored, ingest s, watch s, bare forward s per radiograph) per
     measured submission."""
-    import json
-
     from bonebase.config import Settings, get_settings
     from bonebase.db.engine import connect
     from bonebase.db.migrate import upgrade
-    from bonebase.db.sites import add_site
     from bonebase.storage import open_store
     from flows.ingest import ingest_submission
     from flows.monitor import watch_flow
@@ -252,11 +258,7 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple]:
         for name, value in settings.environ().items():  # the watch's tasks read the environment
             os.environ[name] = value
         get_settings.cache_clear()
-        sites = json.loads((data / "sites.json").read_text())
-        with connect(url) as conn:
-            for s in sites:
-                add_site(conn, code=s["code"], name=s["name"])
-            conn.commit()
+        sites = _register_sites(url, data)
         ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
                           settings=settings, **_no_hook())
         store = open_store(settings.object_store_url)
