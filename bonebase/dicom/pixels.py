@@ -235,12 +235,15 @@ def radiograph_to_float(ds: pydicom.Dataset) -> np.ndarray:
     return _grey_to_float(ds, _decoded_pixels(ds))
 
 
-def _grey_to_float(ds: pydicom.Dataset, stored: np.ndarray) -> np.ndarray:
+def _grey_to_float(ds: pydicom.Dataset, stored: np.ndarray, voi=None) -> np.ndarray:
+    """``voi``: the viewer's window (modality values -> [0, 1]) instead of the header's."""
     if stored.size == 0 or stored.min() == stored.max():
         # A blank image carries nothing to window; zeros (not NaN, not mid-grey) for all callers.
         return np.zeros(stored.shape, dtype=np.float32)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    if _voi_lut_items_ok(ds):
+    if voi is not None:
+        out = voi(values)
+    elif _voi_lut_items_ok(ds):
         out = _apply_voi_lut_sequence(values, ds)
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         out = _apply_window(values, ds)
@@ -262,16 +265,13 @@ def radiograph_windowed(ds: pydicom.Dataset, *, level: float, window: float) -> 
     """
     if not (0.0 <= level <= 1.0 and 0.0 < window <= 2.0):
         raise InputError(f"window/level ({window}, {level}) out of range: level 0-1, window 0-2")
-    stored = _decoded_pixels(ds)
-    if stored.size == 0 or stored.min() == stored.max():
-        return np.zeros(stored.shape, dtype=np.float32)
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    lo, hi = float(values.min()), float(values.max())
-    width = window * (hi - lo)
-    out = (values - (lo + level * (hi - lo) - width / 2)) / width
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        out = 1.0 - out
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def viewer_window(values: np.ndarray) -> np.ndarray:
+        lo, hi = float(values.min()), float(values.max())
+        width = window * (hi - lo)
+        return (values - (lo + level * (hi - lo) - width / 2)) / width
+
+    return _grey_to_float(ds, _decoded_pixels(ds), voi=viewer_window)
 
 
 def resize_keep_aspect(img: np.ndarray, size: int) -> np.ndarray:
