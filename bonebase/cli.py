@@ -30,12 +30,36 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database server and schema migrations.", no_args_is_help=True)
 app.add_typer(site_app, name="site")
+
+
+@app.callback()
+def _options(
+    lang: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="Language of messages: en or zh-Hans (default: LC_ALL, LC_MESSAGES, LANG).",
+            metavar="LANG",
+        ),
+    ] = None,
+) -> None:
+    """bonebase: the data and model platform of a multi-centre bone tumour imaging database."""
+    if lang is not None:
+        import os
+
+        from bonebase.i18n import normalise
+
+        tag = normalise(lang)
+        if tag is None:
+            raise typer.BadParameter(f"{lang!r}: use en or zh-Hans", param_hint="--lang")
+        os.environ["BONEBASE_LANG"] = tag  # subprocesses (flows, workers) speak it too
 app.add_typer(db_app, name="db")
 
 
 def _mount_subapps() -> None:
     """Sub-apps defined next to their code; their modules import nothing heavy at top level."""
     from bonebase.dataset.cli import dataset_app
+    from bonebase.federated.cli import federated_app
     from bonebase.gateway.cli import gateway_app
     from bonebase.importers.cli import import_app
     from bonebase.ingest.cli import submit, subs_app, validate
@@ -60,6 +84,7 @@ def _mount_subapps() -> None:
     app.add_typer(import_app, name="import")
     app.add_typer(monitor_app, name="monitor")
     app.add_typer(reader_app, name="reader-study")
+    app.add_typer(federated_app, name="federated")
     from web.cli import register as register_web
 
     register_web(app)

@@ -62,9 +62,19 @@ def create_app(*, db_url: str, store, secret: bytes, web: WebSettings | None = N
         return response
 
     _handlers(app)
-    from web.routes import auth, cases, diagnosis, models, monitor, quarantine, reader, steward
+    from web.routes import (
+        auth,
+        cases,
+        diagnosis,
+        language,
+        models,
+        monitor,
+        quarantine,
+        reader,
+        steward,
+    )
 
-    for module in (auth, cases, diagnosis, steward, quarantine, models, monitor, reader):
+    for module in (auth, cases, diagnosis, steward, quarantine, models, monitor, reader, language):
         # First of every route's dependencies: a NUL is refused before it can reach SQL.
         app.include_router(module.router, dependencies=[Depends(refuse_bad_characters)])
     return app

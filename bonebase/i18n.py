@@ -1,0 +1,106 @@
+"""Languages (#25): gettext catalogues managed with Babel, Simplified Chinese and English.
+
+Two domains, so that two parts of bonebase keep their catalogues apart:
+- ``web``: the web database's templates and pages (web/);
+- ``bonebase``: what reaches a data steward outside the browser: receipts, quarantine reasons,
+  CLI messages (bonebase/).
+
+Catalogues live in ``bonebase/locale/<locale>/LC_MESSAGES/<domain>.po`` with the compiled
+``.mo`` beside them (both in the repository; ``make i18n`` extracts, updates and compiles).
+Language codes that users and sites store are BCP 47 tags (``en``, ``zh-Hans``); gettext's
+folder names are Babel locale ids (``en``, ``zh_Hans``).
+"""
+
+from __future__ import annotations
+
+import gettext
+import os
+from contextvars import ContextVar
+from functools import cache
+from pathlib import Path
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAINS = ("web", "bonebase")
+#: stored tag -> Babel locale id (the folder name under LOCALE_DIR)
+LANGUAGES = {"en": "en", "zh-Hans": "zh_Hans"}
+DEFAULT = "en"
+#: how each language names itself (the switch on every page, `--lang` help)
+NATIVE_NAMES = {"en": "English", "zh-Hans": "简体中文"}
+
+_current: ContextVar[str] = ContextVar("bonebase_language", default="")
+
+
+def normalise(tag: str | None) -> str | None:
+    """A supported stored tag for ``tag`` (``zh``, ``zh-CN``, ``zh_Hans``, ``zh-hans-CN`` ->
+    ``zh-Hans``; ``en-GB`` -> ``en``), or None when bonebase has no such language."""
+    if not tag:
+        return None
+    t = tag.strip().replace("_", "-").lower()
+    if t.startswith("zh"):
+        # Traditional Chinese (zh-Hant, zh-TW, zh-HK) is not Simplified: not offered as such
+        if "hant" in t or t.endswith(("-tw", "-hk", "-mo")):
+            return None
+        return "zh-Hans"
+    if t == "en" or t.startswith("en-"):
+        return "en"
+    return None
+
+
+def negotiate(accept_language: str | None) -> str | None:
+    """The best supported language of an HTTP ``Accept-Language`` header, by q-value."""
+    best: tuple[float, int, str] | None = None
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        lang = normalise(tag)
+        if lang and q > 0 and (best is None or (q, -i) > (best[0], best[1])):
+            best = (q, -i, lang)
+    return best[2] if best else None
+
+
+def cli_language() -> str:
+    """The language of CLI messages: ``--lang`` (BONEBASE_LANG), then LC_ALL, LC_MESSAGES, LANG."""
+    for var in ("BONEBASE_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            lang = normalise(value.split(".")[0])
+            if lang:
+                return lang
+            if var == "BONEBASE_LANG":
+                raise ValueError(f"unknown language {value!r}: use one of {', '.join(LANGUAGES)}")
+    return DEFAULT
+
+
+@cache
+def translations(lang: str, domain: str = "bonebase") -> gettext.NullTranslations:
+    """The compiled catalogue of ``domain`` in ``lang`` (a stored tag); English falls back to
+    the message ids themselves."""
+    locale = LANGUAGES.get(normalise(lang) or DEFAULT, DEFAULT)
+    return gettext.translation(domain, LOCALE_DIR, languages=[locale], fallback=True)
+
+
+def current() -> str:
+    """The language of the work in progress (set_language), else the CLI's."""
+    return _current.get() or cli_language()
+
+
+def set_language(lang: str):
+    """Make ``lang`` current for this context (a request, a receipt); returns the reset token."""
+    return _current.set(normalise(lang) or DEFAULT)
+
+
+def _(message: str, lang: str | None = None, domain: str = "bonebase") -> str:
+    """``message`` translated into ``lang`` (default: current())."""
+    return translations(lang or current(), domain).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int, lang: str | None = None,
+             domain: str = "bonebase") -> str:
+    return translations(lang or current(), domain).ngettext(singular, plural, n)
