@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench i18n clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth.py
+
+## Chinese and English (#25): extract the messages of the web pages (domain web) and of receipts,
+## quarantine reasons and CLI messages (domain bonebase), update the .po catalogues, compile .mo.
+## Translate the new msgids in bonebase/locale/zh_Hans/LC_MESSAGES/*.po, then run it again.
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k t:2 --sort-output --project bonebase -o bonebase/locale/web.pot web
+	$(BIN)/pybabel update -i bonebase/locale/web.pot -d bonebase/locale -D web --ignore-obsolete --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg --sort-output --project bonebase -o bonebase/locale/bonebase.pot bonebase flows validation
+	$(BIN)/pybabel update -i bonebase/locale/bonebase.pot -d bonebase/locale -D bonebase --ignore-obsolete --no-fuzzy-matching
+	$(BIN)/pybabel compile -d bonebase/locale -D web --statistics
+	$(BIN)/pybabel compile -d bonebase/locale -D bonebase --statistics
 
 clean:
 	rm -rf $(VENV) .bonebase .pytest_cache
