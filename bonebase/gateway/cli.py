@@ -68,7 +68,18 @@ def serve(
         "complete.")] = 60.0,
     batch_wait: Annotated[float, typer.Option(
         "--batch-wait", help="Seconds complete studies gather before they leave as one "
-        "submission (each submission costs the consortium seconds whatever its size).")] = 5.0,
+        "submission (each submission costs the consortium seconds whatever its size).")] = 0.0,
+    receipt_wait: Annotated[float, typer.Option(
+        "--receipt-wait", help="While the consortium has not yet sent the receipt of this "
+        "gateway's last batch, complete studies wait for it, at most this many seconds, and "
+        "then leave together: batches grow with the consortium's latency. 0: do not wait.")
+    ] = 60.0,
+    max_batch_studies: Annotated[int, typer.Option(
+        "--max-batch-studies", min=1, help="Most studies in one submission; that many complete "
+        "studies leave at once.")] = 500,
+    max_batch_mb: Annotated[float, typer.Option(
+        "--max-batch-mb", min=1, help="Most MiB (as received) in one submission; that much "
+        "leaves at once.")] = 2048.0,
     keep_days: Annotated[float, typer.Option(
         "--keep-days", help="Days the identified originals of a sent study stay in the spool "
         "for re-sends.")] = 30.0,
@@ -99,6 +110,7 @@ def serve(
     from bonebase.gateway import peers
     from bonebase.gateway.scp import ScpConfig, StorageSCP
     from bonebase.gateway.spool import Spool
+    from bonebase.gateway.studies import BatchPolicy
     from bonebase.gateway.work import WorkConfig, work_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
@@ -112,7 +124,10 @@ def serve(
     peers.check_ae(ae_title)
     cfg = WorkConfig(site=site, secret=settings.consortium_secret(), uid_root=settings.uid_root,
                      study_timeout=study_timeout, keep_days=keep_days,
-                     max_pixels=settings.max_pixels, batch_wait=batch_wait)
+                     max_pixels=settings.max_pixels,
+                     batch=BatchPolicy(batch_wait=batch_wait, receipt_wait=receipt_wait,
+                                       max_studies=max_batch_studies,
+                                       max_bytes=int(max_batch_mb * 2**20)))
     _check_site(site)
     store = _store(deliver_to, settings)
     spool = Spool(home, max_bytes=int(spool_max_mb * 2**20) if spool_max_mb else None,

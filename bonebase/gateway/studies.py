@@ -27,13 +27,14 @@ from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import open_parts
 from bonebase.errors import InputError
 from bonebase.gateway import clinical
-from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, Spool
+from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, SENT, Spool
 from bonebase.ingest.process import FileResult, deidentify_parts
 
 MANIFEST_COLUMNS = ("case_id", "patient_id", "accession_number", "sex", "age", "location",
                     "diagnosis", "behaviour", "modalities", "pathology_confirmed")
 _MODALITY = {"CR": "XR", "DX": "XR", "RG": "XR", "CT": "CT", "MR": "MR"}
 MAX_BATCH_STUDIES = 500
+MAX_BATCH_BYTES = 2 * 2**30  # of received (identified) files
 
 
 @dataclass
@@ -51,21 +52,54 @@ def due(spool: Spool, timeout: float, now: float | None = None) -> list:
             or s["state"] == NEEDS_CLINICAL]
 
 
+@dataclass(frozen=True)
+class BatchPolicy:
+    """When complete studies leave, and how many at once.
+
+    A submission costs central ingest seconds whatever its size (a Prefect flow run, the Great
+    Expectations suites, Data Docs), so a gateway that sent every radiograph study alone would
+    spend the consortium more time on that than on the files. Complete studies gather
+    ``batch_wait`` seconds; with ``receipt_wait``, they also wait while an earlier batch of this
+    gateway has no receipt yet, at most that many seconds: the batches are clocked by the
+    consortium's receipts, so a lone study leaves at once and, while the consortium ingests one
+    batch, everything that becomes complete goes in the next (batches grow with the central
+    latency). A flush, or ``max_studies`` / ``max_bytes`` of complete studies, leaves at once."""
+
+    batch_wait: float = 0.0
+    receipt_wait: float = 0.0
+    max_studies: int = MAX_BATCH_STUDIES
+    max_bytes: int = MAX_BATCH_BYTES
+
+    def hold(self, spool: Spool, ready: list, *, timeout: float, now: float) -> bool:
+        """Whether the complete studies ``ready`` wait for more."""
+        if not ready or any(s["flush"] for s in ready) or len(ready) >= self.max_studies \
+                or sum(s["bytes"] for s in ready) >= self.max_bytes:
+            return False
+        complete = min(s["last_seen"] for s in ready) + timeout  # the first one's completion
+        if now < complete + self.batch_wait:
+            return True
+        return now < complete + self.receipt_wait and _in_flight(spool)
+
+
+def _in_flight(spool: Spool) -> bool:
+    """Whether a batch of this gateway waits to be sent or for its receipt."""
+    with spool.db() as conn:
+        return conn.execute("SELECT 1 FROM batches WHERE state IN (?, ?) LIMIT 1",
+                            (QUEUED, SENT)).fetchone() is not None
+
+
 def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout: float,
-              max_pixels: int | None = None, max_studies: int = MAX_BATCH_STUDIES,
-              batch_wait: float = 0.0) -> str | None:
-    """Turn the complete studies (at most ``max_studies``) into one submission folder in the
-    outbox; its id, or None. With ``batch_wait``, complete studies gather until the first has
-    waited that long (or a flush, or a full batch): a submission costs central ingest seconds
-    whatever its size, so a gateway that sent every radiograph study alone would spend more time
-    on that than on the files."""
+              max_pixels: int | None = None, max_studies: int | None = None,
+              policy: BatchPolicy = BatchPolicy()) -> str | None:
+    """Turn the complete studies (at most ``max_studies``, default the policy's) into one
+    submission folder in the outbox; its id, or None (nothing due, or held by ``policy``)."""
+    max_studies = policy.max_studies if max_studies is None else max_studies
     studies = due(spool, timeout)
     if not studies:
         return None
     now = time.time()
-    ready = [s for s in studies if s["state"] == RECEIVING]
-    if ready and batch_wait > 0 and len(ready) < max_studies and not any(
-            s["flush"] or s["last_seen"] <= now - timeout - batch_wait for s in ready):
+    if policy.hold(spool, [s for s in studies if s["state"] == RECEIVING], timeout=timeout,
+                   now=now):
         return None
     table = clinical.load(spool.home.clinical)
     deid = Deidentifier(secret, uid_root=uid_root)
@@ -74,6 +108,7 @@ def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout:
     staging.mkdir(parents=True)
     prepared: list[Prepared] = []
     cases: set[str] = set()
+    size = 0
     try:
         for study in studies:
             row = table.find(study["patient_id"] or "", study["accession"] or "")
@@ -83,12 +118,14 @@ def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout:
                 continue
             case_ref = deid.pseudonym(site, f"case\x1f{_case_id(row, study)}")
             # A batch holds a case once: central ingest matches a row's images by accession.
-            if case_ref in cases or len(prepared) >= max_studies:
+            if case_ref in cases or len(prepared) >= max_studies or (
+                    prepared and size + study["bytes"] > policy.max_bytes):
                 continue
             done = _deidentify_study(spool, study, row, deid=deid, site=site, secret=secret,
                                      out=staging / f"study-{len(prepared) + 1}",
                                      max_pixels=max_pixels)
             if done is not None:
+                size += study["bytes"]
                 cases.add(case_ref)
                 prepared.append(done)
         if not prepared:

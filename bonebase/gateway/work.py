@@ -8,7 +8,7 @@ import fcntl
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bonebase.gateway import deliver, studies
 from bonebase.gateway.spool import FAILED, INGESTED, QUARANTINED, SENT, Spool
@@ -25,7 +25,7 @@ class WorkConfig:
     study_timeout: float = 60.0
     keep_days: float = 30.0
     max_pixels: int | None = None
-    batch_wait: float = 0.0
+    batch: studies.BatchPolicy = studies.BatchPolicy()
 
 
 @contextmanager
@@ -51,13 +51,17 @@ def work_once(spool: Spool, cfg: WorkConfig, store: ObjectStore | None, *,
         # Received files become durable in place and leave the journal (before any purge).
         done = {"checkpointed": spool.checkpoint(), "batches": 0, "sent": 0, "receipts": 0,
                 "purged": 0}
+        # Receipts first: a batch's receipt lets the studies waiting for it leave in this pass.
+        if store is not None:
+            done["receipts"] = deliver.collect_receipts(spool, store, site=cfg.site)
+        # Without a consortium to deliver to, no receipt comes back to wait for.
+        policy = cfg.batch if store is not None else replace(cfg.batch, receipt_wait=0.0)
         while studies.batch_due(spool, site=cfg.site, secret=cfg.secret, uid_root=cfg.uid_root,
                                 timeout=cfg.study_timeout, max_pixels=cfg.max_pixels,
-                                batch_wait=cfg.batch_wait):
+                                policy=policy):
             done["batches"] += 1
         if store is not None:
             done["sent"] = deliver.deliver_due(spool, store, site=cfg.site)
-            done["receipts"] = deliver.collect_receipts(spool, store, site=cfg.site)
         done["purged"] = purge(spool, keep_days=cfg.keep_days)
         return done
 
