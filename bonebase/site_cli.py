@@ -11,6 +11,11 @@ from rich.table import Table
 
 from bonebase.cli_common import console
 from bonebase.cli_common import db_url as _db_url
+from bonebase.i18n import _
+from bonebase.ingest.receipt_text import N_
+
+#: A site's burned-in text policies (bonebase.db.sites.BURNED_IN), shown translated.
+_POLICIES = (N_("redact"), N_("quarantine"))
 
 _MATCH_HELP = ("How the site's images match its manifest rows: accession (patient_id + "
                "accession_number), patient_date (patient_id + study_date), study_uid "
@@ -21,6 +26,9 @@ _MATCH_HELP = ("How the site's images match its manifest rows: accession (patien
 
 _DESCRIPTORS_HELP = ("Keep free-text descriptions, comments and histories, cleaned of identifying "
                      "text by a detector (default: removed, as the DICOM Basic Profile does).")
+_LANGUAGE_HELP = ("The language of the site's receipts and quarantine reasons: en (English, the "
+                  "default) or zh-Hans (Simplified Chinese); the JSON receipt keeps the same "
+                  "codes in either.")
 _BURNED_IN_HELP = ("What to do with an image whose pixels show identifying text: redact (black "
                    "it out, the default) or quarantine (hold it for a data steward).")
 
@@ -38,19 +46,22 @@ def site_add(
     keep_descriptors: Annotated[bool, typer.Option(
         "--keep-descriptors/--no-keep-descriptors", help=_DESCRIPTORS_HELP)] = False,
     burned_in: Annotated[str, typer.Option("--burned-in", help=_BURNED_IN_HELP)] = "redact",
+    language: Annotated[str, typer.Option("--language", help=_LANGUAGE_HELP)] = "en",
 ) -> None:
     """Register a hospital."""
     from bonebase.db.engine import connect
-    from bonebase.db.sites import add_site, check_code
+    from bonebase.db.sites import add_site, check_code, check_language
     from bonebase.ingest.match import check_rule
 
     check_code(code)  # before starting a server for a typo
+    check_language(language)
     if match is not None:
         check_rule(match)
     with connect(_db_url()) as conn:
         site = add_site(conn, code=code, name=name, country=country, contact=contact,
-                        match_rule=match, keep_descriptors=keep_descriptors, burned_in=burned_in)
-    console.print(f"site {site.code} added: {site.name}")
+                        match_rule=match, keep_descriptors=keep_descriptors, burned_in=burned_in,
+                        language=language)
+    console.print(_("site {code} added: {name}").format(code=site.code, name=site.name))
 
 
 @site_app.command("list")
@@ -65,15 +76,16 @@ def site_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         print(json.dumps([{"code": s.code, "name": s.name, "country": s.country,
                            "contact": s.contact, "active": s.active,
                            "match_rule": s.match_rule, "keep_descriptors": s.keep_descriptors,
-                           "burned_in": s.burned_in} for s in sites], indent=2))
+                           "burned_in": s.burned_in, "language": s.language} for s in sites],
+                         indent=2, ensure_ascii=False))
         return
-    table = Table("code", "name", "country", "contact", "active", "match rule", "descriptors",
-                  "burned-in text")
+    table = Table(_("code"), _("name"), _("country"), _("contact"), _("active"),
+                  _("match rule"), _("descriptors"), _("burned-in text"), _("language"))
     for s in sites:
-        table.add_row(s.code, s.name, s.country, s.contact, "yes" if s.active else "no",
-                      _rule(s.match_rule), "kept" if s.keep_descriptors else "removed",
-                      s.burned_in)
-    console.print(table if sites else "no sites yet: `bonebase site add CODE --name ...`")
+        table.add_row(s.code, s.name, s.country, s.contact, _("yes") if s.active else _("no"),
+                      _rule(s.match_rule), _("kept") if s.keep_descriptors else _("removed"),
+                      _(s.burned_in), s.language)
+    console.print(table if sites else _("no sites yet: `bonebase site add CODE --name ...`"))
 
 
 @site_app.command("show")
@@ -86,11 +98,15 @@ def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
     with connect(_db_url()) as conn:
         site = get_site(conn, code)
         events = audit.events(conn, entity="site", entity_id=code, limit=10)
-    for key in ("code", "name", "country", "contact", "active", "created_at"):
-        console.print(f"{key:<10} {getattr(site, key)}")
-    console.print(f"{'match rule':<10} {_rule(site.match_rule)}")
-    console.print(f"{'descriptors':<10} {'kept, cleaned' if site.keep_descriptors else 'removed'}")
-    console.print(f"{'burned-in text':<10} {site.burned_in}")
+    for key, label in (("code", N_("code")), ("name", N_("name")), ("country", N_("country")),
+                       ("contact", N_("contact")), ("active", N_("active")),
+                       ("created_at", N_("created_at"))):
+        console.print(f"{_(label):<10} {getattr(site, key)}")
+    console.print(f"{_('match rule'):<10} {_rule(site.match_rule)}")
+    kept = _("kept, cleaned") if site.keep_descriptors else _("removed")
+    console.print(f"{_('descriptors'):<10} {kept}")
+    console.print(f"{_('burned-in text'):<10} {_(site.burned_in)}")
+    console.print(f"{_('language'):<10} {site.language}")
     for e in events:
         console.print(f"  {e['at']:%Y-%m-%d %H:%M} {e['actor']}: {e['action']} {e['details']}")
 
@@ -98,7 +114,7 @@ def site_show(code: Annotated[str, typer.Argument(help="Site code.")]) -> None:
 def _rule(rule: str | None) -> str:
     from bonebase.ingest.match import DEFAULT
 
-    return rule or f"{DEFAULT} (the default)"
+    return rule or _("{rule} (the default)").format(rule=DEFAULT)
 
 
 @site_app.command("import")
@@ -122,11 +138,12 @@ def site_import(
             if not isinstance(entry, dict) or "code" not in entry or "name" not in entry:
                 raise InputError(f"{path}: entry {i} needs 'code' and 'name'")
             if entry["code"] in known:
-                console.print(f"site {entry['code']} exists, kept")
+                console.print(_("site {code} exists, kept").format(code=entry["code"]))
                 continue
             add_site(conn, code=entry["code"], name=entry["name"],
-                     country=entry.get("country", ""), contact=entry.get("contact", ""))
-            console.print(f"site {entry['code']} added: {entry['name']}")
+                     country=entry.get("country", ""), contact=entry.get("contact", ""),
+                     language=entry.get("language") or "en")
+            console.print(_("site {code} added: {name}").format(**entry))
 
 
 @site_app.command("quality")
@@ -143,7 +160,8 @@ def site_quality(
     if as_json:
         print(json.dumps(cards, indent=2))
         return
-    table = Table("site", "submissions", "rows", "accepted", "rate", "top reasons", "trend")
+    table = Table(_("site"), _("submissions"), _("rows"), _("accepted"), _("rate"),
+                  _("top reasons"), _("trend"))
     for c in cards:
         rate = "-" if c["acceptance"] is None else f"{c['acceptance']:.0%}"
         reasons = ", ".join(f"{r} {n}" for r, n in c["top_reasons"])
@@ -151,7 +169,7 @@ def site_quality(
                          for t in c["trend"])
         table.add_row(c["site"], str(c["submissions"]), str(c["rows"]), str(c["cases_accepted"]),
                       rate, reasons, trend)
-    console.print(table if cards else "no sites yet")
+    console.print(table if cards else _("no sites yet"))
 
 
 @site_app.command("update")
@@ -167,14 +185,15 @@ def site_update(
     keep_descriptors: Annotated[bool | None, typer.Option(
         "--keep-descriptors/--no-keep-descriptors", help=_DESCRIPTORS_HELP)] = None,
     burned_in: Annotated[str | None, typer.Option("--burned-in", help=_BURNED_IN_HELP)] = None,
+    language: Annotated[str | None, typer.Option("--language", help=_LANGUAGE_HELP)] = None,
 ) -> None:
-    """Change a hospital's name, country, contact, active flag, match rule or de-identification
-    settings."""
+    """Change a hospital's name, country, contact, active flag, match rule, de-identification
+    settings or language."""
     from bonebase.db.engine import connect
     from bonebase.db.sites import update_site
 
     with connect(_db_url()) as conn:
         site = update_site(conn, code, name=name, country=country, contact=contact, active=active,
                            match_rule=match, keep_descriptors=keep_descriptors,
-                           burned_in=burned_in)
-    console.print(f"site {site.code} updated")
+                           burned_in=burned_in, language=language)
+    console.print(_("site {code} updated").format(code=site.code))

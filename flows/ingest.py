@@ -159,7 +159,8 @@ def ingest_flow(site: str, source_path: str | None = None, match_rule: str | Non
         entries = scan.scan_files(root, manifest_path, limits=limits)
         opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
                         rule=match.choose(match_rule, site_row.match_rule),
-                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in)
+                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
+                        language=site_row.language)
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
@@ -194,6 +195,7 @@ class Opened:
     rule: tuple[str, str]  # the match rule and where it was declared
     keep_descriptors: bool = False  # the site's de-identification settings (#19)
     burned_in: str = "redact"
+    language: str = "en"  # the site's language: its Markdown receipt is written in it (#25)
 
     @property
     def base(self) -> str:
@@ -320,7 +322,8 @@ class _Job:
             quarantined_by_reason=by_reason)
         self.stage = "writing the receipt"
         # The files first: a submission is marked done only once its receipt exists.
-        json_path, md_path = receipt.write_receipt(the_receipt, settings.home / "receipts")
+        json_path, md_path = receipt.write_receipt(the_receipt, settings.home / "receipts",
+                                                   lang=self.opened.language)
         self.stage = "recording the submission"
         with connect(self.url) as conn:
             subs.finish(conn, sid, status="done", counts=the_receipt["counts"],
@@ -333,7 +336,8 @@ class _Job:
             conn.commit()
         the_receipt["paths"] = {"json": str(json_path), "markdown": str(md_path)}
         try:
-            create_markdown_artifact(markdown=receipt.to_markdown(the_receipt),
+            create_markdown_artifact(markdown=receipt.to_markdown(the_receipt,
+                                                                  self.opened.language),
                                      key=f"receipt-{self.site.lower()}-{sid}",
                                      description=f"Receipt of submission {sid} ({self.site})")
         except Exception as exc:  # noqa: BLE001 - the receipt is stored; the copy is a courtesy
@@ -350,7 +354,8 @@ class _Job:
                                               stage=self.stage, error=error)
         where = "its receipt could not be written"
         try:
-            json_path, _ = receipt.write_receipt(the_receipt, self.settings.home / "receipts")
+            json_path, _ = receipt.write_receipt(the_receipt, self.settings.home / "receipts",
+                                                 lang=self.opened.language)
             where = f"receipt: {json_path}"
         except OSError as write_error:
             the_receipt["error"] += f"; the receipt file could not be written ({write_error.strerror})"
@@ -390,7 +395,8 @@ def predict_submission(site: str, source_path: str, *, settings: Settings | None
         entries = scan.scan_files(root, manifest_path, limits=limits)
         opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
                         rule=match.choose(match_rule, site_row.match_rule),
-                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in)
+                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
+                        language=site_row.language)
         (settings.home / "staging").mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="check-", dir=settings.home / "staging"))
         try:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bonebase.ingest.receipt_text import N_  # the templates are translated in receipts (#25)
+
 Severity = Literal["error", "warning"]
 
 
@@ -70,113 +72,113 @@ class ValidationReport:
 
 # Templates take the failing record's columns by name ({age}, {sex}, ...) plus {where}.
 _TEMPLATES: dict[str, str] = {
-    "missing_column": "{where}: column {field} is missing; add it to the frame and resubmit",
-    "missing_value": "{where}: {field} is empty; fill it in and resubmit",
-    "duplicate_case_id": (
+    "missing_column": N_("{where}: column {field} is missing; add it to the frame and resubmit"),
+    "missing_value": N_("{where}: {field} is empty; fill it in and resubmit"),
+    "duplicate_case_id": N_(
         "{where}: case id {case_id} repeats an earlier row of the manifest; give every case its "
         "own id (a corrected case is resubmitted under the same id in a later submission)"
     ),
-    "unknown_sex": "{where}: sex {sex!r} is not one of M, F, O; correct the manifest and resubmit",
-    "impossible_age": (
+    "unknown_sex": N_("{where}: sex {sex!r} is not one of M, F, O; correct the manifest and resubmit"),
+    "impossible_age": N_(
         "{where}: age {age!r} is not a whole number of years within 0–100; correct the manifest "
         "and resubmit"
     ),
-    "unknown_location": (
+    "unknown_location": N_(
         "{where}: tumour location {location!r} is not in the anatomical vocabulary (write e.g. "
         "'distal femur', 'proximal tibia', 'pelvis'); correct the manifest and resubmit"
     ),
-    "unknown_diagnosis": (
+    "unknown_diagnosis": N_(
         "{where}: diagnosis {diagnosis!r} is not in the WHO bone tumour vocabulary; use a listed "
         "term or ask the consortium to add your synonym, then resubmit"
     ),
-    "label_contradicts_diagnosis": (
+    "label_contradicts_diagnosis": N_(
         "{where}: behaviour {behaviour!r} contradicts the diagnosis {diagnosis!r}, which is "
         "{diagnosis_behaviour}; correct either column and resubmit"
     ),
-    "unknown_modality": (
+    "unknown_modality": N_(
         "{where}: modalities {modalities!r} must be XR, CT or MR separated by ';'; correct the "
         "manifest and resubmit"
     ),
-    "pathology_unconfirmed": (
+    "pathology_unconfirmed": N_(
         "{where}: pathology_confirmed is {pathology_confirmed!r}, not 'yes'; the case is accepted "
         "but excluded from labelled training sets until pathology confirms it"
     ),
-    "implausible_age_for_diagnosis": (
+    "implausible_age_for_diagnosis": N_(
         "{where}: {diagnosis!r} at age {age} is unusual; please check the age and diagnosis "
         "(accepted, reported for review)"
     ),
-    "unsupported_modality": (
+    "unsupported_modality": N_(
         "{where}: modality {modality!r} is not CR, DX, CT or MR; remove the file or export the "
         "study as one of those"
     ),
-    "missing_pixel_spacing": (
+    "missing_pixel_spacing": N_(
         "{where}: radiograph has neither PixelSpacing nor ImagerPixelSpacing; sizes cannot be "
         "measured (accepted); export with spacing if your system can"
     ),
-    "image_dimensions": (
+    "image_dimensions": N_(
         "{where}: image size {rows}x{columns} is outside 64–8192 pixels; export the original "
         "image and resubmit"
     ),
-    "bad_pixel_format": (
+    "bad_pixel_format": N_(
         "{where}: pixel format (BitsAllocated {bits_allocated}, BitsStored {bits_stored}, "
         "PhotometricInterpretation {photometric_interpretation!r}) is not supported; export "
         "uncompressed greyscale (MONOCHROME1/2, 8 or 16 bits) and resubmit"
     ),
-    "undecodable_transfer_syntax": (
+    "undecodable_transfer_syntax": N_(
         "{where}: transfer syntax {transfer_syntax_uid} cannot be decoded here; export "
         "uncompressed or JPEG/JPEG 2000 and resubmit"
     ),
-    "identity_not_removed": (
+    "identity_not_removed": N_(
         "{where}: PatientIdentityRemoved is {patient_identity_removed!r} after de-identification; "
         "the file is held back (possible identity leak) for the data steward"
     ),
-    "blank_image": (
+    "blank_image": N_(
         "{where}: the radiograph's pixels are (nearly) constant (std {pixel_std:.2f}); export "
         "the real image and resubmit"
     ),
-    "saturated_image": (
-        "{where}: {saturated_pct:.0f}% of pixels sit at the extreme values (over/under-exposed "
+    "saturated_image": N_(
+        "{where}: {saturated_pct:.0f} per cent of pixels sit at the extreme values (over/under-exposed "
         "or burnt-in mask); accepted, please check the export"
     ),
-    "extreme_aspect_ratio": (
+    "extreme_aspect_ratio": N_(
         "{where}: aspect ratio {aspect_ratio:.1f}:1 is extreme for a radiograph; accepted, "
         "please check it is not a stitched or cropped image"
     ),
-    "tiny_image": (
+    "tiny_image": N_(
         "{where}: radiograph is only {rows}x{columns} pixels (a thumbnail?); export the "
         "full-resolution image and resubmit"
     ),
-    "row_without_images": (
+    "row_without_images": N_(
         "{where}: no image of the submission matches the row by {match_why}; send the case's "
         "images, or correct the row or the match rule (docs/manifest.md, 'Matching images to "
         "rows'), then resubmit"
     ),
-    "images_without_row": (
+    "images_without_row": N_(
         "{where}: matches no manifest row by {match_why}; add the case to the manifest, correct "
         "the ids, or declare the match rule your images need (docs/manifest.md, 'Matching images "
         "to rows')"
     ),
-    "no_radiograph": (
+    "no_radiograph": N_(
         "{where}: the case has no radiograph (CR/DX); every case needs at least one X-ray, add "
         "it and resubmit"
     ),
-    "wrong_modality": (
+    "wrong_modality": N_(
         "{where}: the manifest declares {modalities!r} but the images are {image_modalities!r}; "
         "correct the modalities column or the images, then resubmit"
     ),
-    "image_in_two_cases": (
+    "image_in_two_cases": N_(
         "{where}: the image (SOP Instance UID {sop_instance_uid}) belongs to {n_cases} cases; "
         "each image may belong to one case only, fix the ids and resubmit"
     ),
-    "inconsistent_sex": (
+    "inconsistent_sex": N_(
         "{where}: patient {patient_id!r} has different sexes across cases; correct the manifest "
         "so all the patient's cases agree, then resubmit"
     ),
-    "duplicate_sop_instance": (
+    "duplicate_sop_instance": N_(
         "{where}: SOP Instance UID {sop_instance_uid} is stored {copies} times; the data "
         "steward must merge the copies (one image, one instance row)"
     ),
-    "validation_error": "{where}: the check could not run ({detail}); this is a bonebase bug",
+    "validation_error": N_("{where}: the check could not run ({detail}); this is a bonebase bug"),
 }
 
 

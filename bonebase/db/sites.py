@@ -28,6 +28,7 @@ class Site:
     match_rule: str | None = None  # bonebase.ingest.match.RULES; None: the default
     keep_descriptors: bool = False  # keep free-text descriptions, cleaned (#19); else removed
     burned_in: str = "redact"  # burned-in identifying text: black it out, or "quarantine"
+    language: str = "en"  # its receipts' and quarantine reasons' language (#25): en, zh-Hans
 
 
 def check_code(code: str) -> str:
@@ -47,9 +48,11 @@ def _site(row: dict) -> Site:
 
 def add_site(conn: Connection, *, code: str, name: str, country: str = "", contact: str = "",
              actor: str | None = None, match_rule: str | None = None,
-             keep_descriptors: bool = False, burned_in: str = "redact") -> Site:
+             keep_descriptors: bool = False, burned_in: str = "redact",
+             language: str = "en") -> Site:
     check_code(code)
     check_burned_in(burned_in)
+    language = check_language(language)
     if not name.strip():
         raise InputError(f"site {code}: --name is empty; give the hospital's name")
     if match_rule is not None:
@@ -58,14 +61,14 @@ def add_site(conn: Connection, *, code: str, name: str, country: str = "", conta
         with conn.transaction():
             row = conn.execute(
                 "INSERT INTO sites (code, name, country, contact, match_rule, keep_descriptors,"
-                " burned_in) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                " burned_in, language) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (code, name.strip(), country.strip(), contact.strip(), match_rule,
-                 keep_descriptors, burned_in),
+                 keep_descriptors, burned_in, language),
             ).fetchone()
             audit.record(conn, action="site.add", entity="site", entity_id=code, actor=actor,
                          details={"name": name, "country": country, "contact": contact,
                                   "match_rule": match_rule, "keep_descriptors": keep_descriptors,
-                                  "burned_in": burned_in})
+                                  "burned_in": burned_in, "language": language})
     except psycopg.errors.UniqueViolation:
         raise InputError(
             f"site {code} already exists; see `bonebase site show {code}`, or choose another code"
@@ -91,6 +94,17 @@ def check_burned_in(policy: str) -> str:
     return policy
 
 
+def check_language(tag: str) -> str:
+    """A site's language as stored (``zh``, ``zh-CN``, ``zh_Hans`` -> ``zh-Hans``)."""
+    from bonebase.i18n import LANGUAGES, normalise
+
+    lang = normalise(tag)
+    if lang is None:
+        raise InputError(f"language {tag!r} is not offered: use one of {', '.join(LANGUAGES)} "
+                         "(a site's receipts and quarantine reasons are written in it)")
+    return lang
+
+
 def require_active(site: Site) -> Site:
     """``site`` if it may submit; an inactive site's submissions are refused with what to do."""
     if not site.active:
@@ -107,7 +121,7 @@ def list_sites(conn: Connection) -> list[Site]:
 
 def update_site(conn: Connection, code: str, *, actor: str | None = None, **changes: str | bool) -> Site:
     allowed = {"name", "country", "contact", "active", "match_rule", "keep_descriptors",
-               "burned_in"}
+               "burned_in", "language"}
     changes = {k: v for k, v in changes.items() if v is not None}
     if "match_rule" in changes:
         # "default" clears the site's rule (NULL: the default rule applies).
@@ -115,6 +129,8 @@ def update_site(conn: Connection, code: str, *, actor: str | None = None, **chan
                                  else check_rule(changes["match_rule"]))
     if "burned_in" in changes:
         check_burned_in(changes["burned_in"])
+    if "language" in changes:
+        changes["language"] = check_language(changes["language"])
     unknown = set(changes) - allowed
     if unknown:
         raise InputError(f"cannot change {', '.join(sorted(unknown))} of a site")

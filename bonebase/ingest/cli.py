@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from rich.table import Table
 
 from bonebase.cli_common import console, db_url, err, prefect_env, settings
+from bonebase.i18n import _
 
 _MATCH_HELP = ("How images match manifest rows for this submission: accession, patient_date, "
                "study_uid or folder (docs/manifest.md, 'Matching images to rows'). Default: the "
@@ -87,20 +89,22 @@ def _without_traceback(record) -> bool:
 
 def _print_receipt(result: dict) -> None:
     if result.get("already_ingested"):
-        console.print(f"submission {result.get('submission')} was already ingested: nothing changed")
-    c = result.get("counts", {})
-    console.print(
-        f"submission {result.get('submission')} ({result.get('site')}): "
-        f"{c.get('cases_accepted', 0)} cases accepted (new {c.get('cases_new', 0)}, updated "
-        f"{c.get('cases_updated', 0)}), {c.get('files_stored', 0)} files stored, "
-        f"{c.get('files_duplicate', 0)} duplicates, {c.get('quarantined', 0)} quarantined, "
-        f"{c.get('warnings', 0)} warnings")
+        console.print(_("submission {submission} was already ingested: nothing changed")
+                      .format(submission=result.get("submission")))
+    c = {key: 0 for key in ("cases_accepted", "cases_new", "cases_updated", "files_stored",
+                            "files_duplicate", "quarantined", "warnings")}
+    c.update(result.get("counts") or {})
+    console.print(_(
+        "submission {submission} ({site}): {cases_accepted} cases accepted (new {cases_new}, "
+        "updated {cases_updated}), {files_stored} files stored, {files_duplicate} duplicates, "
+        "{quarantined} quarantined, {warnings} warnings").format(
+            submission=result.get("submission"), site=result.get("site"), **c))
     for reason, n in (c.get("by_reason") or {}).items():
-        console.print(f"  quarantine {reason}: {n}")
+        console.print(_("  quarantine {reason}: {n}").format(reason=reason, n=n))
     for key, path in (result.get("paths") or {}).items():
-        console.print(f"  receipt ({key}): {path}")
+        console.print(_("  receipt ({kind}): {path}").format(kind=key, path=path))
     if result.get("data_docs"):
-        console.print(f"  validation report: {result['data_docs']}")
+        console.print(_("  validation report: {path}").format(path=result["data_docs"]))
 
 
 def validate(
@@ -137,7 +141,7 @@ def validate(
     else:
         _print_prediction(predicted)
     if open_docs or not as_json:
-        console.print(f"Data Docs: {predicted['data_docs']}", highlight=False)
+        console.print(_("Data Docs: {path}").format(path=predicted["data_docs"]), highlight=False)
     if predicted["quarantine"]:
         raise typer.Exit(1)
 
@@ -145,30 +149,40 @@ def validate(
 def _print_prediction(predicted: dict) -> None:
     from rich.markup import escape  # messages hold "[redacted]", which is no markup
 
+    from bonebase.ingest.receipt_text import fix_text, message_text
+
     c = predicted["counts"]
-    console.print(
-        f"site {predicted['site']}: {c['rows']} rows, {c['files']} files: submit would accept "
-        f"{c['cases_accepted']} cases ({c['files_accepted']} files), quarantine "
-        f"{c['quarantined']}, warn {c['warnings']}; images matched to rows by rule "
-        f"{predicted['match_rule']}", highlight=False)
+    console.print(_(
+        "site {site}: {rows} rows, {files} files: submit would accept {cases_accepted} cases "
+        "({files_accepted} files), quarantine {quarantined}, warn {warnings}; images matched to "
+        "rows by rule {rule}").format(site=predicted["site"], rule=predicted["match_rule"], **c),
+        highlight=False)
     by_rule: dict[str, list[str]] = {}
     for case in predicted["cases"]:
         by_rule.setdefault(case["matched_by"] or "", []).append(str(case["row"]))
+    accept, quarantine, warning = _("accept"), _("quarantine"), _("warning")
+    width = max(len(accept), len(quarantine), len(warning)) + 1
     for how, rows in by_rule.items():
-        shown = ", ".join(rows[:20]) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
-        console.print(f"[green]accept[/]     {len(rows)} case(s) matched by {escape(how)}: "
-                      f"row(s) {shown}", highlight=False)
+        shown = ", ".join(rows[:20])
+        if len(rows) > 20:
+            shown += _(" and {n} more").format(n=len(rows) - 20)
+        console.print(f"[green]{accept:<{width}}[/]"
+                      + escape(_("{n} case(s) matched by {how}: row(s) {rows}")
+                               .format(n=len(rows), how=how, rows=shown)), highlight=False)
     for q in predicted["quarantine"]:
-        place = ", ".join(p for p in (f"row {q['row']}" if q["row"] else "", q["file"] or "") if p)
-        console.print(f"[red]quarantine[/] {q['reason']:<22} {escape(place)}: "
-                      f"{escape(q['message'])} [dim](fix: {escape(q['fix'])})[/]",
+        row = _("row {row}").format(row=q["row"]) if q["row"] else ""
+        place = ", ".join(p for p in (row, q["file"] or "") if p)
+        console.print(f"[red]{quarantine:<{width}}[/]{q['reason']:<22} {escape(place)}: "
+                      f"{escape(message_text(q['reason'], q['message']))} [dim]("
+                      + escape(_("fix: {fix}").format(fix=fix_text(q["reason"]))) + ")[/]",
                       highlight=False)
     for w in predicted["warnings"]:
-        console.print(f"[yellow]warning[/]    {w['reason']:<22} {escape(w['message'])}",
-                      highlight=False)
+        console.print(f"[yellow]{warning:<{width}}[/]{w['reason']:<22} "
+                      f"{escape(message_text(w['reason'], w['message']))}", highlight=False)
     for note in predicted["notes"]:
-        console.print(f"note: {note}", highlight=False, markup=False)
-    console.print(f"not predicted: {predicted['not_predicted']}", highlight=False)
+        console.print(_("note: {note}").format(note=note), highlight=False, markup=False)
+    console.print(_("not predicted: {what}").format(what=_(predicted["not_predicted"])),
+                  highlight=False)
 
 
 @subs_app.command("list")
@@ -184,7 +198,7 @@ def submissions_list(site: Annotated[str | None, typer.Option("--site")] = None)
         c = r["counts"] or {}
         table.add_row(str(r["id"]), r["site"], r["status"], str(c.get("cases_accepted", "")),
                       str(c.get("quarantined", "")), f"{r['created_at']:%Y-%m-%d %H:%M}", r["source"])
-    console.print(table if rows else "no submissions yet: `bonebase submit PATH --site CODE`")
+    console.print(table if rows else _("no submissions yet: `bonebase submit PATH --site CODE`"))
 
 
 @subs_app.command("show")
@@ -195,14 +209,19 @@ def submissions_show(
     """Show a submission's receipt."""
     from bonebase.db import submissions
     from bonebase.db.engine import connect
+    from bonebase.db.sites import get_site
 
     with connect(db_url()) as conn:
         row = submissions.get(conn, submission_id)
+        site_language = get_site(conn, row["site"]).language
     if as_json:
         print(json.dumps(row["receipt"], indent=2, default=str))
         return
     from bonebase.ingest.receipt import to_markdown
 
-    console.print(f"status {row['status']}, received {row['created_at']:%Y-%m-%d %H:%M}")
+    # The receipt in the site's language, unless `bonebase --lang` asks for another.
+    lang = os.environ.get("BONEBASE_LANG") or site_language
+    console.print(_("status {status}, received {at:%Y-%m-%d %H:%M}", lang)
+                  .format(status=row["status"], at=row["created_at"]))
     if row["receipt"]:
-        console.print(to_markdown(row["receipt"]), markup=False, highlight=False)
+        console.print(to_markdown(row["receipt"], lang), markup=False, highlight=False)

@@ -11,6 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bonebase.cli_common import console, db_url, settings
+from bonebase.i18n import _
+from bonebase.ingest.receipt_text import N_
+
+#: The statuses of a quarantine item, for the catalogue (shown translated).
+STATUSES = (N_("open"), N_("released"), N_("discarded"))
 
 quarantine_app = typer.Typer(help="Rejected files and rows: list, show, release after a fix, discard.",
                              no_args_is_help=True)
@@ -33,14 +38,16 @@ def quarantine_list(
     if as_json:
         print(json.dumps(items, indent=2, default=str))
         return
-    table = Table("id", "site", "sub", "row", "file", "status", "message")
-    table.add_column("reason", no_wrap=True)
+    from bonebase.ingest.receipt_text import message_text
+
+    table = Table(_("id"), _("site"), _("sub"), _("row"), _("file"), _("status"), _("message"))
+    table.add_column(_("reason"), no_wrap=True)
     for i in items:
         # Text, not markup: "[redacted]" in a path or message is the marker, not a style tag.
         table.add_row(*(Text(str(v)) for v in (
             i["id"], i["site"], i["submission_id"], i["row_number"] or "", i["file"] or "",
-            i["status"], i["message"], i["reason"])))
-    console.print(table if items else "quarantine is empty")
+            _(i["status"]), message_text(i["reason"], i["message"]), i["reason"])))
+    console.print(table if items else _("quarantine is empty"))
 
 
 @quarantine_app.command("show")
@@ -75,16 +82,17 @@ def quarantine_show(
     _print_view(view)
     if header and view.header:
         # One line per attribute, the value last: readable at any width, and found by grep.
-        console.print("header as sent (identified): tag, keyword, VR, what de-identification "
-                      "does, value", markup=False, highlight=False)
+        console.print(_("header as sent (identified): tag, keyword, VR, what de-identification "
+                        "does, value"), markup=False, highlight=False)
         width = max(len(row.keyword) for row in view.header)
         for row in view.header:
-            holds = f"  <- still holds the {row.residue}" if row.residue else ""
+            holds = (_("  <- still holds the {kind}").format(kind=row.residue)
+                     if row.residue else "")
             console.print(f"  {row.tag} {row.keyword:<{width}} {row.vr:<2} {row.action or '?':<8}"
                           f" {row.value}{holds}", markup=False, highlight=False, soft_wrap=True)
     if image is not None:
         image.write_bytes(quarantine_view.preview_png(store, item))
-        console.print(Text(f"first frame written to {image}"))
+        console.print(Text(_("first frame written to {path}").format(path=image)))
 
 
 def _store():
@@ -95,23 +103,29 @@ def _store():
 
 
 def _print_view(view) -> None:
+    from bonebase.ingest.receipt_text import fix_text, message_text
+
     item = view.item
-    where = item["file"] or (f"row {item['row_number']}" if item["row_number"] else "")
-    lines = [f"quarantine item {item['id']}: site {item['site']}, submission "
-             f"{item['submission_id']}, {item['status']}",
-             f"reason:  {item['reason']}", f"file:    {where}", f"message: {item['message']}"]
+    row = _("row {row}").format(row=item["row_number"]) if item["row_number"] else ""
+    lines = [_("quarantine item {id}: site {site}, submission {submission_id}, {status}")
+             .format(**{**item, "status": _(item["status"])}),
+             _("reason:  {reason}").format(reason=item["reason"]),
+             _("file:    {where}").format(where=item["file"] or row),
+             _("message: {message}").format(message=message_text(item["reason"], item["message"])),
+             _("fix:     {fix}").format(fix=fix_text(item["reason"]))]
     if item["resolved_by"]:
-        lines.append(f"{item['status']} by {item['resolved_by']}: {item['resolution']}")
+        lines.append(_("{status} by {who}: {why}").format(
+            status=_(item["status"]), who=item["resolved_by"], why=item["resolution"]))
     if view.findings:
-        lines.append("identifying values found in the held original after de-identification:")
+        lines.append(_("identifying values found in the held original after de-identification:"))
         lines += [f"  {hit}" for hit in view.findings]
     elif not view.note and item["reason"] == "phi_residue":
-        lines.append("no identifying value remains when this original is de-identified today "
-                     "(the rule of docs/quarantine.md clears it): release it and resubmit")
+        lines.append(_("no identifying value remains when this original is de-identified today "
+                       "(the rule of docs/quarantine.md clears it): release it and resubmit"))
     if view.flags:
-        lines.append(f"also to review: {', '.join(view.flags)}")
+        lines.append(_("also to review: {flags}").format(flags=", ".join(view.flags)))
     if view.note:
-        lines.append(f"note: {view.note}")
+        lines.append(_("note: {note}").format(note=view.note))
     for line in lines:
         console.print(line, markup=False, highlight=False)
 
@@ -123,7 +137,7 @@ def _resolve(item_id: int, status: str, reason: str, by: str | None) -> None:
 
     with connect(db_url()) as conn:
         quarantine.resolve(conn, item_id, status=status, reason=reason, actor=by or current_actor())
-    console.print(f"quarantine item {item_id} {status}")
+    console.print(_("quarantine item {id} {status}").format(id=item_id, status=_(status)))
 
 
 @quarantine_app.command("release")
@@ -133,7 +147,7 @@ def quarantine_release(
     by: Annotated[str | None, typer.Option("--by", help="Who releases it.")] = None,
 ) -> None:
     """Mark an item released after the site fixed it (the fixed file/row comes in a resubmission)."""
-    _resolve(item_id, "released", reason, by)
+    _resolve(item_id, N_("released"), reason, by)
 
 
 @quarantine_app.command("discard")
@@ -143,4 +157,4 @@ def quarantine_discard(
     by: Annotated[str | None, typer.Option("--by", help="Who discards it.")] = None,
 ) -> None:
     """Discard an item for good, with a recorded reason (its original bytes stay in quarantine)."""
-    _resolve(item_id, "discarded", reason, by)
+    _resolve(item_id, N_("discarded"), reason, by)

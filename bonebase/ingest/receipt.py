@@ -8,77 +8,78 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bonebase.errors import BonebaseError
+from bonebase.ingest.receipt_text import N_, to_markdown
 
 # What a site should do for each reason code (the validation message says what was found).
 FIXES = {
-    "corrupt_file": "export the image again from the PACS as a DICOM Part 10 file and resubmit it",
-    "non_dicom": "remove files that are not DICOM images from the submission folder",
-    "corrupt_image": "export the JPEG/PNG image again and resubmit it",
-    "unsupported_image": "export the image as an 8/16-bit grey or 8-bit RGB PNG, a JPEG, or DICOM",
-    "unlisted_image": "name the JPEG/PNG in its case's image_file column, or remove it",
-    "unlisted_annotation": "name the JSON in its image's annotation_file place, or remove it",
-    "image_file_missing": "send the file the row names, or correct the path (relative to the "
-    "folder of manifest.csv, case-sensitive)",
-    "bad_file_path": "name each image by its path relative to the folder of manifest.csv",
-    "annotation_file_missing": "send the LabelMe file, or correct the path",
-    "annotation_file_mismatch": "name one annotation per image, in image_file's order",
-    "annotation_without_image": "fix the image; the annotation is stored with it",
-    "bad_annotation": "export the annotation from LabelMe again (polygons and rectangles, "
-    "drawn on this image)",
-    "annotation_outside_image": "check that the annotation belongs to this image",
-    "image_converted": "nothing; or send the image upright, in grey or RGB",
-    "duplicate_file": "nothing: the copy was not needed",
-    "row_without_images": "send the case's images, or correct the row or the match rule "
-    "(docs/manifest.md, 'Matching images to rows')",
-    "images_without_row": "add the case to manifest.csv, correct the ids, or declare the match "
-    "rule the images need (--match)",
-    "case_rejected": "fix the case's manifest row; the image is kept and ingested with it",
-    "impossible_age": "correct the age (whole years, 0-100) in the manifest",
-    "unknown_sex": "use M, F or O in the sex column",
-    "unknown_diagnosis": "use a diagnosis term of the WHO 2020 bone tumour vocabulary",
-    "unknown_location": "use a bone and segment, e.g. 'distal femur'",
-    "label_contradicts_diagnosis": "correct the behaviour column or the diagnosis",
-    "wrong_modality": "make the modalities column match the images sent (XR, CT, MR)",
-    "blank_image": "export the radiograph again; the file holds a blank image",
-    "duplicate_case_id": "give every case its own case_id",
-    "burned_in_annotation": "a data steward reviews the image for identifying text",
-    "burned_in_text": "a data steward reviews the image; or set the site's policy to redact "
-    "(bonebase site update CODE --burned-in redact)",
-    "not_an_image": "send documents through the manifest's clinical data, not as images",
-    "secondary_capture": "send the original radiograph instead of a screen capture",
-    "phi_residue": "a data steward reviews the file; remove identifying text at the source",
-    "missing_file": "send the file again",
-    "missing_column": "add the missing column to manifest.csv (docs/manifest-template.csv)",
-    "missing_value": "fill in the required field of the row (docs/manifest.md)",
-    "unknown_modality": "use XR, CT or MR in the modalities column",
-    "no_radiograph": "send at least one radiograph (CR/DX) of the case, or remove XR from it",
-    "image_in_two_cases": "an image belongs to one case: fix the PatientID/AccessionNumber",
-    "inconsistent_sex": "make the manifest's sex match the images' PatientSex (or correct both)",
-    "unsupported_modality": "send radiographs, CT or MR only (no reports, SR or other objects)",
-    "image_dimensions": "export the image again: its rows/columns do not match its pixel data",
-    "tiny_image": "send the full-resolution image, not a thumbnail",
-    "bad_pixel_format": "export as 8-16 bit grayscale (MONOCHROME1/2) DICOM",
-    "undecodable_transfer_syntax": "export uncompressed or as JPEG/JPEG 2000 lossless",
-    "unsupported_transfer_syntax": "export uncompressed or as JPEG/JPEG 2000 lossless",
-    "identity_not_removed": "a data steward reviews the file; remove identifying data at the source",
-    "deidentification_failed": "export the file again from the PACS; if it repeats, tell the "
-    "consortium's data stewards",
-    "held_for_review": "nothing now: the consortium's data stewards review the file",
-    "symbolic_link": "put the file itself in the submission folder; links are not followed",
-    "file_too_large": "send the image on its own, or ask the consortium about the size limit",
-    "decompression_bomb": "send the files uncompressed and resubmit",
-    "too_many_pixels": "export the image at its acquired size",
-    "too_deeply_nested": "export the image again from the PACS as a DICOM Part 10 file",
-    "not_utf8": "re-save manifest.csv as UTF-8 (Excel: Save As > CSV UTF-8) and resubmit",
-    "control_character": "retype the value without control characters",
-    "ragged_row": "one field per column; put values holding commas in double quotes",
-    "unparseable_date": "correct the date in the PACS export (DICOM dates are YYYYMMDD)",
+    "corrupt_file": N_("export the image again from the PACS as a DICOM Part 10 file and resubmit it"),
+    "non_dicom": N_("remove files that are not DICOM images from the submission folder"),
+    "corrupt_image": N_("export the JPEG/PNG image again and resubmit it"),
+    "unsupported_image": N_("export the image as an 8/16-bit grey or 8-bit RGB PNG, a JPEG, or DICOM"),
+    "unlisted_image": N_("name the JPEG/PNG in its case's image_file column, or remove it"),
+    "unlisted_annotation": N_("name the JSON in its image's annotation_file place, or remove it"),
+    "image_file_missing": N_("send the file the row names, or correct the path (relative to the "
+    "folder of manifest.csv, case-sensitive)"),
+    "bad_file_path": N_("name each image by its path relative to the folder of manifest.csv"),
+    "annotation_file_missing": N_("send the LabelMe file, or correct the path"),
+    "annotation_file_mismatch": N_("name one annotation per image, in image_file's order"),
+    "annotation_without_image": N_("fix the image; the annotation is stored with it"),
+    "bad_annotation": N_("export the annotation from LabelMe again (polygons and rectangles, "
+    "drawn on this image)"),
+    "annotation_outside_image": N_("check that the annotation belongs to this image"),
+    "image_converted": N_("nothing; or send the image upright, in grey or RGB"),
+    "duplicate_file": N_("nothing: the copy was not needed"),
+    "row_without_images": N_("send the case's images, or correct the row or the match rule "
+    "(docs/manifest.md, 'Matching images to rows')"),
+    "images_without_row": N_("add the case to manifest.csv, correct the ids, or declare the match "
+    "rule the images need (--match)"),
+    "case_rejected": N_("fix the case's manifest row; the image is kept and ingested with it"),
+    "impossible_age": N_("correct the age (whole years, 0-100) in the manifest"),
+    "unknown_sex": N_("use M, F or O in the sex column"),
+    "unknown_diagnosis": N_("use a diagnosis term of the WHO 2020 bone tumour vocabulary"),
+    "unknown_location": N_("use a bone and segment, e.g. 'distal femur'"),
+    "label_contradicts_diagnosis": N_("correct the behaviour column or the diagnosis"),
+    "wrong_modality": N_("make the modalities column match the images sent (XR, CT, MR)"),
+    "blank_image": N_("export the radiograph again; the file holds a blank image"),
+    "duplicate_case_id": N_("give every case its own case_id"),
+    "burned_in_annotation": N_("a data steward reviews the image for identifying text"),
+    "burned_in_text": N_("a data steward reviews the image; or set the site's policy to redact "
+    "(bonebase site update CODE --burned-in redact)"),
+    "not_an_image": N_("send documents through the manifest's clinical data, not as images"),
+    "secondary_capture": N_("send the original radiograph instead of a screen capture"),
+    "phi_residue": N_("a data steward reviews the file; remove identifying text at the source"),
+    "missing_file": N_("send the file again"),
+    "missing_column": N_("add the missing column to manifest.csv (docs/manifest-template.csv)"),
+    "missing_value": N_("fill in the required field of the row (docs/manifest.md)"),
+    "unknown_modality": N_("use XR, CT or MR in the modalities column"),
+    "no_radiograph": N_("send at least one radiograph (CR/DX) of the case, or remove XR from it"),
+    "image_in_two_cases": N_("an image belongs to one case: fix the PatientID/AccessionNumber"),
+    "inconsistent_sex": N_("make the manifest's sex match the images' PatientSex (or correct both)"),
+    "unsupported_modality": N_("send radiographs, CT or MR only (no reports, SR or other objects)"),
+    "image_dimensions": N_("export the image again: its rows/columns do not match its pixel data"),
+    "tiny_image": N_("send the full-resolution image, not a thumbnail"),
+    "bad_pixel_format": N_("export as 8-16 bit grayscale (MONOCHROME1/2) DICOM"),
+    "undecodable_transfer_syntax": N_("export uncompressed or as JPEG/JPEG 2000 lossless"),
+    "unsupported_transfer_syntax": N_("export uncompressed or as JPEG/JPEG 2000 lossless"),
+    "identity_not_removed": N_("a data steward reviews the file; remove identifying data at the source"),
+    "deidentification_failed": N_("export the file again from the PACS; if it repeats, tell the "
+    "consortium's data stewards"),
+    "held_for_review": N_("nothing now: the consortium's data stewards review the file"),
+    "symbolic_link": N_("put the file itself in the submission folder; links are not followed"),
+    "file_too_large": N_("send the image on its own, or ask the consortium about the size limit"),
+    "decompression_bomb": N_("send the files uncompressed and resubmit"),
+    "too_many_pixels": N_("export the image at its acquired size"),
+    "too_deeply_nested": N_("export the image again from the PACS as a DICOM Part 10 file"),
+    "not_utf8": N_("re-save manifest.csv as UTF-8 (Excel: Save As > CSV UTF-8) and resubmit"),
+    "control_character": N_("retype the value without control characters"),
+    "ragged_row": N_("one field per column; put values holding commas in double quotes"),
+    "unparseable_date": N_("correct the date in the PACS export (DICOM dates are YYYYMMDD)"),
 }
 
 
 def fix_for(reason: str) -> str:
     """What the site does about a quarantine reason (``unparseable_date:<Keyword>`` included)."""
-    return FIXES.get(reason.split(":", 1)[0], "see the message")
+    return FIXES.get(reason.split(":", 1)[0], N_("see the message"))
 
 
 def build_receipt(*, site: str, submission_id: int, source: str, plan, outcome,
@@ -176,8 +177,8 @@ def matched_by(plan, row: int) -> str | None:
 
 
 #: What `bonebase validate` cannot tell before the submission is stored.
-NOT_PREDICTED = ("which accepted cases are new, updated or unchanged, and which accepted files "
-                 "the site sent before (submit counts them as already stored)")
+NOT_PREDICTED = N_("which accepted cases are new, updated or unchanged, and which accepted "
+                   "files the site sent before (submit counts them as already stored)")
 
 
 def prediction(*, site: str, source: str, plan, n_files: int, n_rows: int, data_docs) -> dict:
@@ -225,9 +226,9 @@ def failure_receipt(*, site: str, submission_id: int, source: str, stage: str,
         "source": source,
         "failed_at": stage,
         "error": error,
-        "what_to_do": "run the same submission again: whatever was stored is kept and nothing is "
-                      "stored twice; if it fails again, send this receipt to the consortium's data "
-                      "stewards",
+        "what_to_do": N_("run the same submission again: whatever was stored is kept and nothing "
+                         "is stored twice; if it fails again, send this receipt to the consortium's "
+                         "data stewards"),
         "counts": {},
         "cases": [],
         "quarantine": [],
@@ -250,61 +251,14 @@ def describe_failure(exc: Exception, redact: Callable[[str], str]) -> str:
             f"{last.lineno}, {last.name})")
 
 
-def to_markdown(receipt: dict) -> str:
-    if receipt.get("status") == "failed":
-        return (f"# Receipt: submission {receipt['submission']} from site {receipt['site']}\n\n"
-                f"- status: FAILED while {receipt['failed_at']}\n- error: {receipt['error']}\n"
-                f"- what to do: {receipt['what_to_do']}\n")
-    c = receipt["counts"]
-    lines = [
-        f"# Receipt: submission {receipt['submission']} from site {receipt['site']}",
-        "",
-        f"- manifest rows: {c['rows']}, files: {c['files']}",
-        f"- cases accepted: {c['cases_accepted']} (new {c['cases_new']}, updated "
-        f"{c['cases_updated']}, unchanged {c['cases_unchanged']})",
-        f"- files accepted: {c['files_accepted']} (stored now {c['files_stored']}, already stored "
-        f"{c['files_duplicate']})",
-        f"- quarantined: {c['quarantined']}; warnings: {c['warnings']}",
-    ]
-    if receipt.get("match_rule"):
-        lines.append(f"- images matched to rows by rule {receipt['match_rule']}")
-    if c.get("images_outlined"):
-        lines.append(f"- lesion outlines: {c['outline_shapes']} shapes on {c['images_outlined']}"
-                     " images (annotation_file)")
-    done = receipt.get("deidentified") or {}
-    for key, label in (("free_text", "free text in accepted files"),
-                       ("burned_in_text", "burned-in text in accepted files"),
-                       ("image_metadata", "JPEG metadata segments removed")):
-        if done.get(key):
-            lines.append(f"- {label}: " + ", ".join(f"{k} {n}" for k, n in done[key].items()))
-    if receipt.get("data_docs"):
-        lines.append(f"- validation report (Data Docs): {receipt['data_docs']}")
-    if receipt.get("cases"):
-        lines += ["", "## Cases accepted", "", "| row | case | matched by | files |",
-                  "| --- | --- | --- | --- |"]
-        for case in receipt["cases"]:
-            lines.append(f"| {case['row']} | {case.get('case') or ''} | "
-                         f"{case.get('matched_by') or ''} | {len(case.get('files') or ())} |")
-    if receipt["quarantine"]:
-        lines += ["", "## Quarantined", "", "| reason | row | file | what happened | what to do |",
-                  "| --- | --- | --- | --- | --- |"]
-        for q in receipt["quarantine"]:
-            lines.append(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} | "
-                         f"{q['message'].replace('|', '/')} | {q['fix']} |")
-    if receipt["warnings"]:
-        lines += ["", "## Warnings (accepted)", ""]
-        lines += [f"- {w['message']}" for w in receipt["warnings"]]
-    if receipt["notes"]:
-        lines += ["", "## Submission-level findings", ""] + [f"- {n}" for n in receipt["notes"]]
-    return "\n".join(lines) + "\n"
-
-
-def write_receipt(receipt: dict, folder: Path) -> tuple[Path, Path]:
+def write_receipt(receipt: dict, folder: Path, lang: str | None = None) -> tuple[Path, Path]:
+    """The receipt as JSON (the record: English, stable codes) and as Markdown in ``lang`` (the
+    site's language; default: the current one)."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"submission-{receipt['submission']}"
     json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
     for path, text in ((json_path, json.dumps(receipt, indent=2, default=str)),
-                       (md_path, to_markdown(receipt))):
+                       (md_path, to_markdown(receipt, lang))):
         # Whole or not at all: a receipt cut short by a crash would be read as the truth.
         part = path.with_name(f".{path.name}.part")
         part.write_text(text)

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
+from bonebase import fonts  # noqa: E402
 from bonebase.model.explain_report import (  # noqa: E402
     explanation_html,
     ood_html,
@@ -39,12 +40,14 @@ SECTIONS = (
     ("ood", "Inputs unlike the training data"),
     ("tsne", "t-SNE of penultimate features"),
 )
+fonts.use_in_matplotlib()  # diagnosis names, sites and classes may be Chinese (#25)
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;
 padding:2px 6px;text-align:right}th{background:#f3f3f3}img{max-width:100%}.note{color:#666}"""
 
 
 def _png(fig) -> str:
+    fonts.check_figure(fig)  # Chinese text without a CJK font: a clear error, not boxes
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)

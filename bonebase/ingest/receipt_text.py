@@ -1,0 +1,156 @@
+"""A receipt as people read it (#25): Markdown in the site's language, from the JSON receipt.
+
+The JSON receipt is the record and stays language-neutral (English messages, stable reason
+codes, the same keys for every site); this module renders it for a reader. What a site does
+about each reason (``fix``) and the sentences of the validation templates (``message``) are
+translated through the ``bonebase`` gettext domain: a message written from a template of
+validation/messages.py is matched back against that template and written again from the
+translated one, with the same values; a message of any other origin stays as it was written.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from functools import cache
+
+from bonebase.i18n import _, current
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalogue (``pybabel extract -k N_``); translated where shown."""
+    return message
+
+
+def fix_text(reason: str, lang: str | None = None) -> str:
+    """What the site does about a quarantine reason (``unparseable_date:<Keyword>`` included),
+    in ``lang``."""
+    from bonebase.ingest.receipt import fix_for
+
+    return _(fix_for(reason), lang)
+
+
+def place_text(place: str, lang: str | None = None) -> str:
+    """``row 17, case HX-0042, file x.dcm`` (validation.messages.where) in ``lang``."""
+    m = re.fullmatch(r"(?:row (?P<row>\d+))?(?:, )?(?:case (?P<case>.+?))?(?:, )?"
+                     r"(?:file (?P<file>.+))?", place)
+    if place == "submission":
+        return _("submission", lang)
+    if not m or not any(m.groupdict().values()):
+        return place
+    parts = []
+    if m["row"]:
+        parts.append(_("row {row}", lang).format(row=m["row"]))
+    if m["case"]:
+        parts.append(_("case {case}", lang).format(case=m["case"]))
+    if m["file"]:
+        parts.append(_("file {file}", lang).format(file=m["file"]))
+    return _(", ", lang).join(parts)
+
+
+def message_text(reason: str, message: str, lang: str | None = None) -> str:
+    """A validation message in ``lang``: rewritten from the translated template of ``reason``
+    when the message was written from its English one, else as it was written."""
+    from validation.messages import _TEMPLATES
+
+    template = _TEMPLATES.get(reason.split(":", 1)[0])
+    translated = _(template, lang) if template else None
+    if not template or translated == template:
+        return message
+    m = _pattern(template).fullmatch(message)
+    if m is None:
+        return message
+    values = m.groupdict()
+    values["where"] = place_text(values.get("where") or "", lang)
+    return _fill(translated, values)
+
+
+@cache
+def _pattern(template: str) -> re.Pattern:
+    """A regular expression that reads a template's values back out of a message written from it
+    (a placeholder's repeats must hold the same text)."""
+    out, seen = [], set()
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        out.append(re.escape(literal))
+        if name is None:
+            continue
+        out.append(f"(?P={name})" if name in seen else f"(?P<{name}>.*?)")
+        seen.add(name)
+    return re.compile("".join(out), re.S)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """``template`` with the values as read (text already formatted: specs and !r are dropped)."""
+    out = []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(values.get(name, "?"))
+    return "".join(out)
+
+
+def to_markdown(receipt: dict, lang: str | None = None) -> str:
+    """The receipt in Markdown, in ``lang`` (default: the current language); codes, numbers and
+    file names as in the JSON."""
+    lang = lang or current()
+
+    if receipt.get("status") == "failed":
+        return (_("# Receipt: submission {submission} from site {site}", lang).format(**receipt) + "\n\n"
+                + _("- status: FAILED while {stage}", lang).format(stage=receipt["failed_at"]) + "\n"
+                + _("- error: {error}", lang).format(error=receipt["error"]) + "\n"
+                + _("- what to do: {what}", lang).format(what=_(receipt["what_to_do"], lang))
+                + "\n")
+    c = receipt["counts"]
+    lines = [
+        _("# Receipt: submission {submission} from site {site}", lang).format(**receipt),
+        "",
+        _("- manifest rows: {rows}, files: {files}", lang).format(**c),
+        _("- cases accepted: {cases_accepted} (new {cases_new}, updated {cases_updated}, "
+          "unchanged {cases_unchanged})", lang).format(**c),
+        _("- files accepted: {files_accepted} (stored now {files_stored}, already stored "
+          "{files_duplicate})", lang).format(**c),
+        _("- quarantined: {quarantined}; warnings: {warnings}", lang).format(**c),
+    ]
+    if receipt.get("match_rule"):
+        lines.append(_("- images matched to rows by rule {rule}", lang)
+                     .format(rule=receipt["match_rule"]))
+    if c.get("images_outlined"):
+        lines.append(_("- lesion outlines: {outline_shapes} shapes on {images_outlined} images "
+                       "(annotation_file)", lang).format(**c))
+    done = receipt.get("deidentified") or {}
+    for key, label in (("free_text", N_("free text in accepted files")),
+                       ("burned_in_text", N_("burned-in text in accepted files")),
+                       ("image_metadata", N_("JPEG metadata segments removed"))):
+        if done.get(key):
+            lines.append(f"- {_(label, lang)}: "
+                         + ", ".join(f"{k} {n}" for k, n in done[key].items()))
+    if receipt.get("data_docs"):
+        lines.append(_("- validation report (Data Docs): {path}", lang)
+                     .format(path=receipt["data_docs"]))
+    if receipt.get("cases"):
+        heads = (N_("row"), N_("case"), N_("matched by"), N_("files"))
+        lines += ["", _("## Cases accepted", lang), "", _row(_(h, lang) for h in heads),
+                  "| --- | --- | --- | --- |"]
+        for case in receipt["cases"]:
+            lines.append(f"| {case['row']} | {case.get('case') or ''} | "
+                         f"{case.get('matched_by') or ''} | {len(case.get('files') or ())} |")
+    if receipt["quarantine"]:
+        heads = (N_("reason"), N_("row"), N_("file"), N_("what happened"), N_("what to do"))
+        lines += ["", _("## Quarantined", lang), "", _row(_(h, lang) for h in heads),
+                  "| --- | --- | --- | --- | --- |"]
+        for q in receipt["quarantine"]:
+            message = message_text(q["reason"], q["message"], lang).replace("|", "/")
+            lines.append(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} | "
+                         f"{message} | {fix_text(q['reason'], lang)} |")
+    if receipt["warnings"]:
+        lines += ["", _("## Warnings (accepted)", lang), ""]
+        lines += [f"- {message_text(w.get('reason', ''), w['message'], lang)}"
+                  for w in receipt["warnings"]]
+    if receipt["notes"]:
+        lines += ["", _("## Submission-level findings", lang), ""]
+        lines += [f"- {n}" for n in receipt["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
