@@ -4,6 +4,7 @@ deliveries one study at a time, batched, and as one folder.
     python benchmarks/gateway.py [--cases 40 --seed 3] [--rounds 3] [--associations 1 4]
                                  [--receivers storescp,gateway,...] [--skip-receive]
                                  [--skip-central] [--skip-unbatched]
+                                 [--gateway-args '--receipt-wait 0 --batch-wait 5']
 
 Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, some CT/MR), then
   (a) sends every file with DCMTK's storescu over loopback (one association, or several at once
@@ -13,13 +14,15 @@ Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, so
       and folder synced per instance) and `gateway serve` (the journal's group commit); prints
       instances/s and MB/s (median and range) and the ratios to storescp within each round
       (goal for the gateway: >= 0.5);
-  (b) unless --skip-central: ingests centrally (a fresh database each) the original files as one
-      folder submission; the studies sent one by one (an association each, as a PACS forwards
-      them) through a running `gateway serve` (study timeout 1 s, --batch-wait 5 s) and
-      delivered to a local delivery folder; and, for comparison, the same studies made into
-      one submission each (no batching). The consortium's side is bonebase.gateway.central.poll
-      (the ingest flow per delivered batch). Prints files/s of each and the ratios to one
-      folder (goal for one by one through the gateway: >= 0.5).
+  (b) unless --skip-central (benchmarks/gateway_central.py): ingests centrally (a fresh
+      database each) the original files as one folder submission; the studies sent one by one
+      (an association each, as a PACS forwards them) through a running `gateway serve` (study
+      timeout 1 s, its defaults otherwise: receipt-clocked batches) delivering to a local
+      folder while the consortium polls it and ingests each batch as it comes
+      (bonebase.gateway.central.poll, the ingest flow per batch); and, unless
+      --skip-unbatched, the same studies made into one submission each. Prints files/s of
+      each (seconds spent in central ingest) and the ratios to one folder (goal for one by one
+      through the gateway: >= 0.5), the batches' sizes and the time to every case ingested.
 Uses DATABASE_URL when set (fresh databases are created and dropped), else the embedded server.
 """
 
@@ -254,147 +257,6 @@ def bench_spool(files: list[Path], work: Path, *, rounds: int, threads: int) -> 
     return times
 
 
-def _gateway_batches(rows, files, work: Path, *, per_batch: int) -> Path:
-    """A gateway home holding the studies, de-identified into batches of ``per_batch``,
-    delivered to a local delivery folder (returned)."""
-    from bonebase.gateway import deliver, studies
-    from bonebase.gateway.home import GatewayHome
-    from bonebase.gateway.spool import Spool
-    from bonebase.storage import open_store
-
-    spool = Spool(GatewayHome(work / "gateway"))
-    with open(spool.home.clinical / "c.csv", "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        for f in files[row["case_id"]]:
-            tmp = spool.home.incoming / "in.dcm"
-            shutil.copy(f, tmp)
-            spool.store(tmp)
-            tmp.unlink()
-    spool.flush()
-    while studies.batch_due(spool, site=SITE, secret=SECRET.encode(), uid_root="2.25",
-                            timeout=3600, max_studies=per_batch):
-        pass
-    delivery = work / "delivery"
-    store = open_store(str(delivery))
-    deliver.deliver_due(spool, store, site=SITE)
-    return delivery
-
-
-LATENCY: dict[str, float] = {}
-
-
-def _live_gateway(rows, files, work: Path) -> Path:
-    """A running `gateway serve` (study timeout 1 s, batch wait 5 s, its defaults otherwise),
-    each study sent by its own storescu association one after the other, as a PACS forwards
-    them; returns the delivery folder once every study is sent."""
-    from bonebase.gateway.home import GatewayHome
-    from bonebase.gateway.spool import Spool
-
-    delivery = work / "delivery"
-    env = {**os.environ, "BONEBASE_HOME": str(work), "BONEBASE_SECRET": SECRET}
-    subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"], env=env,
-                   check=True, capture_output=True)
-    home = GatewayHome.under(work)
-    with open(home.clinical / "c.csv", "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    port = _port()
-    gw = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site", SITE,
-                           "--port", str(port), "--host", "127.0.0.1", "--study-timeout", "1",
-                           "--batch-wait", "5", "--deliver-to", str(delivery)],
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, gw)
-        for row in rows:
-            _send(port, "BONEBASE", files[row["case_id"]])
-        last = time.perf_counter()
-        spool = Spool(home)
-        deadline = time.monotonic() + 600
-        while any(s["state"] != "sent" for s in spool.studies()) or len(spool.studies()) < len(rows):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"studies not sent: {[dict(s) for s in spool.studies()]}")
-            time.sleep(0.1)
-        LATENCY["last_instance_to_delivered_s"] = time.perf_counter() - last
-    finally:
-        gw.send_signal(signal.SIGTERM)
-        gw.wait()
-    return delivery
-
-
-def bench_central(rows, files, work: Path, *, unbatched: bool = True) -> dict:
-    from benchmarks.ingest import _database
-    from bonebase.config import Settings
-    from bonebase.db.engine import connect
-    from bonebase.db.migrate import upgrade
-    from bonebase.db.sites import add_site
-    from bonebase.gateway import central
-    from bonebase.storage import open_store
-    from flows.ingest import ingest_submission
-
-    def run(name: str, ingest) -> float:
-        home = work / f"central-{name}"
-        url, drop = _database(home)
-        try:
-            upgrade(url)
-            settings = Settings(home=home / "central", database_url=url, secret=SECRET,
-                                env="test")
-            settings.ensure_home()
-            with connect(url) as conn:
-                add_site(conn, code=SITE, name="Hospital")
-                conn.commit()
-            t = time.perf_counter()
-            ingest(settings)
-            return time.perf_counter() - t
-        finally:
-            drop()
-
-    folder = work / "one-folder-submission"
-    folder.mkdir()
-    with open(folder / "manifest.csv", "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for row in rows:
-        for i, f in enumerate(files[row["case_id"]]):
-            (folder / row["case_id"]).mkdir(exist_ok=True)
-            shutil.copy(f, folder / row["case_id"] / f"{i}.dcm")
-
-    def via_gateway(per_batch: int | None):
-        if per_batch is None:
-            delivery = _live_gateway(rows, files, work / "gw-live")
-        else:
-            delivery = _gateway_batches(rows, files, work / f"gw-{per_batch}",
-                                        per_batch=per_batch)
-
-        def ingest(settings):
-            store = open_store(str(delivery))
-            receipts = central.poll(store, str(delivery), lambda site, src: ingest_submission(
-                site, src, settings=settings), sites=[SITE])
-            _check(receipts)
-        return ingest
-
-    def as_folder(settings):
-        _check([ingest_submission(SITE, str(folder), settings=settings)])
-
-    run("warmup", as_folder)  # Prefect's temporary server starts, imports load
-    return {
-        "one_folder_s": run("folder", as_folder),
-        "one_per_batch_s": run("one-per-batch", via_gateway(1)) if unbatched else None,
-        "one_by_one_s": run("one-by-one", via_gateway(None)),
-    }
-
-
-def _check(receipts: list[dict]) -> None:
-    """Every delivery ingested, every case accepted: a refused batch is no speed."""
-    bad = [r for r in receipts if r.get("status") != "done" or r["counts"].get("quarantined")]
-    if bad or not receipts:
-        raise SystemExit(f"ingest did not accept everything: {json.dumps(bad)[:2000]}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=40)
@@ -411,6 +273,12 @@ def main() -> None:
     parser.add_argument("--skip-receive", action="store_true")
     parser.add_argument("--spool", action="store_true",
                         help="also time Spool.store alone per commit mode (1 and 4 threads)")
+    parser.add_argument("--gateway-args", default="",
+                        help="more options for the gateway sent one study at a time, e.g. "
+                        "'--receipt-wait 0 --batch-wait 5' (batches by time, not by receipt)")
+    parser.add_argument("--poll-every", type=float, default=0.0,
+                        help="seconds the consortium waits between polls of the deliveries "
+                        "(as `gateway ingest-deliveries --every`; 0: polls again at once)")
     parser.add_argument("--noop-scp", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_scp:
@@ -450,23 +318,11 @@ def main() -> None:
             sys.stdout.flush()
         if args.skip_central:
             return
-        c = bench_central(rows, files, work, unbatched=not args.skip_unbatched)
-        for name, key in (("one folder", "one_folder_s"),
-                          ("gateway, one study per batch", "one_per_batch_s"),
-                          ("gateway, studies one by one", "one_by_one_s")):
-            if c[key] is not None:
-                print(f"central ingest {name:28s}: {n / c[key]:6.1f} files/s ({c[key]:.1f} s)")
-        print(f"studies one by one through the gateway / one folder: "
-              f"{c['one_folder_s'] / c['one_by_one_s']:.2f} (goal >= 0.5)")
-        if c["one_per_batch_s"] is not None:
-            print("without batching (one study per submission) / one folder: "
-                  f"{c['one_folder_s'] / c['one_per_batch_s']:.2f}")
-        delivered = LATENCY["last_instance_to_delivered_s"]
-        print(f"last instance -> delivered: {delivered:.1f} s (study timeout 1 s + batch wait 5 s"
-              f" + de-identification and upload); + central ingest of the delivery "
-              f"{c['one_by_one_s']:.1f} s = {delivered + c['one_by_one_s']:.1f} s to cases visible "
-              "centrally, plus the consortium's poll interval (--every)")
+        from benchmarks.gateway_central import bench_central, print_central
 
+        print_central(bench_central(rows, files, work, unbatched=not args.skip_unbatched,
+                                    serve_args=args.gateway_args.split(),
+                                    poll_every=args.poll_every), n)
 
 if __name__ == "__main__":
     main()
