@@ -1,0 +1,200 @@
+"""The run configuration of a federated training run, and what a hospital's node agreed to train.
+
+Flower hands the ServerApp and every ClientApp the run's ``run_config`` (``flwr run --run-config``
+or the ``[tool.flwr.app.config]`` table of a Flower App's pyproject.toml); :data:`DEFAULTS` lists
+its keys. The server is the authority on the model: it sends :class:`ModelSpec` to the clients in
+every round's ConfigRecord, and each client checks it against its own node before training.
+
+Each hospital's node is a bonebase home (``node_config`` ``bonebase-home``, the site code
+``site``): it trains on ``HOME/federated/data`` (the export contract: labels.csv, split.csv,
+images/; ``bonebase dataset checkout N --to HOME/federated/data`` or ``bonebase federated
+prepare``), and ``HOME/federated/node.yaml`` may pin the model it agreed to train (``task``,
+``arch``, ``image_size``): a server asking for another is refused at the first round. In the
+simulation runtime there is no node_config of our own: node ``partition-id`` i is the i-th code of
+``sites`` and its home is ``homes/<code>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from bonebase.errors import ConfigError
+from bonebase.model.checkpoint import CLASS_NAMES
+from bonebase.model.networks import ARCHS
+
+STRATEGIES = ("fedavg", "fedprox")
+NODE_DIR = "federated"
+NODE_FILE = "node.yaml"
+NODE_KEYS = ("task", "arch", "image_size")
+
+#: run_config keys and their defaults (Flower user config: bool, int, float or str).
+DEFAULTS: dict[str, bool | int | float | str] = {
+    # the model (the same network as pipelines/train.py; params.yaml's task and train section)
+    "task": "benign_vs_malignant",
+    "arch": "resnet18",
+    "image-size": 160,
+    "batch-size": 32,
+    "lr": 1e-3,
+    "weight-decay": 1e-4,
+    "seed": 7,
+    "precise-bn": True,
+    "amp": True,
+    "num-workers": 0,
+    # the federation
+    "rounds": 3,
+    "local-epochs": 1,
+    "strategy": "fedavg",
+    "proximal-mu": 0.0,
+    "min-sites": 2,
+    "round-timeout": 3600.0,
+    # differential privacy with fixed clipping: dp-clip > 0 turns it on
+    "dp-clip": 0.0,
+    "dp-noise": 0.0,
+    "dp-side": "server",
+    # simulation only: the sites in node order and the folder holding their homes
+    "sites": "",
+    "homes": "",
+    # at the consortium, after the last round
+    "out-dir": "models/federated",
+    "eval-data": "",
+    "params": "",
+    "register": False,
+    "by": "",
+}
+
+
+def merged(run_config: dict | None, overrides: dict | None = None) -> dict:
+    """DEFAULTS, then ``run_config``, then ``overrides``; unknown keys are refused."""
+    out = dict(DEFAULTS)
+    for source in (run_config or {}, overrides or {}):
+        unknown = sorted(set(source) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"federated run config: unknown keys {unknown}; known: {', '.join(DEFAULTS)}"
+            )
+        out.update(source)
+    check(out)
+    return out
+
+
+def check(cfg: dict) -> None:
+    """Refuse values that cannot work, naming the key."""
+    if cfg["strategy"] not in STRATEGIES:
+        raise ConfigError(f"strategy={cfg['strategy']!r}; choose one of {', '.join(STRATEGIES)}")
+    if cfg["task"] not in CLASS_NAMES:
+        raise ConfigError(f"task={cfg['task']!r}; choose one of {', '.join(CLASS_NAMES)}")
+    if cfg["arch"] not in ARCHS:
+        raise ConfigError(f"arch={cfg['arch']!r}; choose one of {', '.join(ARCHS)}")
+    for key in ("rounds", "local-epochs", "min-sites", "image-size", "batch-size"):
+        if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or int(cfg[key]) < 1:
+            raise ConfigError(f"{key}={cfg[key]!r}; it must be an integer >= 1")
+    for key in ("proximal-mu", "dp-clip", "dp-noise"):
+        if float(cfg[key]) < 0:
+            raise ConfigError(f"{key}={cfg[key]!r}; it must be >= 0")
+    if cfg["strategy"] == "fedprox" and float(cfg["proximal-mu"]) <= 0:
+        raise ConfigError("strategy fedprox needs proximal-mu > 0 (e.g. 0.01)")
+    if cfg["dp-side"] not in ("server", "client"):
+        raise ConfigError(f"dp-side={cfg['dp-side']!r}; choose server or client")
+    if float(cfg["dp-clip"]) > 0 and float(cfg["dp-noise"]) <= 0:
+        raise ConfigError("dp-clip is set but dp-noise is 0: give the noise multiplier too")
+
+
+def site_list(value: str) -> list[str]:
+    """``"A,B,C"`` → ``["A", "B", "C"]``; duplicates and empty codes refused."""
+    sites = [s.strip() for s in str(value).split(",") if s.strip()]
+    if len(set(sites)) != len(sites):
+        raise ConfigError(f"sites={value!r} names a site twice")
+    return sites
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the server asks every client to train, sent in each round's ConfigRecord."""
+
+    task: str
+    arch: str
+    image_size: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    precise_bn: bool
+    amp: bool
+    num_workers: int
+    local_epochs: int
+    proximal_mu: float
+
+    @classmethod
+    def from_run_config(cls, cfg: dict) -> ModelSpec:
+        return cls(
+            task=str(cfg["task"]), arch=str(cfg["arch"]), image_size=int(cfg["image-size"]),
+            batch_size=int(cfg["batch-size"]), lr=float(cfg["lr"]),
+            weight_decay=float(cfg["weight-decay"]), seed=int(cfg["seed"]),
+            precise_bn=bool(cfg["precise-bn"]), amp=bool(cfg["amp"]),
+            num_workers=int(cfg["num-workers"]), local_epochs=int(cfg["local-epochs"]),
+            proximal_mu=float(cfg["proximal-mu"]) if cfg["strategy"] == "fedprox" else 0.0,
+        )  # fmt: skip
+
+    def to_config(self) -> dict:
+        """As ConfigRecord values (``spec-`` keys; FedProx adds its own ``proximal-mu``)."""
+        return {f"spec-{k}": v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_config(cls, record) -> ModelSpec:
+        fields = cls.__dataclass_fields__
+        missing = [k for k in fields if f"spec-{k}" not in record]
+        if missing:
+            raise ConfigError(
+                f"the server's round configuration lacks {missing}: the server runs another "
+                "version of bonebase; update both to the same release"
+            )
+        cast = {"str": str, "int": int, "float": float, "bool": bool}
+        return cls(**{k: cast[f.type](record[f"spec-{k}"]) for k, f in fields.items()})
+
+
+@dataclass(frozen=True)
+class Node:
+    """One hospital's node: its site code, its bonebase home and its local export."""
+
+    site: str
+    home: Path
+    data: Path
+
+    def agreement(self) -> dict:
+        """``HOME/federated/node.yaml``: the model this hospital agreed to train ({} if none)."""
+        path = self.home / NODE_DIR / NODE_FILE
+        if not path.is_file():
+            return {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}); fix or remove it") from None
+        if not isinstance(raw, dict) or set(raw) - set(NODE_KEYS):
+            raise ConfigError(f"{path}: a mapping of {', '.join(NODE_KEYS)} only")
+        return raw
+
+
+def locate_node(node_config: dict, cfg: dict) -> Node:
+    """The node this ClientApp runs on (see the module doc)."""
+    if "bonebase-home" in node_config:
+        home = Path(str(node_config["bonebase-home"])).expanduser()
+        site = str(node_config.get("site") or home.name)
+    elif "partition-id" in node_config:
+        sites = site_list(cfg["sites"])
+        pid = int(node_config["partition-id"])
+        if not cfg["homes"] or pid >= len(sites):
+            raise ConfigError(
+                f"simulated node {pid} has no site: the run config needs sites (one code per "
+                "node) and homes (the folder holding each site's home)"
+            )
+        site, home = sites[pid], Path(str(cfg["homes"])) / sites[pid]
+    else:
+        raise ConfigError(
+            "this SuperNode has no bonebase home: start it with --node-config "
+            "\"bonebase-home='/path/to/home' site='CODE'\""
+        )
+    data = node_config.get("data-dir") or home / NODE_DIR / "data"
+    return Node(site=site, home=home, data=Path(str(data)))

@@ -1,0 +1,222 @@
+"""The server's strategy: Flower's FedAvg or FedProx, optionally under differential privacy with
+fixed clipping, inside :class:`SiteWatch`, which reads every reply before aggregation.
+
+SiteWatch names the sites behind the replies and says, round by round, what happened: a site
+with no data for the task is excluded with its message; a site that refuses the model (another
+network, image size or classes) stops the run at that round with its reason; a site that drops
+out mid-round (its reply is an error, or never comes) leaves the round to the others when at
+least ``min_sites`` replied, and the round says so; fewer stop the run. It also keeps what the
+lineage needs: each site's dataset version, per-round metrics per site, the bytes each client
+sent, the wall time of each round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedProx,
+    Strategy,
+)
+
+from bonebase.errors import BonebaseError
+from bonebase.federated.client import EXCLUDED, REFUSED
+
+
+class FederationError(BonebaseError):
+    """The run cannot go on (a refusal, or too few sites left)."""
+
+
+def array_bytes(record: ArrayRecord) -> int:
+    """Bytes of the arrays in ``record`` (what a client sends per round, before framing)."""
+    return int(sum(len(a.data) for a in record.values()))
+
+
+def tidy_state(record: ArrayRecord, reference: dict) -> ArrayRecord:
+    """Averaged (and maybe noised) arrays back to the network's dtypes: integer counters
+    rounded, BatchNorm running variances kept positive (noise may push them below zero, and a
+    negative variance scores NaN). Post-processing: it costs differential privacy nothing."""
+    out = {}
+    for key, arr in record.items():
+        value = arr.numpy()
+        ref = reference[key]
+        if key.endswith("running_var"):
+            value = np.maximum(value, 1e-5)
+        if not np.issubdtype(ref.dtype, np.floating):
+            value = np.rint(value)
+        out[key] = Array(np.asarray(value, dtype=ref.dtype))
+    return ArrayRecord(out)
+
+
+def build_strategy(cfg: dict, n_sites: int) -> Strategy:
+    """FedAvg or FedProx over all ``n_sites`` each round, wrapped for DP when ``dp-clip`` > 0."""
+    common = dict(
+        fraction_train=1.0, fraction_evaluate=1.0,
+        min_train_nodes=n_sites, min_evaluate_nodes=n_sites, min_available_nodes=n_sites,
+    )  # fmt: skip
+    if cfg["strategy"] == "fedprox":
+        inner: Strategy = FedProx(proximal_mu=float(cfg["proximal-mu"]), **common)
+    else:
+        inner = FedAvg(**common)
+    clip = float(cfg["dp-clip"])
+    if clip > 0:
+        wrapper = (
+            DifferentialPrivacyClientSideFixedClipping
+            if cfg["dp-side"] == "client"
+            else DifferentialPrivacyServerSideFixedClipping
+        )
+        inner = wrapper(inner, float(cfg["dp-noise"]), clip, n_sites)
+    return inner
+
+
+class SiteWatch(Strategy):
+    """Delegates to ``inner``; reads replies first (see the module doc)."""
+
+    def __init__(
+        self,
+        inner: Strategy,
+        *,
+        min_sites: int,
+        reference: dict,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.inner = inner
+        self.min_sites = min_sites
+        self.reference = reference
+        self.say = say
+        self.sites: dict[int, str] = {}  # node id → site code
+        self.datasets: dict[str, str] = {}  # site code → dataset version
+        self.exports: dict[str, dict] = {}  # site code → its export's image side
+        self.excluded: dict[str, str] = {}  # site code → why
+        self.dropped: list[dict] = []
+        self.rounds: list[dict] = []
+        self._sent: dict[int, int] = {}
+        self._started = 0.0
+
+    # -- delegation ----------------------------------------------------------------------------
+    def summary(self) -> None:
+        self.inner.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._started = time.perf_counter()
+        return self.inner.configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    # -- reading replies -----------------------------------------------------------------------
+    def _name(self, msg: Message) -> str:
+        node = msg.metadata.src_node_id
+        return self.sites.get(node, f"node {node}")
+
+    def _sort(self, server_round: int, replies: Iterable[Message], stage: str) -> list[Message]:
+        valid: list[Message] = []
+        for msg in replies:
+            if not msg.has_error():
+                site = str(msg.content["site"]["site"])
+                self.sites[msg.metadata.src_node_id] = site
+                self.datasets[site] = str(msg.content["site"]["dataset-version"])
+                self.exports[site] = {"export-size": int(msg.content["site"]["export-size"])}
+                valid.append(msg)
+                continue
+            code, reason = msg.error.code, str(msg.error.reason or "no reason given")
+            if code == REFUSED:
+                raise FederationError(f"round {server_round}: {reason}")
+            if code == EXCLUDED:
+                site = reason.split(":", 1)[0].removeprefix("site ").strip()
+                self.sites[msg.metadata.src_node_id] = site
+                if site not in self.excluded:
+                    self.excluded[site] = reason
+                    self.say(f"excluded: {reason}")
+                continue
+            who = self._name(msg)
+            self.dropped.append({"round": server_round, "stage": stage, "site": who,
+                                 "reason": reason[:300]})  # fmt: skip
+            self.say(f"round {server_round}: {who} dropped out of {stage} ({reason[:200]})")
+        if len(valid) < self.min_sites:
+            raise FederationError(
+                f"round {server_round}: only {len(valid)} site(s) replied to {stage} "
+                f"({', '.join(self._name(m) for m in valid) or 'none'}); the minimum is "
+                f"{self.min_sites} (min-sites): add sites or lower the minimum"
+            )
+        return valid
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        valid = self._sort(server_round, replies, "training")
+        if hasattr(self.inner, "num_sampled_clients"):  # DP: noise scaled to who replied
+            self.inner.num_sampled_clients = len(valid)
+        sent = {self._name(m): array_bytes(m.content["arrays"]) for m in valid}
+        per_site = {self._name(m): dict(m.content["metrics"]) for m in valid}
+        arrays, metrics = self.inner.aggregate_train(server_round, valid)
+        if arrays is not None:
+            arrays = tidy_state(arrays, self.reference)
+        n_expected = len(replies) - sum(1 for m in replies if m.has_error()
+                                        and m.error.code == EXCLUDED)  # fmt: skip
+        self.rounds.append({
+            "round": server_round, "sites": sorted(per_site), "train": per_site,
+            "bytes_per_client": sent, "seconds_train": time.perf_counter() - self._started,
+        })  # fmt: skip
+        if len(valid) < n_expected:
+            self.say(
+                f"round {server_round}: completes with {len(valid)} of {n_expected} sites "
+                f"(minimum {self.min_sites})"
+            )
+        return arrays, metrics
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord:
+        valid = self._sort(server_round, list(replies), "evaluation")
+        metrics = self.inner.aggregate_evaluate(server_round, valid)
+        entry = self.rounds[-1] if self.rounds and self.rounds[-1]["round"] == server_round \
+            else {"round": server_round}  # fmt: skip
+        entry["evaluate"] = {self._name(m): dict(m.content["metrics"]) for m in valid}
+        entry["evaluate_mean"] = dict(metrics) if metrics is not None else {}
+        entry["seconds"] = time.perf_counter() - self._started
+        self._progress(entry)
+        return metrics
+
+    def history(self) -> list[dict]:
+        """One flat row per round, in the shape of a training history (``epoch`` = round): the
+        training loss weighted by the sites' training images, the validation AUC and loss
+        weighted by their validation cases, the sites, the largest update sent, the seconds."""
+        rows = []
+        for entry in self.rounds:
+            train = entry.get("train", {})
+            n = sum(float(m["num-examples"]) for m in train.values()) or 1.0
+            mean = entry.get("evaluate_mean", {})
+            rows.append({
+                "epoch": entry["round"],
+                "train_loss": sum(float(m["train-loss"]) * float(m["num-examples"])
+                                  for m in train.values()) / n,
+                "val_auc": float(mean.get("auc", float("nan"))),
+                "val_loss": float(mean.get("loss", float("nan"))),
+                "sites": len(train),
+                "bytes_per_client": max(entry.get("bytes_per_client", {}).values(), default=0),
+                "seconds": float(entry.get("seconds", float("nan"))),
+            })  # fmt: skip
+        return rows
+
+    def _progress(self, entry: dict) -> None:
+        mean = entry.get("evaluate_mean", {})
+        sent = entry.get("bytes_per_client", {})
+        per = ", ".join(f"{s} {v.get('auc', float('nan')):.3f}"
+                        for s, v in sorted(entry.get("evaluate", {}).items()))  # fmt: skip
+        mb = max(sent.values(), default=0) / 1e6
+        self.say(
+            f"round {entry['round']}: {len(entry.get('sites', []))} sites trained; val AUC "
+            f"{mean.get('auc', float('nan')):.3f} (weighted; {per}); {mb:.2f} MB sent per "
+            f"client; {entry['seconds']:.1f} s"
+        )
