@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import gettext
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
@@ -94,6 +96,22 @@ def current() -> str:
 def set_language(lang: str):
     """Make ``lang`` current for this context (a request, a receipt); returns the reset token."""
     return _current.set(normalise(lang) or DEFAULT)
+
+
+def N_(message: str) -> str:
+    """Marks a module-level ``message`` for ``pybabel extract`` (Babel's default keywords hold
+    ``N_``); it is translated where it is shown, with :func:`_`."""
+    return message
+
+
+@contextmanager
+def language(lang: str) -> Iterator[str]:
+    """``lang`` current inside the ``with`` block (a page being rendered, a receipt written)."""
+    token = set_language(lang)
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
 
 
 def _(message: str, lang: str | None = None, domain: str = "bonebase") -> str:

@@ -9,11 +9,13 @@ from markupsafe import Markup
 BAR_H, GAP, LABEL_W, BAR_W, VALUE_W = 18, 4, 210, 320, 60
 
 
-def bar_chart(items: list[tuple[str, int]], *, title: str, top: int = 25) -> Markup:
-    """Horizontal bars, largest first as given; beyond ``top`` items the rest are summed."""
+def bar_chart(items: list[tuple[str, int]], *, title: str, top: int = 25,
+              others: str = "%(n)d others") -> Markup:
+    """Horizontal bars, largest first as given; beyond ``top`` items the rest are summed, under
+    the label ``others`` (``%(n)d``: how many; the page's language)."""
     shown = list(items[:top])
     if len(items) > top:
-        shown.append((f"{len(items) - top} others", sum(n for _, n in items[top:])))
+        shown.append((others % {"n": len(items) - top}, sum(n for _, n in items[top:])))
     peak = max((n for _, n in shown), default=0) or 1
     height = len(shown) * (BAR_H + GAP) + 28
     width = LABEL_W + BAR_W + VALUE_W

@@ -1,8 +1,13 @@
-"""Template rendering with what every page needs (user, CSRF token, open-data flag).
+"""Template rendering with what every page needs (user, CSRF token, open-data flag, language).
 
 Two rules hold for every page: a missing value (``None``) renders as nothing, never as the word
 "None"; and Markdown (receipts) is rendered with raw HTML disabled, so a value inside a receipt
 is text and cannot inject markup.
+
+Languages (#25): the templates use Jinja2's i18n extension (``{% trans %}``, ``_()``) over the
+``web`` gettext domain of :mod:`bonebase.i18n`. A page's language is the signed-in user's setting,
+else the language cookie the switch sets (before sign-in), else the browser's Accept-Language,
+else English (:func:`request_language`); it is made current while the page renders.
 """
 
 from __future__ import annotations
@@ -15,11 +20,30 @@ from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from web.auth import CSRF_FIELD, csrf_token
+from bonebase import i18n
+from bonebase.i18n import N_
+from web.auth import CSRF_FIELD, SESSION_COOKIE, csrf_token
+from web.terms import term
+
+LANG_COOKIE = "bb_lang"
+DOMAIN = "web"
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.add_extension("jinja2.ext.i18n")
 templates.env.globals["urlencode"] = urlencode
 templates.env.finalize = lambda value: "" if value is None else value
+
+
+def _gettext(message: str) -> str:
+    return i18n.translations(i18n.current(), DOMAIN).gettext(message)
+
+
+def _ngettext(singular: str, plural: str, n: int) -> str:
+    return i18n.translations(i18n.current(), DOMAIN).ngettext(singular, plural, n)
+
+
+# newstyle: {% trans %} and _() escape their values and fill %(name)s placeholders themselves.
+templates.env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
 
 # CommonMark with tables; html=False escapes any tag a receipt's value may hold, and
 # markdown-it's link check refuses javascript:/data: links.
@@ -32,17 +56,68 @@ def markdown(text: str | None) -> Markup:
 
 
 templates.env.filters["markdown"] = markdown
+templates.env.filters["term"] = lambda value, kind="diagnosis": term(value, kind, i18n.current())
+
+
+
+#: Words that reach the templates as values and are translated there: the error pages' titles
+#: (web/app.py), roles, and the statuses of submissions and quarantined items.
+SHOWN_VALUES = (
+    N_("Bad request"), N_("Not allowed"), N_("Not found"), N_("Method not allowed"),
+    N_("Too many attempts"), N_("Error"), N_("Cannot do that"), N_("A service did not answer"),
+    N_("viewer"), N_("researcher"), N_("steward"), N_("admin"), N_("reader"),
+    N_("running"), N_("done"), N_("failed"),
+    N_("open"), N_("released"), N_("discarded"), N_("all"),
+)
+
+_UNSET = object()
+
+
+def _session_language(request: Request) -> str | None:
+    """The signed-in user's language when no route dependency loaded the user (an error page
+    answered before, or a path that does not exist)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    from bonebase.db.users import session_user
+
+    try:
+        with request.app.state.pool.connection() as conn:
+            user = session_user(conn, token)
+    except Exception:  # an error page must render even when the database does not answer
+        return None
+    return user.language if user else None
+
+
+def request_language(request: Request) -> str:
+    """The language of this request's page: user setting, cookie, Accept-Language, English."""
+    user = getattr(request.state, "user", _UNSET)
+    chosen = _session_language(request) if user is _UNSET else getattr(user, "language", None)
+    return (i18n.normalise(chosen)
+            or i18n.normalise(request.cookies.get(LANG_COOKIE))
+            or i18n.negotiate(request.headers.get("accept-language"))
+            or i18n.DEFAULT)
+
+
+def t(request: Request, message: str, **values) -> str:
+    """``message`` (a ``web`` msgid with ``%(name)s`` placeholders) in this request's language."""
+    text = i18n.translations(request_language(request), DOMAIN).gettext(message)
+    return text % values if values else text
 
 
 def render(request: Request, name: str, *, status: int = 200, **context):
     user = getattr(request.state, "user", None)
-    return templates.TemplateResponse(
-        request, name, {
-            "user": user,
-            "csrf_field": CSRF_FIELD,
-            "csrf_token": csrf_token(request),
-            "open_data": request.app.state.web.open_data,
-            **context,
-        },
-        status_code=status,
-    )
+    lang = request_language(request)
+    with i18n.language(lang):  # TemplateResponse renders here: the language is current
+        return templates.TemplateResponse(
+            request, name, {
+                "user": user,
+                "csrf_field": CSRF_FIELD,
+                "csrf_token": csrf_token(request),
+                "open_data": request.app.state.web.open_data,
+                "lang": lang,
+                "languages": i18n.NATIVE_NAMES,
+                **context,
+            },
+            status_code=status,
+        )

@@ -36,6 +36,8 @@ class User:
     role: str
     site: str | None  # a steward's site code
     active: bool
+    #: the web pages' language (a bonebase.i18n tag); None: follow the browser (#25)
+    language: str | None = None
 
     def can(self, role: str) -> bool:
         """Whether this user has ``role`` or a higher one (a reader has only ``reader``)."""
@@ -69,7 +71,7 @@ def _check(username: str, role: str) -> None:
         raise InputError(f"role {role!r} is unknown: use one of {', '.join(ALL_ROLES)}")
 
 
-_SELECT = ("SELECT u.id, u.username, u.role, s.code AS site, u.active FROM users u"
+_SELECT = ("SELECT u.id, u.username, u.role, s.code AS site, u.active, u.language FROM users u"
            " LEFT JOIN sites s ON s.id = u.site_id")
 
 
@@ -169,7 +171,7 @@ def start_session(conn: Connection, user: User, *, hours: float) -> str:
 def session_user(conn: Connection, token: str) -> User | None:
     """The active user of an unexpired session token, else None."""
     row = conn.execute(
-        "SELECT u.id, u.username, u.role, s.code AS site, u.active FROM web_sessions w"
+        "SELECT u.id, u.username, u.role, s.code AS site, u.active, u.language FROM web_sessions w"
         " JOIN users u ON u.id = w.user_id LEFT JOIN sites s ON s.id = u.site_id"
         " WHERE w.token_sha256 = %s AND w.expires_at > now() AND u.active",
         (_sha(token),),
@@ -177,9 +179,25 @@ def session_user(conn: Connection, token: str) -> User | None:
     return None if row is None else User(**row)
 
 
+def set_language(conn: Connection, username: str, language: str | None, *,
+                 actor: str | None = None) -> None:
+    """Set the language of ``username``'s pages (a tag of bonebase.i18n.LANGUAGES), or None to
+    follow the browser's Accept-Language."""
+    from bonebase.i18n import LANGUAGES
+
+    if language is not None and language not in LANGUAGES:
+        raise InputError(f"language {language!r} is not offered: use one of {', '.join(LANGUAGES)}")
+    user = get_user(conn, username)
+    with conn.transaction():
+        conn.execute("UPDATE users SET language = %s, updated_at = now() WHERE id = %s",
+                     (language, user.id))
+        audit.record(conn, action="user.language", entity="user", entity_id=username, actor=actor,
+                     details={"language": language})
+
+
 def end_session(conn: Connection, token: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE token_sha256 = %s", (_sha(token),))
 
 
 __all__ = ["ALL_ROLES", "READER", "ROLES", "User", "add_user", "authenticate", "end_session", "get_user", "list_users",
-           "session_user", "set_password", "start_session", "user_exists"]
+           "session_user", "set_language", "set_password", "start_session", "user_exists"]

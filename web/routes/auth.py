@@ -16,7 +16,7 @@ from web.auth import (
     get_conn,
     new_csrf_seed,
 )
-from web.render import render
+from web.render import render, t
 
 router = APIRouter()
 
@@ -50,7 +50,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""),
     if user is None:
         throttle.failed(conn, request, name)
         return render(request, "login.html", status=401, next=_safe_next(next),
-                      error="wrong user name or password")
+                      error=t(request, "wrong user name or password"))
     web = request.app.state.web
     token = start_session(conn, user, hours=web.session_hours)
     throttle.succeeded(conn, request, user.username)

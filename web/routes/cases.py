@@ -16,6 +16,8 @@ from web.charts import bar_chart, histogram
 from web.filters import BEHAVIOURS, LOCATIONS, MODALITIES, SEXES, parse_cursor, parse_filters
 from web.imaging import SIZES, frames_of, outlines, render
 from web.render import render as page
+from web.render import request_language, t
+from web.terms import term
 
 router = APIRouter()
 
@@ -50,11 +52,17 @@ def case_list(request: Request, conn: Connection = Depends(get_conn, scope="func
 @router.get("/stats")
 def stats(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     s = queries.statistics(conn)
-    charts = [bar_chart(s["diagnosis"], title="Cases by diagnosis"),
-              bar_chart(s["behaviour"], title="Cases by behaviour"),
-              bar_chart(s["site"], title="Cases by site"),
-              bar_chart(s["location"], title="Cases by location"),
-              histogram(s["age"], title="Age at diagnosis (years)")]
+    lang = request_language(request)
+
+    def named(kind: str) -> list[tuple[str, int]]:  # the vocabulary's terms in the page's language
+        return [(term(k, kind, lang), n) for k, n in s[kind]]
+
+    others = t(request, "%(n)d others")
+    charts = [bar_chart(named("diagnosis"), title=t(request, "Cases by diagnosis"), others=others),
+              bar_chart(named("behaviour"), title=t(request, "Cases by behaviour"), others=others),
+              bar_chart(s["site"], title=t(request, "Cases by site"), others=others),
+              bar_chart(named("location"), title=t(request, "Cases by location"), others=others),
+              histogram(s["age"], title=t(request, "Age at diagnosis (years)"))]
     total = sum(n for _, n in s["site"])
     return page(request, "stats.html", charts=charts, stats=s, total=total)
 
@@ -102,7 +110,8 @@ def image(request: Request, instance_id: int, size: int = Query(512),
           frame: int | None = Query(None, description="frame of a multi-frame image, from 1"),
           conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
     if size not in SIZES:
-        raise HTTPException(400, f"size={size} is not offered; use one of {SIZES}")
+        raise HTTPException(400, t(request, "size=%(size)s is not offered; use one of %(sizes)s",
+                                    size=size, sizes=SIZES))
     inst = queries.get_instance(conn, instance_id)
     png = render(request.app.state.store.get_bytes(inst["object_key"]), size, frame)
     # Stored objects are content-addressed and never change: the browser may keep the picture.

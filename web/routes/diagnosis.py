@@ -20,7 +20,7 @@ from bonebase.db import predictions as preds
 from web import queries
 from web.auth import csrf_protect, get_conn, require
 from web.imaging import heat_colour
-from web.render import render
+from web.render import render, t
 
 router = APIRouter()
 MAX_UPLOAD = 32 * 1024 * 1024
@@ -39,15 +39,15 @@ def _max_pixels() -> int:
 def _client(request: Request) -> DiagnosisClient:
     web = request.app.state.web
     if not web.diagnosis_url:
-        raise HTTPException(503, "no diagnosis service is configured: set BONEBASE_DIAGNOSIS_URL "
-                                 "to the served model's address")
+        raise HTTPException(503, t(request, "no diagnosis service is configured: set "
+                                            "BONEBASE_DIAGNOSIS_URL to the served model's address"))
     return DiagnosisClient(web.diagnosis_url, token=web.api_token)
 
 
 def _refused(request: Request, exc: DiagnosisError):
     # The service's own 4xx message says what is wrong with the image; pass it on as is.
     status = exc.status if 400 <= exc.status < 500 else 502
-    return render(request, "error.html", status=status, title="The model did not answer",
+    return render(request, "error.html", status=status, title=t(request, "The model did not answer"),
                   message=str(exc))
 
 
@@ -97,7 +97,7 @@ async def upload(request: Request, file: UploadFile = File(...),
 
     data = await file.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, "the file is over 32 MB; send one radiograph")
+        raise HTTPException(413, t(request, "the file is over 32 MB; send one radiograph"))
 
     def work():
         from PIL import Image
@@ -125,7 +125,7 @@ async def upload(request: Request, file: UploadFile = File(...),
         return _refused(request, exc)
     except UploadError as exc:
         status = {"too_large": 413, "not_a_radiograph": 422}.get(exc.code, 400)
-        return render(request, "error.html", status=status, title="The image was not accepted",
+        return render(request, "error.html", status=status, title=t(request, "The image was not accepted"),
                       message=str(exc))
     heat = base64.b64decode(result["gradcam_png"]) if result.get("gradcam_png") else None
     return render(request, "upload.html", result=result, image_uri=_data_uri(picture),

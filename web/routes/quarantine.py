@@ -14,7 +14,7 @@ from bonebase.db import quarantine
 from bonebase.db.users import User
 from bonebase.ingest import quarantine_view
 from web.auth import csrf_protect, get_conn, require
-from web.render import render
+from web.render import render, t
 from web.routes.steward import _own, _scope
 
 router = APIRouter()
@@ -25,7 +25,8 @@ steward = require("steward")
 def quarantine_list(request: Request, status: str = "open", site: str | None = None,
                     conn: Connection = Depends(get_conn, scope="function"), user=Depends(steward)):
     if status not in ("open", "released", "discarded", "all"):
-        raise HTTPException(400, f"status={status!r}; use open, released, discarded or all")
+        raise HTTPException(400, t(request, "status=%(status)s; use open, released, discarded or all",
+                                    status=repr(status)))
     items = quarantine.list_items(conn, site=_scope(user, site),
                                   status=None if status == "all" else status)
     return render(request, "quarantine.html", items=items, showing=status,

@@ -21,7 +21,7 @@ from bonebase.vocab import DIAGNOSES
 from web.auth import csrf_protect, get_conn, require
 from web.imaging import heat_colour, render_windowed
 from web.imaging import render as render_png
-from web.render import render
+from web.render import render, t
 
 router = APIRouter()
 SIZE = 1024  # the reading page's picture: zoom in the browser stays sharp
@@ -75,12 +75,13 @@ def submit(request: Request, study: str, number: int, position: int,
            user=Depends(require("reader"))):
     session = _session(conn, user, study, number)
     if diagnosis and diagnosis not in DIAGNOSES:
-        raise HTTPException(400, f"diagnosis {diagnosis[:40]!r} is not in the vocabulary")
+        raise HTTPException(400, t(request, "diagnosis %(term)s is not in the vocabulary",
+                                    term=repr(diagnosis[:40])))
     try:
         conf = int(confidence) if confidence else None
         secs = float(seconds) if seconds else None
     except ValueError:
-        raise HTTPException(400, "confidence must be 1-5 and seconds a number") from None
+        raise HTTPException(400, t(request, "confidence must be 1-5 and seconds a number")) from None
     try:
         store.answer(conn, session, position, score=score, diagnosis=diagnosis or None,
                      confidence=conf, seconds=secs, actor=user.username)

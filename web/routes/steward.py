@@ -17,7 +17,7 @@ from bonebase.db.quality import site_quality
 from bonebase.db.users import User
 from validation.docs_offline import SUMMARY, offline_html
 from web.auth import get_conn, require
-from web.render import render
+from web.render import render, request_language, t
 
 router = APIRouter()
 steward = require("steward")
@@ -54,8 +54,11 @@ def submission(request: Request, submission_id: int, conn: Connection = Depends(
 
     receipt = row["receipt"] or {}
     docs = _docs_folder(receipt)
+    # The receipt's words in the reader's language (its JSON holds codes, so any language can
+    # be written from it); the site received it in the site's language.
+    lang = request_language(request)
     return render(request, "submission.html", sub=row, receipt=receipt,
-                  markdown=to_markdown(receipt) if receipt else "",
+                  markdown=to_markdown(receipt, lang) if receipt else "",
                   has_docs=docs is not None and (docs / "index.html").is_file(),
                   has_summary=docs is not None and (docs / SUMMARY).is_file())
 
@@ -74,14 +77,16 @@ def validation(request: Request, submission_id: int,
     docs = _docs_folder(row["receipt"] or {})
     path = docs / SUMMARY if docs is not None else None
     if path is None or not path.is_file():
-        raise HTTPException(404, f"submission {submission_id} has no validation summary (it was "
-                                 "validated before bonebase kept one); open its Data Docs instead")
+        raise HTTPException(404, t(request, "submission %(id)s has no validation summary (it was "
+                                            "validated before bonebase kept one); open its Data "
+                                            "Docs instead", id=submission_id))
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         suites = report["suites"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HTTPException(404, f"the validation summary of submission {submission_id} cannot "
-                                 f"be read ({type(exc).__name__}); submit it again") from None
+        raise HTTPException(404, t(request, "the validation summary of submission %(id)s cannot "
+                                            "be read (%(error)s); submit it again",
+                                   id=submission_id, error=type(exc).__name__)) from None
     return render(request, "validation.html", sub=row, suites=suites)
 
 
