@@ -183,3 +183,11 @@ def test_set_language_refuses_an_unknown_tag(seeded):
 
     with connect(seeded["url"]) as conn, pytest.raises(InputError, match="'fr' is not offered"):
         set_language(conn, "vera", "fr")
+
+
+def test_a_bad_filter_is_explained_in_the_pages_language(app_client):
+    client = app_client(open_data=True)
+    page = client.get("/cases?age_min=abc&sex=X", headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 400
+    assert "age_min=&#39;abc&#39; 不是整数；请使用 0 至 120" in page.text
+    assert "sex=&#39;X&#39; 无法识别" in page.text

@@ -32,8 +32,11 @@ def _choices(conn: Connection) -> dict:
 
 @router.get("/cases")
 def case_list(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
-    filters, errors = parse_filters(request.query_params)
-    after, before = parse_cursor(request.query_params, errors)
+    def tr(message: str) -> str:
+        return t(request, message)
+
+    filters, errors = parse_filters(request.query_params, tr)
+    after, before = parse_cursor(request.query_params, errors, tr)
     context = {"filters": filters, "errors": errors, "choices": _choices(conn), "rows": [],
                "total": 0, "cap": queries.COUNT_CAP, "newer": None, "older": None}
     if errors:
