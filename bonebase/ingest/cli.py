@@ -193,7 +193,8 @@ def submissions_list(site: Annotated[str | None, typer.Option("--site")] = None)
 
     with connect(db_url()) as conn:
         rows = submissions.list_(conn, site=site)
-    table = Table("id", "site", "status", "accepted", "quarantined", "received", "source")
+    table = Table(_("id"), _("site"), _("status"), _("accepted"), _("quarantined"), _("received"),
+                  _("source"))
     for r in rows:
         c = r["counts"] or {}
         table.add_row(str(r["id"]), r["site"], r["status"], str(c.get("cases_accepted", "")),

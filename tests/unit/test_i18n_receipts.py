@@ -1,0 +1,125 @@
+"""Receipts and quarantine reasons in the site's language (#25): the Markdown receipt of a site
+whose language is Chinese is Chinese, its JSON receipt is the English site's (same keys, same
+reason codes, same English messages), and the validation messages read back from the English
+templates into the Chinese ones with their values."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+
+import pytest
+
+from bonebase.errors import InputError
+from bonebase.ingest.receipt_text import fix_text, message_text, to_markdown
+from tests.worlds import serving_synth  # noqa: F401 - the shared synthetic consortium
+from validation.messages import _TEMPLATES, render, where
+
+ZH = "zh-Hans"
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _record(template: str) -> dict:
+    """Values for every placeholder of ``template``: numbers where it formats numbers, else
+    text that itself holds the template's separators (", " and ": ")."""
+    values = {}
+    for _literal, name, spec, _conv in string.Formatter().parse(template):
+        if name and name != "where":
+            values[name] = 12.5 if spec else f"v-{name}, x: y"
+    return values
+
+
+@pytest.mark.parametrize("reason", sorted(_TEMPLATES))
+def test_every_validation_message_reads_back_into_chinese(reason):
+    record = _record(_TEMPLATES[reason])
+    message = render(reason, record, place=where(row=17, case_id="HX-0042"))
+    chinese = message_text(reason, message, ZH)
+    assert chinese.startswith("第 17 行，病例 HX-0042：")
+    assert _HAN.search(chinese.split("：", 1)[1])
+    for name, value in record.items():
+        shown = f"{value:g}" if isinstance(value, float) else value
+        assert shown in chinese or f"{value:.0f}" in chinese or f"{value:.2f}" in chinese, name
+    assert message_text(reason, message, "en") == message
+
+
+def test_a_message_of_no_template_stays_as_written():
+    message = "file a.dcm: the DICOM header cannot be read (truncated)"
+    assert message_text("corrupt_file", message, ZH) == message
+    assert message_text("impossible_age", "something else entirely", ZH) == "something else entirely"
+
+
+def test_fixes_are_translated_by_reason_code():
+    assert fix_text("impossible_age", ZH) == "请在清单中更正年龄（整岁，0–100）"
+    assert fix_text("unparseable_date:StudyDate", ZH).startswith("请在 PACS 导出中更正日期")
+    assert fix_text("impossible_age", "en") == "correct the age (whole years, 0-100) in the manifest"
+    assert fix_text("no_such_reason", ZH) == "见说明"
+
+
+# -- sites.language -----------------------------------------------------------------------------
+
+
+def test_a_site_language_is_a_setting_with_a_clear_refusal(db):
+    from bonebase.db.sites import add_site, get_site, update_site
+
+    add_site(db, code="NN", name="Nanning hospital")
+    assert get_site(db, "NN").language == "en"
+    assert update_site(db, "NN", language="zh_CN").language == ZH
+    with pytest.raises(InputError, match=r"language 'fr' is not offered: use one of en, zh-Hans"):
+        update_site(db, "NN", language="fr")
+    assert add_site(db, code="BJ", name="Beijing", language="zh").language == ZH
+
+
+# -- the flow: one submission, an English and a Chinese site ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def receipts(serving_synth, fresh_database, tmp_path_factory, prefect_harness) -> dict:  # noqa: F811
+    """The same submission ingested for a site in English and, in another database, for the
+    same site in Chinese: {lang: (JSON receipt, Markdown receipt, home)}."""
+    from bonebase.config import Settings
+    from bonebase.db.engine import connect
+    from bonebase.db.migrate import upgrade
+    from bonebase.db.sites import add_site
+    from flows.ingest import ingest_submission
+
+    site_dir = sorted(p for p in serving_synth.iterdir() if p.is_dir())[0]
+    out = {}
+    for lang in ("en", ZH):
+        url = fresh_database()
+        upgrade(url)
+        home = tmp_path_factory.mktemp(f"home-{lang}")
+        settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
+        settings.ensure_home()
+        with connect(url) as conn:
+            add_site(conn, code=site_dir.name, name="Hospital", language=lang)
+        result = ingest_submission(site_dir.name, str(site_dir / "submission"), settings=settings)
+        paths = result["paths"]
+        with open(paths["json"], encoding="utf-8") as f:
+            receipt = json.load(f)
+        with open(paths["markdown"], encoding="utf-8") as f:
+            markdown = f.read()
+        out[lang] = (receipt, markdown, str(home))
+    return out
+
+
+@pytest.mark.slow
+def test_a_chinese_site_gets_a_chinese_receipt_with_the_same_json(receipts):
+    (en, en_md, en_home), (zh, zh_md, zh_home) = receipts["en"], receipts[ZH]
+    # The JSON receipt is the record: the same, key for key and code for code (the homes aside).
+    assert json.loads(json.dumps(zh).replace(zh_home, en_home)) == en
+    assert zh["quarantine"], "the synthetic site's faults should be quarantined"
+    # ... in English (Chinese only where the site's own manifest values are quoted).
+    assert all(q["fix"] == fix_text(q["reason"], "en") for q in zh["quarantine"])
+    # The Markdown receipt is in the site's language, with the codes and numbers of the JSON.
+    assert en_md.startswith("# Receipt: submission 1 from site")
+    assert zh_md.startswith(f"# 回执：中心 {zh['site']} 的提交 1")
+    assert "## 隔离项" in zh_md and "| 原因 | 行 | 文件 | 发生了什么 | 处理方法 |" in zh_md
+    assert f"- 隔离：{zh['counts']['quarantined']} 项" in zh_md
+    for q in zh["quarantine"]:
+        row = next(line for line in zh_md.splitlines()
+                   if line.startswith(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} |"))
+        assert fix_text(q["reason"], ZH) in row and _HAN.search(fix_text(q["reason"], ZH))
+        if q["reason"] in _TEMPLATES:  # a validation sentence: rewritten in Chinese
+            assert q["message"] not in row and "resubmit" not in row
+    assert to_markdown(en, "en") == en_md
