@@ -59,6 +59,15 @@ def _option_table(command) -> dict[str, bool]:
 def check_words(root, words: list[str], *, parent=None) -> tuple[list[str], object | None]:
     """Check `bonebase` words against the click tree: (problems, the group of the leaf)."""
     command, path, rest = root, ["bonebase"], list(words)
+    while _is_group(command) and rest and rest[0].startswith("-") and rest[0] not in ("--help",
+                                                                                      "-h"):
+        # a group's own option before its sub-command (`bonebase --lang zh-Hans site list`)
+        word, options = rest.pop(0), _option_table(command)
+        name = word.split("=", 1)[0]
+        if name not in options:
+            return [f"`{' '.join(path)}` has no option {name}"], parent
+        if options[name] and "=" not in word:
+            rest = rest[1:]  # the option's value
     while _is_group(command) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
         sub = command.commands.get(name)
