@@ -11,6 +11,7 @@ from psycopg import Connection
 
 from bonebase.db import audit
 from bonebase.errors import InputError, NotFoundError
+from bonebase.i18n import _
 from bonebase.ingest.match import check_rule
 
 CODE_RE = re.compile(r"^[A-Z0-9]{2,8}$")
@@ -34,11 +35,10 @@ class Site:
 def check_code(code: str) -> str:
     """A site code: 2–8 upper-case letters or digits (it appears in pseudonyms and paths)."""
     if not CODE_RE.match(code or ""):
-        hint = f" (did you mean {code.upper()!r}?)" if CODE_RE.match((code or "").upper()) else ""
-        raise InputError(
-            f"site code {code!r} is invalid: use 2-8 upper-case letters or digits, e.g. 'HX' or 'BJ1'"
-            + hint
-        )
+        hint = (_(" (did you mean {upper!r}?)").format(upper=code.upper())
+                if CODE_RE.match((code or "").upper()) else "")
+        raise InputError(_("site code {code!r} is invalid: use 2-8 upper-case letters or digits, "
+                           "e.g. 'HX' or 'BJ1'").format(code=code) + hint)
     return code
 
 
@@ -54,7 +54,8 @@ def add_site(conn: Connection, *, code: str, name: str, country: str = "", conta
     check_burned_in(burned_in)
     language = check_language(language)
     if not name.strip():
-        raise InputError(f"site {code}: --name is empty; give the hospital's name")
+        raise InputError(_("site {code}: --name is empty; give the hospital's name")
+                         .format(code=code))
     if match_rule is not None:
         check_rule(match_rule)
     try:
@@ -70,16 +71,16 @@ def add_site(conn: Connection, *, code: str, name: str, country: str = "", conta
                                   "match_rule": match_rule, "keep_descriptors": keep_descriptors,
                                   "burned_in": burned_in, "language": language})
     except psycopg.errors.UniqueViolation:
-        raise InputError(
-            f"site {code} already exists; see `bonebase site show {code}`, or choose another code"
-        ) from None
+        raise InputError(_("site {code} already exists; see `bonebase site show {code}`, or "
+                           "choose another code").format(code=code)) from None
     return _site(row)
 
 
 def get_site(conn: Connection, code: str) -> Site:
     row = conn.execute("SELECT * FROM sites WHERE code = %s", (code,)).fetchone()
     if row is None:
-        raise NotFoundError(f"no site {code!r}; `bonebase site list` shows the registered sites")
+        raise NotFoundError(_("no site {code!r}; `bonebase site list` shows the registered sites")
+                            .format(code=code))
     return _site(row)
 
 
@@ -89,8 +90,9 @@ BURNED_IN = ("redact", "quarantine")
 def check_burned_in(policy: str) -> str:
     """A site's policy for burned-in identifying text: redact (black it out) or quarantine."""
     if policy not in BURNED_IN:
-        raise InputError(f"burned-in policy {policy!r} is unknown: use redact (black the text "
-                         "out, the default) or quarantine (hold the image for a data steward)")
+        raise InputError(_("burned-in policy {policy!r} is unknown: use redact (black the text "
+                           "out, the default) or quarantine (hold the image for a data steward)")
+                         .format(policy=policy))
     return policy
 
 
@@ -100,18 +102,19 @@ def check_language(tag: str) -> str:
 
     lang = normalise(tag)
     if lang is None:
-        raise InputError(f"language {tag!r} is not offered: use one of {', '.join(LANGUAGES)} "
-                         "(a site's receipts and quarantine reasons are written in it)")
+        raise InputError(_("language {tag!r} is not offered: use one of {languages} (a site's "
+                           "receipts and quarantine reasons are written in it)")
+                         .format(tag=tag, languages=", ".join(LANGUAGES)))
     return lang
 
 
 def require_active(site: Site) -> Site:
     """``site`` if it may submit; an inactive site's submissions are refused with what to do."""
     if not site.active:
-        raise InputError(
-            f"site {site.code} ({site.name}) is marked inactive, so its submissions are refused; "
-            f"if the hospital sends data again, an operator reactivates it with `bonebase site "
-            f"update {site.code} --active`, then submit again")
+        raise InputError(_(
+            "site {code} ({name}) is marked inactive, so its submissions are refused; if the "
+            "hospital sends data again, an operator reactivates it with `bonebase site update "
+            "{code} --active`, then submit again").format(code=site.code, name=site.name))
     return site
 
 
