@@ -365,11 +365,12 @@ def run_app(app: Path, *, flwr_home: Path, log: Path | None = None,
 
 
 def serve_foreground(name: str, cmd: list[str], *, cwd: Path, env: Mapping[str, str]) -> int:
-    """Run a Flower program in the foreground (its log on this terminal) until it exits or
-    this process is interrupted or terminated; its whole process group stops with it."""
+    """Run a Flower program in the foreground (its log on this terminal) until it exits or this
+    process is interrupted or terminated. It stays in this process's group, so whoever stops
+    the group (a terminal's Ctrl-C, systemd, a test) stops it too; on SIGTERM it is terminated,
+    and killed after a grace period."""
     cwd.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(cmd, cwd=cwd, env=dict(env), start_new_session=True)
-    proc = Supervised(name=name, process=process, log=cwd / "-")
+    process = subprocess.Popen(cmd, cwd=cwd, env=dict(env))
 
     def _terminate(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt
@@ -380,5 +381,11 @@ def serve_foreground(name: str, cmd: list[str], *, cwd: Path, env: Mapping[str, 
     except KeyboardInterrupt:
         return 0
     finally:
-        proc.stop()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
         signal.signal(signal.SIGTERM, previous)

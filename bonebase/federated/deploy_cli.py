@@ -132,17 +132,27 @@ def client(
 
 
 def _set_values(values: list[str]) -> dict:
-    import tomllib
+    """`--set KEY=VALUE` items, each VALUE read as the type of KEY's default."""
+    from bonebase.federated.config import DEFAULTS
 
-    out = {}
+    out: dict = {}
     for item in values:
-        key, sep, raw = item.partition("=")
+        key, sep, raw = (part.strip() for part in item.partition("="))
         if not sep:
             raise InputError(f"--set {item!r}: write KEY=VALUE (e.g. --set lr=0.0005).")
+        if key not in DEFAULTS:
+            raise InputError(f"--set {key}: not a run-config key; known: {', '.join(DEFAULTS)}")
+        kind = type(DEFAULTS[key])
         try:
-            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = raw  # a bare word: a string
+            if kind is bool:
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                out[key] = raw.lower() in ("true", "1", "yes")
+            else:
+                out[key] = kind(raw)
+        except ValueError:
+            raise InputError(f"--set {item!r}: {key} takes a {kind.__name__} (default "
+                             f"{DEFAULTS[key]!r}).") from None
     return out
 
 
@@ -151,16 +161,28 @@ def start(
     local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="Epochs each "
                                               "hospital trains per round.")] = 1,
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
+    proximal_mu: Annotated[float, typer.Option("--proximal-mu", help="FedProx's mu (with "
+                                               "--strategy fedprox).")] = 0.01,
     min_sites: Annotated[int, typer.Option("--min-sites", min=1, help="Hospitals the server "
                                            "waits for, and the fewest a round may end with.")] = 2,
+    dp_clip: Annotated[float, typer.Option("--dp-clip", help="Differential privacy: clipping "
+                                           "norm of each site's update (0: no DP).")] = 0.0,
+    dp_noise: Annotated[float, typer.Option("--dp-noise", help="Differential privacy: Gaussian "
+                                            "noise multiplier.")] = 0.0,
+    dp_side: Annotated[str, typer.Option("--dp-side", help="Where updates are clipped: server "
+                                         "or client.")] = "server",
+    params: Annotated[Path, typer.Option("--params", help="params.yaml: task, train: (network, "
+                                         "image size, batch, lr) and evaluate: sections.")
+                      ] = Path("params.yaml"),
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="The consortium's export "
-                                                   "with the locked test and external sets.")
-                         ] = None,
-    register: Annotated[bool, typer.Option("--register", help="Register the model as a "
-                                           "candidate (needs --eval-data).")] = False,
+                                                   "with the locked test and external sets "
+                                                   "(needed to register).")] = None,
+    register: Annotated[bool, typer.Option("--register/--no-register", help="Register the "
+                                           "model as a candidate.")] = True,
     by: Annotated[str, typer.Option("--by", help="Who starts the run (recorded).")] = "",
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the server writes model.pt "
-                                          "and federated.json.")] = Path("models/federated"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the server writes model.pt, "
+                                          "federated.json, metrics.json, report.html.")
+                       ] = Path("models/federated"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any other run-config key, "
                                                    "KEY=VALUE (e.g. arch=resnet18-slim).")] = None,
     control: Annotated[str, typer.Option("--control", help="The SuperLink's Control API.")
@@ -171,18 +193,29 @@ def start(
                                                   "after this many seconds.")] = None,
 ) -> None:
     """Start a federated training run on the SuperLink (`flwr run` of bonebase's Flower App)
-    and follow its log to the end; exit non-zero when it fails."""
+    and follow its log to the end; exit non-zero when it fails. The same options as `bonebase
+    federated run`, whose simulation it replaces with the hospitals' real SuperNodes."""
     import tempfile
 
+    from bonebase.errors import ConfigError
     from bonebase.federated import deploy
+    from bonebase.federated.cli import model_config
 
     if insecure == (ca is not None):
         raise InputError("give --ca ca.crt, or --insecure for a trial on one machine.")
-    config = {"rounds": rounds, "local-epochs": local_epochs, "strategy": strategy,
-              "min-sites": min_sites, "register": register, "by": by,
-              "out-dir": str(out_dir.resolve()),
-              **({"eval-data": str(eval_data.resolve())} if eval_data else {}),
-              **_set_values(set_ or [])}
+    if register and eval_data is None:
+        raise ConfigError("registering needs the evaluation on the consortium's locked test set: "
+                          "give --eval-data DIR, or --no-register")
+    config = {
+        **model_config(params),
+        "rounds": rounds, "local-epochs": local_epochs, "strategy": strategy,
+        "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0, "min-sites": min_sites,
+        "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side,
+        "register": register, "by": by, "out-dir": str(out_dir.resolve()),
+        "eval-data": str(eval_data.resolve()) if eval_data else "",
+        "params": str(params.resolve()) if params.is_file() else "",
+        **_set_values(set_ or []),
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bonebase-flwr-") as tmp:
         app = deploy.write_flower_app(Path(tmp) / "app", config)
         deploy.write_flower_config(
@@ -191,8 +224,8 @@ def start(
                                          what="--control"),
             ca=ca.resolve() if ca else None)
         outcome = deploy.run_app(app, flwr_home=Path(tmp) / "flwr", timeout_s=timeout,
-                              echo=lambda line: console.print(line, markup=False,
-                                                              highlight=False))
+                                 echo=lambda line: console.print(line, markup=False,
+                                                                 highlight=False))
     if not outcome.ok:
         raise BonebaseError(f"federated run {outcome.run_id}: {outcome.status} "
                             f"{outcome.details}".strip() + "; its log is above.")
