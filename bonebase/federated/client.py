@@ -99,8 +99,8 @@ def check_arrays(arrays: ArrayRecord, spec: ModelSpec) -> dict[str, torch.Tensor
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or extra or wrong:
         first = (
-            f"layer {wrong[0]} is {tuple(state[wrong[0]].shape)} here "
-            f"{tuple(own[wrong[0]].shape)}" if wrong
+            f"layer {wrong[0]}: the server sends {tuple(state[wrong[0]].shape)}, this node's "
+            f"network has {tuple(own[wrong[0]].shape)}" if wrong
             else f"layers missing {missing[:3]}, unexpected {extra[:3]}"
         )  # fmt: skip
         raise Refused(
@@ -211,7 +211,7 @@ def local_evaluate(msg: Message, context: Context, overrides: dict | None = None
                          cuda=False)  # fmt: skip
     logits, _ = run_logits(net.eval(), loader)
     loss = torch.nn.functional.cross_entropy(
-        torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(val["y"].to_numpy())
+        torch.tensor(logits, dtype=torch.float32), torch.tensor(val["y"].to_numpy())
     )
     cases = case_logits(val, logits)
     z = cases[[f"logit{k}" for k in range(logits.shape[1])]].to_numpy()

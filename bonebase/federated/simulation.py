@@ -66,8 +66,10 @@ def simulate(
     cfg = merged(None, overrides)
     sites = check_homes(cfg)
     overrides = {**overrides, "homes": str(Path(str(cfg["homes"])).absolute())}
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+    # Ray's notice about GPU variables on a machine without GPUs, once per actor: off.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    if not verbose:  # Flower's own log (and its notice that run_simulation is deprecated)
+        logging.getLogger("flwr").setLevel(logging.ERROR)
     outcome: dict = {}
     run_simulation(
         server_app=make_server_app(overrides, say=say, outcome=outcome),

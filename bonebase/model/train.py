@@ -171,6 +171,7 @@ def train(
     dataset_version: str | None = None,
     device: str | torch.device | None = None,
     log: Callable[[dict], None] | None = None,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> Checkpoint:
     """Train on ``frame``'s train rows, select the epoch by validation AUC, and return the
     checkpoint of the best epoch (threshold = Youden point on validation cases).
@@ -179,6 +180,7 @@ def train(
     site, case_id, lesion_box). Stops after ``patience`` epochs without a better validation AUC.
     ``lesion_loss_weight`` > 0 adds the lesion-box loss of :mod:`bonebase.model.lesion`.
     ``precise_bn`` recomputes BatchNorm statistics after each epoch (:func:`recompute_bn_stats`).
+    ``extra_loss(net)`` is added to every batch's loss (federated FedProx's proximal term).
 
     In a process group of N ranks, ``batch_size`` stays the global batch (batch_size / N per
     rank, so the tuned ``lr`` still holds) and every rank returns the same checkpoint.
@@ -188,7 +190,7 @@ def train(
     params = {
         k: v
         for k, v in locals().items()
-        if k not in ("frame", "data_dir", "log", "device", "dataset_version")
+        if k not in ("frame", "data_dir", "log", "device", "dataset_version", "extra_loss")
     }
     params["pretrained"] = str(pretrained) if pretrained else None
     set_determinism(seed=seed)
@@ -260,6 +262,8 @@ def train(
             if head is not None:
                 valid = ~torch.isnan(b[:, 0]).to(dev)
                 loss = loss + lesion_loss_weight * head.loss(masks, valid)
+            if extra_loss is not None:
+                loss = loss + extra_loss(net)
             loss.backward()
             if head is not None:
                 ddp.average_gradients(head.parameters())  # the head lives outside DDP

@@ -1,0 +1,123 @@
+"""The ClientApp called as Flower calls it (a Message and a Context), on a hospital's real home:
+what it refuses, what it leaves out, what it sends back; FedProx's term in the one training loop;
+per-site homes hold their own cases only."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+from bonebase.errors import ConfigError
+from bonebase.federated.client import EXCLUDED, REFUSED, make_client_app, proximal_term
+from bonebase.federated.config import ModelSpec, merged
+from bonebase.model.networks import build_network
+from tests.federated.conftest import EXTERNAL, TINY, TRAINING
+
+
+def _ask(home, *, arch="resnet10-slim", kind="train", overrides=None):
+    """The reply of the site at ``home`` to a round asking for ``TINY`` with ``arch``'s weights."""
+    spec = ModelSpec.from_run_config(merged(None, {**TINY, **(overrides or {})}))
+    torch.manual_seed(0)
+    net = build_network(arch, num_classes=2)
+    msg = Message(
+        content=RecordDict({"arrays": ArrayRecord(net.state_dict()),
+                            "config": ConfigRecord({**spec.to_config(), "server-round": 1})}),
+        dst_node_id=1, message_type=kind,
+    )  # fmt: skip
+    ctx = Context(run_id=1, node_id=1, node_config={"bonebase-home": str(home), "site": home.name},
+                  state=RecordDict(), run_config={})  # fmt: skip
+    return make_client_app()(msg, ctx), net
+
+
+def test_site_without_data_for_the_task_is_excluded(consortium):
+    reply, _ = _ask(consortium / "homes" / EXTERNAL)
+    assert reply.has_error() and reply.error.code == EXCLUDED
+    assert reply.error.reason.startswith(f"site {EXTERNAL}: no data for task benign_vs_malignant")
+    assert "excluded from this run" in reply.error.reason
+    reply, _ = _ask(consortium / "homes" / "nowhere")
+    assert reply.error.code == EXCLUDED and "no local export" in reply.error.reason
+
+
+def test_other_network_or_agreement_is_refused(consortium, tmp_path):
+    reply, _ = _ask(consortium / "homes" / "HX", arch="resnet18")
+    assert reply.error.code == REFUSED
+    assert "do not fit network resnet10-slim" in reply.error.reason
+    assert "layer conv1.weight: the server sends (64, 1, 7, 7)" in reply.error.reason
+    home = tmp_path / "BJ1"
+    (home / "federated").mkdir(parents=True)
+    (home / "federated" / "data").symlink_to(consortium / "homes" / "BJ1" / "federated" / "data")
+    (home / "federated" / "node.yaml").write_text("task: benign_vs_malignant\nimage_size: 64\n")
+    reply, _ = _ask(home)
+    assert reply.error.code == REFUSED
+    assert "image_size: server 32, this node 64" in reply.error.reason
+
+
+def test_training_reply_holds_weights_and_metrics_only(consortium):
+    reply, sent = _ask(consortium / "homes" / "HX")
+    assert not reply.has_error()
+    assert set(reply.content.keys()) == {"arrays", "metrics", "site"}
+    assert set(reply.content["metrics"]) == {"num-examples", "train-loss", "val-auc"}
+    labels = pd.read_csv(consortium / "homes" / "HX" / "federated" / "data" / "labels.csv")
+    split = pd.read_csv(consortium / "homes" / "HX" / "federated" / "data" / "split.csv")
+    n_train = int(labels.merge(split, on=["patient_id", "site"]).eval("split == 'train'").sum())
+    assert reply.content["metrics"]["num-examples"] == n_train
+    site = dict(reply.content["site"])
+    assert site["site"] == "HX" and site["export-size"] == 32
+    assert len(site["dataset-version"]) == 16  # the content hash of labels.csv + split.csv
+    new = reply.content["arrays"].to_torch_state_dict()
+    assert set(new) == set(sent.state_dict())
+    assert not torch.equal(new["fc.weight"], sent.state_dict()["fc.weight"])
+
+
+def test_evaluation_reply(consortium):
+    reply, _ = _ask(consortium / "homes" / "BJ1", kind="evaluate")
+    metrics = dict(reply.content["metrics"])
+    assert set(metrics) == {"num-examples", "loss", "auc", "threshold"}
+    assert metrics["num-examples"] > 0 and 0.0 <= metrics["auc"] <= 1.0 and metrics["loss"] > 0
+    assert "arrays" not in reply.content
+
+
+def test_fedprox_term_holds_local_training_near_the_global_model(consortium):
+    """The proximal term goes into train()'s loss: with a large mu the weights move less (small
+    batches: the term is zero on the first step, when the weights are the global ones)."""
+    from bonebase.model.data import load_frame
+    from bonebase.model.train import train
+
+    data = consortium / "homes" / "HX" / "federated" / "data"
+    frame = load_frame(data, task="benign_vs_malignant")
+    torch.manual_seed(0)
+    start = build_network("resnet10-slim").state_dict()
+    path = data.parent / "start.pt"
+    torch.save(start, path)
+
+    def moved(extra):
+        ckpt = train(frame=frame, data_dir=data, task="benign_vs_malignant", arch="resnet10-slim",
+                     image_size=32, epochs=2, batch_size=8, lr=0.01, weight_decay=0.0, seed=1,
+                     num_workers=0, amp=False, pretrained=path, extra_loss=extra)  # fmt: skip
+        return sum(float((ckpt.state_dict[k] - start[k]).pow(2).sum())
+                   for k in start if k.endswith("weight")) ** 0.5  # fmt: skip
+
+    free, held = moved(None), moved(proximal_term(start, 100.0))
+    assert held < 0.5 * free, (held, free)
+
+
+def test_run_config_refuses_unknown_or_impossible_values():
+    with pytest.raises(ConfigError, match="unknown keys \\['epochs'\\]"):
+        merged({"epochs": 3})
+    with pytest.raises(ConfigError, match="fedprox needs proximal-mu > 0"):
+        merged(None, {"strategy": "fedprox"})
+    with pytest.raises(ConfigError, match="dp-noise"):
+        merged(None, {"dp-clip": 1.0})
+
+
+def test_each_home_holds_its_own_cases_only(consortium):
+    for site in TRAINING:
+        data = consortium / "homes" / site / "federated" / "data"
+        labels = pd.read_csv(data / "labels.csv", dtype=str)
+        assert set(labels["site"]) == {site}
+        images = {p.relative_to(data).as_posix() for p in (data / "images").rglob("*.png")}
+        assert images == set(labels["image"])
+    ext = pd.read_csv(consortium / "homes" / EXTERNAL / "federated" / "data" / "labels.csv")
+    assert ext.empty  # the external site's cases stay at the consortium
