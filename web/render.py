@@ -12,6 +12,7 @@ else English (:func:`request_language`); it is made current while the page rende
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -99,10 +100,16 @@ def request_language(request: Request) -> str:
             or i18n.DEFAULT)
 
 
+def gettext_for(request: Request) -> Callable[[str], str]:
+    """The translation of a ``web`` msgid into this request's language, placeholders unfilled
+    (for code that fills them itself); mark the msgids with ``N_``."""
+    return i18n.translations(request_language(request), DOMAIN).gettext
+
+
 def t(request: Request, message: str, **values) -> str:
-    """``message`` (a ``web`` msgid with ``%(name)s`` placeholders) in this request's language."""
-    text = i18n.translations(request_language(request), DOMAIN).gettext(message)
-    return text % values if values else text
+    """``message`` (a ``web`` msgid) in this request's language, its ``%(name)s`` placeholders
+    filled from ``values`` (a literal per cent sign is ``%%``, as in the templates)."""
+    return gettext_for(request)(message) % values
 
 
 def render(request: Request, name: str, *, status: int = 200, **context):

@@ -9,14 +9,15 @@ from psycopg import Connection
 from bonebase.db import audit
 from bonebase.db import predictions as preds
 from bonebase.db.sites import list_sites
+from bonebase.i18n import N_
 from bonebase.vocab import DIAGNOSES
 from web import queries
 from web.auth import browse, get_conn, require
 from web.charts import bar_chart, histogram
 from web.filters import BEHAVIOURS, LOCATIONS, MODALITIES, SEXES, parse_cursor, parse_filters
 from web.imaging import SIZES, frames_of, outlines, render
+from web.render import gettext_for, request_language, t
 from web.render import render as page
-from web.render import request_language, t
 from web.terms import term
 
 router = APIRouter()
@@ -32,9 +33,7 @@ def _choices(conn: Connection) -> dict:
 
 @router.get("/cases")
 def case_list(request: Request, conn: Connection = Depends(get_conn, scope="function"), user=Depends(browse)):
-    def tr(message: str) -> str:
-        return t(request, message)
-
+    tr = gettext_for(request)
     filters, errors = parse_filters(request.query_params, tr)
     after, before = parse_cursor(request.query_params, errors, tr)
     context = {"filters": filters, "errors": errors, "choices": _choices(conn), "rows": [],
@@ -60,7 +59,7 @@ def stats(request: Request, conn: Connection = Depends(get_conn, scope="function
     def named(kind: str) -> list[tuple[str, int]]:  # the vocabulary's terms in the page's language
         return [(term(k, kind, lang), n) for k, n in s[kind]]
 
-    others = t(request, "%(n)d others")
+    others = gettext_for(request)(N_("%(n)d others"))
     charts = [bar_chart(named("diagnosis"), title=t(request, "Cases by diagnosis"), others=others),
               bar_chart(named("behaviour"), title=t(request, "Cases by behaviour"), others=others),
               bar_chart(s["site"], title=t(request, "Cases by site"), others=others),

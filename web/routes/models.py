@@ -16,7 +16,7 @@ from psycopg import Connection
 from bonebase.db import models as db_models
 from bonebase.monitor.db import open_alerts  # the champion watch's banner (#23)
 from web.auth import get_conn, require
-from web.render import render
+from web.render import render, t
 
 router = APIRouter()
 TYPES = {".html": "text/html", ".md": "text/markdown; charset=utf-8", ".json": "application/json",
@@ -42,7 +42,8 @@ def report(request: Request, model_id: int, conn: Connection = Depends(get_conn,
            user=Depends(require("researcher"))):
     model = db_models.get_model(conn, model_id)
     if not model["report_key"]:
-        raise HTTPException(404, f"model {model_id} was registered without a report")
+        raise HTTPException(404, t(request, "model %(id)s was registered without a report",
+                                   id=model_id))
     data = request.app.state.store.get_bytes(model["report_key"])
     kind = TYPES.get(PurePosixPath(model["report_key"]).suffix, "text/plain; charset=utf-8")
     # A report is our own file, but served as a download-free page it must not run scripts.

@@ -14,7 +14,7 @@ from psycopg import Connection
 from bonebase.db import models as db_models
 from bonebase.monitor import charts, db, drift, status
 from web.auth import get_conn, require
-from web.render import render
+from web.render import render, t
 
 router = APIRouter()
 TASKS = ("benign_vs_malignant", "os_vs_gct")
@@ -40,7 +40,8 @@ def _positive_class(task: str) -> str:
     return names[1] if names else {"os_vs_gct": "osteosarcoma"}.get(task, "malignant")
 
 
-def _output_charts(conn: Connection, model_id: int, sites: list[str]) -> list[str]:
+def _output_charts(request: Request, conn: Connection, model_id: int,
+                   sites: list[str]) -> list[str]:
     reference = [r["features"] for r in db.scores(conn, model_id=model_id, role="reference")]
     out = []
     for site in sites:
@@ -48,8 +49,9 @@ def _output_charts(conn: Connection, model_id: int, sites: list[str]) -> list[st
                                                     site=site)]
         hist = drift.histogram(reference, current, "probability", bins=10)
         if hist:
-            out.append(charts.paired_histogram(hist, title=f"P(positive) at {site}",
-                                               labels=("training data", site)))
+            out.append(charts.paired_histogram(
+                hist, title=t(request, "P(positive) at %(site)s", site=site),
+                labels=(t(request, "training data"), site)))
     return out
 
 
@@ -58,7 +60,8 @@ def monitor_page(request: Request, task: str = "benign_vs_malignant",
                  conn: Connection = Depends(get_conn, scope="function"),
                  user=Depends(require("researcher"))):
     if task not in TASKS:
-        raise HTTPException(404, f"no task {task}; the watch scores {', '.join(TASKS)}")
+        raise HTTPException(404, t(request, "no task %(task)s; the watch scores %(tasks)s",
+                                   task=task, tasks=", ".join(TASKS)))
     model = db_models.deployed_model(conn, task=task)
     ctx = {"task": task, "tasks": TASKS, "model": model, "rows": [], "alerts": []}
     if model is not None:
@@ -74,11 +77,11 @@ def monitor_page(request: Request, task: str = "benign_vs_malignant",
             rows=rows, features=features,
             feature_names=list(dict.fromkeys(f["feature"] for f in features)),
             alerts=[a for a in db.open_alerts(conn) if a["model_id"] == model["id"]],
-            auc_chart=charts.band_chart(_series(rows, "auc"), title="AUC per site and month "
-                                        "(95% CI band)", floor=None),
-            sens_chart=charts.band_chart(_series(rows, "sensitivity"), title="Sensitivity at "
-                                         "the locked threshold (95% CI band)"),
-            output_charts=_output_charts(conn, model["id"], [r["site"] for r in rows]),
+            auc_chart=charts.band_chart(_series(rows, "auc"), floor=None, title=t(
+                request, "AUC per site and month (95%% CI band)")),
+            sens_chart=charts.band_chart(_series(rows, "sensitivity"), title=t(
+                request, "Sensitivity at the locked threshold (95%% CI band)")),
+            output_charts=_output_charts(request, conn, model["id"], [r["site"] for r in rows]),
             asked=status.ask_the_model(conn, model_row=model, positive_class=positive),
             fmt=status.text_rows,
         )
@@ -91,7 +94,7 @@ def drift_report(request: Request, check_id: int,
                  user=Depends(require("researcher"))):
     row = db.get_check(conn, check_id)
     if row is None or not row["report_key"]:
-        raise HTTPException(404, f"check {check_id} has no drift report")
+        raise HTTPException(404, t(request, "check %(id)s has no drift report", id=check_id))
     data = request.app.state.store.get_bytes(row["report_key"])
     return Response(data, media_type="text/html",
                     headers={"Content-Security-Policy": "script-src 'none'"})
