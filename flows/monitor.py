@@ -112,24 +112,21 @@ def _share(s: float | None) -> str:
     return "–" if s is None else f"{s:.2f}"
 
 
-def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml") -> dict | None:
+def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml",
+                       defer: bool | None = None) -> dict | None:
     """The hook the ingest flow calls after a submission: the watch of its radiographs when a
-    model is deployed, else None. A failed watch never fails the ingest: it says so and how to
-    run it again."""
+    model is deployed, else None. With ``defer`` (default: ``monitor.defer``) the watch runs
+    in a background process (:func:`start_deferred`) and this returns at once. A failed watch
+    never fails the ingest: it says so and how to run it again."""
     from bonebase.errors import BonebaseError, NotFoundError
 
     sid = receipt.get("submission")
     if sid is None or receipt.get("already_ingested") or receipt.get("status") != "done":
         return None
     try:
-        with _connect() as conn:
-            from bonebase.db.models import deployed_model
-
-            tasks = [t for t in WATCHED_TASKS if deployed_model(conn, task=t) is not None]
-        # Nothing deployed: nothing to watch (and no flow run to show).
-        runs = [watch_flow(submission_id=int(sid), params_path=params_path, task_name=t)
-                for t in tasks]
-        return runs[0] if len(runs) == 1 else ({"tasks": runs} if runs else None)
+        if defer if defer is not None else policies.load(params_path).defer:
+            return start_deferred(int(sid), params_path)
+        return watch_submission(int(sid), params_path)
     except NotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - the submission is stored; the watch can re-run
@@ -139,7 +136,67 @@ def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml") -> di
         return None
 
 
+def watch_submission(submission_id: int, params_path: str = "params.yaml") -> dict | None:
+    """The watch of one submission by every deployed two-class model (None: none deployed)."""
+    from bonebase.db.models import deployed_model
+
+    with _connect() as conn:
+        tasks = [t for t in WATCHED_TASKS if deployed_model(conn, task=t) is not None]
+    # Nothing deployed: nothing to watch (and no flow run to show).
+    runs = [watch_flow(submission_id=submission_id, params_path=params_path, task_name=t)
+            for t in tasks]
+    return runs[0] if len(runs) == 1 else ({"tasks": runs} if runs else None)
+
+
+def start_deferred(submission_id: int, params_path: str = "params.yaml") -> dict:
+    """Start the watch of ``submission_id`` in a process of its own, detached (it outlives a
+    `bonebase submit`), its output in ``<home>/logs/watch-submission-<id>.log``: the submission's
+    wait is the start of a process, not the scoring. The child reads the database and store from
+    the environment, as this process does (nothing secret on its command line), and the same
+    Prefect API. Nothing is lost if it dies: the radiographs stay unscored until the next
+    `bonebase monitor run`, which scores all a model has not scored."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    logs = get_settings().home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"watch-submission-{submission_id}.log"
+    env = dict(os.environ)
+    if PREFECT_API_URL.value():  # a test harness's server is a setting, not in the environment
+        env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    with open(log, "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "flows.monitor", "--submission", str(submission_id),
+             "--params", str(Path(params_path).resolve())],
+            cwd=str(Path(__file__).resolve().parents[1]), env=env, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    print(f"the champion watch of submission {submission_id} runs in the background (process "
+          f"{child.pid}, log {log})")
+    return {"deferred": True, "submission": submission_id, "pid": child.pid, "log": str(log),
+            "process": child}
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m flows.monitor", description="The champion "
+                                 "watch of one submission (what the deferred ingest hook runs); "
+                                 "without --submission, of everything not scored yet.")
+    ap.add_argument("--submission", type=int, help="submission id (default: all unscored)")
+    ap.add_argument("--params", default="params.yaml", help="params.yaml with the monitor: "
+                    "section (default: ./params.yaml)")
+    args = ap.parse_args(argv)
+    if args.submission is None:
+        print(watch_flow(params_path=args.params))
+        return 0
+    return 0 if watch_after_ingest({"submission": args.submission, "status": "done"},
+                                   params_path=args.params, defer=False) is not None else 1
+
+
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    print(watch_flow(int(sys.argv[1]) if len(sys.argv) > 1 else None))
+    sys.exit(_main())

@@ -13,6 +13,8 @@ class Policy:
 
     auc_min: float = 0.65          # a site's AUC below this breaches
     auc_ci_low_min: float = 0.50   # ... and so does the lower bound of its 95% CI below this
+    sensitivity_min: float = 0.0   # a site's sensitivity at the locked threshold below this
+    sensitivity_ci_low_min: float = 0.0  # ... or its Wilson 95% CI's lower bound (0: rule off)
     min_cases: int = 20            # fewer labelled cases of both classes: no performance verdict
     drift_alpha: float = 0.05      # a feature drifts when its test's p-value is below this
     max_drift_share: float = 0.25  # a site breaches when a larger share of its features drifts
@@ -20,6 +22,7 @@ class Policy:
     batch: int = 32                # radiographs per forward pass
     intermediate_as: str = "benign"
     retrain_on_alert: bool = False
+    defer: bool = False            # true: the ingest hook starts the watch in the background
 
     @classmethod
     def from_params(cls, section: dict | None, *, source: str = "params.yaml monitor:") -> Policy:
@@ -47,7 +50,8 @@ class Policy:
                         tuple: "a list"}[type(default)]
                 raise InputError(f"{source} {name}: {value!r} is not {kind} (default "
                                  f"{default!r})") from None
-        for name in ("auc_min", "auc_ci_low_min", "drift_alpha", "max_drift_share"):
+        for name in ("auc_min", "auc_ci_low_min", "sensitivity_min", "sensitivity_ci_low_min",
+                     "drift_alpha", "max_drift_share"):
             if not 0.0 <= values.get(name, getattr(cls, name)) <= 1.0:
                 raise InputError(f"{source} {name}: must lie between 0 and 1")
         return cls(**values)

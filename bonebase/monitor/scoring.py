@@ -38,11 +38,37 @@ _STRIDE = 4
 
 @dataclass(frozen=True)
 class Model:
-    """What scoring needs of a model: its id, task and a Predictor (bonebase.model.inference)."""
+    """What scoring needs of a model: its id, task, a Predictor (bonebase.model.inference) and
+    the network scoring runs (:func:`inference_network` of the predictor's; None: its own)."""
 
     id: int
     task: str
     predictor: object
+    network: object | None = None
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """P(class 1) of preprocessed inputs (n, 1, S, S), as ``predictor.forward`` gives it."""
+        if self.network is None:
+            return self.predictor.forward(batch)[:, 1]
+        import torch
+
+        with torch.inference_mode():
+            logits = self.network(torch.as_tensor(np.asarray(batch, dtype=np.float32)))
+            return torch.softmax(logits.float(), dim=1)[:, 1].numpy()
+
+
+def inference_network(net):
+    """A copy of ``net`` (in eval mode) with each BatchNorm folded into the convolution before
+    it (torch.fx's conv-bn fusion): the same outputs to float rounding, a third less work on a
+    CPU for a ResNet. ``net`` itself when fx cannot trace it."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(net).eval())
+    except Exception:  # noqa: BLE001 - an architecture fx cannot trace runs as it is
+        return net
 
 
 def case_label(task: str, diagnosis_code: str | None, location_code: str | None,
@@ -131,7 +157,7 @@ def score_rows(
                 scored["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             out.append(scored)
         if inputs:
-            probs = predictor.forward(np.stack(inputs))[:, 1]
+            probs = model.probabilities(np.stack(inputs))
             for scored, p in zip(ready, probs, strict=True):
                 scored["probability"] = float(np.clip(p, 0.0, 1.0))
                 scored["predicted"] = int(p >= predictor.threshold)
@@ -141,4 +167,5 @@ def score_rows(
     return out
 
 
-__all__ = ["CATEGORICAL", "NUMERIC", "Model", "case_label", "image_features", "score_rows"]
+__all__ = ["CATEGORICAL", "NUMERIC", "Model", "case_label", "image_features", "inference_network",
+           "score_rows"]

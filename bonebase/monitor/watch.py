@@ -22,16 +22,19 @@ from bonebase.errors import InputError, NotFoundError
 from bonebase.monitor import db, drift, performance, report
 from bonebase.monitor.db import champion
 from bonebase.monitor.policy import Policy
-from bonebase.monitor.scoring import Model, score_rows
+from bonebase.monitor.scoring import Model, inference_network, score_rows
 from bonebase.storage import ObjectStore
 
 ALERT_EVENT = "bonebase.monitor.alert"
+# The first key of the watch's two-key advisory lock (the second is the model id): its own
+# space, apart from the submissions' (bonebase.db.submissions).
+_SCORING_LOCK = 0x77617463  # "watc"
 
 
-_LOADED: dict[str, object] = {}  # checkpoint sha256 -> Predictor, the last two used
+_LOADED: dict[str, tuple] = {}  # checkpoint sha256 -> (Predictor, scoring network), last two
 
 
-def _predictor(store: ObjectStore, model_row: dict):
+def _predictor(store: ObjectStore, model_row: dict) -> tuple:
     from bonebase.model.inference import Predictor
     from bonebase.release.registry import fetch_checkpoint
 
@@ -41,18 +44,19 @@ def _predictor(store: ObjectStore, model_row: dict):
             predictor = Predictor.from_checkpoint(fetch_checkpoint(store, model_row, tmp))
         while len(_LOADED) >= 2:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[sha] = predictor
+        _LOADED[sha] = (predictor, inference_network(predictor.net))
     return _LOADED[sha]
 
 
 def load(store: ObjectStore, model_row: dict) -> Model:
     """A registered model's checkpoint, fetched and verified, as a :class:`Model`; kept loaded
     for the process's next calls (a checkpoint's content never changes: its hash is its key)."""
-    predictor = _predictor(store, model_row)
+    predictor, network = _predictor(store, model_row)
     if len(predictor.classes) != 2 or predictor.threshold is None:
         raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
                          "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
-    return Model(id=model_row["id"], task=model_row["task"], predictor=predictor)
+    return Model(id=model_row["id"], task=model_row["task"], predictor=predictor,
+                 network=network)
 
 
 def _reference_cases(conn: Connection, model_row: dict) -> list[int] | None:
@@ -74,6 +78,9 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
           progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Score the reference (once per model) and the new radiographs not scored yet (of
     ``submission_id``, or all). Returns counts: reference, watch, unreadable."""
+    # One scorer per model at a time (deferred watches of two submissions can overlap): the
+    # second waits for the first's commit, then finds what it stored already scored.
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SCORING_LOCK, model.id))
     model_row = model_q.get_model(conn, model.id)
     counts = {"reference": 0, "watch": 0, "unreadable": 0}
     modalities = list(policy.modalities)
@@ -104,16 +111,26 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
 
 
 def _performance_breach(figs: dict, policy: Policy) -> list[str]:
-    auc = figs.get("auc")
-    if auc is None or min(figs["positives"], figs["n"] - figs["positives"]) == 0:
-        return []
+    """Why a site's figures breach the policy: its AUC or the AUC CI's lower bound (both classes
+    present), its sensitivity at the locked threshold or that CI's lower bound (positives
+    present); nothing below ``min_cases`` labelled cases."""
     if figs["n"] < policy.min_cases:
         return []
     reasons = []
-    if auc["value"] < policy.auc_min:
-        reasons.append(f"AUC {auc['value']:.3f} < {policy.auc_min}")
-    if auc["lo"] < policy.auc_ci_low_min:
-        reasons.append(f"AUC 95% CI lower bound {auc['lo']:.3f} < {policy.auc_ci_low_min}")
+    auc = figs.get("auc")
+    if auc is not None and min(figs["positives"], figs["n"] - figs["positives"]) > 0:
+        if auc["value"] < policy.auc_min:
+            reasons.append(f"AUC {auc['value']:.3f} < {policy.auc_min}")
+        if auc["lo"] < policy.auc_ci_low_min:
+            reasons.append(f"AUC 95% CI lower bound {auc['lo']:.3f} < {policy.auc_ci_low_min}")
+    sens = figs.get("sensitivity")
+    if sens is not None and figs["positives"] > 0:
+        if sens["value"] < policy.sensitivity_min:
+            reasons.append(f"sensitivity {sens['value']:.3f} < {policy.sensitivity_min} "
+                           f"({figs['positives']} positives)")
+        if sens["lo"] < policy.sensitivity_ci_low_min:
+            reasons.append(f"sensitivity 95% CI lower bound {sens['lo']:.3f} < "
+                           f"{policy.sensitivity_ci_low_min}")
     return reasons
 
 

@@ -88,3 +88,42 @@ def test_charts_are_inline_svg():
     assert svg.startswith("<svg") and svg.count("<polygon") == 1 and "stroke-dasharray" in svg
     hist = drift.histogram([{"x": v} for v in range(10)], [{"x": v + 5} for v in range(10)], "x")
     assert charts.paired_histogram(hist, title="x").count("<rect") == 2 * len(hist["reference"])
+
+
+def test_sensitivity_rule_reads_the_value_and_its_lower_bound():
+    figs = {"n": 40, "positives": 12, "auc": None,
+            "sensitivity": {"value": 0.58, "lo": 0.32, "hi": 0.81}}
+    assert _performance_breach(figs, Policy()) == []  # off by default
+    (reason,) = _performance_breach(figs, Policy(sensitivity_min=0.7))
+    assert reason == "sensitivity 0.580 < 0.7 (12 positives)"
+    (reason,) = _performance_breach(figs, Policy(sensitivity_ci_low_min=0.4))
+    assert reason == "sensitivity 95% CI lower bound 0.320 < 0.4"
+    assert _performance_breach({**figs, "n": 10}, Policy(sensitivity_min=0.7)) == []
+    no_positives = {**figs, "positives": 0, "sensitivity": None}
+    assert _performance_breach(no_positives, Policy(sensitivity_min=0.7)) == []
+    with pytest.raises(InputError, match="sensitivity_min: must lie between 0 and 1"):
+        Policy.from_params({"sensitivity_min": 70})
+    assert Policy.from_params({"defer": True, "sensitivity_ci_low_min": 0.4}).defer
+
+
+def test_scoring_network_gives_the_predictors_probabilities():
+    """BatchNorm folded into the convolutions: the same P(class 1) as the network as trained."""
+    import torch
+
+    from bonebase.model.networks import build_network
+    from bonebase.monitor.scoring import Model, inference_network
+
+    torch.manual_seed(0)
+    net = build_network("resnet10-slim")
+    for m in net.modules():  # running statistics away from the identity, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    fused = inference_network(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = np.random.default_rng(0).random((3, 1, 64, 64), dtype=np.float32)
+    with torch.inference_mode():
+        expected = torch.softmax(net(torch.as_tensor(x)), dim=1)[:, 1].numpy()
+    got = Model(id=1, task="benign_vs_malignant", predictor=None, network=fused).probabilities(x)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -1,0 +1,41 @@
+"""The deferred watch (``monitor.defer: true``): the ingest hook returns once a background
+process is started, and that process scores the submission as the in-process watch does."""
+
+from __future__ import annotations
+
+from tests.monitor.world import LIKE
+
+
+def test_deferred_watch_scores_the_submission_in_the_background(watched):
+    from bonebase.db.engine import connect
+    from flows.monitor import watch_after_ingest
+
+    def scores(conn, sid):
+        return {r["instance_id"]: r["probability"] for r in conn.execute(
+            "SELECT instance_id, probability FROM watch_scores WHERE model_id = %s AND"
+            " submission_id = %s", (watched["model"], sid)).fetchall()}
+
+    with connect(watched["url"]) as conn:
+        sid = conn.execute("SELECT u.id FROM submissions u JOIN sites s ON s.id = u.site_id"
+                           " WHERE s.code = %s", (LIKE,)).fetchone()["id"]
+        before = scores(conn, sid)
+        conn.execute("DELETE FROM watch_scores WHERE submission_id = %s", (sid,))
+        conn.commit()
+    assert len(before) >= 10
+    params = watched["tmp"] / "params-deferred.yaml"
+    params.write_text(watched["params"].read_text() + "  defer: true\n")
+    started = watch_after_ingest({"submission": sid, "status": "done"}, params_path=str(params))
+    assert started["deferred"] and started["submission"] == sid
+    child = started["process"]
+    assert child.wait(timeout=600) == 0, open(started["log"]).read()[-3000:]
+    with connect(watched["url"]) as conn:
+        after = scores(conn, sid)
+        check = conn.execute("SELECT w.kind, w.breached FROM watch_checks w JOIN sites s ON"
+                             " s.id = w.site_id WHERE s.code = %s ORDER BY w.id DESC LIMIT 1",
+                             (LIKE,)).fetchone()
+    # The same radiographs, the same scores (the background process loads the same checkpoint).
+    assert after.keys() == before.keys()
+    assert max(abs(after[k] - before[k]) for k in before) < 1e-5
+    assert check["breached"] is False  # and the site was checked again, as after an ingest
+    log = open(started["log"]).read()
+    assert f"scored 0 reference and {len(before)} new radiographs" in log
