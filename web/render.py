@@ -60,6 +60,25 @@ templates.env.filters["markdown"] = markdown
 templates.env.filters["term"] = lambda value, kind="diagnosis": term(value, kind, i18n.current())
 
 
+def reason_message(message: str | None, reason: str | None) -> str | None:
+    """A quarantined item's message in the page's language (bonebase domain: the validation
+    template it was written from, translated, with the same values; else as written)."""
+    from bonebase.ingest.receipt_text import message_text
+
+    return message_text(reason, message, i18n.current()) if message and reason else message
+
+
+def reason_fix(reason: str | None) -> str:
+    """What a site does about a quarantine reason, in the page's language."""
+    from bonebase.ingest.receipt_text import fix_text
+
+    return fix_text(reason, i18n.current()) if reason else ""
+
+
+templates.env.filters["reason_message"] = reason_message
+templates.env.filters["reason_fix"] = reason_fix
+
+
 
 #: Words that reach the templates as values and are translated there: the error pages' titles
 #: (web/app.py), roles, and the statuses of submissions and quarantined items.

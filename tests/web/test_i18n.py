@@ -191,3 +191,28 @@ def test_a_bad_filter_is_explained_in_the_pages_language(app_client):
     assert page.status_code == 400
     assert "age_min=&#39;abc&#39; 不是整数；请使用 0 至 120" in page.text
     assert "sex=&#39;X&#39; 无法识别" in page.text
+
+
+ZH_FIX = "请填写该行的必填字段（见 docs/manifest.md）"  # the bonebase domain's
+
+
+def test_quarantine_messages_in_the_pages_language(app_client, seeded):
+    """A message written from a validation template is shown rewritten from its Chinese
+    template with the same values; the reason stays its code."""
+    from bonebase.db import quarantine
+    from bonebase.db.engine import connect
+
+    with connect(seeded["url"]) as conn:
+        sub = conn.execute(
+            "SELECT s.id, s.site_id FROM submissions s JOIN sites t ON t.id = s.site_id"
+            " WHERE t.code = %s", (seeded["steward_site"],)).fetchone()
+        quarantine.add_many(conn, submission_id=sub["id"], site_id=sub["site_id"], items=[
+            quarantine.QuarantineItem(reason="missing_value", row_number=3, case_ref="i18n-1",
+                                      message="row 3: age is empty; fill it in and resubmit")])
+        conn.commit()
+    client = app_client()
+    client.cookies.set("bb_lang", "zh-Hans")
+    sign_in(client, "stan")
+    page = client.get("/quarantine").text
+    assert "第 3 行：age 为空；请填写后重新提交" in page
+    assert f'<td title="{ZH_FIX}">missing_value</td>' in page
