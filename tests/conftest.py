@@ -21,6 +21,13 @@ import pytest
 
 from tests.plugins.postgres import stop_servers_under
 from tests.plugins.s3 import *  # noqa: F403  (moto S3 server fixtures)
+from tests.worlds import (  # noqa: F401  (session fixtures shared by the suites)
+    seeded_copy,
+    seeded_template,
+    serving_synth,
+    trained,
+    truncate,
+)
 
 # The folders world_traversable_tmp made in this session: embedded servers under them are stopped
 # at its end.
@@ -80,13 +87,17 @@ def _with_database(server_url: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def fresh_database(pg_server) -> Iterator:
-    """A factory of empty databases on the test server, dropped at the end of the session."""
+    """A factory of databases on the test server, dropped at the end of the session: empty, or
+    ``make(template=url)`` a copy of the database at ``url`` (nobody may be connected to it)."""
+    from psycopg.conninfo import conninfo_to_dict
+
     made: list[str] = []
 
-    def make() -> str:
+    def make(template: str | None = None) -> str:
         name = f"bonebase_test_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{conninfo_to_dict(template)["dbname"]}"' if template else ""
         with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         made.append(name)
         return _with_database(pg_server, name)
 
@@ -108,12 +119,7 @@ def migrated_database(fresh_database) -> str:
 @pytest.fixture
 def db_url(migrated_database) -> str:
     """A migrated database, emptied before each test."""
-    with psycopg.connect(migrated_database, autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'alembic_version'").fetchall()]
-        if tables:
-            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    truncate(migrated_database)
     return migrated_database
 
 

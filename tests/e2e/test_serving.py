@@ -7,9 +7,7 @@ in-process Predictor on the same DICOM files.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import signal
 import socket
@@ -38,60 +36,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    """synth → exported data/ → tiny checkpoint; returns paths and a few DICOM files.
-
-    Trained once per test session: the modules that import this fixture (web, security) find
-    the first one's model under the session's base temp folder."""
-    root = tmp_path_factory.getbasetemp() / "serving-model"
-    done = root / "trained.json"
-    if done.exists():
-        saved = json.loads(done.read_text())
-        return {"root": root, "checkpoint": Path(saved["checkpoint"]),
-                "xrays": [Path(p) for p in saved["xrays"]],
-                "others": [Path(p) for p in saved["others"]]}  # fmt: skip
-    return _train(root, done)
-
-
-def _train(root: Path, done: Path) -> dict:
-    from bonebase.dataset.split import assign_splits, write_assignments
-    from bonebase.model.checkpoint import save_checkpoint
-    from bonebase.model.data import load_frame
-    from bonebase.model.synthdata import export_synth
-    from bonebase.model.train import train
-    from bonebase.synth import generate
-
-    generate(root / "synth", sites=2, cases_per_site=22, seed=3, workers=1)
-    labels = export_synth(root / "synth", root / "data", size=64, bits=16, workers=2)
-    split = assign_splits(
-        labels, None, seed=3, val_fraction=0.25, test_fraction=0.25, external_sites=[]
-    )
-    write_assignments(split, root / "data" / "split.csv")
-    frame = load_frame(root / "data", task="benign_vs_malignant")
-    ckpt = train(
-        frame=frame,
-        data_dir=root / "data",
-        task="benign_vs_malignant",
-        image_size=64,
-        epochs=1,
-        batch_size=16,
-        patience=1,
-        num_workers=0,
-        seed=1,
-        dataset_version="serve-test-v1",
-    )
-    path = save_checkpoint(ckpt, root / "model.pt")
-    xrays, others = [], []
-    for site in sorted((root / "synth").glob("*/truth.csv")):
-        bad = {f["file"] for f in json.loads((site.parent / "faults.json").read_text())}
-        for row in csv.DictReader(site.open()):
-            if row["file"] not in bad:
-                target = xrays if row["modality"] in ("CR", "DX") else others
-                target.append(site.parent / "submission" / row["file"])
-    out = {"checkpoint": path, "xrays": xrays[:4], "others": others[:1]}
-    done.write_text(json.dumps(out, default=str))
-    return {"root": root, **out}
+# ``trained``: the tiny model, trained once per session in tests/worlds.py (the web, reader-study
+# and security tests use the same one).
 
 
 @pytest.fixture(scope="module")

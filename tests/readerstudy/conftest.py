@@ -1,5 +1,5 @@
 """Fixtures of the reader-study tests: one seeded web database for the whole package (the
-consortium the tiny served model of tests/e2e/test_serving.py was trained on), a dataset
+consortium the session's tiny served model was trained on, tests/worlds.py), a dataset
 version, the registered model and readers.
 
 The model's answers on a case are computed once per test session (``model_answers`` runs for
@@ -18,29 +18,20 @@ _ANSWERS: dict[tuple[int, int], tuple[float, object]] = {}
 
 
 @pytest.fixture(scope="package")
-def trained_model(tmp_path_factory) -> dict:
-    from tests.e2e.test_serving import trained
-
-    return trained.__wrapped__(tmp_path_factory)
-
-
-@pytest.fixture(scope="package")
-def seeded(migrated_database, trained_model, tmp_path_factory) -> dict:
-    """tests/web/conftest.py's seeded database, once for this package."""
-    from tests.web import conftest as web
-
-    return web.seeded.__wrapped__(migrated_database, trained_model["root"] / "synth",
-                                  tmp_path_factory)
+def seeded(seeded_copy, trained) -> dict:
+    """The web tests' seeded database (a copy of the session's template), once for this
+    package."""
+    return seeded_copy(trained["root"] / "synth")
 
 
 @pytest.fixture(scope="package")
-def world(seeded, trained_model, tmp_path_factory) -> dict:
+def world(seeded, trained, tmp_path_factory) -> dict:
     from bonebase.db.engine import connect
     from bonebase.readerstudy import create
 
     with connect(seeded["url"]) as conn:
         make_version(conn, tmp_path_factory.mktemp("rs-workspace"))
-        model_id = register_model(conn, seeded["store"], trained_model["checkpoint"])
+        model_id = register_model(conn, seeded["store"], trained["checkpoint"])
         add_readers(conn)
         conn.commit()
     real = create.model_answers

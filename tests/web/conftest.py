@@ -5,50 +5,28 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.web.seed import SECRET, seed
+from tests.web.seed import SECRET
+from tests.worlds import PASSWORD, USERS, truncate
 
-PASSWORD = "correct horse battery"
-USERS = {"vera": "viewer", "rhea": "researcher", "stan": "steward", "ada": "admin"}
+__all__ = ["PASSWORD", "SECRET", "USERS", "app_client", "csrf_of", "make_app", "seeded",
+           "sign_in", "synth_root"]
+_truncate = truncate  # the name test_quarantine imports
 
 
 @pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    from bonebase.synth import generate
-
-    out = tmp_path_factory.mktemp("web-synth") / "consortium"
-    generate(out, sites=2, cases_per_site=22, seed=5, workers=1)
-    return out
-
-
-def _truncate(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'alembic_version'").fetchall()]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+def synth_root(serving_synth) -> Path:
+    """The consortium in the web database: the served model's (tests/worlds.py), so every web
+    module's database is a copy of one seeded template."""
+    return serving_synth
 
 
 @pytest.fixture(scope="module")
-def seeded(migrated_database, synth_root, tmp_path_factory) -> dict:
-    """The synthetic consortium in an emptied database and a local object store, with users."""
-    from bonebase.db.engine import connect
-    from bonebase.db.users import add_user
-    from bonebase.storage import LocalStore
-
-    _truncate(migrated_database)
-    store = LocalStore(tmp_path_factory.mktemp("web-objects"))
-    with connect(migrated_database) as conn:
-        cases = seed(conn, store, synth_root)
-        steward_site = sorted(cases)[0]
-        for name, role in USERS.items():
-            add_user(conn, username=name, role=role, password=PASSWORD,
-                     site=steward_site if role == "steward" else None, actor="test")
-        conn.commit()
-    return {"url": migrated_database, "store": store, "cases": cases,
-            "steward_site": steward_site, "other_site": sorted(cases)[1]}
+def seeded(seeded_copy, synth_root) -> dict:
+    """The synthetic consortium in a database and a local object store of this module's own
+    (copies of the session's seeded template, tests/worlds.py), with users of every role."""
+    return seeded_copy(synth_root)
 
 
 def make_app(seeded: dict, **web):

@@ -13,7 +13,6 @@ import random
 
 import pytest
 
-from tests.e2e.test_serving import trained  # noqa: F401  (fixture)
 from tests.readerstudy.world import READERS, add_readers, make_version, register_model
 from tests.web.conftest import make_app
 from tests.web.live import CHROMIUM, chromium, served
