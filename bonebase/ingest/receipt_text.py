@@ -48,21 +48,47 @@ def place_text(place: str, lang: str | None = None) -> str:
     return _(", ", lang).join(parts)
 
 
+#: The sentences of the quarantine items that ingest writes itself (bonebase/ingest/accept.py,
+#: bonebase/dicom/read.py and stream.py), by reason: read back and translated like the
+#: validation templates. A sentence worded otherwise stays as written (English).
+OTHER_SENTENCES = {
+    "case_rejected": (N_("{file}: its case (row {row}) was rejected ({why}); it is kept until the "
+                         "row is fixed"),),
+    "duplicate_file": (N_("{file}: identical to {first} in the same submission; the copy was not "
+                          "stored"),),
+    "non_dicom": (N_("{file}: not a DICOM file (no 'DICM' preamble and no DICOM data set inside); "
+                     "remove files that are not DICOM images from the submission"),),
+    "corrupt_file": (
+        N_("{file}: the DICOM file is truncated (it ends inside Pixel Data); the site should "
+           "export the image again from its PACS as a DICOM Part 10 file"),
+        N_("{file}: the DICOM file is truncated (it ends inside an element); the site should "
+           "export the image again from its PACS as a DICOM Part 10 file"),
+        N_("{file}: a DICOM file whose header is damaged (the 'DICM' marker and data set cannot "
+           "be read); the site should export the image again from its PACS as a DICOM Part 10 "
+           "file"),
+    ),
+    "images_without_row": (N_("{file}: matches no manifest row by {why}; add the case to the "
+                              "manifest or correct the ids"),),
+}
+
+
 def message_text(reason: str, message: str, lang: str | None = None) -> str:
-    """A validation message in ``lang``: rewritten from the translated template of ``reason``
-    when the message was written from its English one, else as it was written."""
+    """A quarantine message in ``lang``: rewritten from the translated sentence of ``reason``
+    (a validation template, or a sentence of ingest's own) that the English message was written
+    from, with the same values; else as it was written."""
     from validation.messages import _TEMPLATES
 
-    template = _TEMPLATES.get(reason.split(":", 1)[0])
-    translated = _(template, lang) if template else None
-    if not template or translated == template:
-        return message
-    m = _pattern(template).fullmatch(message)
-    if m is None:
-        return message
-    values = m.groupdict()
-    values["where"] = place_text(values.get("where") or "", lang)
-    return _fill(translated, values)
+    code = reason.split(":", 1)[0]
+    sentences = (*((_TEMPLATES[code],) if code in _TEMPLATES else ()),
+                 *OTHER_SENTENCES.get(code, ()))
+    for sentence in sentences:
+        translated = _(sentence, lang)
+        m = _pattern(sentence).fullmatch(message) if translated != sentence else None
+        if m is not None:
+            values = m.groupdict()
+            values["where"] = place_text(values.get("where") or "", lang)
+            return _fill(translated, values)
+    return message
 
 
 @cache
@@ -122,8 +148,8 @@ def to_markdown(receipt: dict, lang: str | None = None) -> str:
                        ("burned_in_text", N_("burned-in text in accepted files")),
                        ("image_metadata", N_("JPEG metadata segments removed"))):
         if done.get(key):
-            lines.append(f"- {_(label, lang)}: "
-                         + ", ".join(f"{k} {n}" for k, n in done[key].items()))
+            lines.append(_("- {label}: {counts}", lang).format(
+                label=_(label, lang), counts=", ".join(f"{k} {n}" for k, n in done[key].items())))
     if receipt.get("data_docs"):
         lines.append(_("- validation report (Data Docs): {path}", lang)
                      .format(path=receipt["data_docs"]))

@@ -12,7 +12,7 @@ import string
 import pytest
 
 from bonebase.errors import InputError
-from bonebase.ingest.receipt_text import fix_text, message_text, to_markdown
+from bonebase.ingest.receipt_text import OTHER_SENTENCES, fix_text, message_text, to_markdown
 from tests.worlds import serving_synth  # noqa: F401 - the shared synthetic consortium
 from validation.messages import _TEMPLATES, render, where
 
@@ -43,8 +43,19 @@ def test_every_validation_message_reads_back_into_chinese(reason):
     assert message_text(reason, message, "en") == message
 
 
+@pytest.mark.parametrize(("reason", "sentence"), [
+    (reason, sentence) for reason, sentences in sorted(OTHER_SENTENCES.items())
+    for sentence in sentences])
+def test_the_ingest_sentences_read_back_into_chinese(reason, sentence):
+    record = _record(sentence)
+    message = sentence.format(**record)
+    chinese = message_text(reason, message, ZH)
+    assert chinese != message and _HAN.search(chinese)
+    assert all(value in chinese for value in record.values())
+
+
 def test_a_message_of_no_template_stays_as_written():
-    message = "file a.dcm: the DICOM header cannot be read (truncated)"
+    message = "a.dcm: the DICOM header cannot be read (truncated)"
     assert message_text("corrupt_file", message, ZH) == message
     assert message_text("impossible_age", "something else entirely", ZH) == "something else entirely"
 
@@ -120,6 +131,8 @@ def test_a_chinese_site_gets_a_chinese_receipt_with_the_same_json(receipts):
         row = next(line for line in zh_md.splitlines()
                    if line.startswith(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} |"))
         assert fix_text(q["reason"], ZH) in row and _HAN.search(fix_text(q["reason"], ZH))
-        if q["reason"] in _TEMPLATES:  # a validation sentence: rewritten in Chinese
-            assert q["message"] not in row and "resubmit" not in row
+        # a validation sentence, or a sentence of ingest's own: rewritten in Chinese
+        if q["reason"] in _TEMPLATES or q["reason"] in ("case_rejected", "duplicate_file",
+                                                        "non_dicom"):
+            assert q["message"] not in row and "resubmit" not in row, row
     assert to_markdown(en, "en") == en_md
