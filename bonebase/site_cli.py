@@ -130,13 +130,15 @@ def site_import(
         entries = json.loads(path.read_text(encoding="utf-8"))
         assert isinstance(entries, list)
     except (OSError, ValueError, AssertionError) as exc:
-        raise InputError(f"{path}: expected a JSON list of sites ({exc.__class__.__name__}); "
-                         "see `bonebase site import --help`") from None
+        raise InputError(_("{path}: expected a JSON list of sites ({error}); see `bonebase site "
+                           "import --help`").format(path=path, error=exc.__class__.__name__)
+                         ) from None
     with connect(_db_url()) as conn:
         known = {s.code for s in list_sites(conn)}
         for i, entry in enumerate(entries, 1):
             if not isinstance(entry, dict) or "code" not in entry or "name" not in entry:
-                raise InputError(f"{path}: entry {i} needs 'code' and 'name'")
+                raise InputError(_("{path}: entry {i} needs 'code' and 'name'")
+                                 .format(path=path, i=i))
             if entry["code"] in known:
                 console.print(_("site {code} exists, kept").format(code=entry["code"]))
                 continue

@@ -72,6 +72,15 @@ OTHER_SENTENCES = {
 }
 
 
+#: The stages a failed submission's receipt names (``failed_at``), as flows/ingest.py writes
+#: them: shown translated (tests/unit/test_i18n_receipts.py keeps the two lists equal).
+STAGES = (N_("reading the manifest"), N_("de-identifying the files"),
+          N_("matching images to rows"), N_("validating"), N_("planning the cases"),
+          N_("opening the object store"), N_("storing the cases"),
+          N_("keeping the quarantined files"), N_("writing the receipt"),
+          N_("recording the submission"))
+
+
 def message_text(reason: str, message: str, lang: str | None = None) -> str:
     """A quarantine message in ``lang``: rewritten from the translated sentence of ``reason``
     (a validation template, or a sentence of ingest's own) that the English message was written
@@ -122,7 +131,8 @@ def to_markdown(receipt: dict, lang: str | None = None) -> str:
 
     if receipt.get("status") == "failed":
         return (_("# Receipt: submission {submission} from site {site}", lang).format(**receipt) + "\n\n"
-                + _("- status: FAILED while {stage}", lang).format(stage=receipt["failed_at"]) + "\n"
+                + _("- status: FAILED while {stage}", lang).format(
+                    stage=_(receipt["failed_at"], lang)) + "\n"
                 + _("- error: {error}", lang).format(error=receipt["error"]) + "\n"
                 + _("- what to do: {what}", lang).format(what=_(receipt["what_to_do"], lang))
                 + "\n")

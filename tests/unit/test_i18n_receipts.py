@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from bonebase.ingest.receipt_text import OTHER_SENTENCES, fix_text, message_text
 from tests.worlds import serving_synth  # noqa: F401 - the shared synthetic consortium
 from validation.messages import _TEMPLATES, render, where
 
+ROOT = Path(__file__).resolve().parents[2]
 ZH = "zh-Hans"
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -65,6 +67,24 @@ def test_fixes_are_translated_by_reason_code():
     assert fix_text("unparseable_date:StudyDate", ZH).startswith("请在 PACS 导出中更正日期")
     assert fix_text("impossible_age", "en") == "correct the age (whole years, 0-100) in the manifest"
     assert fix_text("no_such_reason", ZH) == "见说明"
+
+
+def test_a_failed_submissions_receipt_names_its_stage_in_chinese():
+    from bonebase.ingest.receipt import failure_receipt
+    from bonebase.ingest.receipt_text import STAGES
+
+    # Every stage the flow can stop at is in the catalogue (a new stage fails here).
+    flow = (ROOT / "flows" / "ingest.py").read_text()
+    named = set(re.findall(r'(?:\bat\(|self\.stage = )"([^"]+)"', flow))
+    assert named and named == set(STAGES)
+    receipt = failure_receipt(site="NN01", submission_id=7, source="incoming/7",
+                              stage="storing the cases", error="an unexpected error (OSError)")
+    chinese = to_markdown(receipt, ZH)
+    assert chinese.startswith("# 回执：中心 NN01 的提交 7\n")
+    assert "- 状态：失败，失败环节：存储病例\n" in chinese
+    assert "- 处理方法：请再次运行同一提交" in chinese
+    assert "storing the cases" in json.dumps(receipt)  # the JSON keeps the flow's words
+    assert "FAILED while storing the cases" in to_markdown(receipt, "en")
 
 
 # -- sites.language -----------------------------------------------------------------------------
