@@ -122,8 +122,8 @@ def check_figure(fig) -> None:
 
 def pil_font(size: int, text: str | None = None):
     """A Pillow font of ``size`` pixels that draws Chinese (the CJK font; its Latin glyphs are
-    drawn too). Without a CJK font: Pillow's own font when ``text`` needs none, else
-    MissingFontError."""
+    drawn too). Without a CJK font: Pillow's own font when ``text`` is given and needs none,
+    else MissingFontError (no ``text``: the caller may draw anything)."""
     from PIL import ImageFont
 
     font = require(text)
