@@ -216,3 +216,25 @@ def test_quarantine_messages_in_the_pages_language(app_client, seeded):
     page = client.get("/quarantine").text
     assert "第 3 行：age 为空；请填写后重新提交" in page
     assert f'<td title="{ZH_FIX}">missing_value</td>' in page
+
+
+def test_models_page_lines_in_chinese():
+    from bonebase.i18n import translations
+    from web.routes.models import explanation_line, gate_verdict, headline_aucs, ood_line
+
+    zh = translations("zh-Hans", "web").gettext
+    metrics = {"test": {"auc": 0.8, "auc_delong_lo": 0.7, "auc_delong_hi": 0.9},
+               "external": {"auc": None},
+               "explanation": {"method": "gradcam", "layer": "layer3", "external": {"all": {
+                   "pointing_game": 0.5, "pointing_game_lo": 0.4, "pointing_game_hi": 0.6,
+                   "n": 12}}},
+               "ood": {"false_alarm_external": 0.04, "detection_unrelated": 0.9}}
+    assert headline_aucs(metrics, zh) == [("内部测试", "0.800（95% 置信区间 0.700–0.900）"),
+                                          ("外部验证", "AUC 无法计算")]
+    assert explanation_line(metrics, zh).startswith("指向游戏 0.500 (0.400–0.600)")
+    assert explanation_line(metrics, zh).endswith("gradcam 作用于 layer3，外部验证 n=12")
+    assert ood_line(metrics, zh).startswith("训练分布外检测器：误报率 0.040")
+    gate = {"passed": False, "checks": [{"check": "auc_ci_low[test]", "passed": False}]}
+    assert gate_verdict([{"gate": gate, "override": True, "by_person": "ada"}], zh) == \
+        "未通过（auc_ci_low[test]），已由 ada 强制放行"
+    assert gate_verdict([], zh) == "尚未运行"
