@@ -24,6 +24,7 @@ from tests.plugins.s3 import *  # noqa: F403  (moto S3 server fixtures)
 from tests.worlds import (  # noqa: F401  (session fixtures shared by the suites)
     seeded_copy,
     seeded_template,
+    server,
     serving_synth,
     trained,
     truncate,
@@ -95,9 +96,12 @@ def fresh_database(pg_server) -> Iterator:
 
     def make(template: str | None = None) -> str:
         name = f"bonebase_test_{uuid.uuid4().hex[:10]}"
-        copy = f' TEMPLATE "{conninfo_to_dict(template)["dbname"]}"' if template else ""
+        source = conninfo_to_dict(template)["dbname"] if template else None
         with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"{copy}')
+            if source:  # a pool left open by the code that built it would refuse the copy
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE datname = %s AND pid <> pg_backend_pid()", (source,))
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{source}"' if source else ""))
         made.append(name)
         return _with_database(pg_server, name)
 

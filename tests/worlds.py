@@ -5,6 +5,9 @@
 - ``trained``: one tiny model trained on it (64 px, 1 epoch), saved as a checkpoint, with a few
   of its DICOM files: tests/e2e/test_serving.py serves it, the web and reader-study tests
   register it.
+- ``server``: one ``bentoml serve`` of that model for the session (a private BentoML store, a
+  token, a 2 MB upload limit): tests/e2e/test_serving.py, tests/security/test_serving.py and
+  tests/web/test_browser.py call it; each start costs a minute on a busy machine.
 - ``seeded_template``: that consortium seeded into a database with users of every role, once;
   each module that wants a seeded database gets a copy of it (``CREATE DATABASE ... TEMPLATE``)
   and of its object store, so no module sees another's changes and none seeds again.
@@ -14,7 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -61,6 +70,56 @@ def trained(serving_synth) -> dict:
                 target.append(site.parent / "submission" / row["file"])
     return {"root": root, "checkpoint": save_checkpoint(ckpt, root / "model.pt"),
             "xrays": xrays[:4], "others": others[:1]}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-123"  # the server's API token
+READY_WAIT_S = 120
+
+
+@pytest.fixture(scope="session")
+def server(trained) -> dict:
+    """``bentoml serve`` of ``trained`` on a free port, with the model in a private store and a
+    token: url, client (a DiagnosisClient with the token), tag and pid."""
+    from bonebase.client import DiagnosisClient
+
+    root = trained["root"]
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
+           "BONEBASE_API_TOKEN": TOKEN, "BONEBASE_MAX_UPLOAD_MB": "2"}
+    save = ("from bonebase.release.serving import save_to_bentoml as s; "
+            f"print(s({str(trained['checkpoint'])!r}, version='m1-test', "
+            "labels={'task': 'benign_vs_malignant'}))")
+    tag = subprocess.run([sys.executable, "-c", save], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert tag == "bonebase-diagnosis:m1-test"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (root / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:Diagnosis",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env={**env, "BONEBASE_MODEL_TAG": tag}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    client = DiagnosisClient(url, token=TOKEN)
+    try:
+        deadline = time.monotonic() + READY_WAIT_S
+        while not client.ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("bentoml serve did not become ready: "
+                                   f"{(root / 'serve.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"url": url, "client": client, "tag": tag, "pid": proc.pid}
+    finally:
+        client.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
 
 
 # -- the seeded web database -------------------------------------------------------------------

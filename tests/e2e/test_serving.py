@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +22,9 @@ from bonebase.client import DiagnosisClient, DiagnosisError
 from bonebase.dicom.pixels import radiograph_to_float
 from bonebase.dicom.read import read_full
 from bonebase.model.inference import Predictor, UploadError, decode_upload
+from tests.worlds import TOKEN  # noqa: F401  (the token of the session's server)
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN = "test-token-123"
-READY_WAIT_S = 120
 
 
 def _free_port() -> int:
@@ -36,61 +33,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# ``trained``: the tiny model, trained once per session in tests/worlds.py (the web, reader-study
-# and security tests use the same one).
-
-
-@pytest.fixture(scope="module")
-def server(trained) -> dict:
-    """``bentoml serve`` on a free port with the model in a private store and a token."""
-    root = trained["root"]
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(root / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BONEBASE_API_TOKEN": TOKEN,
-        "BONEBASE_MAX_UPLOAD_MB": "2",
-    }
-    save = (
-        "from bonebase.release.serving import save_to_bentoml as s; "
-        f"print(s({str(trained['checkpoint'])!r}, version='m1-test', "
-        "labels={'task': 'benign_vs_malignant'}))"
-    )
-    tag = subprocess.run(
-        [sys.executable, "-c", save], env=env, cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    assert tag == "bonebase-diagnosis:m1-test"
-    port = _free_port()
-    log = (root / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:Diagnosis"]
-        + ["--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env={**env, "BONEBASE_MODEL_TAG": tag},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    client = DiagnosisClient(url, token=TOKEN)
-    try:
-        deadline = time.monotonic() + READY_WAIT_S
-        while not client.ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"bentoml serve did not become ready: {(root / 'serve.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield {"url": url, "client": client, "tag": tag, "pid": proc.pid}
-    finally:
-        client.close()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+# ``trained`` and ``server``: the tiny model, trained once per session, and one ``bentoml serve``
+# of it for the session (tests/worlds.py); the web and security tests use the same ones.
 
 
 def test_diagnose_matches_in_process_predictor(trained, server):

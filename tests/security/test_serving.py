@@ -35,7 +35,7 @@ from pydicom.uid import (
 
 from bonebase.model.inference import decode_upload
 from bonebase.model.upload_limits import UploadError
-from tests.e2e.test_serving import TOKEN, server  # noqa: F401  (fixture)
+from tests.e2e.test_serving import TOKEN
 from tests.web.conftest import csrf_of, make_app, seeded, sign_in  # noqa: F401  (fixtures)
 
 MB = 1024 * 1024

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_serving import TOKEN, server  # noqa: F401  (fixture)
+from tests.e2e.test_serving import TOKEN
 from tests.web.conftest import PASSWORD, make_app
 from tests.web.live import CHROMIUM, chromium, served
 
