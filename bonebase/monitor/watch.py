@@ -31,6 +31,8 @@ ALERT_EVENT = "bonebase.monitor.alert"
 _SCORING_LOCK = 0x77617463  # "watc"
 
 
+#: False: score with the predictor's network as trained (benchmarks/ingest.py compares the two).
+FUSED = True
 _LOADED: dict[str, tuple] = {}  # checkpoint sha256 -> (Predictor, scoring network), last two
 
 
@@ -56,7 +58,7 @@ def load(store: ObjectStore, model_row: dict) -> Model:
         raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
                          "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
     return Model(id=model_row["id"], task=model_row["task"], predictor=predictor,
-                 network=network)
+                 network=network if FUSED else None)
 
 
 def _reference_cases(conn: Connection, model_row: dict) -> list[int] | None:
