@@ -276,9 +276,10 @@ def main() -> None:
     parser.add_argument("--gateway-args", default="",
                         help="more options for the gateway sent one study at a time, e.g. "
                         "'--receipt-wait 0 --batch-wait 5' (batches by time, not by receipt)")
-    parser.add_argument("--poll-every", type=float, default=0.0,
+    parser.add_argument("--poll-every", type=float, nargs="+", default=[0.0],
                         help="seconds the consortium waits between polls of the deliveries "
-                        "(as `gateway ingest-deliveries --every`; 0: polls again at once)")
+                        "(as `gateway ingest-deliveries --every`; 0: polls again at once); "
+                        "several values: one run of the studies sent one by one each")
     parser.add_argument("--noop-scp", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_scp:
@@ -322,7 +323,7 @@ def main() -> None:
 
         print_central(bench_central(rows, files, work, unbatched=not args.skip_unbatched,
                                     serve_args=args.gateway_args.split(),
-                                    poll_every=args.poll_every), n)
+                                    polls=tuple(args.poll_every)), n)
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ and, for comparison, made into one submission each (no batching)."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import shutil
@@ -115,7 +116,7 @@ def _one_by_one(rows, files, work: Path, ingest, *, serve_args: list[str],
 
 
 def bench_central(rows, files, work: Path, *, unbatched: bool = True,
-                  serve_args: list[str] | None = None, poll_every: float = 0.0) -> dict:
+                  serve_args: list[str] | None = None, polls: tuple[float, ...] = (0.0,)) -> dict:
     from benchmarks.ingest import _database
     from bonebase.config import Settings
     from bonebase.db.engine import connect
@@ -146,29 +147,32 @@ def bench_central(rows, files, work: Path, *, unbatched: bool = True,
     def ingest_with(settings):
         return lambda site, src: ingest_submission(site, src, settings=settings)
 
-    folder = work / "one-folder-submission"
-    folder.mkdir()
-    _write_rows(folder / "manifest.csv", rows)
-    for row in rows:
-        for i, f in enumerate(files[row["case_id"]]):
-            (folder / row["case_id"]).mkdir(exist_ok=True)
-            shutil.copy(f, folder / row["case_id"] / f"{i}.dcm")
+    def as_folder(folder: Path, some: list[dict]):
+        folder.mkdir()
+        _write_rows(folder / "manifest.csv", some)
+        for row in some:
+            (folder / row["case_id"]).mkdir()
+            for i, f in enumerate(files[row["case_id"]]):
+                shutil.copy(f, folder / row["case_id"] / f"{i}.dcm")
+        return lambda settings: _check([ingest_submission(SITE, str(folder),
+                                                          settings=settings)])
 
-    def as_folder(settings):
-        _check([ingest_submission(SITE, str(folder), settings=settings)])
+    def _live(settings, *, every: float) -> dict:
+        return _one_by_one(rows, files, work / f"gw-live-{every:g}", ingest_with(settings),
+                           serve_args=serve_args or [], poll_every=every)
 
     def one_per_batch(settings):
         delivery = _gateway_batches(rows, files, work / "gw-1", per_batch=1)
         _check(central.poll(open_store(str(delivery)), str(delivery), ingest_with(settings),
                             sites=[SITE]))
 
-    run("warmup", as_folder)  # Prefect's temporary server starts, imports load
+    # Prefect's temporary server starts, imports load, the process pool starts.
+    run("warmup", as_folder(work / "warmup-submission", rows[:20]))
     return {
-        "one_folder_s": run("folder", as_folder),
+        "one_folder_s": run("folder", as_folder(work / "one-folder-submission", rows)),
         "one_per_batch_s": run("one-per-batch", one_per_batch) if unbatched else None,
-        "one_by_one": run("one-by-one", lambda settings: _one_by_one(
-            rows, files, work / "gw-live", ingest_with(settings), serve_args=serve_args or [],
-            poll_every=poll_every)),
+        "one_by_one": {every: run(f"one-by-one-{every:g}", functools.partial(
+            _live, every=every)) for every in polls},
     }
 
 
@@ -180,22 +184,25 @@ def _check(receipts: list[dict], *, allow_empty: bool = False) -> None:
 
 
 def print_central(c: dict, n: int) -> None:
-    live = c["one_by_one"]
     print(f"central ingest one folder{'':20s}: {n / c['one_folder_s']:6.1f} files/s "
           f"({c['one_folder_s']:.1f} s)")
     if c["one_per_batch_s"] is not None:
         print(f"central ingest one study per submission{'':6s}: "
               f"{n / c['one_per_batch_s']:6.1f} files/s ({c['one_per_batch_s']:.1f} s); "
               f"/ one folder: {c['one_folder_s'] / c['one_per_batch_s']:.2f}")
-    sizes = sorted(live["batches"])
-    print(f"studies sent one by one through the gateway, the consortium polling meanwhile: "
-          f"{len(sizes)} batches of {sizes[0]}-{sizes[-1]} studies (median "
-          f"{sizes[len(sizes) // 2]}); sent in {live['send_s']:.1f} s "
-          f"({sum(sizes) / live['send_s']:.2f} studies/s)")
-    print("  each batch (studies, seconds of ingest): " + ", ".join(
-        f"{b} {s:.1f}" for b, s in zip(live["batches"], live["seconds"], strict=False)))
-    print(f"central ingest of them: {n / live['busy_s']:6.1f} files/s ({live['busy_s']:.1f} s "
-          f"of ingest); / one folder: {c['one_folder_s'] / live['busy_s']:.2f} (goal >= 0.5)")
-    print(f"first instance sent -> every case ingested: {live['wall_s']:.1f} s; last instance "
-          f"sent -> every case ingested: {live['after_last_s']:.1f} s (study timeout 1 s + "
-          "waiting for the previous batch's receipt + de-identification, upload and ingest)")
+    for every, live in c["one_by_one"].items():
+        sizes = sorted(live["batches"])
+        when = f"every {every:g} s" if every else "again at once"
+        print(f"studies sent one by one through the gateway, the consortium polling {when}: "
+              f"{len(sizes)} batches of {sizes[0]}-{sizes[-1]} studies (median "
+              f"{sizes[len(sizes) // 2]}); sent in {live['send_s']:.1f} s "
+              f"({sum(sizes) / live['send_s']:.2f} studies/s)")
+        print("  each batch (studies, seconds of ingest): " + ", ".join(
+            f"{b} {s:.1f}" for b, s in zip(live["batches"], live["seconds"], strict=False)))
+        busy = live["busy_s"]
+        print(f"  central ingest of them: {n / busy:6.1f} files/s ({busy:.1f} s of ingest); "
+              f"/ one folder: {c['one_folder_s'] / busy:.2f} (goal >= 0.5)")
+        print(f"  first instance sent -> every case ingested: {live['wall_s']:.1f} s; last "
+              f"instance sent -> every case ingested: {live['after_last_s']:.1f} s (study "
+              "timeout 1 s + the previous batch's receipt + de-identification, upload, poll and "
+              "ingest)")
