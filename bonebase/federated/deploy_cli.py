@@ -51,7 +51,8 @@ def server(
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (a trial on one machine "
                                            "only).")] = False,
     fleet: Annotated[str, typer.Option("--fleet", help="Fleet API address the hospitals' "
-                                       "SuperNodes dial (open this port to them).")] = "0.0.0.0:9092",
+                                       "SuperNodes dial (open this port to them).")
+                     ] = "0.0.0.0:9092",
     control: Annotated[str, typer.Option("--control", help="Control API address `bonebase "
                                          "federated start` uses.")] = "127.0.0.1:9093",
     serverappio: Annotated[str, typer.Option("--serverappio", help="ServerAppIo API address "
@@ -67,6 +68,7 @@ def server(
     sets). Runs and connected nodes survive a restart: SuperNodes reconnect by themselves."""
     from bonebase.cli_common import settings
     from bonebase.federated import deploy
+    from bonebase.federated.processes import serve_foreground
 
     s = settings()
     home = s.home.resolve()
@@ -84,7 +86,7 @@ def server(
     console.print(f"SuperLink: hospitals dial {deploy.joined(spec.fleet)} (Fleet API), runs are "
                   f"started on {deploy.joined(spec.control)} (Control API); state in "
                   f"{spec.state_dir}; TLS {'off' if spec.certificates is None else 'on'}")
-    raise typer.Exit(deploy.serve_foreground("SuperLink", spec.command(), cwd=spec.state_dir,
+    raise typer.Exit(serve_foreground("SuperLink", spec.command(), cwd=spec.state_dir,
                                              env=env))
 
 
@@ -107,6 +109,7 @@ def client(
     weights and metrics. It dials out to the server: the hospital opens no inbound port."""
     from bonebase.cli_common import settings
     from bonebase.federated import deploy
+    from bonebase.federated.processes import serve_foreground
 
     if insecure == (ca is not None):
         raise InputError("give --ca ca.crt (the consortium's CA certificate), or --insecure for "
@@ -127,7 +130,7 @@ def client(
     )
     state = home / "federated" / "supernode"
     console.print(f"SuperNode {site}: dialling {deploy.joined(spec.server)}, training on {home}")
-    raise typer.Exit(deploy.serve_foreground(f"SuperNode {site}", spec.command(), cwd=state,
+    raise typer.Exit(serve_foreground(f"SuperNode {site}", spec.command(), cwd=state,
                                              env=deploy.flower_env(state / "flwr")))
 
 

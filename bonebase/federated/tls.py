@@ -130,7 +130,8 @@ def make_certificates(out: Path, *, hosts: list[str], days: int = 365) -> Certif
     _write_key(out / CA_KEY, ca_key)
     _write_cert(out / SERVER_CERT, server_cert)
     _write_key(out / SERVER_KEY, server_key)
-    return Certificates(ca=out / CA_CERT, server_cert=out / SERVER_CERT, server_key=out / SERVER_KEY)
+    return Certificates(ca=out / CA_CERT, server_cert=out / SERVER_CERT,
+                        server_key=out / SERVER_KEY)
 
 
 def certificates_in(folder: Path) -> Certificates:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from bonebase.errors import BonebaseError
-from bonebase.federated import deploy
+from bonebase.federated import processes
 from bonebase.federated.tls import certificates_in, make_certificates
 from tests.federated.conftest import TINY
 
@@ -93,7 +93,7 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
                                                                   db_url, tmp_path):
     """`bonebase federated certs|server|client|start` as the guide gives them: the SuperLink
     is restarted once the hospitals are connected, and the run reaches both anyway."""
-    ports = {name: deploy.free_port() for name in ("fleet", "control", "serverappio", *SITES)}
+    ports = {name: processes.free_port() for name in ("fleet", "control", "serverappio", *SITES)}
     certs = tmp_path / "certs"
     done = subprocess.run(_bonebase("federated", "certs", "--out", str(certs), "--host",
                                     "127.0.0.1"), capture_output=True, text=True, timeout=120)
@@ -106,14 +106,14 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
     )]  # fmt: skip
 
     def start_server():
-        proc = deploy.start("server", server_cmd, cwd=tmp_path, log=tmp_path / "server.log",
+        proc = processes.start("server", server_cmd, cwd=tmp_path, log=tmp_path / "server.log",
                             env=env)
         for port in ("fleet", "control"):
-            deploy.wait_for_port("127.0.0.1", ports[port], timeout=120, process=proc.process,
+            processes.wait_for_port("127.0.0.1", ports[port], timeout=120, process=proc.process,
                                  what="bonebase federated server")
         return proc
 
-    running: list[deploy.Supervised] = []
+    running: list[processes.Supervised] = []
     try:
         server = start_server()
         running.append(server)
@@ -122,7 +122,7 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
             # each hospital: its own home, only the CA certificate, no secret of the consortium
             site_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
             site_env["BONEBASE_HOME"] = str(consortium / "homes" / site)
-            running.append(deploy.start(site, ["timeout", "600", *_bonebase(
+            running.append(processes.start(site, ["timeout", "600", *_bonebase(
                 "federated", "client", "--site", site,
                 "--server", f"127.0.0.1:{ports['fleet']}", "--ca", str(certs / "ca.crt"),
                 "--clientappio", f"127.0.0.1:{ports[site]}", "--max-wait", "300",
