@@ -58,8 +58,10 @@ def browse(request: Request, user: User | None = Depends(current_user)) -> User 
         raise LoginRequired(_next(request))
     if user is not None and user.is_reader:
         # Blinded readers must not browse diagnoses, sites or other readers' cases (#22).
-        raise HTTPException(403, "a reader sees only the cases of their reader studies: "
-                                 "open /read for your reading list")
+        from web.render import t  # web.render imports this module
+
+        raise HTTPException(403, t(request, "a reader sees only the cases of their reader "
+                                            "studies: open /read for your reading list"))
     return user
 
 
@@ -70,7 +72,11 @@ def require(role: str) -> Callable[..., User]:
         if user is None:
             raise LoginRequired(_next(request))
         if not user.can(role):
-            raise HTTPException(403, f"this page needs the {role} role; you are {user.role}")
+            from web.render import t
+
+            raise HTTPException(403, t(request, "this page needs the %(role)s role; you are "
+                                                "%(yours)s", role=t(request, role),
+                                       yours=t(request, user.role)))
         return user
 
     return check
@@ -102,8 +108,11 @@ async def csrf_protect(request: Request) -> None:
     bound = request.cookies.get(SESSION_COOKIE) or request.cookies.get(CSRF_COOKIE)
     # Bytes: compare_digest refuses str with non-ASCII characters (a 500 on a forged token).
     if not bound or not hmac.compare_digest(sent.encode(), csrf_token(request).encode()):
-        raise HTTPException(403, "the form's security token is missing or stale: reload the page "
-                                 "and submit again (cookies must be enabled)")
+        from web.render import t
+
+        raise HTTPException(403, t(request, "the form's security token is missing or stale: "
+                                            "reload the page and submit again (cookies must be "
+                                            "enabled)"))
 
 
 def csrf_key(secret: bytes) -> bytes:

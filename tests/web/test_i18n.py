@@ -133,6 +133,7 @@ def test_switch_refuses_without_token_and_unknown_languages(app_client):
     refused = client.post("/language", data={"language": "en"},
                           headers={"Accept-Language": "zh-CN"})
     assert refused.status_code == 403 and "无权访问" in refused.text  # the error page in Chinese
+    assert "表单的安全令牌缺失或已过期" in refused.text
     bad = client.post("/language", data={"language": "fr", "csrf_token": csrf_of(page.text)},
                       headers={"Accept-Language": "zh-CN"})
     assert bad.status_code == 400 and "不提供语言 &#39;fr&#39;" in bad.text
@@ -238,3 +239,12 @@ def test_models_page_lines_in_chinese():
     assert gate_verdict([{"gate": gate, "override": True, "by_person": "ada"}], zh) == \
         "未通过（auc_ci_low[test]），已由 ada 强制放行"
     assert gate_verdict([], zh) == "尚未运行"
+
+
+def test_a_refused_role_is_explained_in_chinese(app_client):
+    client = app_client()
+    client.cookies.set("bb_lang", "zh-Hans")
+    sign_in(client, "vera")
+    page = client.get("/quarantine")
+    assert page.status_code == 403
+    assert "此页面需要 数据管理员 角色；您的角色是 浏览者" in page.text
