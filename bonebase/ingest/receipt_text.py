@@ -81,6 +81,10 @@ STAGES = (N_("reading the manifest"), N_("de-identifying the files"),
           N_("recording the submission"))
 
 
+#: bonebase.vocab.Behaviour's words, as a validation message names a diagnosis' behaviour.
+BEHAVIOURS = (N_("benign"), N_("intermediate"), N_("malignant"), N_("normal"))
+
+
 def message_text(reason: str, message: str, lang: str | None = None) -> str:
     """A quarantine message in ``lang``: rewritten from the translated sentence of ``reason``
     (a validation template, or a sentence of ingest's own) that the English message was written
@@ -96,6 +100,8 @@ def message_text(reason: str, message: str, lang: str | None = None) -> str:
         if m is not None:
             values = m.groupdict()
             values["where"] = place_text(values.get("where") or "", lang)
+            if values.get("diagnosis_behaviour") in BEHAVIOURS:  # the vocabulary's word
+                values["diagnosis_behaviour"] = _(values["diagnosis_behaviour"], lang)
             return _fill(translated, values)
     return message
 
