@@ -87,4 +87,9 @@ def term(value, kind: str = "diagnosis", lang: str = "en"):
         return value
     if kind not in _ZH:
         raise ValueError(f"term kind {kind!r} is unknown: use one of {', '.join(_ZH)}")
-    return _ZH[kind](str(value)) or value
+    return _zh(str(value), kind)
+
+
+@cache  # a page names the same few hundred terms again and again
+def _zh(value: str, kind: str) -> str:
+    return _ZH[kind](value) or value
