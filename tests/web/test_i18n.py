@@ -248,3 +248,33 @@ def test_a_refused_role_is_explained_in_chinese(app_client):
     page = client.get("/quarantine")
     assert page.status_code == 403
     assert "此页面需要 数据管理员 角色；您的角色是 浏览者" in page.text
+
+
+def test_reading_page_in_chinese():
+    """The reading page's own Chinese (its route needs a reader study; the template is
+    rendered here with the context the route gives it)."""
+    from starlette.requests import Request
+
+    from bonebase.i18n import NATIVE_NAMES, language
+    from bonebase.vocab import DIAGNOSES
+    from web.render import templates
+
+    request = Request({"type": "http", "method": "GET", "path": "/read/s/1/2",
+                       "query_string": b"", "headers": [], "scheme": "http",
+                       "server": ("test", 80)})
+    case = {"position": 2, "age": 31, "sex": "F", "location_code": "proximal_tibia",
+            "probability": 0.82, "predicted_class": "malignant", "score": 64, "has_heat": True}
+    session = {"arm": "aided", "number": 1, "study": "s", "allow_corrections": True,
+               "task": "benign_vs_malignant"}
+    with language("zh-Hans"):
+        page = templates.env.get_template("reader_case.html").render(
+            request=request, user=None, csrf_field="csrf_token", csrf_token="0", open_data=False,
+            lang="zh-Hans", languages=NATIVE_NAMES, session=session, case=case, done=1,
+            total=6, location="proximal tibia", aided=True, threshold=0.5, base="/read/s/1/2",
+            diagnoses=sorted((d.name, code) for code, d in DIAGNOSES.items()))
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "第 1 轮 · 有模型辅助 · 第 2 例，共 6 例 · 已作答 1 例" in text
+    assert "<td>胫骨近端</td>" in page and "<td>女</td>" in page
+    assert "恶性；其阈值 50.0 %" in text and "已作答：评分 64 （可修改）" in text
+    assert '<option value="osteosarcoma">骨肉瘤</option>' in page
+    assert "恶性概率（0–100）" in text
