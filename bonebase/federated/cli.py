@@ -86,6 +86,10 @@ def run_cmd(
         bool, typer.Option("--register/--no-register", help="Register the model as a candidate.")
     ] = True,
     by: Annotated[str | None, typer.Option("--by", help="Who registers it.")] = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel-sites", min=1, help="Simulated sites training at "
+                                 "the same time (default: one per site, at most the cores).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Flower's and Ray's log too.")] = False,
 ) -> None:
     """Federated training in Flower's simulation runtime on this machine: one simulated hospital
@@ -110,7 +114,7 @@ def run_cmd(
         "params": str(params.absolute()) if params.is_file() else "",
     }  # fmt: skip
     done = simulate(overrides, say=lambda line: console.print(line, markup=False, highlight=False),
-                    verbose=verbose)  # fmt: skip
+                    verbose=verbose, actors=parallel)  # fmt: skip
     if "model_id" in done:
         console.print(
             f"next: bonebase models approve {done['model_id']} --by NAME, then "

@@ -34,9 +34,10 @@ def check_homes(cfg: dict) -> list[str]:
     return sites
 
 
-def backend_config(n_sites: int) -> dict:
-    """Ray: one CPU per client, at most the machine's cores; quiet; no dashboard."""
-    cpus = max(1, min(n_sites, os.cpu_count() or 1))
+def backend_config(n_sites: int, actors: int | None = None) -> dict:
+    """Ray: one CPU per client, ``actors`` clients at a time (default: one per site, at most
+    the machine's cores; each is a process that imports torch and MONAI once); quiet."""
+    cpus = max(1, actors or min(n_sites, os.cpu_count() or 1))
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
@@ -55,9 +56,11 @@ def simulate(
     say: Callable[[str], None] = print,
     mods: list | None = None,
     verbose: bool = False,
+    actors: int | None = None,
 ) -> dict:
     """Run the federation in Flower's simulation runtime (see the module doc). ``mods``:
-    Flower client mods put in front of the ClientApp (tests use one to drop a site)."""
+    Flower client mods put in front of the ClientApp (tests use one to drop a site);
+    ``actors``: simulated clients training at the same time (see :func:`backend_config`)."""
     from flwr.simulation import run_simulation
 
     from bonebase.federated.client import make_client_app
@@ -75,7 +78,7 @@ def simulate(
         server_app=make_server_app(overrides, say=say, outcome=outcome),
         client_app=make_client_app(overrides, mods=mods),
         num_supernodes=len(sites),
-        backend_config=backend_config(len(sites)),
+        backend_config=backend_config(len(sites), actors),
         verbose_logging=verbose,
     )
     error = outcome.get("error")

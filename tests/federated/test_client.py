@@ -80,8 +80,9 @@ def test_evaluation_reply(consortium):
 
 
 def test_fedprox_term_holds_local_training_near_the_global_model(consortium):
-    """The proximal term goes into train()'s loss: with a large mu the weights move less (small
-    batches: the term is zero on the first step, when the weights are the global ones)."""
+    """The proximal term goes into train()'s loss: with a large mu the weights move less (one
+    epoch of small batches: the term is zero on the first step, when the weights are the global
+    ones, and train() returns its best epoch)."""
     from bonebase.model.data import load_frame
     from bonebase.model.train import train
 
@@ -94,13 +95,32 @@ def test_fedprox_term_holds_local_training_near_the_global_model(consortium):
 
     def moved(extra):
         ckpt = train(frame=frame, data_dir=data, task="benign_vs_malignant", arch="resnet10-slim",
-                     image_size=32, epochs=2, batch_size=8, lr=0.01, weight_decay=0.0, seed=1,
-                     num_workers=0, amp=False, pretrained=path, extra_loss=extra)  # fmt: skip
+                     image_size=32, epochs=1, batch_size=4, lr=0.01, weight_decay=0.0, seed=1,
+                     num_workers=0, amp=False, pretrained=path, precise_bn=False,
+                     extra_loss=extra)  # fmt: skip
         return sum(float((ckpt.state_dict[k] - start[k]).pow(2).sum())
                    for k in start if k.endswith("weight")) ** 0.5  # fmt: skip
 
     free, held = moved(None), moved(proximal_term(start, 100.0))
     assert held < 0.5 * free, (held, free)
+
+
+def test_server_stops_at_the_first_round_on_a_refusal(consortium, tmp_path):
+    """The refusal as the strategy receives it: the run stops, naming the site and the fix."""
+    from bonebase.federated.strategy import FederationError, SiteWatch, build_strategy
+
+    home = tmp_path / "BJ1"
+    (home / "federated").mkdir(parents=True)
+    (home / "federated" / "data").symlink_to(consortium / "homes" / "BJ1" / "federated" / "data")
+    (home / "federated" / "node.yaml").write_text("arch: resnet18\n")
+    reply, net = _ask(home)
+    cfg = merged(None, {**TINY, "sites": "HX,BJ1"})
+    watch = SiteWatch(build_strategy(cfg, 2), min_sites=2, reference={}, say=lambda _: None)
+    with pytest.raises(FederationError) as caught:
+        watch.aggregate_train(1, [reply])
+    message = str(caught.value)
+    assert message.startswith("round 1: site BJ1: the server asks for another model")
+    assert "arch: server 'resnet10-slim', this node 'resnet18'" in message
 
 
 def test_run_config_refuses_unknown_or_impossible_values():
