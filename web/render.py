@@ -81,13 +81,16 @@ templates.env.filters["reason_fix"] = reason_fix
 
 
 #: Words that reach the templates as values and are translated there: the error pages' titles
-#: (web/app.py), roles, and the statuses of submissions and quarantined items.
+#: (web/app.py), roles, and the statuses of submissions, quarantined items and models.
 SHOWN_VALUES = (
     N_("Bad request"), N_("Not allowed"), N_("Not found"), N_("Method not allowed"),
     N_("Too many attempts"), N_("Error"), N_("Cannot do that"), N_("A service did not answer"),
     N_("viewer"), N_("researcher"), N_("steward"), N_("admin"), N_("reader"),
     N_("running"), N_("done"), N_("failed"),
     N_("open"), N_("released"), N_("discarded"), N_("all"),
+    # models (migration 0003): status, approvals' decisions, deployments' actions
+    N_("candidate"), N_("approved"), N_("rejected"), N_("deployed"), N_("retired"),
+    N_("deploy"), N_("rollback"),
 )
 
 _UNSET = object()
