@@ -1,0 +1,203 @@
+"""Federated training against centralised and single-site training on the synthetic consortium
+(issue #24's measure): same network, input size, hyper-parameters and total epochs.
+
+    python benchmarks/federated.py [--work .bonebase/federated_bench] [--sites 4]
+        [--cases-per-site 60] [--seed 7] [--arch resnet10-slim] [--image-size 64]
+        [--rounds 4] [--local-epochs 1] [--strategy fedavg|fedprox] [--proximal-mu 0.01]
+
+The consortium comes from ``bonebase synth`` with its site effects (each hospital's scanner,
+exposure and case mix differ: non-IID sites); its export and split follow params.yaml
+(``export``, ``split``: the external hospital, BOS with 4 sites, is held out of all training).
+Every other hospital gets a home of its own holding only its cases (``partition_export``).
+Then, on those hospitals' train and validation cases:
+
+(a) centralised: one network trained on all of them together for rounds × local-epochs epochs;
+(b) federated: Flower's simulation runtime, each hospital a client reading its own home,
+    ``rounds`` rounds of ``local-epochs`` epochs (``bonebase.federated.simulation.simulate``);
+(c) each hospital alone: one network per hospital for rounds × local-epochs epochs.
+
+All are scored the same way on the external hospital's cases: case-level AUC (mean logits over
+a case's images) with its DeLong 95% CI, and the paired DeLong test of federated vs centralised.
+The federated run also gives the bytes each client sent per round (its model update, as Flower
+serialises it) and the wall time of each round (median and range). (a) and (c) keep their best
+epoch by validation AUC, as `pipelines/train.py` does; (b) keeps the last round's model.
+Prints one JSON object; the goal: (b) within 0.03 AUC of (a) and above every (c). Each arm's
+figures are kept in --work/results.json while the setup holds, so an interrupted run resumes
+where it stopped (delete the file to measure again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.model_quality import build_data  # noqa: E402
+
+
+def external_scores(ckpt, data: Path):
+    """Case-level labels and scores (logit margin, mean over a case's images) on the external
+    hospital."""
+    import numpy as np
+    import torch
+
+    from bonebase.model.data import load_frame
+    from bonebase.model.infer import predict
+
+    frame = load_frame(data, task=ckpt.task)
+    ext = frame[frame["split"] == "external"].reset_index(drop=True)
+    with torch.no_grad():
+        logits, _ = predict(ckpt.network(), ext, data, image_size=ckpt.image_size)
+    ext = ext.assign(margin=logits[:, 1] - logits[:, 0])
+    cases = ext.groupby("case_id").agg(y=("y", "first"), score=("margin", "mean"))
+    return cases.index.to_numpy(), cases["y"].to_numpy(dtype=int), cases["score"].to_numpy(
+        dtype=np.float64)
+
+
+def _auc(y, score) -> dict:
+    from bonebase.stats.roc import delong_ci
+
+    ci = delong_ci(y, score)
+    return {"auc": round(float(ci.auc), 3),
+            "ci95": [round(float(ci.lo), 3), round(float(ci.hi), 3)]}
+
+
+def train_central(frame, data: Path, hp: dict, epochs: int):
+    from bonebase.model.train import train
+
+    return train(frame=frame, data_dir=data, epochs=epochs, patience=epochs, **hp)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / ".bonebase" / "federated_bench")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--sites", type=int, default=4, help="hospitals generated (one external)")
+    ap.add_argument("--cases-per-site", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--arch", default="resnet10-slim")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=None, help="default: params.yaml train.lr")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--local-epochs", type=int, default=1)
+    ap.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
+    ap.add_argument("--proximal-mu", type=float, default=0.01)
+    args = ap.parse_args()
+
+    from bonebase.federated.homes import partition_export
+    from bonebase.federated.simulation import simulate
+    from bonebase.model.checkpoint import load_checkpoint
+    from bonebase.model.data import load_frame
+    from bonebase.stats.roc import delong_test
+
+    params = yaml.safe_load(args.params.read_text())
+    params["export"]["size"] = args.image_size
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = build_data(args.work, params, sites=args.sites, cases=args.cases_per_site,
+                      seed=args.seed)
+    task = params["task"]
+    frame = load_frame(data, task=task)
+    external = sorted(set(frame.loc[frame["split"] == "external", "site"]))
+    sites = sorted(set(frame["site"]) - set(external))
+    if not external or len(sites) < 2:
+        raise SystemExit(f"need an external site and two training sites; have external "
+                         f"{external}, training {sites} (raise --sites)")
+    homes = partition_export(data, args.work / "homes", sites)
+    epochs = args.rounds * args.local_epochs
+    lr = args.lr if args.lr is not None else float(params["train"]["lr"])
+    hp = {"task": task, "arch": args.arch, "image_size": args.image_size,
+          "batch_size": args.batch_size, "lr": lr, "weight_decay": 1e-4, "seed": args.seed,
+          "num_workers": 0, "amp": False, "precise_bn": True}
+    out: dict = {"setup": {**hp, "sites": sites, "external": external, "rounds": args.rounds,
+                           "local_epochs": args.local_epochs, "total_epochs": epochs,
+                           "strategy": args.strategy, "cases_per_site": args.cases_per_site,
+                           "proximal_mu": args.proximal_mu if args.strategy == "fedprox" else 0,
+                           "external_cases": int(frame.loc[frame["split"] == "external",
+                                                           "case_id"].nunique())}}
+    seconds: dict = {}
+    cache = args.work / "results.json"  # each arm's figures, kept while the setup holds
+    done_before = json.loads(cache.read_text()) if cache.is_file() else {}
+    if done_before.get("setup") != out["setup"]:
+        done_before = {"setup": out["setup"]}
+
+    def arm(name: str, run) -> dict:
+        """One arm's figures: from the cache, or run (its seconds recorded) and cached."""
+        if name not in done_before:
+            started = time.perf_counter()
+            figures = run()
+            done_before[name] = {**figures, "seconds": round(time.perf_counter() - started, 1)}
+            cache.write_text(json.dumps(done_before, indent=1))
+        result = dict(done_before[name])
+        seconds[name] = result.pop("seconds")
+        shown = {k: v for k, v in result.items() if k not in ("y", "score")}
+        print(f"{name}: {shown} ({seconds[name]:.0f} s)", file=sys.stderr)
+        return result
+
+    def centralised() -> dict:
+        ckpt = train_central(frame[frame["site"].isin(sites)], data, hp, epochs)
+        _, y, score = external_scores(ckpt, data)
+        return {**_auc(y, score), "y": y.tolist(), "score": score.tolist()}
+
+    def federated() -> dict:
+        fed_out = args.work / "federated"
+        done = simulate({
+            "sites": ",".join(sites), "homes": str(args.work / "homes"), "task": task,
+            "arch": args.arch, "image-size": args.image_size, "batch-size": args.batch_size,
+            "lr": lr, "seed": args.seed, "amp": False, "precise-bn": True, "num-workers": 0,
+            "rounds": args.rounds, "local-epochs": args.local_epochs, "strategy": args.strategy,
+            "proximal-mu": args.proximal_mu if args.strategy == "fedprox" else 0.0,
+            "min-sites": len(sites), "out-dir": str(fed_out),
+        }, say=lambda line: print(line, file=sys.stderr))  # fmt: skip
+        _, y, score = external_scores(load_checkpoint(Path(done["model"])), data)
+        record = json.loads((fed_out / "federated.json").read_text())
+        sent: list[int] = []
+        for entry in record.get("rounds_detail") or record["history"]:
+            per_client = entry.get("bytes_per_client", {})
+            sent += list(per_client.values()) if isinstance(per_client, dict) else [per_client]
+        per_round = [float(entry["seconds"]) for entry in record["history"]]
+        return {
+            **_auc(y, score), "y": y.tolist(), "score": score.tolist(),
+            "bytes_per_round_per_client": {"median": statistics.median(sent), "min": min(sent),
+                                           "max": max(sent)},
+            "seconds_per_round": {"median": round(statistics.median(per_round), 1),
+                                  "min": round(min(per_round), 1),
+                                  "max": round(max(per_round), 1)},
+        }  # fmt: skip
+
+    def alone(site: str):
+        def run() -> dict:
+            home_data = Path(homes[site]) / "federated" / "data"
+            ckpt = train_central(load_frame(home_data, task=task), home_data, hp, epochs)
+            return _auc(*external_scores(ckpt, data)[1:])
+        return run
+
+    central = arm("centralised", centralised)
+    fed = arm("federated", federated)
+    test = delong_test(central["y"], fed["score"], central["score"])
+    out["centralised"] = {k: central[k] for k in ("auc", "ci95")}
+    out["federated"] = {k: v for k, v in fed.items() if k not in ("y", "score")}
+    out["federated"]["minus_centralised"] = round(float(test.diff), 3)
+    out["federated"]["delong_p_vs_centralised"] = round(float(test.p), 3)
+    out["single_site"] = {site: arm(f"site_{site}", alone(site)) for site in sites}
+
+    fed = out["federated"]["auc"]
+    out["goal"] = {
+        "within_0.03_of_centralised": bool(out["centralised"]["auc"] - fed <= 0.03),
+        "above_every_single_site": all(fed > s["auc"] for s in out["single_site"].values()),
+    }
+    out["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The walk's table of docs/federated.md. The deployment lines need a server, hospitals and a
+network of their own: tests/federated/test_deploy.py runs `certs`, `server`, `client` and
+`start` as processes on 127.0.0.1 with TLS (its own ports, folders and certificate names in place
+of the guide's); the simulation lines are run by tests/federated/test_simulation.py."""
+
+from __future__ import annotations
+
+from tests.e2e.guide_walk import ELSEWHERE, NOT_RUN, Entry
+
+DOC = "docs/federated.md"
+DEPLOY = ("tests/federated/test_deploy.py::test_superlink_and_two_supernodes_over_tls_train_and_"
+          "register runs it as a process")
+
+TABLE = [
+    Entry(DOC, "bonebase federated homes --from data --to federated-homes --sites HX,BJ1,MUC",
+          ELSEWHERE, note="tests/federated/conftest.py cuts the session's consortium into homes "
+          "with the function behind it (bonebase.federated.homes.partition_export)"),
+    Entry(DOC, 'bonebase federated run --sites HX,BJ1,MUC --homes federated-homes --rounds 3 '
+          '--eval-data data --by "A. Engineer"', ELSEWHERE,
+          note="tests/federated/test_simulation.py runs it (2 rounds, a tiny network), then "
+          "approves and deploys the candidate"),
+    Entry(DOC, "bonebase federated certs --out federated-certs --host fl.consortium.example.org "
+          "--host 203.0.113.10", ELSEWHERE, note=DEPLOY + " (--host 127.0.0.1)"),
+    Entry(DOC, "bonebase federated server --certs federated-certs", ELSEWHERE,
+          note=DEPLOY + " on 127.0.0.1 ports, stopped and started again mid-test"),
+    Entry(DOC, 'bonebase federated start --ca federated-certs/ca.crt --rounds 3 --min-sites 2 '
+          '--eval-data data --by "A. Engineer"', ELSEWHERE,
+          note=DEPLOY + " (1 round, a tiny network, --register)"),
+    Entry(DOC, "bonebase federated prepare", NOT_RUN,
+          note="restores a dataset version of a hospital's home (bonebase dataset checkout's "
+          "code, walked in docs/datasets.md); the walk's world is the consortium, not a hospital"),
+    Entry(DOC, "bonebase federated client --site HX --server fl.consortium.example.org:9092 "
+          "--ca ca.crt", ELSEWHERE, note=DEPLOY + ", twice (HX and BJ1, each with its own home)"),
+    Entry(DOC, "python benchmarks/federated.py", NOT_RUN,
+          note="a benchmark of minutes; the guide's figures come from running it"),
+]
