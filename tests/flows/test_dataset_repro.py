@@ -22,7 +22,7 @@ from bonebase.dataset.marker import content_hash, dataset_identity, read_marker
 from bonebase.dataset.versioning import Target, checkout, version_dataset
 from bonebase.storage import open_store
 from flows.version_dataset import load_params
-from tests.flows.world import TINY, copy_project, ingested_world, two_submissions
+from tests.flows.world import TINY, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,11 @@ AUC_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
-def version_1(fresh_database, tmp_path_factory, prefect_harness):
+def version_1(ingested_copy, tmp_path_factory, prefect_harness):
     """HX and MUC ingested, dataset version 1 cut with the project's (tiny) params."""
-    synth = two_submissions(tmp_path_factory.mktemp("synth"))
-    url = fresh_database()
     home = tmp_path_factory.mktemp("home")
-    settings = ingested_world(url, home, synth)
+    settings = ingested_copy(home)
+    url = settings.database_url
     params = tmp_path_factory.mktemp("params") / "params.yaml"
     params.write_text(yaml.safe_dump(TINY))
     export_params, split_params = load_params(params)

@@ -11,7 +11,7 @@ import yaml
 
 from bonebase.db.engine import connect
 from bonebase.release.retrain import recipe_hash
-from tests.flows.world import TINY, copy_project, ingested_world, two_submissions
+from tests.flows.world import TINY, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +28,13 @@ def test_recipe_changes_with_train_params_not_with_comments(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def world(fresh_database, tmp_path_factory, prefect_harness):
+def world(ingested_copy, tmp_path_factory, prefect_harness):
     """Two hospitals ingested (MUC is the external site) and a project copy to train in; the
     flows read these settings from the environment, as in production."""
     from bonebase.config import get_settings
 
-    synth = two_submissions(tmp_path_factory.mktemp("synth"))
     with pytest.MonkeyPatch.context() as mp:
-        settings = ingested_world(fresh_database(), tmp_path_factory.mktemp("home"), synth)
+        settings = ingested_copy(tmp_path_factory.mktemp("home"))
         for name, value in settings.environ().items():
             mp.setenv(name, value)
         get_settings.cache_clear()

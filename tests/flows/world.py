@@ -44,14 +44,20 @@ def two_submissions(out: Path) -> Path:
     return out
 
 
+def settings_for(url: str, home: Path) -> Settings:
+    """The flows' settings: the database at ``url``, ``home`` (made), a test consortium key."""
+    settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
+    settings.ensure_home()
+    return settings
+
+
 def ingested_world(url: str, home: Path, synth: Path) -> Settings:
     """A migrated database at ``url`` with HX and MUC registered and both submissions ingested."""
     from bonebase.db.migrate import upgrade
     from flows.ingest import ingest_submission
 
     upgrade(url)
-    settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
-    settings.ensure_home()
+    settings = settings_for(url, home)
     with connect(url) as conn:
         for code in ("HX", "MUC"):
             add_site(conn, code=code, name=f"Hospital {code}")
