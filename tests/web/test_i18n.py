@@ -121,8 +121,9 @@ def test_anonymous_follows_accept_language_then_the_switch(app_client):
     assert switched.status_code == 303 and switched.headers["location"] == "/login"
     page = client.get("/login", headers={"Accept-Language": "zh-CN"})
     assert _lang(page.text) == "en" and "<h1>Sign in</h1>" in page.text
-    client.post("/language", data={"language": "zh-Hans", "next": "//evil.example/",
-                                   "csrf_token": csrf_of(page.text)})
+    offsite = client.post("/language", data={"language": "zh-Hans", "next": "//evil.example/",
+                                             "csrf_token": csrf_of(page.text)})
+    assert offsite.headers["location"] == "/cases"  # never an open redirect
     page = client.get("/login")
     assert _lang(page.text) == "zh-Hans" and 'id="lang-zh-Hans" lang="zh-Hans"' in page.text
 
