@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from bonebase.errors import BonebaseError
-from bonebase.federated import processes
+from bonebase.federated import deploy, processes
 from bonebase.federated.tls import certificates_in, make_certificates
 from tests.federated.conftest import TINY
 
@@ -160,3 +160,37 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
     assert model_id == models[0][0] and models[0][1] == "candidate"
     assert sorted(sites) == sorted(SITES) and rounds == 1 and strategy == "fedavg"
     assert sorted(site_datasets) == sorted(SITES) and by == "test-deploy"
+
+
+def test_flower_app_passes_flowers_own_checks(tmp_path):
+    """The generated Flower App is what `flwr run` accepts: Flower's validator passes it, the
+    FAB it builds holds no code of ours, and the run config is the one given."""
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+    from flwr.cli.config_utils import load_and_validate
+
+    from bonebase.federated.config import DEFAULTS
+
+    app = deploy.write_flower_app(tmp_path / "app", {"rounds": 2, "dp-clip": 1.5,
+                                                     "dp-noise": 0.5, "by": 'Dr "Q"'})
+    config, warnings = load_and_validate(app / "pyproject.toml")
+    assert config is not None and not warnings
+    components = config["tool"]["flwr"]["app"]["components"]
+    assert components == {"serverapp": "bonebase.federated.server:app",
+                          "clientapp": "bonebase.federated.client:app"}
+    pyproject = tomllib.loads((app / "pyproject.toml").read_text())
+    run_config = pyproject["tool"]["flwr"]["app"]["config"]
+    assert set(run_config) == set(DEFAULTS)
+    assert run_config["rounds"] == 2 and run_config["dp-clip"] == 1.5
+    assert run_config["by"] == 'Dr "Q"'
+    names = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist()
+    assert not [n for n in names if n.endswith(".py")], names
+    with pytest.raises(BonebaseError, match="colour"):
+        deploy.write_flower_app(tmp_path / "bad", {"colour": "blue"})
+    with pytest.raises(BonebaseError, match="--server"):
+        deploy.parse_address("fl.example.org:http", default_port=9092, what="--server")
+    assert deploy.parse_address("fl.example.org", default_port=9092, what="x") == (
+        "fl.example.org", 9092)
