@@ -39,8 +39,11 @@ def certs(
     consortium's own PKI). Give hospitals ca.crt only; ca.key and server.key stay here."""
     from bonebase.federated.tls import make_certificates
 
-    made = make_certificates(out, hosts=host, days=days)
+    # `bonebase federated start` on the server itself dials the Control API on 127.0.0.1.
+    hosts = [*host, *(["127.0.0.1"] if "127.0.0.1" not in host else [])]
+    made = make_certificates(out, hosts=hosts, days=days)
     console.print(f"CA certificate (give it to every hospital): {made.ca}")
+    console.print(f"server certificate valid for: {', '.join(hosts)}")
     console.print(f"server certificate and key (for `bonebase federated server --certs {out}`): "
                   f"{made.server_cert}, {made.server_key}")
 
