@@ -4,7 +4,7 @@ deliveries one study at a time, batched, and as one folder.
     python benchmarks/gateway.py [--cases 40 --seed 3] [--rounds 3] [--associations 1 4]
                                  [--receivers storescp,gateway,...] [--skip-receive]
                                  [--skip-central] [--skip-unbatched]
-                                 [--gateway-args '--receipt-wait 0 --batch-wait 5']
+                                 [--gateway-args='--receipt-wait 0 --batch-wait 5' ...]
 
 Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, some CT/MR), then
   (a) sends every file with DCMTK's storescu over loopback (one association, or several at once
@@ -273,9 +273,10 @@ def main() -> None:
     parser.add_argument("--skip-receive", action="store_true")
     parser.add_argument("--spool", action="store_true",
                         help="also time Spool.store alone per commit mode (1 and 4 threads)")
-    parser.add_argument("--gateway-args", default="",
-                        help="more options for the gateway sent one study at a time, e.g. "
-                        "'--receipt-wait 0 --batch-wait 5' (batches by time, not by receipt)")
+    parser.add_argument("--gateway-args", action="append",
+                        help="options for the gateway the studies are sent to one by one, e.g. "
+                        "'--receipt-wait 0 --batch-wait 5' (batches by time, not by receipt); "
+                        "again for another run ('' for its defaults); default: its defaults")
     parser.add_argument("--poll-every", type=float, nargs="+", default=[0.0],
                         help="seconds the consortium waits between polls of the deliveries "
                         "(as `gateway ingest-deliveries --every`; 0: polls again at once); "
@@ -322,7 +323,7 @@ def main() -> None:
         from benchmarks.gateway_central import bench_central, print_central
 
         print_central(bench_central(rows, files, work, unbatched=not args.skip_unbatched,
-                                    serve_args=args.gateway_args.split(),
+                                    variants=tuple(args.gateway_args or [""]),
                                     polls=tuple(args.poll_every)), n)
 
 if __name__ == "__main__":

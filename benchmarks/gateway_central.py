@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -58,8 +59,9 @@ def _one_by_one(rows, files, work: Path, ingest, *, serve_args: list[str],
     """A running `gateway serve` (study timeout 1 s, ``serve_args``) receives each study by its
     own storescu association, one after the other as a PACS forwards them, while the
     consortium polls the delivery folder (this thread; ``poll_every`` seconds between polls
-    as `gateway ingest-deliveries --every`, 0: at once again) and ingests each ready batch. Returns the seconds the consortium spent ingesting, the batches' sizes and the
-    times from the first instance sent and from the last one to every case ingested."""
+    as `gateway ingest-deliveries --every`, 0: at once again) and ingests each ready batch.
+    Returns the seconds the consortium spent ingesting, the batches' sizes and the times from
+    the first instance sent and from the last one to every case ingested."""
     from bonebase.gateway import central
     from bonebase.gateway.home import GatewayHome
     from bonebase.storage import open_store
@@ -116,7 +118,10 @@ def _one_by_one(rows, files, work: Path, ingest, *, serve_args: list[str],
 
 
 def bench_central(rows, files, work: Path, *, unbatched: bool = True,
-                  serve_args: list[str] | None = None, polls: tuple[float, ...] = (0.0,)) -> dict:
+                  variants: tuple[str, ...] = ("",), polls: tuple[float, ...] = (0.0,)) -> dict:
+    """Seconds of central ingest as one folder (and one study per submission); the studies
+    sent one by one once per gateway variant (``serve`` options, "": its defaults) and
+    consortium poll interval."""
     from benchmarks.ingest import _database
     from bonebase.config import Settings
     from bonebase.db.engine import connect
@@ -157,9 +162,9 @@ def bench_central(rows, files, work: Path, *, unbatched: bool = True,
         return lambda settings: _check([ingest_submission(SITE, str(folder),
                                                           settings=settings)])
 
-    def _live(settings, *, every: float) -> dict:
-        return _one_by_one(rows, files, work / f"gw-live-{every:g}", ingest_with(settings),
-                           serve_args=serve_args or [], poll_every=every)
+    def _live(settings, *, run: int, args: str, every: float) -> dict:
+        return _one_by_one(rows, files, work / f"gw-live-{run}", ingest_with(settings),
+                           serve_args=args.split(), poll_every=every)
 
     def one_per_batch(settings):
         delivery = _gateway_batches(rows, files, work / "gw-1", per_batch=1)
@@ -171,8 +176,9 @@ def bench_central(rows, files, work: Path, *, unbatched: bool = True,
     return {
         "one_folder_s": run("folder", as_folder(work / "one-folder-submission", rows)),
         "one_per_batch_s": run("one-per-batch", one_per_batch) if unbatched else None,
-        "one_by_one": {every: run(f"one-by-one-{every:g}", functools.partial(
-            _live, every=every)) for every in polls},
+        "one_by_one": {(args, every): run(f"one-by-one-{i}", functools.partial(
+            _live, run=i, args=args, every=every))
+            for i, (args, every) in enumerate(itertools.product(variants, polls))},
     }
 
 
@@ -190,10 +196,11 @@ def print_central(c: dict, n: int) -> None:
         print(f"central ingest one study per submission{'':6s}: "
               f"{n / c['one_per_batch_s']:6.1f} files/s ({c['one_per_batch_s']:.1f} s); "
               f"/ one folder: {c['one_folder_s'] / c['one_per_batch_s']:.2f}")
-    for every, live in c["one_by_one"].items():
+    for (args, every), live in c["one_by_one"].items():
         sizes = sorted(live["batches"])
         when = f"every {every:g} s" if every else "again at once"
-        print(f"studies sent one by one through the gateway, the consortium polling {when}: "
+        print(f"studies sent one by one through the gateway ({args or 'its defaults'}), the "
+              f"consortium polling {when}: "
               f"{len(sizes)} batches of {sizes[0]}-{sizes[-1]} studies (median "
               f"{sizes[len(sizes) // 2]}); sent in {live['send_s']:.1f} s "
               f"({sum(sizes) / live['send_s']:.2f} studies/s)")
