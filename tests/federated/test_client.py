@@ -16,14 +16,16 @@ from bonebase.model.networks import build_network
 from tests.federated.conftest import EXTERNAL, TINY, TRAINING
 
 
-def _ask(home, *, arch="resnet10-slim", kind="train", overrides=None):
-    """The reply of the site at ``home`` to a round asking for ``TINY`` with ``arch``'s weights."""
+def _ask(home, *, arch="resnet10-slim", kind="train", overrides=None, extra=None):
+    """The reply of the site at ``home`` to a round asking for ``TINY`` with ``arch``'s weights
+    (``extra``: more keys in the round's config)."""
     spec = ModelSpec.from_run_config(merged(None, {**TINY, **(overrides or {})}))
     torch.manual_seed(0)
     net = build_network(arch, num_classes=2)
     msg = Message(
         content=RecordDict({"arrays": ArrayRecord(net.state_dict()),
-                            "config": ConfigRecord({**spec.to_config(), "server-round": 1})}),
+                            "config": ConfigRecord({**spec.to_config(), "server-round": 1,
+                                                   **(extra or {})})}),
         dst_node_id=1, message_type=kind,
     )  # fmt: skip
     ctx = Context(run_id=1, node_id=1, node_config={"bonebase-home": str(home), "site": home.name},
@@ -69,6 +71,16 @@ def test_training_reply_holds_weights_and_metrics_only(consortium):
     new = reply.content["arrays"].to_torch_state_dict()
     assert set(new) == set(sent.state_dict())
     assert not torch.equal(new["fc.weight"], sent.state_dict()["fc.weight"])
+
+
+def test_client_side_dp_clips_the_update_when_the_round_asks(consortium):
+    """DP with client-side clipping: Flower's fixedclipping_mod bounds the update's L2 norm (of
+    the float tensors: BatchNorm's integer batch counters are scaled and truncated back)."""
+    reply, sent = _ask(consortium / "homes" / "BOS", extra={"clipping_norm": 0.5})
+    new, old = reply.content["arrays"].to_torch_state_dict(), sent.state_dict()
+    floats = [k for k in old if old[k].is_floating_point()]
+    norm = sum(float((new[k].double() - old[k].double()).pow(2).sum()) for k in floats) ** 0.5
+    assert 0.3 < norm <= 0.5 + 1e-5, norm
 
 
 def test_evaluation_reply(consortium):
