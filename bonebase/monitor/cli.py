@@ -70,15 +70,22 @@ def status_cmd(
     from rich.table import Table
 
     from bonebase.monitor import db, status  # not watch: it imports the model (torch, seconds)
+    from bonebase.monitor.policy import Policy
 
     conn, _ = _ctx()
     with conn:
         model = db.champion(conn, task=task)
         rows = status.table(conn, model_id=model["id"], site=site)
+        unscored = db.count_unscored(conn, model_id=model["id"],
+                                     modalities=list(Policy().modalities))
     if as_json:
-        print(json.dumps({"model": model["id"], "task": task, "sites": rows}, indent=2,
-                         default=str))
+        print(json.dumps({"model": model["id"], "task": task, "sites": rows,
+                          "unscored": unscored}, indent=2, default=str))
         return
+    if unscored:
+        console.print(f"model {model['id']} has not scored {unscored} radiograph(s) yet (a "
+                      "background watch still running or failed, or images that arrived before "
+                      "it was deployed): bonebase monitor run scores them")
     if not rows:
         console.print(f"model {model['id']}: no site checked yet; run bonebase monitor run")
         return

@@ -50,6 +50,14 @@ def unscored(conn: Connection, *, model_id: int, modalities: list[str],
     return list(conn.execute(sql + " ORDER BY i.id", args).fetchall())
 
 
+def count_unscored(conn: Connection, *, model_id: int, modalities: list[str]) -> int:
+    """How many radiographs of current cases ``model_id`` has not scored (a background watch
+    still running or failed, images from before it was deployed): `bonebase monitor run`
+    scores them."""
+    return conn.execute(f"SELECT count(*) AS n FROM ({_TO_SCORE}) todo",  # noqa: S608
+                        {"modalities": modalities, "model": model_id}).fetchone()["n"]
+
+
 def insert_scores(conn: Connection, *, model_id: int, role: str, rows: list[dict]) -> int:
     """Store scored radiographs (see :func:`bonebase.monitor.scoring.score_rows`); an image
     scored twice by one model keeps its first score. Returns how many rows were new."""
@@ -136,5 +144,6 @@ def acknowledge(conn: Connection, check_id: int, *, by: str) -> None:
                  " WHERE id = %s", (by, check_id))
 
 
-__all__ = ["acknowledge", "add_check", "champion", "ask_the_model", "get_check", "insert_scores",
+__all__ = ["acknowledge", "add_check", "champion", "ask_the_model", "count_unscored", "get_check",
+           "insert_scores",
            "latest_checks", "open_alerts", "scores", "unscored"]

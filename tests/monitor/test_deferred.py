@@ -6,6 +6,19 @@ from __future__ import annotations
 from tests.monitor.world import LIKE
 
 
+def _status(watched) -> dict:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bonebase.cli import app
+
+    res = CliRunner(env={"DATABASE_URL": watched["url"]}).invoke(
+        app, ["monitor", "status", "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
 def test_deferred_watch_scores_the_submission_in_the_background(watched):
     from bonebase.db.engine import connect
     from flows.monitor import watch_after_ingest
@@ -22,6 +35,7 @@ def test_deferred_watch_scores_the_submission_in_the_background(watched):
         conn.execute("DELETE FROM watch_scores WHERE submission_id = %s", (sid,))
         conn.commit()
     assert len(before) >= 10
+    assert _status(watched)["unscored"] == len(before)  # what `bonebase monitor status` says
     params = watched["tmp"] / "params-deferred.yaml"
     params.write_text(watched["params"].read_text() + "  defer: true\n")
     started = watch_after_ingest({"submission": sid, "status": "done"}, params_path=str(params))
@@ -37,5 +51,6 @@ def test_deferred_watch_scores_the_submission_in_the_background(watched):
     assert after.keys() == before.keys()
     assert max(abs(after[k] - before[k]) for k in before) < 1e-5
     assert check["breached"] is False  # and the site was checked again, as after an ingest
+    assert _status(watched)["unscored"] == 0
     log = open(started["log"]).read()
     assert f"scored 0 reference and {len(before)} new radiographs" in log
