@@ -51,13 +51,17 @@ def place_text(place: str, lang: str | None = None) -> str:
 #: The sentences of the quarantine items that ingest writes itself (bonebase/ingest/accept.py,
 #: bonebase/dicom/read.py and stream.py), by reason: read back and translated like the
 #: validation templates. A sentence worded otherwise stays as written (English).
+_UNLISTED = N_("{file}: a {kind} image that no manifest row names in an image_file column; to "
+               "send it, name it in its case's row (docs/manifest.md, 'JPEG and PNG images'), "
+               "else remove it from the submission")  # process_raster.py, either reason
 OTHER_SENTENCES = {
     "case_rejected": (N_("{file}: its case (row {row}) was rejected ({why}); it is kept until the "
                          "row is fixed"),),
     "duplicate_file": (N_("{file}: identical to {first} in the same submission; the copy was not "
                           "stored"),),
     "non_dicom": (N_("{file}: not a DICOM file (no 'DICM' preamble and no DICOM data set inside); "
-                     "remove files that are not DICOM images from the submission"),),
+                     "remove files that are not DICOM images from the submission"), _UNLISTED),
+    "unlisted_image": (_UNLISTED,),
     "corrupt_file": (
         N_("{file}: the DICOM file is truncated (it ends inside Pixel Data); the site should "
            "export the image again from its PACS as a DICOM Part 10 file"),

@@ -1,7 +1,7 @@
-"""Receipts and quarantine reasons in the site's language (#25): the Markdown receipt of a site
-whose language is Chinese is Chinese, its JSON receipt is the English site's (same keys, same
-reason codes, same English messages), and the validation messages read back from the English
-templates into the Chinese ones with their values."""
+"""Receipts and quarantine reasons in the site's language (#25): the validation messages and
+ingest's own sentences read back from the English into the Chinese with their values, fixes by
+reason code, a failed submission's stage, a site's language setting. The flow end to end (a
+Chinese site's receipt beside the English one) is tests/flows/test_receipt_language.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 
 from bonebase.errors import InputError
 from bonebase.ingest.receipt_text import OTHER_SENTENCES, fix_text, message_text, to_markdown
-from tests.worlds import serving_synth  # noqa: F401 - the shared synthetic consortium
 from validation.messages import _TEMPLATES, render, where
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,60 +106,3 @@ def test_a_site_language_is_a_setting_with_a_clear_refusal(db):
     with pytest.raises(InputError, match=r"language 'fr' is not offered: use one of en, zh-Hans"):
         update_site(db, "NN", language="fr")
     assert add_site(db, code="BJ", name="Beijing", language="zh").language == ZH
-
-
-# -- the flow: one submission, an English and a Chinese site ----------------------------------
-
-
-@pytest.fixture(scope="module")
-def receipts(serving_synth, fresh_database, tmp_path_factory, prefect_harness) -> dict:  # noqa: F811
-    """The same submission ingested for a site in English and, in another database, for the
-    same site in Chinese: {lang: (JSON receipt, Markdown receipt, home)}."""
-    from bonebase.config import Settings
-    from bonebase.db.engine import connect
-    from bonebase.db.migrate import upgrade
-    from bonebase.db.sites import add_site
-    from flows.ingest import ingest_submission
-
-    site_dir = sorted(p for p in serving_synth.iterdir() if p.is_dir())[0]
-    out = {}
-    for lang in ("en", ZH):
-        url = fresh_database()
-        upgrade(url)
-        home = tmp_path_factory.mktemp(f"home-{lang}")
-        settings = Settings(home=home, database_url=url, secret="t" * 40, env="test")
-        settings.ensure_home()
-        with connect(url) as conn:
-            add_site(conn, code=site_dir.name, name="Hospital", language=lang)
-        result = ingest_submission(site_dir.name, str(site_dir / "submission"), settings=settings)
-        paths = result["paths"]
-        with open(paths["json"], encoding="utf-8") as f:
-            receipt = json.load(f)
-        with open(paths["markdown"], encoding="utf-8") as f:
-            markdown = f.read()
-        out[lang] = (receipt, markdown, str(home))
-    return out
-
-
-@pytest.mark.slow
-def test_a_chinese_site_gets_a_chinese_receipt_with_the_same_json(receipts):
-    (en, en_md, en_home), (zh, zh_md, zh_home) = receipts["en"], receipts[ZH]
-    # The JSON receipt is the record: the same, key for key and code for code (the homes aside).
-    assert json.loads(json.dumps(zh).replace(zh_home, en_home)) == en
-    assert zh["quarantine"], "the synthetic site's faults should be quarantined"
-    # ... in English (Chinese only where the site's own manifest values are quoted).
-    assert all(q["fix"] == fix_text(q["reason"], "en") for q in zh["quarantine"])
-    # The Markdown receipt is in the site's language, with the codes and numbers of the JSON.
-    assert en_md.startswith("# Receipt: submission 1 from site")
-    assert zh_md.startswith(f"# 回执：中心 {zh['site']} 的提交 1")
-    assert "## 隔离项" in zh_md and "| 原因 | 行 | 文件 | 发生了什么 | 处理方法 |" in zh_md
-    assert f"- 隔离：{zh['counts']['quarantined']} 项" in zh_md
-    for q in zh["quarantine"]:
-        row = next(line for line in zh_md.splitlines()
-                   if line.startswith(f"| {q['reason']} | {q['row'] or ''} | {q['file'] or ''} |"))
-        assert fix_text(q["reason"], ZH) in row and _HAN.search(fix_text(q["reason"], ZH))
-        # a validation sentence, or a sentence of ingest's own: rewritten in Chinese
-        if q["reason"] in _TEMPLATES or q["reason"] in ("case_rejected", "duplicate_file",
-                                                        "non_dicom"):
-            assert q["message"] not in row and "resubmit" not in row, row
-    assert to_markdown(en, "en") == en_md
