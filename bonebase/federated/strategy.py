@@ -97,7 +97,7 @@ class SiteWatch(Strategy):
         self.excluded: dict[str, str] = {}  # site code → why
         self.dropped: list[dict] = []
         self.rounds: list[dict] = []
-        self._sent: dict[int, int] = {}
+        self.asked: list[int] = []  # nodes the current stage sent a message to
         self._started = 0.0
 
     # -- delegation ----------------------------------------------------------------------------
@@ -108,12 +108,16 @@ class SiteWatch(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._started = time.perf_counter()
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self.asked = [m.metadata.dst_node_id for m in messages]
+        return messages
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
+        self.asked = [m.metadata.dst_node_id for m in messages]
+        return messages
 
     # -- reading replies -----------------------------------------------------------------------
     def _name(self, msg: Message) -> str:
@@ -121,6 +125,15 @@ class SiteWatch(Strategy):
         return self.sites.get(node, f"node {node}")
 
     def _sort(self, server_round: int, replies: Iterable[Message], stage: str) -> list[Message]:
+        replies = list(replies)
+        answered = {m.metadata.src_node_id for m in replies}
+        for node in self.asked:
+            if node not in answered:  # no reply within round-timeout
+                who = self.sites.get(node, f"node {node}")
+                self.dropped.append({"round": server_round, "stage": stage, "site": who,
+                                     "reason": "no reply within round-timeout"})  # fmt: skip
+                self.say(f"round {server_round}: {who} dropped out of {stage} (no reply within "
+                         "round-timeout)")  # fmt: skip
         valid: list[Message] = []
         for msg in replies:
             if not msg.has_error():
@@ -164,8 +177,8 @@ class SiteWatch(Strategy):
         arrays, metrics = self.inner.aggregate_train(server_round, valid)
         if arrays is not None:
             arrays = tidy_state(arrays, self.reference)
-        n_expected = len(replies) - sum(1 for m in replies if m.has_error()
-                                        and m.error.code == EXCLUDED)  # fmt: skip
+        n_expected = len(self.asked) - sum(1 for m in replies if m.has_error()
+                                            and m.error.code == EXCLUDED)  # fmt: skip
         self.rounds.append({
             "round": server_round, "sites": sorted(per_site), "train": per_site,
             "bytes_per_client": sent, "seconds_train": time.perf_counter() - self._started,

@@ -72,6 +72,22 @@ def test_training_reply_holds_weights_and_metrics_only(consortium):
     assert set(new) == set(sent.state_dict())
     assert not torch.equal(new["fc.weight"], sent.state_dict()["fc.weight"])
 
+    # The server's reading of the round when a second site never answered.
+    from bonebase.federated.strategy import SiteWatch, build_strategy
+
+    said: list[str] = []
+    reference = {k: v.numpy() for k, v in sent.state_dict().items()}
+    watch = SiteWatch(build_strategy(merged(None, {**TINY, "sites": "HX,BJ1"}), 2), min_sites=1,
+                      reference=reference, say=said.append)  # fmt: skip
+    watch.asked = [reply.metadata.src_node_id, 99]
+    arrays, _ = watch.aggregate_train(1, [reply])
+    assert said == ["round 1: node 99 dropped out of training (no reply within round-timeout)",
+                    "round 1: completes with 1 of 2 sites (minimum 1)"]  # fmt: skip
+    assert watch.datasets == {"HX": site["dataset-version"]}
+    averaged = arrays.to_torch_state_dict()
+    assert averaged["bn1.num_batches_tracked"].dtype == torch.int64
+    assert torch.allclose(averaged["fc.weight"], new["fc.weight"])
+
 
 def test_client_side_dp_clips_the_update_when_the_round_asks(consortium):
     """DP with client-side clipping: Flower's fixedclipping_mod bounds the update's L2 norm (of
