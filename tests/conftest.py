@@ -30,6 +30,13 @@ from tests.worlds import (  # noqa: F401  (session fixtures shared by the suites
     truncate,
 )
 
+# Tests read English messages (#25 translates them by locale): a developer's or CI machine with a
+# Chinese locale must not turn them red. Tests of the Chinese output set --lang or the variables
+# themselves, for their own process.
+for _var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "BONEBASE_LANG"):
+    os.environ.pop(_var, None)
+os.environ["LANG"] = "C.UTF-8"
+
 # The folders world_traversable_tmp made in this session: embedded servers under them are stopped
 # at its end.
 SESSION_ROOTS: list[Path] = []
