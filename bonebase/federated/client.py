@@ -84,9 +84,10 @@ def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
             _check_split(frame, split, classes)
         except InputError as exc:
             n = int((frame["split"] == split).sum())
+            why = f"no {split} image" if n == 0 else f"{n} {split} images; {exc}"
             raise Excluded(
-                f"site {node.site}: no data for task {spec.task} to train on ({n} {split} "
-                f"images; {exc}); excluded from this run"
+                f"site {node.site}: no data for task {spec.task} to train on ({why}); excluded "
+                "from this run"
             ) from None
     return frame
 
