@@ -60,7 +60,7 @@ def test_the_vocabularys_behaviour_is_named_in_chinese():
         "behaviour": "malignant", "diagnosis": "巨细胞瘤", "diagnosis_behaviour": "intermediate"},
         place=where(row=9))
     assert message_text("label_contradicts_diagnosis", message, ZH) == (
-        "第 9 行：生物学行为 'malignant' 与病理诊断 '巨细胞瘤'（属于中间性）相矛盾；请更正其中一列后重新提交")
+        "第 9 行：生物学行为 'malignant' 与病理诊断 '巨细胞瘤'（属于中间型）相矛盾；请更正其中一列后重新提交")
 
 
 def test_a_message_of_no_template_stays_as_written():
