@@ -9,20 +9,23 @@ from bonebase.db import audit
 from bonebase.errors import NotFoundError
 
 _COLS = ("id, case_id, instance_id, model_version, task, dataset_version, predicted_class,"
-         " probabilities, threshold, requested_by, created_at")
+         " probabilities, threshold, out_of_distribution, requested_by, created_at")
 
 
 def add_prediction(conn: Connection, *, case_id: int, instance_id: int, result: dict,
                    gradcam_png: bytes | None, requested_by: str) -> dict:
-    """Store one /diagnose answer (the service's JSON) with who asked; returns the row."""
+    """Store one /diagnose answer (the service's JSON) with who asked; returns the row. The
+    answer's ``out_of_distribution`` part is kept (NULL when the service has no detector)."""
+    ood = result.get("out_of_distribution")
     with conn.transaction():
         row = conn.execute(
             "INSERT INTO predictions (case_id, instance_id, model_version, task, dataset_version,"
-            " predicted_class, probabilities, threshold, gradcam_png, requested_by)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
+            " predicted_class, probabilities, threshold, out_of_distribution, gradcam_png,"
+            f" requested_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
             (case_id, instance_id, result["model_version"], result.get("task"),
              result.get("dataset_version"), result["predicted_class"],
-             Jsonb(result["probabilities"]), result.get("threshold"), gradcam_png, requested_by),
+             Jsonb(result["probabilities"]), result.get("threshold"),
+             Jsonb(ood) if ood is not None else None, gradcam_png, requested_by),
         ).fetchone()
         audit.record(conn, action="prediction.add", entity="case", entity_id=case_id,
                      actor=requested_by, details={"prediction": row["id"],

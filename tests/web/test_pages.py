@@ -257,6 +257,33 @@ def test_ask_the_model_without_a_service_is_a_clear_503(client, seeded):
     assert resp.status_code == 503 and "BONEBASE_DIAGNOSIS_URL" in resp.text
 
 
+def test_a_stored_answer_keeps_its_out_of_distribution_warning(client, seeded):
+    """#21: the case page warns on a stored answer the service flagged as unlike the training
+    images, and not on one it did not flag or one stored without a detector (NULL)."""
+    from bonebase.db import predictions as preds
+    from bonebase.db.engine import connect
+
+    sign_in(client, "vera")
+    case_id = seeded["cases"][seeded["steward_site"]][1]
+    page = client.get(f"/cases/{case_id}")
+    instance = int(re.search(r'src="/images/(\d+)\.png', page.text).group(1))
+    answer = {"model_version": "m-ood", "task": "benign_vs_malignant", "predicted_class": "benign",
+              "probabilities": {"benign": 0.7, "malignant": 0.3}, "threshold": 0.5}
+    flagged = {"flag": True, "score": 9.5, "threshold": 3.0,
+               "reasons": ["the header says body part CHEST"]}
+    with connect(seeded["url"]) as conn:
+        rows = [preds.add_prediction(conn, case_id=case_id, instance_id=instance,
+                                     result={**answer, **extra}, gradcam_png=None,
+                                     requested_by="vera")
+                for extra in ({}, {"out_of_distribution": {**flagged, "flag": False}},
+                              {"out_of_distribution": flagged})]
+        stored = [r["out_of_distribution"] for r in rows]
+    assert stored[0] is None and stored[1]["flag"] is False and stored[2] == flagged
+    html = client.get(f"/cases/{case_id}").text
+    assert html.count("unlike the images the model was trained on") == 1
+    assert "the header says body part CHEST" in html
+
+
 def test_heat_colour_keeps_the_geometry():
     from web.imaging import heat_colour
 
