@@ -19,6 +19,7 @@ at the first round).
 from __future__ import annotations
 
 import inspect
+import logging
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,9 @@ from bonebase.model.networks import build_network
 
 EXCLUDED = 4601  # the node has no data for the task: left out of this run
 REFUSED = 4602  # the server's model is not the one this node agreed to train
+FAILED = 4603  # training or evaluation failed at the node: a drop-out for this round
+_SEE_LOG = "the reason is in the node's log"
+_log = logging.getLogger("bonebase.federated")
 
 
 class Excluded(BonebaseError):
@@ -60,31 +64,39 @@ def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
         what = "; ".join(f"{k}: server {a!r}, this node {b!r}" for k, (a, b) in differ.items())
         raise Refused(
             f"site {node.site}: the server asks for another model than this hospital agreed to "
-            f"train ({what}; {node.home / 'federated' / 'node.yaml'}); align the server's run "
-            "config or the node's agreement"
+            f"train ({what}; federated/node.yaml in its home); align the server's run config or "
+            "the node's agreement"
         )
     if not (node.data / "labels.csv").is_file():
+        _log.warning("site %s: no local export in %s", node.site, node.data)
         raise Excluded(
-            f"site {node.site}: no local export in {node.data} (labels.csv, split.csv, images/); "
-            "excluded from this run: run `bonebase federated prepare` at the hospital"
+            f"site {node.site}: no local export (labels.csv, split.csv, images/); excluded from "
+            "this run: run `bonebase federated prepare` at the hospital"
         )
+    # What leaves the node is a fixed sentence: the reader's own error (which may name a
+    # patient's pseudonym, an image or a path of the hospital) stays in the node's log.
     try:
         frame = load_frame(node.data, task=spec.task)
     except NotFoundError as exc:
-        raise Excluded(f"site {node.site}: {exc}; excluded from this run") from None
+        _log.warning("site %s: %s", node.site, exc)
+        raise Excluded(f"site {node.site}: its local export has nothing usable for task "
+                       f"{spec.task}; excluded from this run ({_SEE_LOG})") from None
     except InputError as exc:
+        _log.warning("site %s: %s", node.site, exc)
         if "missing columns" in str(exc):
             raise Excluded(
                 f"site {node.site}: its export has no {spec.task} labels; excluded from this run"
             ) from None
-        raise Refused(f"site {node.site}: {exc}") from None
+        raise Refused(f"site {node.site}: its local export cannot be read for task {spec.task} "
+                      f"({_SEE_LOG})") from None
     classes = task_classes(spec.task)
     for split in ("train", "val"):
         try:
             _check_split(frame, split, classes)
         except InputError as exc:
+            _log.warning("site %s: %s", node.site, exc)
             n = int((frame["split"] == split).sum())
-            why = f"no {split} image" if n == 0 else f"{n} {split} images; {exc}"
+            why = f"no {split} image" if n == 0 else f"{n} {split} images, not every class"
             raise Excluded(
                 f"site {node.site}: no data for task {spec.task} to train on ({why}); excluded "
                 "from this run"
@@ -143,6 +155,12 @@ def _reply(msg: Message, node: Node, frame: pd.DataFrame, arrays, metrics: dict)
     return Message(content=content, reply_to=msg)
 
 
+def _failed(msg: Message, node: Node, what: str) -> Message:
+    _log.exception("site %s: %s failed", node.site, what)
+    return Message(Error(code=FAILED, reason=f"site {node.site}: {what} failed ({_SEE_LOG})"),
+                   reply_to=msg)
+
+
 def _refusal(msg: Message, exc: BonebaseError) -> Message:
     code = EXCLUDED if isinstance(exc, Excluded) else REFUSED
     return Message(Error(code=code, reason=str(exc)), reply_to=msg)
@@ -174,16 +192,24 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
     except (Excluded, Refused) as exc:
         return _refusal(msg, exc)
     server_round = int(msg.content["config"].get("server-round", 1))
-    with tempfile.TemporaryDirectory(prefix="bonebase-fl-") as tmp:
-        start = Path(tmp) / "global.pt"
-        torch.save(state, start)
-        ckpt = train(
-            frame=frame, data_dir=node.data, task=spec.task, arch=spec.arch,
-            image_size=spec.image_size, epochs=spec.local_epochs, batch_size=spec.batch_size,
-            lr=spec.lr, weight_decay=spec.weight_decay, patience=spec.local_epochs,
-            seed=spec.seed + server_round, num_workers=spec.num_workers, amp=spec.amp,
-            pretrained=start, precise_bn=spec.precise_bn, **extra,
-        )  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory(prefix="bonebase-fl-") as tmp:
+            start = Path(tmp) / "global.pt"
+            torch.save(state, start)
+            ckpt = train(
+                frame=frame, data_dir=node.data, task=spec.task, arch=spec.arch,
+                image_size=spec.image_size, epochs=spec.local_epochs, batch_size=spec.batch_size,
+                lr=spec.lr, weight_decay=spec.weight_decay, patience=spec.local_epochs,
+                seed=spec.seed + server_round, num_workers=spec.num_workers, amp=spec.amp,
+                pretrained=start, precise_bn=spec.precise_bn, **extra,
+            )  # fmt: skip
+    except Exception:  # noqa: BLE001 - the node keeps the traceback; the server hears a drop-out
+        return _failed(msg, node, "local training")
+    # BatchNorm's step counters are not weights: sent back as received, they add nothing to the
+    # update's norm, so DP clipping (client or server side) bounds the weights' update by C.
+    for name, value in state.items():
+        if name.endswith("num_batches_tracked"):
+            ckpt.state_dict[name] = value.clone()
     last = ckpt.history[-1]
     metrics = {
         "num-examples": int((frame["split"] == "train").sum()),
@@ -195,15 +221,23 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
 
 def local_evaluate(msg: Message, context: Context, overrides: dict | None = None) -> Message:
     """The global model on this node's validation cases: count, loss, AUC, Youden threshold."""
+    try:
+        spec, node, frame, state = _prepare(msg, context, overrides)
+    except (Excluded, Refused) as exc:
+        return _refusal(msg, exc)
+    try:
+        metrics = _validation_metrics(spec, node, frame, state)
+    except Exception:  # noqa: BLE001 - the node keeps the traceback; the server hears a drop-out
+        return _failed(msg, node, "local evaluation")
+    return _reply(msg, node, frame, None, metrics)
+
+
+def _validation_metrics(spec: ModelSpec, node: Node, frame: pd.DataFrame, state) -> dict:
     from bonebase.model.data import make_dataset, make_loader
     from bonebase.model.infer import case_logits, run_logits
     from bonebase.model.train import val_score
     from bonebase.stats import youden_threshold
 
-    try:
-        spec, node, frame, state = _prepare(msg, context, overrides)
-    except (Excluded, Refused) as exc:
-        return _refusal(msg, exc)
     net = build_network(spec.arch, num_classes=len(task_classes(spec.task)))
     net.load_state_dict(state)
     val = frame[frame["split"] == "val"].reset_index(drop=True)
@@ -219,13 +253,12 @@ def local_evaluate(msg: Message, context: Context, overrides: dict | None = None
     y = cases["y"].to_numpy()
     score, prob = val_score(y, z)
     threshold = youden_threshold(y, prob) if z.shape[1] == 2 else float("nan")
-    metrics = {
+    return {
         "num-examples": int(len(cases)),
         "loss": float(loss),
         "auc": float(score) if np.isfinite(score) else 0.0,
         "threshold": float(threshold),
     }
-    return _reply(msg, node, frame, None, metrics)
 
 
 def clip_when_asked(msg: Message, context: Context, call_next) -> Message:

@@ -12,6 +12,7 @@ models deploy`` treat it like every other model.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -56,8 +57,21 @@ def evaluate_at_consortium(model: Path, cfg: dict, out: Path) -> dict:
     return {"metrics": str(paths[0]), "report": str(paths[2]), "auc": ext.get("auc")}
 
 
+def finite(value):
+    """``value`` with every NaN or infinity replaced by None (a three-class task has no threshold,
+    a site without both classes no AUC): PostgreSQL's jsonb and strict JSON refuse NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def record_run(conn: Connection, *, model_id: int, lineage: dict, by: str) -> dict:
     """A ``federated_runs`` row for ``model_id`` (one per registered federated model)."""
+    lineage = finite(lineage)
     return conn.execute(
         "INSERT INTO federated_runs (model_id, sites, rounds, strategy, privacy, site_datasets,"
         " details, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"

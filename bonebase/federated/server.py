@@ -123,7 +123,8 @@ def finish(ckpt: Checkpoint, cfg: dict, *, say: Callable[[str], None] = print) -
     out = Path(str(cfg["out-dir"]))
     model = save_checkpoint(ckpt, out / "model.pt")
     record = {**ckpt.train_params["federated"], "history": ckpt.history}
-    (out / "federated.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (out / "federated.json").write_text(
+        json.dumps(lineage.finite(record), indent=2, default=str, allow_nan=False) + "\n")
     done: dict = {"model": str(model), "lineage": str(out / "federated.json")}
     say(f"federated model: {model}")
     if cfg["eval-data"]:
