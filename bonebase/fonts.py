@@ -51,8 +51,11 @@ def find() -> CJKFont | None:
     fc_list = shutil.which("fc-list")
     if fc_list is None:
         return None
-    out = subprocess.run([fc_list, ":lang=zh-cn", "file", "index", "family"], capture_output=True,
-                         text=True, timeout=30, check=False).stdout
+    try:
+        out = subprocess.run([fc_list, ":lang=zh-cn", "file", "index", "family"],
+                             capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):  # a hung or broken fontconfig: no CJK font
+        return None
     faces: dict[str, CJKFont] = {}
     for line in out.splitlines():
         # "/usr/share/fonts/.../NotoSansCJK-Regular.ttc: Noto Sans CJK SC,Noto Sans CJK SC

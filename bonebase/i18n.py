@@ -76,8 +76,20 @@ def cli_language() -> str:
             if lang:
                 return lang
             if var == "BONEBASE_LANG":
-                raise ValueError(f"unknown language {value!r}: use one of {', '.join(LANGUAGES)}")
+                # `bonebase --lang` refuses an unknown language; one set in the environment by
+                # hand must not turn every translated message into a traceback: English, said once
+                _warn_unknown(value)
+                return DEFAULT
     return DEFAULT
+
+
+@cache
+def _warn_unknown(value: str) -> None:
+    import logging
+
+    logging.getLogger("bonebase").warning(
+        "BONEBASE_LANG=%r is not a language bonebase has (%s): messages are in English",
+        value, ", ".join(LANGUAGES))
 
 
 @cache

@@ -102,14 +102,23 @@ def _session_language(request: Request) -> str | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
+    known = getattr(request.state, "session_language", _UNSET)
+    if known is not _UNSET:
+        return known
     from bonebase.db.users import session_user
 
+    language = None
     try:
-        with request.app.state.pool.connection() as conn:
+        # Reached from async handlers too (error pages, the CSRF check): a short wait for a
+        # connection, so a busy pool or a database that does not answer cannot stall the
+        # event loop for the pool's 30 s; the page then follows the cookie or the browser.
+        with request.app.state.pool.connection(timeout=1.0) as conn:
             user = session_user(conn, token)
+        language = user.language if user else None
     except Exception:  # an error page must render even when the database does not answer
-        return None
-    return user.language if user else None
+        pass
+    request.state.session_language = language
+    return language
 
 
 def request_language(request: Request) -> str:

@@ -100,7 +100,7 @@ def check_language(tag: str) -> str:
     """A site's language as stored (``zh``, ``zh-CN``, ``zh_Hans`` -> ``zh-Hans``)."""
     from bonebase.i18n import LANGUAGES, normalise
 
-    lang = normalise(tag)
+    lang = normalise(tag) if isinstance(tag, str) else None  # sites.json may hold anything
     if lang is None:
         raise InputError(_("language {tag!r} is not offered: use one of {languages} (a site's "
                            "receipts and quarantine reasons are written in it)")

@@ -110,6 +110,15 @@ class SuperNodeSpec:
     clientappio: tuple[str, int] = ("127.0.0.1", CLIENTAPPIO_PORT)
     max_wait_s: float | None = None  # None: keep trying to reconnect for ever
 
+    def __post_init__(self) -> None:
+        from bonebase.db.sites import check_code
+
+        check_code(self.site)  # 2-8 upper-case letters/digits: nothing to break out of quotes
+        if any(c in str(self.home) for c in '"\\\n'):
+            raise InputError(f"the bonebase home {str(self.home)!r} holds a quote, a backslash "
+                             "or a line break, which Flower's node config cannot carry; use a "
+                             "plain path")
+
     def node_config(self) -> str:
         # Only a site code and a path: no secret ever travels in node configuration.
         return f'site="{self.site}" bonebase-home="{self.home}"'
