@@ -62,6 +62,7 @@ def run_cmd(
 def status_cmd(
     site: Annotated[str | None, typer.Option("--site", help="One site only.")] = None,
     task: Task = "benign_vs_malignant",
+    params: Params = Path("params.yaml"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Each site's newest checks of the deployed model: n, AUC with its 95% CI, sensitivity and
@@ -70,14 +71,15 @@ def status_cmd(
     from rich.table import Table
 
     from bonebase.monitor import db, status  # not watch: it imports the model (torch, seconds)
-    from bonebase.monitor.policy import Policy
+    from bonebase.monitor.policy import load
 
+    policy = load(params)  # the modalities the watch scores: the unscored count counts those
     conn, _ = _ctx()
     with conn:
         model = db.champion(conn, task=task)
         rows = status.table(conn, model_id=model["id"], site=site)
         unscored = db.count_unscored(conn, model_id=model["id"],
-                                     modalities=list(Policy().modalities))
+                                     modalities=list(policy.modalities))
     if as_json:
         print(json.dumps({"model": model["id"], "task": task, "sites": rows,
                           "unscored": unscored}, indent=2, default=str))
