@@ -210,11 +210,13 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
     for name, value in state.items():
         if name.endswith("num_batches_tracked"):
             ckpt.state_dict[name] = value.clone()
-    last = ckpt.history[-1]
+    # the epoch whose weights travel (train() returns its best epoch, not always its last)
+    sent = next((e for e in ckpt.history if e["epoch"] == ckpt.train_params.get("best_epoch")),
+                ckpt.history[-1])
     metrics = {
         "num-examples": int((frame["split"] == "train").sum()),
-        "train-loss": float(last["train_loss"]),
-        "val-auc": float(last["val_auc"]),
+        "train-loss": float(sent["train_loss"]),
+        "val-auc": float(sent["val_auc"]),
     }
     return _reply(msg, node, frame, ArrayRecord(ckpt.state_dict), metrics)
 
