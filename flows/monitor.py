@@ -20,6 +20,9 @@ from bonebase.config import get_settings
 from bonebase.monitor import policy as policies
 from bonebase.monitor import watch
 
+#: The session-level advisory lock a background watch holds (one at a time; see _main).
+_BACKGROUND_LOCK = 0x77617462  # "watb"
+
 #: The tasks whose deployed model the ingest hook watches (two-class tasks).
 WATCHED_TASKS = ("benign_vs_malignant", "os_vs_gct")
 
@@ -192,8 +195,42 @@ def _main(argv: list[str] | None = None) -> int:
     if args.submission is None:
         print(watch_flow(params_path=args.params))
         return 0
-    return 0 if watch_after_ingest({"submission": args.submission, "status": "done"},
-                                   params_path=args.params, defer=False) is not None else 1
+    # One background watch at a time: a burst of submissions must not hold N copies of the
+    # model in memory. A watch that finds another running leaves its submission to it: the
+    # holder scores, after its own, whatever is still unscored before it lets go.
+    with _connect() as session:
+        session.autocommit = True
+        if not session.execute("SELECT pg_try_advisory_lock(%s)", (_BACKGROUND_LOCK,)
+                               ).fetchone()["pg_try_advisory_lock"]:
+            print(f"another background watch is running: it scores submission "
+                  f"{args.submission} too")
+            return 0
+        try:
+            done = watch_after_ingest({"submission": args.submission, "status": "done"},
+                                      params_path=args.params, defer=False)
+            left = _unscored(args.params)
+            while left:
+                watch_flow(params_path=args.params)
+                # what one more pass does not reduce (an unreadable image) is left to monitor run
+                left, before = _unscored(args.params), left
+                if left >= before:
+                    break
+        finally:
+            session.execute("SELECT pg_advisory_unlock(%s)", (_BACKGROUND_LOCK,))
+    return 0 if done is not None else 1
+
+
+def _unscored(params_path: str) -> int:
+    """Radiographs a deployed watched model has not scored yet (submissions whose background
+    watch found this one running)."""
+    from bonebase.db.models import deployed_model
+    from bonebase.monitor import db
+
+    modalities = list(policies.load(params_path).modalities)
+    with _connect() as conn:
+        models = [deployed_model(conn, task=t) for t in WATCHED_TASKS]
+        return sum(db.count_unscored(conn, model_id=m["id"], modalities=modalities)
+                   for m in models if m is not None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,3 +54,39 @@ def test_deferred_watch_scores_the_submission_in_the_background(watched):
     assert _status(watched)["unscored"] == 0
     log = open(started["log"]).read()
     assert f"scored 0 reference and {len(before)} new radiographs" in log
+
+
+def test_one_background_watch_at_a_time(watched):
+    """A background watch that finds another running leaves its submission to it (a burst of
+    submissions must not hold N models in memory); the holder scores what is left unscored."""
+    import os
+    import subprocess
+    import sys
+
+    from bonebase.db.engine import connect
+    from flows.monitor import _BACKGROUND_LOCK
+
+    with connect(watched["url"]) as conn:
+        sid = conn.execute("SELECT u.id FROM submissions u JOIN sites s ON s.id = u.site_id"
+                           " WHERE s.code = %s", (LIKE,)).fetchone()["id"]
+        n = conn.execute("DELETE FROM watch_scores WHERE submission_id = %s", (sid,)).rowcount
+        conn.commit()
+    assert n >= 10
+
+    def background() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.monitor", "--submission", str(sid), "--params",
+             str(watched["params"])], env=dict(os.environ), capture_output=True, text=True,
+            timeout=600, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+
+    with connect(watched["url"]) as holder:
+        holder.autocommit = True
+        holder.execute("SELECT pg_advisory_lock(%s)", (_BACKGROUND_LOCK,))
+        run = background()
+        holder.execute("SELECT pg_advisory_unlock(%s)", (_BACKGROUND_LOCK,))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "another background watch is running" in run.stdout
+    assert _status(watched)["unscored"] == n  # it scored nothing
+    run = background()
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert _status(watched)["unscored"] == 0
