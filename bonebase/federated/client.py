@@ -32,7 +32,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from bonebase.dataset.marker import dataset_identity
-from bonebase.errors import BonebaseError, InputError, NotFoundError
+from bonebase.errors import BonebaseError, ConfigError, InputError, NotFoundError
 from bonebase.federated.config import ModelSpec, Node, locate_node, merged
 from bonebase.model.checkpoint import task_classes
 from bonebase.model.networks import build_network
@@ -189,7 +189,7 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
                     "loop, which this node's bonebase lacks; use --strategy fedavg"
                 )
             extra["extra_loss"] = proximal_term(state, spec.proximal_mu)
-    except (Excluded, Refused) as exc:
+    except (Excluded, Refused, ConfigError) as exc:
         return _refusal(msg, exc)
     server_round = int(msg.content["config"].get("server-round", 1))
     try:
@@ -225,7 +225,7 @@ def local_evaluate(msg: Message, context: Context, overrides: dict | None = None
     """The global model on this node's validation cases: count, loss, AUC, Youden threshold."""
     try:
         spec, node, frame, state = _prepare(msg, context, overrides)
-    except (Excluded, Refused) as exc:
+    except (Excluded, Refused, ConfigError) as exc:
         return _refusal(msg, exc)
     try:
         metrics = _validation_metrics(spec, node, frame, state)

@@ -110,6 +110,11 @@ def site_list(value: str) -> list[str]:
     return sites
 
 
+#: What a node accepts from the server's round configuration (ModelSpec.from_config).
+NODE_LIMITS = {"image_size": (16, 1024), "batch_size": (1, 512), "local_epochs": (1, 100),
+               "num_workers": (0, 32), "lr": (0.0, 1.0)}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What the server asks every client to train, sent in each round's ConfigRecord."""
@@ -152,7 +157,15 @@ class ModelSpec:
                 "version of bonebase; update both to the same release"
             )
         cast = {"str": str, "int": int, "float": float, "bool": bool}
-        return cls(**{k: cast[f.type](record[f"spec-{k}"]) for k, f in fields.items()})
+        spec = cls(**{k: cast[f.type](record[f"spec-{k}"]) for k, f in fields.items()})
+        # A hospital's node does not take any amount of work from the server: what no sane
+        # run asks for (a misconfigured or hostile server) is refused before training.
+        for name, (low, high) in NODE_LIMITS.items():
+            value = getattr(spec, name)
+            if not low <= value <= high:
+                raise ConfigError(f"the server asks for {name}={value}; this node trains with "
+                                  f"{low} to {high}")
+        return spec
 
 
 @dataclass(frozen=True)

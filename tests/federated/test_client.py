@@ -175,6 +175,15 @@ def test_server_stops_at_the_first_round_on_a_refusal(consortium, tmp_path):
     assert "arch: server 'resnet10-slim', this node 'resnet18'" in message
 
 
+def test_a_node_refuses_work_no_sane_run_asks_for(consortium):
+    """A misconfigured or hostile server cannot make a hospital's node train for ever or at any
+    image size: refused before training, and the run stops with the reason."""
+    reply, _ = _ask(consortium / "homes" / "HX", overrides={"local-epochs": 1000})
+    assert reply.error.code == REFUSED
+    assert reply.error.reason == ("the server asks for local_epochs=1000; this node trains with "
+                                  "1 to 100")
+
+
 def test_run_config_refuses_unknown_or_impossible_values():
     with pytest.raises(ConfigError, match="unknown keys \\['epochs'\\]"):
         merged({"epochs": 3})
