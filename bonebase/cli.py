@@ -67,7 +67,8 @@ def _mount_subapps() -> None:
     from bonebase.monitor.cli import monitor_app
     from bonebase.prefect_cli import prefect_app
     from bonebase.readerstudy.cli import reader_app
-    from bonebase.release.cli import models_app, retrain, schedule_app
+    from bonebase.release.cli import models_app
+    from bonebase.release.schedule_cli import retrain, schedule_app
     from bonebase.secret_cli import secret_app
 
     app.command()(submit)

@@ -7,18 +7,13 @@ free text are removed, as the Basic Profile does; a site that keeps descriptors
 (``keep_descriptors``) gets the Clean Descriptors option instead, where what is kept is what
 the detector of identifying text (:mod:`bonebase.dicom.free_text`) leaves.
 
-Everything that must link across submissions is keyed by the consortium secret:
-pseudonym = HMAC-SHA256(secret, site + "\\x1f" + patient_id); every UID maps to
-``<root>.<decimal of 128 bits of HMAC(secret, uid)>``; dates shift by a per-patient number of
-days derived from HMAC(secret, site, patient_id). The same input always gives the same output.
+Pseudonyms, UID remapping and date offsets are keyed by the consortium secret
+(:mod:`bonebase.dicom.deid_keys`). The same input always gives the same output.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import re
 from dataclasses import dataclass, field
 
 from pydicom.datadict import keyword_for_tag
@@ -31,6 +26,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from bonebase.dicom import deid_mark, deid_scan, free_text
 from bonebase.dicom import deid_values as dv
+from bonebase.dicom.deid_keys import Keys
 from bonebase.dicom.deid_result import DeidResult
 from bonebase.dicom.deid_table import TABLE_EDITIONS, action_table, descriptor_tags
 from bonebase.dicom.read import peek
@@ -53,9 +49,6 @@ METHOD_CODES = (
 CLEAN_DESCRIPTORS_CODE = ("113105", "Clean Descriptors Option")
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC Image Storage and its multi-frame kin
 DICOM_UID_PREFIX = "1.2.840.10008."  # UIDs defined by the standard (SOP classes, syntaxes)
-_SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
-_OFFSET_MIN, _OFFSET_MAX = -3650, -365  # days; always into the past, by one to ten years
-_PSEUDONYM_HEX = 20
 _META_KEPT = (0x00020001, 0x00020002, 0x00020010)
 _PATIENT_ID = 0x00100020
 _PATIENT_NAME = 0x00100010
@@ -84,7 +77,7 @@ class _Walk:
     # are encoded at once (dv.raw_element) when the data set has a known encoding
 
 
-class Deidentifier:
+class Deidentifier(Keys):
     """Apply bonebase's PS3.15 profile with keyed, deterministic pseudonyms, UIDs and dates."""
 
     def __init__(
@@ -104,62 +97,12 @@ class Deidentifier:
 
         ``keep_descriptors`` (a site's choice, default off) keeps descriptions, comments and
         histories cleaned by the detector of identifying text instead of removing them."""
-        if len(secret) < 16:
-            raise InputError(
-                "de-identification secret is shorter than 16 bytes; set the consortium "
-                "secret (BONEBASE_DEID_SECRET) to at least 32 random bytes"
-            )
-        if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", uid_root) or len(uid_root) > 24:
-            raise InputError(f"UID root {uid_root!r} is not a dotted number of <= 24 characters")
-        self._secret = secret
-        self._uid_root = uid_root
-        self._uid_digits = 64 - len(uid_root) - 1
+        super().__init__(secret, uid_root=uid_root)
         self._retain_private = retain_private
-        self._uid_cache: dict[str, str] = {}
         self._table = action_table(keep_descriptors)
         self.keep_descriptors = keep_descriptors
         self._descriptors = descriptor_tags()
         self._encode_values = encode_values
-
-    def _mac(self, *parts: str) -> bytes:
-        return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).digest()
-
-    def pseudonym(self, site: str, patient_id: str) -> str:
-        """Return ``<site>-<20 hex of HMAC-SHA256(secret, site + "\\x1f" + patient_id)>``.
-
-        A value that already is a pseudonym of ``site`` is returned as it is: a hospital's
-        gateway (issue #18) sends pseudonyms, and hashing one again would make another patient.
-        """
-        if not _SITE_RE.match(site):
-            raise InputError(
-                f"site code {site!r} is invalid: use 1-16 letters, digits, '-' or '_' "
-                "as registered for the site"
-            )
-        if self.is_pseudonym(site, patient_id):
-            return patient_id
-        return f"{site}-{self._mac(site, patient_id).hex()[:_PSEUDONYM_HEX]}"
-
-    @staticmethod
-    def is_pseudonym(site: str, value: str) -> bool:
-        """Whether ``value`` has the form of a pseudonym of ``site``."""
-        return re.fullmatch(rf"{re.escape(site)}-[0-9a-f]{{{_PSEUDONYM_HEX}}}", value) is not None
-
-    def remap_uid(self, uid: str) -> str:
-        """Map ``uid`` to ``<root>.<decimal of 128 bits of HMAC(secret, uid)>`` (<= 64 chars)."""
-        uid = uid.strip().rstrip("\x00")
-        found = self._uid_cache.get(uid)
-        if found is None:
-            number = int.from_bytes(self._mac("uid", uid)[:16], "big")
-            found = f"{self._uid_root}.{number % 10**self._uid_digits}"
-            if len(self._uid_cache) > 200_000:  # bounded: ingest runs over many studies
-                self._uid_cache.clear()
-            self._uid_cache[uid] = found
-        return found
-
-    def date_offset(self, site: str, patient_id: str) -> int:
-        """Return the per-patient date shift in days, in [-3650, -365]."""
-        number = int.from_bytes(self._mac("date-offset", site, patient_id)[:8], "big")
-        return _OFFSET_MIN + number % (_OFFSET_MAX - _OFFSET_MIN + 1)
 
     def deidentify(self, ds: Dataset, *, site: str, patient_id: str | None = None,
                    scan: bool = True) -> DeidResult:

@@ -131,7 +131,7 @@ def validate(
     if match is not None:
         check_rule(match)
     prefect_env()
-    from flows.ingest import predict_submission
+    from flows.ingest_check import predict_submission
 
     with _progress_bar() as progress:
         predicted = predict_submission(site, source, settings=settings(), match_rule=match,

@@ -122,7 +122,8 @@ def test_error_lines_print_brackets_as_written(tmp_path):
 
 
 def test_release_commands_default_to_the_project_they_run_in(tmp_path, monkeypatch):
-    from bonebase.release.cli import _local_data, _project
+    from bonebase.release.cli import _local_data
+    from bonebase.release.schedule_cli import _project
     from flows.retrain import DEFAULT_PROJECT
 
     monkeypatch.chdir(tmp_path)
