@@ -31,6 +31,7 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -80,6 +81,7 @@ class Wrapped:
     frame: np.ndarray
     notes: list[str] = field(default_factory=list)
     stripped: list[str] = field(default_factory=list)  # JPEG segments removed (APP1, COM ...)
+    step: int = 1  # ``frame`` holds the image at 1/step of its size (a JPEG decoded scaled)
 
 
 def head(path) -> bytes:
@@ -112,13 +114,18 @@ def check_pixels(rows: int, columns: int, name: str, max_pixels: int | None) -> 
                           reason="corrupt_image")
 
 
-def _open(data: bytes, name: str, kind: str):
+def _open(data: bytes, name: str, kind: str, scale: int = 1):
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # our own pixel limit is checked before
             im = Image.open(io.BytesIO(data))
+            if scale > 1:
+                # libjpeg's DCT scaling: every coefficient is still read (a truncated or
+                # corrupt stream fails as at full size), the inverse transform is 1/scale.
+                # (Pillow picks the largest scale whose size is at least the one asked for.)
+                im.draft(im.mode, (max(1, im.width // scale), max(1, im.height // scale)))
             im.load()  # the whole image: a truncated or corrupt file fails here
         return im
     except Image.DecompressionBombError:  # Pillow's own limit, when ours was set above it
@@ -205,15 +212,22 @@ def _png_pixels(data: bytes, name: str, notes: list[str]) -> np.ndarray:
 # -- the data set ----------------------------------------------------------------------------
 
 def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: str,
-         max_pixels: int | None = None) -> Wrapped:
+         max_pixels: int | None = None, scale: Callable[[int, int], int] | None = None
+         ) -> Wrapped:
     """The Secondary Capture data set of one JPEG or PNG (``data``, its bytes), its header from
-    ``row``. Raises RasterError (corrupt_image, too_many_pixels, unsupported_image)."""
+    ``row``. Raises RasterError (corrupt_image, too_many_pixels, unsupported_image).
+
+    ``scale(rows, columns)``: for a JPEG that keeps its own bytes (whose decoded pixels are
+    needed only to validate it and for QC and OCR, which read a reduced copy), the factor (1, 2,
+    4 or 8) to decode it reduced by; ``Wrapped.step`` says what was used. Anything stored as
+    decoded pixels is decoded whole."""
     kind = sniff(data[:8])
     notes: list[str] = []
     stripped: list[str] = []
     encapsulated: bytes | None = None
     syntax = ExplicitVRLittleEndian
     photometric = None
+    step = 1
     if kind == "jpeg":
         stream = parse_jpeg(data, name)
         check_pixels(stream.rows, stream.columns, name, max_pixels)
@@ -221,9 +235,15 @@ def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: st
             raise _unsupported(name, f"a {stream.precision}-bit or lossless JPEG")
         stripped = stream.stripped
         turn = _orientation(_open_header(data))  # EXIF is read before it is cut out
-        im = _open(stream.clean, name, "jpeg")  # the whole stream decoded: validated
         photometric = jpeg_photometric(stream)
-        if stream.sof in (0xC0, 0xC1) and photometric is not None and turn in (0, 1):
+        kept = stream.sof in (0xC0, 0xC1) and photometric is not None and turn in (0, 1)
+        step = scale(stream.rows, stream.columns) if kept and scale is not None else 1
+        if step not in (1, 2, 4, 8):
+            raise ValueError(f"a JPEG is decoded at 1/1, 1/2, 1/4 or 1/8, not 1/{step}")
+        im = _open(stream.clean, name, "jpeg", step)  # the whole stream decoded: validated
+        if step > 1 and im.size != (-(-stream.columns // step), -(-stream.rows // step)):
+            step, im = 1, _open(stream.clean, name, "jpeg")  # another scale: decoded whole
+        if kept:
             encapsulated = stream.clean
             syntax = JPEGBaseline8Bit if stream.sof == 0xC0 else JPEGExtended12Bit
         else:
@@ -246,6 +266,8 @@ def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: st
         raise RasterError(f"{name}: neither JPEG nor PNG; {_RESEND}", reason="corrupt_image")
     ds = _header(row, site=site, source_sha256=source_sha256)
     _pixel_module(ds, frame, photometric)
+    if step > 1:  # the frame is reduced; the stored image is the JPEG's own
+        ds.Rows, ds.Columns = stream.rows, stream.columns
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -259,7 +281,7 @@ def wrap(data: bytes, *, name: str, row: RowValues, site: str, source_sha256: st
         ds.PixelData = np.ascontiguousarray(frame).astype(  # no copy for uint8
             frame.dtype.newbyteorder("<"), copy=False).tobytes()
         ds["PixelData"].VR = "OW" if frame.dtype.itemsize == 2 else "OB"
-    return Wrapped(ds, frame, notes, stripped)
+    return Wrapped(ds, frame, notes, stripped, step)
 
 
 def _open_header(data: bytes):

@@ -14,7 +14,6 @@ the same submissions: the flow finds them done and adds nothing.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import shutil
 import tempfile
@@ -187,14 +186,6 @@ def write_submission(centre: CentrePlan, folder: Path, *, confirmed: bool = True
             if note:
                 _link(centre.notes[r.stem], folder / note)
     return folder
-
-
-def source_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 ProgressFn = Callable[[str], None]

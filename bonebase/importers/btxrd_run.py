@@ -20,7 +20,6 @@ from bonebase.db.sites import add_site, get_site
 from bonebase.errors import NotFoundError
 from bonebase.importers import btxrd_import as imp
 from bonebase.importers.btxrd import Finding
-from bonebase.ingest import annotations as ann
 
 
 @dataclass
@@ -81,20 +80,14 @@ def record_findings(url: str, *, site: str, submission_id: int, findings: list[F
         conn.commit()
 
 
-def store_outlines(url: str, centre: imp.CentrePlan) -> int:
-    """Store the centre's good annotations on the instances made from their images (found by
-    the submitted file's sha256); images the flow did not accept have no instance to carry them."""
-    by_source = {imp.source_sha256(centre.images[stem]): shapes
-                 for stem, shapes in centre.shapes.items()}
-    if not by_source:
-        return 0
+def count_outlines(url: str, submission_id: int) -> int:
+    """The submission's stored images that carry outlines. The flow stores them itself (the
+    manifest's annotation_file column, bonebase.ingest.named): counted here, not stored again."""
     with connect(url) as conn:
-        found = conn.execute("SELECT id, source_sha256 FROM instances WHERE source_sha256 = ANY(%s)",
-                             (list(by_source),)).fetchall()
-        for r in found:
-            ann.store_annotations(conn, instance_id=r["id"], shapes=by_source[r["source_sha256"]])
-        conn.commit()
-    return len(found)
+        return conn.execute(
+            "SELECT count(DISTINCT i.id) AS n FROM instances i JOIN lesion_annotations a"
+            " ON a.instance_id = i.id WHERE i.submission_id = %s", (submission_id,)
+        ).fetchone()["n"]
 
 
 def run(root: Path, *, sites: dict[int, tuple[str, str]], settings: Settings,
@@ -126,7 +119,7 @@ def run(root: Path, *, sites: dict[int, tuple[str, str]], settings: Settings,
         if result.submission is not None:
             record_findings(url, site=centre.code, submission_id=result.submission,
                             findings=centre.findings, receipts=settings.home / "receipts")
-            result.outlines = store_outlines(url, centre)
+            result.outlines = count_outlines(url, result.submission)
             with connect(url) as conn:
                 stored = conn.execute("SELECT receipt FROM submissions WHERE id = %s",
                                       (result.submission,)).fetchone()["receipt"]

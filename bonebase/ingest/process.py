@@ -67,14 +67,17 @@ class FileResult:
     identifiers: set[str] = field(default_factory=set)  # PHI read from the input: memory only
 
 
+class FullSizeNeeded(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """Letters found on a frame given reduced: the caller decodes it whole and runs again (what
+    OCR reads, so what is blacked out, must not depend on how the frame was reduced)."""
+
+
 def _da(value: object) -> date | None:
     text = str(value or "")
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) >= 8 else None
     except ValueError:
         return None
-
-
 
 
 def process_file(entry: FileEntry, *, deid: Deidentifier, site: str, staging: Path,
@@ -162,7 +165,7 @@ def _failed(result: FileResult, exc: BaseException) -> FileResult:
 
 def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifier, site: str,
                      qc_metrics=None, burned_in: str | None = "redact", wrapped: bool = False,
-                     amend: Callable[[DeidResult], None] | None = None
+                     amend: Callable[[DeidResult], None] | None = None, frame_step: int = 1
                      ) -> tuple[bytes, bytes] | None:
     """De-identify one opened file: fill ``result`` from the header; the encoded header and
     trailer to stage, or None (``result.reason`` says why it is held).
@@ -173,7 +176,8 @@ def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifie
     ``wrapped`` marks a JPEG/PNG this platform wrapped as Secondary Capture (not held as a
     screen capture); ``amend(out)`` changes the de-identified data set after the burned-in
     text step, before it is encoded and scanned (the gateway's accession pseudonym and mark).
-    Central ingest and the gateway (bonebase.gateway.studies) both run it."""
+    ``frame_step`` > 1: ``parts.first_frame`` is the image at 1/frame_step of its size (raises
+    FullSizeNeeded when OCR would read it). Central ingest and the gateway run it."""
     ds, rel = parts.dataset, result.rel
     record = header_record(ds, file=rel)
     if record["modality"] in XRAY and qc_metrics is not None:
@@ -201,7 +205,7 @@ def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifie
         out.needs_review.remove("secondary_capture")
     text = None
     if burned_in is not None and burned_in_step.candidate(ds):
-        text = burned_in_text(parts, out, result, policy=burned_in)
+        text = burned_in_text(parts, out, result, policy=burned_in, frame_step=frame_step)
         if result.reason is not None:
             return None
     if amend is not None:
@@ -248,11 +252,12 @@ def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifie
     return (head, tail) if result.reason is None else None
 
 
-def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
+def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str,
+                   frame_step: int = 1):
     """The burned-in text step on one candidate image: OCR of its first frame (of every frame
     whose pre-filter finds new letters, for a multi-frame image), then per the site's ``policy``
-    black boxes in every frame or a quarantine reason on ``result``. Central ingest and the
-    hospital gateway (bonebase.gateway.studies) both run it."""
+    black boxes in every frame or a quarantine reason on ``result`` (``frame_step``: see
+    :func:`deidentify_parts`). Central ingest and the hospital gateway both run it."""
     rel = result.rel
     photometric = str(peek(parts.dataset, "PhotometricInterpretation", "") or "")
     try:
@@ -263,8 +268,10 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
             source = io.BytesIO(parts.fh.getbuffer()) if parts.in_memory else parts.path
             finding = burned_in_step.find_text_frames(iter_pixels(source), photometric)
         else:
-            frame, stride = _ocr_frame(parts)
-            finding = burned_in_step.find_text(frame, photometric, step=stride)
+            frame, stride = _ocr_frame(parts, frame_step)
+            # Reduced: the pre-filter only; letters send it to the full size (read once).
+            finding = burned_in_step.find_text(frame, photometric, step=stride,
+                                               ocr=frame_step == 1)
             del frame
     except DicomReadError as exc:
         result.reason, result.message = exc.reason, str(exc)
@@ -274,6 +281,8 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
         result.message = (f"{rel}: pixel data cannot be decoded ({exc.__class__.__name__}); "
                           "export the image again from the PACS and resubmit")
         return None
+    if frame_step > 1 and finding.read:
+        raise FullSizeNeeded(rel)
     step = burned_in_step.Step(finding)
     step.judge(out.sources)
     if step.finding.mostly_text:
@@ -311,7 +320,7 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str):
     return step
 
 
-def _ocr_frame(parts: DicomParts) -> tuple[np.ndarray, int]:
+def _ocr_frame(parts: DicomParts, frame_step: int = 1) -> tuple[np.ndarray, int]:
     """The first frame for OCR and the stride it was read with: a native greyscale image is
     read every ``stride``-th row and column straight from the file (memory bounded whatever its
     size; OCR reads a copy of at most OCR_SIDE pixels anyway), anything else decoded."""
@@ -323,7 +332,7 @@ def _ocr_frame(parts: DicomParts) -> tuple[np.ndarray, int]:
               and bits in (8, 16) and rows and cols
               and int(peek(ds, "SamplesPerPixel", 1) or 1) == 1)
     if not native:
-        return _decoded_first_frame(parts), 1
+        return _decoded_first_frame(parts), frame_step
     stride = max(1, -(-max(rows, cols) // (2 * burned_in_step.OCR_SIDE)))
     signed = int(peek(ds, "PixelRepresentation", 0) or 0) == 1
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")

@@ -99,7 +99,8 @@ def _items(receipt: dict) -> list[tuple]:
 
 def test_jpeg_and_png_submission_is_stored_as_deidentified_sc_with_outlines(
         submission, settings, db, prefect_harness):
-    from flows.ingest import ingest_submission, predict_submission
+    from flows.ingest import ingest_submission
+    from flows.ingest_check import predict_submission
 
     add_site(db, code="JP", name="JPEG Hospital")
     db.commit()
