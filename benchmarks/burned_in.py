@@ -3,6 +3,7 @@ harmless markers go with it, and what the step costs ingest.
 
     python benchmarks/burned_in.py [--sites 2] [--cases 22] [--share 0.3] [--rounds 3] [--seed 19]
                                    [--compare-pytesseract] [--no-large]
+                                   [--flow-rounds N] [--flow-cases 60] [--workers N]
 
 Generates a synthetic consortium whose radiographs carry burned-in text in a ``--share`` of them
 (bonebase.synth.generate(burned_in=...); the truth in <CODE>/burned_in.csv), then runs ingest's
@@ -20,7 +21,17 @@ without it, interleaved ``--rounds`` times. Prints:
   of ingest's process pool spends), with ``--compare-pytesseract`` also for Tesseract run as a
   program per image (the fallback without tesserocr);
 - where the step's CPU goes: find_text a candidate image, Tesseract a call;
-- the seconds a 10,000 x 10,000 radiograph with text costs (memory bounded: read strided).
+- the seconds a 10,000 x 10,000 radiograph with text costs (memory bounded: read strided);
+- the issue's own figure, the cost on the ingest FLOW: the whole flow (Prefect, the process
+  pool, validation, PostgreSQL, the object store: benchmarks/ingest.py's ``bench_flow``) over a
+  synthetic submission made the same way (``--flow-cases`` cases a site, the first site warming
+  up each run), the site's policy ``redact`` against the step switched off, each arm on a fresh
+  database, interleaved ``--flow-rounds`` times (the arm that goes first alternates): files/s
+  and the ratio, and the same in CPU a file (this process and every process it started: the
+  pool, Prefect's server; not the PostgreSQL server), steadier than wall time when the machine
+  is shared. The per-file ratio above is the strict figure (the step against the per-file
+  work alone); the flow's is the cost a submission sees. Both are printed; ``--flow-rounds 0``
+  skips the flow.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import contextlib
 import csv
 import os
 import resource
-import statistics
+import shutil
 import sys
 import tempfile
 import time
@@ -39,6 +50,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.burned_in_flow import _cpu, _spread, flow_figure  # noqa: E402
 
 
 def _entries(root: Path):
@@ -65,13 +78,6 @@ def _run(entries, deid, staging: Path, policy: str | None) -> tuple[float, float
                                                 burned_in=policy)
     wall, cpu = time.perf_counter() - started, _cpu() - cpu
     return len(entries) / wall, 1000 * cpu / len(entries), results
-
-
-def _cpu() -> float:
-    """CPU seconds of this process and of the programs it ran (the tesseract program of
-    pytesseract)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 class _Stages:
@@ -103,10 +109,6 @@ class _Stages:
     def close(self) -> None:
         for module, name, original in self._undo:
             setattr(module, name, original)
-
-
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def _flat(pixels: np.ndarray, box: tuple[int, int, int, int]) -> bool:
@@ -218,12 +220,29 @@ def main() -> None:
     parser.add_argument("--no-large", action="store_true", help="skip the 10,000 x 10,000 image")
     parser.add_argument("--compare-pytesseract", action="store_true",
                         help="a third arm: the step with Tesseract run as a program per image")
+    parser.add_argument("--flow-rounds", type=int, default=3,
+                        help="interleaved rounds of the whole ingest flow, each arm (0: skip)")
+    parser.add_argument("--flow-cases", type=int, default=60,
+                        help="cases a site of the flow's consortium")
+    parser.add_argument("--workers", type=int, help="the flow's processes (default: cores)")
     args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bonebase-burned-"))
+    tmp.chmod(0o755)  # the embedded server's user must reach it when run as root
+    # As benchmarks/ingest.py: Prefect's own database apart, a slow machine's start allowed.
+    os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the figures, not each task run
+    try:
+        _main(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _main(args, tmp: Path) -> None:
     from bonebase.dicom.deid import Deidentifier
     from bonebase.synth import generate
 
-    tmp = Path(tempfile.mkdtemp(prefix="bonebase-burned-"))
     root = tmp / "synth"
     generate(root, sites=args.sites, cases_per_site=args.cases, seed=args.seed, workers=2,
              burned_in=args.share)
@@ -280,6 +299,8 @@ def main() -> None:
           f"Tesseract {reads} calls, {1000 * stages.cpu['tesseract'] / max(1, reads):.1f} ms each")
     if not args.no_large:
         _large(tmp)
+    if args.flow_rounds:
+        flow_figure(args, tmp)
 
 
 if __name__ == "__main__":

@@ -109,9 +109,11 @@ def candidate(ds: Dataset) -> bool:
     return str(peek(ds, "Modality", "") or "").upper() in CANDIDATE_MODALITIES
 
 
-def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int = 1) -> Finding:
+def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int = 1,
+              ocr: bool = True) -> Finding:
     """OCR of one frame, regions in full-resolution pixels (``frame`` may be every
-    ``step``-th row and column of the image)."""
+    ``step``-th row and column of the image). ``ocr`` False: the pre-filter only (``read``
+    says whether OCR would run; no regions)."""
     small, k = reduced(frame)
     pg = page(display_8bit(small, photometric))
     factor = pg.factor / (step * k)
@@ -122,6 +124,8 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
     if (letters & band).sum() < MIN_LETTER_TILES and not words.any():
         return finding
     finding.read = True
+    if not ocr:
+        return finding
     shape = pg.shape
     tiles = (tiles & band) | words
     found = read_rects(pg, text_rects(tiles, shape))

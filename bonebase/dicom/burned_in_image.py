@@ -22,11 +22,17 @@ WORD_DENSITY = 0.5  # share of a group's tiles that are letter-like for it to be
 UNREAD = "\x01"  # the text of a group of letter-like marks OCR could not read
 
 
+def block_factor(long_side: int, side: int = OCR_SIDE) -> int:
+    """The whole factor k that brings an image's long side nearest ``side`` (k x k blocks are
+    averaged into one pixel of OCR's copy)."""
+    return max(1, round(long_side / side))
+
+
 def reduced(frame: np.ndarray, side: int = OCR_SIDE) -> tuple[np.ndarray, int]:
-    """``frame`` averaged over k x k blocks (float32), k the whole factor that brings its long
-    side nearest ``side``, and k: a large radiograph costs the pre-filter one pass over its
-    stored values, not a float copy of them and a resampling."""
-    k = max(1, round(max(frame.shape[:2]) / side))
+    """``frame`` averaged over k x k blocks (float32), k its :func:`block_factor`, and k: a
+    large radiograph costs the pre-filter one pass over its stored values, not a float copy of
+    them and a resampling."""
+    k = block_factor(max(frame.shape[:2]), side)
     if k == 1:
         return frame, 1
     h, w = frame.shape[:2]
@@ -116,9 +122,15 @@ def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
     threshold = gain * max(12.0, 4.0 * float(np.median(gx[::7])) + 6.0)
     ex, ey = gx > threshold, gy > threshold
 
-    def share(edges: np.ndarray) -> np.ndarray:  # counted in integers: a float mean costs 3x
-        counts = edges.reshape(h // tile, tile, w // tile, tile).sum(axis=(1, 3), dtype=np.int32)
-        return counts / float(tile * tile)
+    def share(edges: np.ndarray) -> np.ndarray:
+        # Counted in bytes (a tile's row holds at most TILE edges): the tile's rows added as
+        # whole rows of the image, then each tile's columns; five times cheaper than a sum
+        # over two strided axes at once.
+        rows = edges.view(np.uint8).reshape(h // tile, tile, w // tile, tile)
+        counts = rows[:, 0].copy()
+        for i in range(1, tile):
+            counts += rows[:, i]
+        return counts.sum(axis=2, dtype=np.int32) / float(tile * tile)
 
     found = (share(ex) > density) | (share(ey) > density)
     # Letters have vertical strokes (edges across only) and horizontal ones (edges along
@@ -142,15 +154,30 @@ def text_contrast(img: np.ndarray) -> np.ndarray:
     """Bright strokes on a flat background, black on white as Tesseract reads best: the image
     less its grey opening (white top-hat), so that anatomy and gradients behind the text drop
     out and low-contrast text is stretched."""
-    from PIL import Image, ImageFilter
     from scipy import ndimage
 
     hat = img - ndimage.grey_opening(img, size=(9, 9))  # >= 0: an opening is below the image
-    # Noise speckles out, strokes kept (Pillow's 3 x 3 median: a third of scipy's cost).
-    hat = np.asarray(Image.fromarray(hat).filter(ImageFilter.MedianFilter(3)))
+    hat = median3(hat)  # noise speckles out, strokes kept
     noise = float(np.median(hat))  # text covers far less than half of any crop
     text = hat > max(10.0, 3.0 * noise + 6.0)
     return np.where(text, 0, 255).astype(np.uint8)
+
+
+# Paeth's network: 19 compare-exchanges leave the median of 9 values in place 4.
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+            (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def median3(img: np.ndarray) -> np.ndarray:
+    """The 3 x 3 median of an 8-bit image, edges replicated: the same values as Pillow's
+    MedianFilter(3), by a sorting network over the nine shifted copies (thirty times faster
+    than Pillow's rank filter, which cost most of :func:`text_contrast`)."""
+    m = np.pad(img, 1, mode="edge")
+    h, w = img.shape
+    v = [m[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)]
+    for a, b in _MEDIAN9:
+        v[a], v[b] = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
+    return v[4]
 
 
 def text_rects(tiles: np.ndarray, shape: tuple[int, int], tile: int = TILE) -> list[tuple]:

@@ -259,3 +259,66 @@ def test_real_radiographs_without_text_keep_their_pixels(name) -> None:
     step = burned_in.Step(burned_in.find_text(ds.pixel_array, str(ds.PhotometricInterpretation)))
     step.judge({})
     assert not step.regions, [(r.box, r.why) for r in step.regions]
+
+
+def test_median_network_equals_pillows_median_filter() -> None:
+    """text_contrast's 3 x 3 median (a sorting network) gives Pillow's MedianFilter values,
+    edges included, on any shape down to one pixel."""
+    from PIL import ImageFilter
+
+    from bonebase.dicom.burned_in_image import median3
+
+    rng = np.random.default_rng(3)
+    for h, w in [(1, 1), (1, 7), (5, 1), (2, 2), (37, 53), (120, 90)]:
+        img = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        expected = np.asarray(Image.fromarray(img).filter(ImageFilter.MedianFilter(3)))
+        assert np.array_equal(median3(img), expected), (h, w)
+
+
+def test_tile_counts_equal_a_plain_sum() -> None:
+    """The pre-filter's tiles (edge shares counted in bytes) are those of a plain float mean."""
+    from bonebase.dicom.burned_in_image import text_tiles
+
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (161, 129)).astype(np.uint8)
+    for tile in (8, 16):
+        found, both = text_tiles(img, tile)
+        h, w = (160 // tile) * tile, (128 // tile) * tile
+        g = img[:h + 1, :w + 1].astype(np.int16)
+        gx, gy = np.abs(np.diff(g, axis=1))[:-1], np.abs(np.diff(g, axis=0))[:, :-1]
+        t = max(12.0, 4.0 * float(np.median(gx[::7])) + 6.0)
+
+        def mean(e, h=h, w=w, tile=tile):
+            return e.reshape(h // tile, tile, w // tile, tile).mean(axis=(1, 3))
+
+        assert np.array_equal(found, (mean(gx > t) > 0.04) | (mean(gy > t) > 0.04))
+        assert np.array_equal(both, (mean((gx > t) & (gy < t / 2)) > 0.02)
+                              & (mean((gy > t) & (gx < t / 2)) > 0.02))
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_squarish_block_is_read_turned_only_when_upright_leaves_strokes(monkeypatch,
+                                                                        turned) -> None:
+    """A squarish rectangle is read upright; turned (a second Tesseract call) only when the
+    upright reading leaves strokes unread: text written along the edge is still read."""
+    from bonebase.dicom import burned_in_ocr
+    from bonebase.dicom.burned_in_image import page
+
+    block = Image.new("L", (150, 60))
+    draw = ImageDraw.Draw(block)
+    draw.text((2, 2), "MULLER", fill=255, font=ImageFont.load_default(size=20))
+    draw.text((2, 32), "0042731", fill=255, font=ImageFont.load_default(size=20))
+    canvas = Image.new("L", (300, 300), 40)
+    canvas.paste(block.rotate(90, expand=True) if turned else block, (20, 60))
+    pg = page(np.asarray(canvas))
+    u = pg.up
+    rect = ((50, 220, 10, 135) if turned else (40, 140, 10, 110))
+    rect = tuple(int(v * u) for v in rect)
+    assert 1 / 1.5 < (rect[1] - rect[0]) / (rect[3] - rect[2]) < 1.5  # squarish
+    sheets = []
+    read_sheet = burned_in_ocr._read_sheet
+    monkeypatch.setattr(burned_in_ocr, "_read_sheet",
+                        lambda crops: sheets.append(len(crops)) or read_sheet(crops))
+    texts = [text for _, text in burned_in_ocr.read_rects(pg, [rect])]
+    assert "MULLER" in texts and "0042731" in texts, texts
+    assert sheets == ([1, 1] if turned else [1, 0])
