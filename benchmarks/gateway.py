@@ -10,8 +10,9 @@ Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, so
   (a) sends every file with DCMTK's storescu over loopback (one association, or several at once
       with whole studies each) to each receiver in turn, in interleaved rounds: DCMTK's own
       storescp (the reference), storescp syncing each file (DCMTK's durable equivalent), a bare
-      pynetdicom SCP (the ceiling of a pynetdicom receiver), `gateway serve --sync-each` (file
-      and folder synced per instance) and `gateway serve` (the journal's group commit); prints
+      pynetdicom SCP with stock and with the gateway's event-driven reactors (the ceiling of a
+      pynetdicom receiver), `gateway serve --commit each` (file and folder synced per
+      instance), `--commit journal` and `gateway serve` (the group commit by syncfs); prints
       instances/s and MB/s (median and range) and the ratios to storescp within each round
       (goal for the gateway: >= 0.5);
   (b) unless --skip-central (benchmarks/gateway_central.py): ingests centrally (a fresh
@@ -22,7 +23,9 @@ Generates a synthetic hospital (clean studies only: radiographs of 1-4 files, so
       (bonebase.gateway.central.poll, the ingest flow per batch); and, unless
       --skip-unbatched, the same studies made into one submission each. Prints files/s of
       each (seconds spent in central ingest) and the ratios to one folder (goal for one by one
-      through the gateway: >= 0.5), the batches' sizes and the time to every case ingested.
+      through the gateway: >= 0.5), the batches' sizes, and the time from the last instance
+      sent to every case ingested against the goal (study timeout + the last batch's central
+      ingest + 10 s).
 Uses DATABASE_URL when set (fresh databases are created and dropped), else the embedded server.
 """
 
@@ -122,7 +125,9 @@ RECEIVERS = {
     "storescp+sync": "DCMTK storescp running `sync FILE FOLDER` on each file (it has no fsync"
                      " option: --exec-on-reception --exec-sync)",
     "pynetdicom": "a bare pynetdicom SCP: receives to a temporary file and answers success, "
-                  "nothing synced, nothing filed (the ceiling of any pynetdicom gateway)",
+                  "nothing synced, nothing filed (stock reactors: 1 ms polls)",
+    "pynetdicom+event": "the same with the gateway's event-driven reactors "
+                        "(bonebase.gateway.reactor): the ceiling of the gateway's receiver",
     "gateway-each": "gateway serve --commit each: file and folder synced per instance "
                     "(as before the journal)",
     "gateway-journal": "gateway serve --commit journal: every group copied into the journal, "
@@ -131,10 +136,11 @@ RECEIVERS = {
 }
 
 
-def _noop_scp(port: int, folder: str) -> None:
+def _noop_scp(port: int, folder: str, event_driven: bool) -> None:
     """The bare pynetdicom receiver (run as `benchmarks/gateway.py --noop-scp PORT DIR`)."""
     from pynetdicom import AE, _config, evt
 
+    from bonebase.gateway import reactor
     from bonebase.gateway.scp import TRANSFER_SYNTAXES
     from bonebase.gateway.spool import SOP_CLASSES
 
@@ -144,8 +150,10 @@ def _noop_scp(port: int, folder: str) -> None:
     ae.maximum_pdu_size = 0
     for uid in SOP_CLASSES:
         ae.add_supported_context(uid, TRANSFER_SYNTAXES)
-    ae.start_server(("127.0.0.1", port), block=True,
-                    evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])
+    handlers = [(evt.EVT_C_STORE, lambda event: 0x0000)]
+    if event_driven:
+        handlers.append((evt.EVT_CONN_OPEN, lambda event: reactor.make_event_driven(event.assoc)))
+    ae.start_server(("127.0.0.1", port), block=True, evt_handlers=handlers)
 
 
 def _start_receiver(kind: str, work: Path) -> tuple[subprocess.Popen, int, str]:
@@ -160,8 +168,9 @@ def _start_receiver(kind: str, work: Path) -> tuple[subprocess.Popen, int, str]:
         proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "-pdu", "131072", "--fork",
                                  "-od", str(out), *sync, str(port)], env=DCMTK_ENV, **quiet)
         aec = "STORESCP"
-    elif kind == "pynetdicom":
-        proc = subprocess.Popen([sys.executable, __file__, "--noop-scp", str(port), str(out)],
+    elif kind.startswith("pynetdicom"):
+        proc = subprocess.Popen([sys.executable, __file__, "--noop-scp", str(port), str(out),
+                                 *(["--event-driven"] if kind.endswith("+event") else [])],
                                 **quiet)
         aec = "NOOP"
     else:
@@ -282,9 +291,10 @@ def main() -> None:
                         "(as `gateway ingest-deliveries --every`; 0: polls again at once); "
                         "several values: one run of the studies sent one by one each")
     parser.add_argument("--noop-scp", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--event-driven", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_scp:
-        _noop_scp(int(args.noop_scp[0]), args.noop_scp[1])
+        _noop_scp(int(args.noop_scp[0]), args.noop_scp[1], args.event_driven)
         return
     kinds = args.receivers.split(",")
     if unknown := set(kinds) - set(RECEIVERS):

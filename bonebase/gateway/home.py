@@ -48,6 +48,11 @@ class GatewayHome:
         return self.root / "outbox"
 
     @property
+    def prepared(self) -> Path:
+        """Complete studies already de-identified, waiting for their batch (on site)."""
+        return self.root / "prepared"
+
+    @property
     def clinical(self) -> Path:
         """The hospital's clinical CSV files, keyed by PatientID or AccessionNumber."""
         return self.root / "clinical"

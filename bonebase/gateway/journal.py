@@ -283,3 +283,9 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Sync every file and folder under ``root``, then ``root`` itself."""
+    for path in [*root.rglob("*"), root]:
+        fsync_path(path)

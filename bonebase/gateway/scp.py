@@ -33,6 +33,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification
 
 from bonebase.gateway import peers as peer_list
+from bonebase.gateway import reactor
 from bonebase.gateway.spool import SOP_CLASSES, Refused, Spool
 
 LOG = logging.getLogger("bonebase.gateway")
@@ -84,7 +85,10 @@ class StorageSCP:
         for uid in SOP_CLASSES:
             ae.add_supported_context(uid, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        handlers = [(evt.EVT_REQUESTED, self._on_request), (evt.EVT_C_STORE, self._on_store),
+        # EVT_CONN_OPEN fires before the association's threads start: the moment to make
+        # its reactors event-driven (bonebase.gateway.reactor: no 1 ms polls per instance).
+        handlers = [(evt.EVT_CONN_OPEN, lambda event: reactor.make_event_driven(event.assoc)),
+                    (evt.EVT_REQUESTED, self._on_request), (evt.EVT_C_STORE, self._on_store),
                     (evt.EVT_C_ECHO, lambda event: 0x0000)]
         self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False,
                                        evt_handlers=handlers, ssl_context=_ssl_context(self.cfg))

@@ -7,7 +7,9 @@ file by file with the consortium's engine and key and central ingest's own step
 shifts, burned-in text step and residue scan), and marked (:mod:`bonebase.dicom.deid_mark`). A study
 with any residue or file held for review stays on site ("held on site"). Complete studies are
 batched into one submission folder (``manifest.csv`` + DICOM), whose manifest names patient,
-case and accession by their pseudonyms only.
+case and accession by their pseudonyms only. While complete studies wait for their batch to be
+cut, they are de-identified ahead (:mod:`bonebase.gateway.prepared`), so that the cut itself only
+moves their folders into the batch.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from bonebase.dicom.read import DicomReadError
 from bonebase.dicom.stream import open_parts
 from bonebase.errors import InputError
 from bonebase.gateway import clinical
+from bonebase.gateway.journal import fsync_path, fsync_tree
+from bonebase.gateway.prepared import PreparedStudies, fingerprint
 from bonebase.gateway.spool import HELD, NEEDS_CLINICAL, QUEUED, RECEIVING, SENT, Spool
 from bonebase.ingest.process import FileResult, deidentify_parts
 
@@ -88,21 +92,33 @@ def _in_flight(spool: Spool) -> bool:
                             (QUEUED, SENT)).fetchone() is not None
 
 
+# While a batch is held, one pass prepares studies ahead for at most this long, so that the loop
+# still reads the receipt that ends the wait (and cuts the batch) promptly.
+PREPARE_BUDGET_S = 1.0
+
+
 def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout: float,
               max_pixels: int | None = None, max_studies: int | None = None,
               policy: BatchPolicy = BatchPolicy()) -> str | None:
     """Turn the complete studies (at most ``max_studies``, default the policy's) into one
-    submission folder in the outbox; its id, or None (nothing due, or held by ``policy``)."""
+    submission folder in the outbox; its id, or None (nothing due, or held by ``policy``: the
+    complete studies are then de-identified ahead, :mod:`bonebase.gateway.prepared`)."""
     max_studies = policy.max_studies if max_studies is None else max_studies
     studies = due(spool, timeout)
+    cache = PreparedStudies(spool.home.prepared)
+    cache.tidy({s["key"] for s in studies})
+    for stale in spool.home.outbox.glob(".*.part"):  # a batch cut short by a kill: not queued
+        shutil.rmtree(stale, ignore_errors=True)
     if not studies:
         return None
     now = time.time()
-    if policy.hold(spool, [s for s in studies if s["state"] == RECEIVING], timeout=timeout,
-                   now=now):
-        return None
     table = clinical.load(spool.home.clinical)
     deid = Deidentifier(secret, uid_root=uid_root)
+    keyed = dict(site=site, secret=secret, uid_root=uid_root, max_pixels=max_pixels)
+    if policy.hold(spool, [s for s in studies if s["state"] == RECEIVING], timeout=timeout,
+                   now=now):
+        prepare_ahead(spool, studies, table, deid, cache, limit=max_studies, **keyed)
+        return None
     batch = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
     staging = spool.home.outbox / f".{batch}.part"
     staging.mkdir(parents=True)
@@ -121,9 +137,15 @@ def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout:
             if case_ref in cases or len(prepared) >= max_studies or (
                     prepared and size + study["bytes"] > policy.max_bytes):
                 continue
-            done = _deidentify_study(spool, study, row, deid=deid, site=site, secret=secret,
-                                     out=staging / f"study-{len(prepared) + 1}",
-                                     max_pixels=max_pixels)
+            out = staging / f"study-{len(prepared) + 1}"
+            ready = cache.take(study["key"], fingerprint(study, row, **keyed), out)
+            if ready is not None:  # de-identified while the batch was held
+                done = Prepared(study["key"], ready, sorted(out.glob("*.dcm")))
+            else:
+                done = _deidentify_study(spool, study, row, deid=deid, site=site,
+                                         secret=secret, out=out, max_pixels=max_pixels)
+                if done is not None:
+                    fsync_tree(out)
             if done is not None:
                 size += study["bytes"]
                 cases.add(case_ref)
@@ -132,21 +154,57 @@ def batch_due(spool: Spool, *, site: str, secret: bytes, uid_root: str, timeout:
             shutil.rmtree(staging)
             return None
         _write_manifest(staging / "manifest.csv", [p.row for p in prepared])
-        _fsync_tree(staging)
+        fsync_path(staging / "manifest.csv")
+        fsync_path(staging)
+        fsync_path(cache.root)  # the prepared folders moved out of it
         final = spool.home.outbox / batch
         with spool.db() as conn:  # the folder and its queue entry appear together
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO batches (id, state, created) VALUES (?, ?, ?)",
                          (batch, QUEUED, time.time()))
             os.replace(staging, final)
+            seen = {s["key"]: s for s in studies}
             for p in prepared:
+                # Only as the cut saw it: an instance acknowledged while the study was being
+                # cut is not in this batch, so its study stays receiving and is cut again
+                # whole after its quiet period (central ingest keeps each instance once).
                 conn.execute("UPDATE studies SET state = ?, detail = NULL, batch = ?, "
-                             "case_ref = ?, flush = 0 WHERE key = ?",
-                             (QUEUED, batch, p.row["case_id"], p.key))
+                             "case_ref = ?, flush = 0 WHERE key = ? AND instances = ? "
+                             "AND last_seen = ?",
+                             (QUEUED, batch, p.row["case_id"], p.key,
+                              seen[p.key]["instances"], seen[p.key]["last_seen"]))
             conn.execute("COMMIT")
         return batch
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def prepare_ahead(spool: Spool, studies: list, table, deid: Deidentifier,
+                  cache: PreparedStudies, *, limit: int, site: str, secret: bytes,
+                  uid_root: str, max_pixels: int | None) -> int:
+    """De-identify complete studies that wait for their batch (at most ``limit``, for at most
+    :data:`PREPARE_BUDGET_S`); the number prepared now. A study without its clinical row is
+    left for the batch cut to report; one with residue is held on site now, as it would be."""
+    started, count = time.monotonic(), 0
+    for study in studies[:limit]:
+        if time.monotonic() - started > PREPARE_BUDGET_S:
+            break
+        row = table.find(study["patient_id"] or "", study["accession"] or "")
+        if row is None:
+            continue
+        fp = fingerprint(study, row, site=site, secret=secret, uid_root=uid_root,
+                         max_pixels=max_pixels)
+        if cache.valid(study["key"], fp) is not None:
+            continue
+        tmp = cache.staging(study["key"])
+        done = _deidentify_study(spool, study, row, deid=deid, site=site, secret=secret,
+                                 out=tmp, max_pixels=max_pixels)
+        if done is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        cache.keep(study["key"], tmp, fp=fp, row=done.row)
+        count += 1
+    return count
 
 
 def _deidentify_study(spool: Spool, study, row: dict, *, deid: Deidentifier, site: str,
@@ -235,12 +293,3 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in [*root.rglob("*"), root]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

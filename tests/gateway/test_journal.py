@@ -123,3 +123,38 @@ def test_a_failed_commit_acknowledges_nothing(tmp_path, hospital, monkeypatch):
 def test_unknown_commit_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="commit mode"):
         Spool(GatewayHome(tmp_path / "gw"), commit="fast")
+
+
+def test_instances_queued_behind_a_failed_group_are_still_committed(tmp_path, hospital,
+                                                                    monkeypatch):
+    """A failed group refuses only its own instances: those that queued behind it are
+    committed by the next group."""
+    files = [f for s in hospital for f in s.files][:4]
+    spool = Spool(GatewayHome(tmp_path / "gw"), commit="journal")
+    copies = _receive(spool, files)
+    sizes = []
+    real = journal.Journal._commit
+
+    def fail_first(self, conn, group):
+        sizes.append(len(group))
+        if len(sizes) == 1:
+            time.sleep(0.3)  # the other callers queue behind this group meanwhile
+            raise OSError(28, "No space left on device")
+        real(self, conn, group)
+
+    monkeypatch.setattr(journal.Journal, "_commit", fail_first)
+    start = threading.Barrier(len(copies))
+
+    def store(path):
+        start.wait()
+        try:
+            return spool.store(path)
+        except Refused as refused:
+            return refused
+
+    with ThreadPoolExecutor(len(copies)) as pool:
+        results = list(pool.map(store, copies))
+    refused = [r for r in results if isinstance(r, Refused)]
+    assert len(refused) == sizes[0] < len(copies)
+    assert all(r.status == OUT_OF_RESOURCES for r in refused)
+    assert len(_stored(spool)) == len(copies) - sizes[0]

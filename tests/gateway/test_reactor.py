@@ -1,0 +1,161 @@
+"""The gateway's event-driven pynetdicom reactors (bonebase.gateway.reactor): the SCP's
+associations use them, and they still store, release, abort, time out idle peers and close
+what they open."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+import time
+
+import pytest
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.sop_class import Verification
+
+from bonebase.gateway import peers, reactor
+from bonebase.gateway.home import GatewayHome
+from bonebase.gateway.scp import ScpConfig, StorageSCP
+from bonebase.gateway.spool import Spool
+from tests.gateway.conftest import storescu
+
+# pynetdicom 3.0's loops that reactor.py mirrors (Association._run_reactor, copied without its
+# sleep) or relies on (the DUL loop sleeps _run_loop_delay and calls _is_transport_event only
+# when no primitive waits; stop_dul spins on _run_loop_delay). A change in pynetdicom fails
+# here: compare the new source with reactor.py, adapt it, then record the new digests.
+MIRRORED = {
+    Association._run_reactor: "f28838c5559e462a",
+    DULServiceProvider.run_reactor: "e3a10eb3a0931e48",
+    DULServiceProvider.stop_dul: "28a7e0be126e7b30",
+}
+
+
+def _wait_until(condition, what: str, limit: float = 30.0) -> None:
+    """A liveness bound, not a timing: fails only if ``condition`` never holds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {limit:.0f} s")
+        time.sleep(0.02)
+
+
+def test_the_pynetdicom_loops_reactor_mirrors_are_unchanged():
+    changed = [f.__qualname__ for f, digest in MIRRORED.items()
+               if hashlib.sha256(inspect.getsource(f).encode()).hexdigest()[:16] != digest]
+    assert not changed, (f"pynetdicom changed {changed}: review bonebase/gateway/reactor.py "
+                         "against the new source, then update MIRRORED")
+
+
+@pytest.fixture
+def scp(tmp_path):
+    home = GatewayHome(tmp_path / "gw")
+    spool = Spool(home)
+    peers.allow(home.peers_file, "PACS1")
+    server = StorageSCP(spool, ScpConfig(host="127.0.0.1", port=0))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_gateway_receives_over_event_driven_associations(scp, hospital):
+    seen: list[tuple[str, str, str]] = []
+    scp._server.bind(evt.EVT_ACCEPTED, lambda event: seen.append(
+        (type(event.assoc).__name__, type(event.assoc.dul).__name__,
+         type(event.assoc.dimse).__name__)))
+    studies = [s for s in hospital if len(s.files) >= 2][:2]
+    for study in studies:  # one association per study, as a PACS forwards them
+        sent = storescu(scp.port, study.folder)
+        assert sent.returncode == 0, sent.stderr
+    assert seen == [("EventAssociation", "EventDUL", "EventDIMSE")] * len(studies)
+    stored = {row["study_uid"]: row["instances"] for row in scp.spool.studies()}
+    assert sorted(stored.values()) == sorted(len(s.files) for s in studies)
+
+
+def _scu(port: int, *, network_timeout: float | None = None):
+    ae = AE(ae_title="PACS1")
+    ae.add_requested_context(Verification)
+    if network_timeout is not None:
+        ae.network_timeout = network_timeout
+    assoc = ae.associate("127.0.0.1", port, ae_title="BONEBASE")
+    assert assoc.is_established
+    return assoc
+
+
+def _acceptors(scp) -> list[threading.Thread]:
+    """The gateway's association threads still running, and their DUL threads."""
+    return [t for t in threading.enumerate()
+            if isinstance(t, (reactor.EventAssociation, reactor.EventDUL))]
+
+
+def _associations_running() -> bool:
+    """Any association (either side) or DUL thread still running."""
+    return any(isinstance(t, (Association, DULServiceProvider)) for t in threading.enumerate())
+
+
+def test_echo_release_and_abort_end_the_acceptor(scp):
+    before = set(_acceptors(scp))
+    assoc = _scu(scp.port)
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert assoc.is_released
+    assoc = _scu(scp.port)
+    assoc.abort()
+    _wait_until(lambda: not (set(_acceptors(scp)) - before), "the acceptor threads' end")
+
+
+def test_an_idle_peer_is_timed_out_by_the_acceptor(tmp_path):
+    """The bounded waits still look at the network idle timer (ae.network_timeout)."""
+    home = GatewayHome(tmp_path / "gw")
+    spool = Spool(home)
+    peers.allow(home.peers_file, "PACS1")
+    server = StorageSCP(spool, ScpConfig(host="127.0.0.1", port=0))
+    ae_server = server.start()
+    ae_server.ae.network_timeout = 0.5
+    try:
+        assoc = _scu(server.port)  # then says nothing
+        _wait_until(lambda: assoc.is_aborted or not assoc.is_established,
+                    "the acceptor's abort of an idle association")
+    finally:
+        server.stop()
+
+
+def test_associations_leave_no_descriptor_open(scp, monkeypatch):
+    """Every association's wake-up socket pair is closed when it ends. (Counting the whole
+    process's descriptors was flaky beside other suites' servers and threads.)"""
+    pairs = []
+    setup = reactor.EventDUL._setup_wake
+
+    def recorded(dul) -> None:
+        setup(dul)
+        pairs.append((dul._wake_r, dul._wake_w))
+
+    monkeypatch.setattr(reactor.EventDUL, "_setup_wake", recorded)
+    for _ in range(20):
+        assoc = _scu(scp.port)
+        assoc.send_c_echo()
+        assoc.release()
+    assert len(pairs) == 20
+    # each pair is closed as its DUL thread ends, shortly after its association
+    _wait_until(lambda: all(r.fileno() == -1 and w.fileno() == -1 for r, w in pairs),
+                "every wake-up pair closed")
+
+
+def test_other_pynetdicom_versions_keep_the_stock_reactors(monkeypatch):
+    import pynetdicom
+
+    monkeypatch.setattr(pynetdicom, "__version__", "4.0.0")
+    assert not reactor.supported()
+    assoc = Association(AE(), "acceptor")
+    reactor.make_event_driven(assoc)
+    assert type(assoc) is Association and type(assoc.dul) is DULServiceProvider
+
+
+def test_the_stock_reactors_can_be_put_back(monkeypatch):
+    monkeypatch.setenv("BONEBASE_GATEWAY_STOCK_REACTORS", "1")
+    assoc = Association(AE(), "acceptor")
+    reactor.make_event_driven(assoc)
+    assert type(assoc) is Association and type(assoc.dul) is DULServiceProvider
+    monkeypatch.delenv("BONEBASE_GATEWAY_STOCK_REACTORS")
+    assert reactor.supported()
