@@ -15,13 +15,8 @@ process pool and on Dask over the same files and prints the ratio. Every flow ru
 database growth and the object-store bytes per case and per stored image (for docs/scaling.md).
 ``--repeat N`` measures everything N times, interleaved (on a shared machine one run can be a
 third slower than the next), and prints the median of each figure, with the range of the ratios.
-``--watch`` measures the champion watch (#23) instead: a model is trained (params.yaml's export
-size, architecture and image size; one epoch, its weights do not matter for speed) on the first
-site and deployed, its reference scored, then each other site's submission is ingested and
-watched twice, interleaved: in process (the watch-champion flow, as the hook runs it with
-``monitor.defer: false``) and deferred (the hook's background process, ``defer: true``); each
-is compared with that submission's ingest time: the share it adds (goal <= 20%) in process,
-and for the deferred watch the submission's wait (the hook) and when its scores are stored.
+``--watch`` measures the champion watch (#23) instead: its share of each submission's ingest
+time, in process and deferred, wall-clock and CPU (benchmarks/ingest_watch.py says how).
 Uses DATABASE_URL when set (a fresh database is created and dropped), else the embedded server.
 """
 
@@ -211,170 +206,6 @@ def _report(runs: list[dict], names: list[str], *, n_files: int, n_dicom: int, m
         print(f"ratio dask / process (files/s): {ratio:.2f}x")
 
 
-def _champion(conn, store, home: Path) -> int:
-    """A deployed model of params.yaml's shape, trained one epoch on what is ingested."""
-    import pandas as pd
-    import yaml
-
-    from bonebase.dataset.export import export
-    from bonebase.dataset.split import assign_splits, write_assignments
-    from bonebase.db import models as q
-    from bonebase.model.checkpoint import save_checkpoint
-    from bonebase.model.data import load_frame
-    from bonebase.model.train import train
-    from bonebase.release.registry import register
-
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    data, task = home / "data", params["task"]
-    export(conn, store, data, size=params["export"]["size"], bits=params["export"]["bits"],
-           modalities=params["export"]["modalities"])
-    labels = pd.read_csv(data / "labels.csv", dtype=str)
-    write_assignments(assign_splits(labels, None, seed=1, val_fraction=0.25, test_fraction=0.2),
-                      data / "split.csv")
-    ckpt = train(frame=load_frame(data, task=task), data_dir=data, task=task,
-                 arch=params["train"]["arch"], image_size=params["train"]["image_size"],
-                 epochs=1, batch_size=16, patience=1, num_workers=0, seed=1, amp=False)
-    row = register(conn, store, checkpoint=save_checkpoint(ckpt, data / "model.pt"),
-                   metrics={"task": task}, by="benchmark")
-    q.set_status(conn, row["id"], status="deployed")
-    conn.commit()
-    return row["id"]
-
-
-def bench_watch(data: Path, home: Path, runner: dict) -> list[tuple]:
-    """(site, radiographs scored, ingest s, watch s, bare forward s per radiograph, deferred
-    hook s, deferred run s, unfused watch s) per measured submission: the watch in process
-    (what it costs), the same with the network as trained (the scoring before BatchNorm was
-    folded: the reference) and deferred (what the submission waits for; then, off its path,
-    until its scores are stored), each submission starting with the next arm (the previous
-    arm's scores are deleted before each, so all score the same radiographs)."""
-    from bonebase.config import Settings, get_settings
-    from bonebase.db.engine import connect
-    from bonebase.db.migrate import upgrade
-    from bonebase.monitor import watch
-    from bonebase.storage import open_store
-    from flows.ingest import ingest_submission
-    from flows.monitor import start_deferred, watch_flow
-
-    url, drop = _database(home)
-    saved = dict(os.environ)
-    try:
-        upgrade(url)
-        settings = Settings(home=home, database_url=url, secret="b" * 40, env="test", **runner)
-        settings.ensure_home()
-        for name, value in settings.environ().items():  # the watch's tasks read the environment
-            os.environ[name] = value
-        get_settings.cache_clear()
-        sites = _register_sites(url, data)
-        ingest_submission(sites[0]["code"], str(data / sites[0]["code"] / "submission"),
-                          settings=settings, **_no_hook())
-        store = open_store(settings.object_store_url)
-        with connect(url) as conn:
-            model_id = _champion(conn, store, home)
-        watch_flow(sites=[])  # warm-up: the reference (the first site) scored, flow imports
-        out = []
-        for i, s in enumerate(sites[1:]):
-            t = time.perf_counter()
-            receipt = ingest_submission(s["code"], str(data / s["code"] / "submission"),
-                                        settings=settings, **_no_hook())
-            ingest = time.perf_counter() - t
-            sid = receipt["submission"]
-            times = {}
-            arms = ("process", "unfused", "deferred")
-            for how in arms[i % 3:] + arms[:i % 3]:  # each arm first in turn
-                _unscore(url, sid)
-                t = time.perf_counter()
-                if how in ("process", "unfused"):
-                    watch.FUSED = how == "process"
-                    scored = watch_flow(submission_id=sid)["scored"]["watch"]
-                    watch.FUSED = True
-                    times[how] = time.perf_counter() - t
-                else:
-                    child = start_deferred(sid)["process"]
-                    times["hook"] = time.perf_counter() - t
-                    child.wait()
-                    times["deferred"] = time.perf_counter() - t
-            out.append((s["code"], scored, ingest, times["process"],
-                        _bare_forward(store, url, model_id), times["hook"], times["deferred"],
-                        times["unfused"]))
-        return out
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)  # DATABASE_URL names the server again for the next repeat
-        get_settings.cache_clear()
-        drop()
-
-
-def _unscore(url: str, submission_id: int) -> None:
-    """Forget a submission's watch scores, so that the next watch scores it again."""
-    from bonebase.db.engine import connect
-
-    with connect(url) as conn:
-        conn.execute("DELETE FROM watch_scores WHERE submission_id = %s", (submission_id,))
-        conn.commit()
-
-
-def _bare_forward(store, url: str, model_id: int) -> float:
-    """Seconds per radiograph of the champion's network alone (batches of 32, no data): the
-    floor of any in-process scoring, measured right after each watch."""
-    import numpy as np
-
-    from bonebase.db.engine import connect
-    from bonebase.db.models import get_model
-    from bonebase.monitor import watch
-
-    with connect(url) as conn:
-        predictor = watch.load(store, get_model(conn, model_id)).predictor
-    size = predictor.checkpoint.image_size
-    batch = np.zeros((32, 1, size, size), np.float32)
-    t = time.perf_counter()
-    for _ in range(2):
-        predictor.forward(batch)
-    return (time.perf_counter() - t) / 64
-
-
-def _no_hook() -> dict:
-    """ingest_submission's switch for the watch hook, where it has one: timed apart here."""
-    import inspect
-
-    from flows.ingest import ingest_submission
-
-    fn = getattr(ingest_submission, "fn", ingest_submission)
-    return {"watch": False} if "watch" in inspect.signature(fn).parameters else {}
-
-
-def _report_watch(rows: list[tuple]) -> None:
-    from statistics import median
-
-    def spread(values: list[float]) -> str:
-        return f"median of {len(values)}; range {min(values):.0%}-{max(values):.0%}"
-
-    for site, n, ingest, watch, _, hook, deferred, unfused in rows:
-        print(f"{site:<6} {n:4d} radiographs  ingest {ingest:7.2f} s  watch in process "
-              f"{watch:6.2f} s (+{watch / ingest:.0%}; as trained {unfused:6.2f} s)  deferred: "
-              f"hook {hook * 1000:5.0f} ms (+{hook / ingest:.1%}), scored {deferred:6.2f} s later")
-    shares = [r[3] / r[2] for r in rows]
-    unfused = [r[7] / r[2] for r in rows]
-    speed = [r[7] / r[3] for r in rows]
-    hooks = [r[5] / r[2] for r in rows]
-    later = [r[6] / r[2] for r in rows]
-    print(f"the watch in process adds {median(shares):.0%} to a submission's ingest time "
-          f"({spread(shares)}); goal <= 20%")
-    print(f"with the network as trained (BatchNorm not folded) it adds {median(unfused):.0%} "
-          f"({spread(unfused)}); folded / as trained: {median(speed):.2f}x faster "
-          f"(range {min(speed):.2f}-{max(speed):.2f}x)")
-    print(f"deferred (monitor.defer: true), the submission waits {median(hooks):.1%} more "
-          f"({spread(hooks)}); its scores are stored {median(later):.0%} of its ingest time "
-          f"after ({spread(later)}), in a background process")
-    per = [r[3] / r[1] for r in rows if r[1]]
-    bare = [r[4] for r in rows if r[1]]
-    if per:
-        net = [b / p for b, p in zip(bare, per, strict=True)]
-        print(f"watch: {median(per) * 1000:.0f} ms per radiograph (median); the bare network "
-              f"forward alone {median(bare) * 1000:.0f} ms, {median(net):.0%} of it "
-              f"(range {min(net):.0%}-{max(net):.0%})")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sites", type=int, default=4)
@@ -413,10 +244,12 @@ def main() -> None:
         mb = sum(p.stat().st_size for p in measured) / 1e6
         print(f"files: {len(measured)} ({len(dicom)} DICOM), {mb:.1f} MB, {os.cpu_count()} cores")
         if args.watch:
+            from benchmarks.ingest_watch import bench_watch, report
+
             rows = [r for i in range(args.repeat) for r in bench_watch(
                 data, tmp / f"home-watch-{i}", {"task_runner": "process",
                                                 "ingest_workers": args.workers})]
-            _report_watch(rows)
+            report(rows)
             return
         runners = {"process": {"task_runner": "process"},
                    "dask": {"task_runner": "dask", "dask_address": args.dask_address}}

@@ -157,10 +157,7 @@ def ingest_flow(site: str, source_path: str | None = None, match_rule: str | Non
                           region=settings.s3_region, limits=limits) as root:
         manifest_path = scan.find_manifest(root, limits=limits)
         entries = scan.scan_files(root, manifest_path, limits=limits)
-        opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
-                        rule=match.choose(match_rule, site_row.match_rule),
-                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
-                        language=site_row.language)
+        opened = Opened.of(site_row, root, manifest_path, entries, match_rule)
         digest = scan.submission_hash(manifest_path, entries)
         clock.lap("scan")
         with connect(url) as conn:
@@ -196,6 +193,15 @@ class Opened:
     keep_descriptors: bool = False  # the site's de-identification settings (#19)
     burned_in: str = "redact"
     language: str = "en"  # the site's language: its Markdown receipt is written in it (#25)
+
+    @classmethod
+    def of(cls, site_row, root: Path, manifest_path: Path, entries: list[scan.FileEntry],
+           match_rule: str | None) -> Opened:
+        """A submission of the registered site ``site_row`` (its settings) under ``root``."""
+        return cls(site=site_row.code, root=root, manifest_path=manifest_path, entries=entries,
+                   rule=match.choose(match_rule, site_row.match_rule),
+                   keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
+                   language=site_row.language)
 
     @property
     def base(self) -> str:
@@ -287,7 +293,7 @@ class _Job:
             raise self._fail(exc) from None
         finally:
             if staging is not None:
-                _cleanup(staging)
+                remove_staging(staging)
 
     def _stages(self, objects, staging: Path) -> dict:
         settings, clock, sid = self.settings, self.clock, self.submission_id
@@ -373,46 +379,7 @@ class _Job:
                              f"{error}; it is marked failed ({where}); {the_receipt['what_to_do']}")
 
 
-def predict_submission(site: str, source_path: str, *, settings: Settings | None = None,
-                       match_rule: str | None = None, database: Callable[[], str] | None = None,
-                       progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """What `bonebase submit` would do with a submission, without storing anything: the same
-    stages up to storing (de-identified into a scratch folder, deleted after), then the check of
-    what other sites hold (read only). No Prefect flow runs. ``database`` gives the database
-    URL (default: the settings'); it is asked only once the manifest has been found."""
-    import tempfile
-
-    settings = settings or get_settings()
-    if match_rule is not None:
-        match.check_rule(match_rule)
-    limits = Limits.from_settings(settings)
-    with source.as_folder(source_path, endpoint_url=settings.s3_endpoint_url,
-                          region=settings.s3_region, limits=limits) as root:
-        manifest_path = scan.find_manifest(root, limits=limits)
-        url = database() if database else database_url(settings)
-        with connect(url) as conn:
-            site_row = require_active(get_site(conn, site))
-        entries = scan.scan_files(root, manifest_path, limits=limits)
-        opened = Opened(site=site, root=root, manifest_path=manifest_path, entries=entries,
-                        rule=match.choose(match_rule, site_row.match_rule),
-                        keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
-                        language=site_row.language)
-        (settings.home / "staging").mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="check-", dir=settings.home / "staging"))
-        try:
-            manifest, _, report, plan = plan_stages(
-                opened, settings=settings, staging=staging,
-                docs_dir=settings.home / "datadocs" / f"check-{site}", label="check",
-                at=lambda stage: None, in_flow=False, clock=Clock(), progress=progress)
-            with connect(url) as conn:
-                store.hold_elsewhere(plan, conn=conn, site_id=site_row.id)
-        finally:
-            _cleanup(staging)
-    return receipt.prediction(site=site, source=source_path, plan=plan, n_files=len(entries),
-                              n_rows=len(manifest), data_docs=report.data_docs_index)
-
-
-def _cleanup(staging: Path) -> None:
+def remove_staging(staging: Path) -> None:
     import shutil
 
     shutil.rmtree(staging, ignore_errors=True)

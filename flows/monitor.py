@@ -141,10 +141,8 @@ def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml",
 
 def watch_submission(submission_id: int, params_path: str = "params.yaml") -> dict | None:
     """The watch of one submission by every deployed two-class model (None: none deployed)."""
-    from bonebase.db.models import deployed_model
-
     with _connect() as conn:
-        tasks = [t for t in WATCHED_TASKS if deployed_model(conn, task=t) is not None]
+        tasks = list(_deployed(conn))
     # Nothing deployed: nothing to watch (and no flow run to show).
     runs = [watch_flow(submission_id=submission_id, params_path=params_path, task_name=t)
             for t in tasks]
@@ -208,7 +206,9 @@ def _main(argv: list[str] | None = None) -> int:
         try:
             done = watch_after_ingest({"submission": args.submission, "status": "done"},
                                       params_path=args.params, defer=False)
-            left = _unscored(args.params)
+            # A watch that failed (Prefect's temporary server did not start, say) tries no
+            # further passes: each would wait out the server's start again (minutes).
+            left = _unscored(args.params) if done is not None else 0
             while left:
                 watch_flow(params_path=args.params)
                 # what one more pass does not reduce (an unreadable image) is left to monitor run
@@ -223,14 +223,20 @@ def _main(argv: list[str] | None = None) -> int:
 def _unscored(params_path: str) -> int:
     """Radiographs a deployed watched model has not scored yet (submissions whose background
     watch found this one running)."""
-    from bonebase.db.models import deployed_model
     from bonebase.monitor import db
 
     modalities = list(policies.load(params_path).modalities)
     with _connect() as conn:
-        models = [deployed_model(conn, task=t) for t in WATCHED_TASKS]
         return sum(db.count_unscored(conn, model_id=m["id"], modalities=modalities)
-                   for m in models if m is not None)
+                   for m in _deployed(conn).values())
+
+
+def _deployed(conn) -> dict[str, dict]:
+    """The deployed model of each watched task that has one, by task (in WATCHED_TASKS order)."""
+    from bonebase.db.models import deployed_model
+
+    models = {t: deployed_model(conn, task=t) for t in WATCHED_TASKS}
+    return {t: m for t, m in models.items() if m is not None}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,18 +57,39 @@ class Model:
             return torch.softmax(logits.float(), dim=1)[:, 1].numpy()
 
 
-def inference_network(net):
-    """A copy of ``net`` (in eval mode) with each BatchNorm folded into the convolution before
-    it (torch.fx's conv-bn fusion): the same outputs to float rounding, a third less work on a
-    CPU for a ResNet. ``net`` itself when fx cannot trace it."""
+def inference_network(net, *, image_size: int | None = None):
+    """A copy of ``net`` (in eval mode) made for scoring on a CPU, the same outputs to float
+    rounding: each BatchNorm folded into the convolution before it (torch.fx's conv-bn fusion,
+    a third less work for a ResNet); with ``image_size``, also traced to TorchScript, frozen and
+    passed through ``torch.jit.optimize_for_inference`` (oneDNN convolutions with their ReLU
+    fused: 1.3-2x faster again, benchmarks/watch_forward.py; any batch size and image side run
+    on it). What fx or the tracer cannot handle runs as the step before gave it."""
     import copy
 
+    import torch
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(copy.deepcopy(net).eval())
+        net = fuse(copy.deepcopy(net).eval())
     except Exception:  # noqa: BLE001 - an architecture fx cannot trace runs as it is
+        pass
+    if image_size is None:
         return net
+    try:
+        with torch.no_grad():
+            example = torch.rand(2, 1, image_size, image_size,
+                                 generator=torch.Generator().manual_seed(0))
+            optimized = torch.jit.optimize_for_inference(
+                torch.jit.trace(net, example, check_trace=False).eval())
+            # A trace records one path through the code: a network whose output depends on
+            # Python control flow would be silently wrong, so the copy must agree with it on
+            # inputs unlike the trace's example (black, white) before it is used.
+            probes = (example, torch.zeros_like(example), torch.ones_like(example))
+            if all(torch.allclose(optimized(x), net(x), rtol=0, atol=1e-4) for x in probes):
+                return optimized
+    except Exception:  # noqa: BLE001 - a network the tracer refuses runs as fx left it
+        pass
+    return net
 
 
 def case_label(task: str, diagnosis_code: str | None, location_code: str | None,
@@ -114,6 +135,58 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+@dataclass
+class Prepared:
+    """One batch read and preprocessed: every row (in order) and the network's inputs of the
+    rows whose image could be read (``ready``, in the inputs' order)."""
+
+    rows: list[dict]
+    inputs: list[np.ndarray]
+    ready: list[dict]
+
+
+def prepare_rows(store: ObjectStore, model: Model, chunk: Iterable[dict], *,
+                 intermediate_as: str = "benign") -> Prepared:
+    """Read, label and preprocess one batch of rows (no network): see :func:`score_rows`."""
+    predictor = model.predictor
+    prepared = Prepared([], [], [])
+    for row in chunk:
+        scored = {
+            "instance_id": row["instance_id"], "case_id": row["case_id"],
+            "site_id": row["site_id"], "submission_id": row["submission_id"],
+            "month": row["month"], "probability": None, "predicted": None, "error": None,
+            "label": case_label(model.task, row["diagnosis_code"], row["location_code"],
+                                intermediate_as),
+        }
+        location = lookup_location(row["location_code"])
+        clinical = {"age": row["age"], "sex": row["sex"] or "",
+                    "location": location.code if location else (row["location_code"] or ""),
+                    "diagnosis": row["diagnosis_code"] or ""}
+        try:
+            ds = pydicom.dcmread(io.BytesIO(store.get_bytes(row["object_key"])))
+            image = radiograph_to_float(ds)
+            scored["features"] = {**clinical, **image_features(ds, image)}
+            prepared.inputs.append(predictor.preprocess(image))
+            prepared.ready.append(scored)
+        except (BonebaseError, ValueError, AttributeError, TypeError) as exc:
+            # One unreadable image is one row with its reason, never a failed run.
+            scored["features"] = clinical
+            scored["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        prepared.rows.append(scored)
+    return prepared
+
+
+def finish_rows(model: Model, prepared: Prepared) -> list[dict]:
+    """Run the network on a prepared batch: its rows with P(class 1) and the decision."""
+    if prepared.inputs:
+        probs = model.probabilities(np.stack(prepared.inputs))
+        for scored, p in zip(prepared.ready, probs, strict=True):
+            scored["probability"] = float(np.clip(p, 0.0, 1.0))
+            scored["predicted"] = int(p >= model.predictor.threshold)
+            scored["features"]["probability"] = round(float(p), 4)
+    return prepared.rows
+
+
 def score_rows(
     store: ObjectStore,
     model: Model,
@@ -129,43 +202,52 @@ def score_rows(
     diagnosis, P(class 1), the decision at the locked threshold, features (clinical values,
     acquisition, intensity) and, for an image that cannot be read, the error instead of a score.
     """
-    predictor = model.predictor
     out: list[dict] = []
     for chunk in _batches(list(todo), max(1, batch)):
-        inputs, ready = [], []
-        for row in chunk:
-            scored = {
-                "instance_id": row["instance_id"], "case_id": row["case_id"],
-                "site_id": row["site_id"], "submission_id": row["submission_id"],
-                "month": row["month"], "probability": None, "predicted": None, "error": None,
-                "label": case_label(model.task, row["diagnosis_code"], row["location_code"],
-                                    intermediate_as),
-            }
-            location = lookup_location(row["location_code"])
-            clinical = {"age": row["age"], "sex": row["sex"] or "",
-                        "location": location.code if location else (row["location_code"] or ""),
-                        "diagnosis": row["diagnosis_code"] or ""}
-            try:
-                ds = pydicom.dcmread(io.BytesIO(store.get_bytes(row["object_key"])))
-                image = radiograph_to_float(ds)
-                scored["features"] = {**clinical, **image_features(ds, image)}
-                inputs.append(predictor.preprocess(image))
-                ready.append(scored)
-            except (BonebaseError, ValueError, AttributeError, TypeError) as exc:
-                # One unreadable image is one row with its reason, never a failed run.
-                scored["features"] = clinical
-                scored["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-            out.append(scored)
-        if inputs:
-            probs = model.probabilities(np.stack(inputs))
-            for scored, p in zip(ready, probs, strict=True):
-                scored["probability"] = float(np.clip(p, 0.0, 1.0))
-                scored["predicted"] = int(p >= predictor.threshold)
-                scored["features"]["probability"] = round(float(p), 4)
+        out += finish_rows(model, prepare_rows(store, model, chunk,
+                                               intermediate_as=intermediate_as))
         if progress:
             progress(len(out))
     return out
 
 
-__all__ = ["CATEGORICAL", "NUMERIC", "Model", "case_label", "image_features", "inference_network",
-           "score_rows"]
+def score_batches(store: ObjectStore, model: Model, todo: list[dict], *, batch: int = 32,
+                  intermediate_as: str = "benign") -> Iterator[list[dict]]:
+    """:func:`score_rows` batch by batch, the next batch read and preprocessed in a thread while
+    the network runs on this one (its convolutions release the GIL): the wall time of a watch
+    is about the larger of the two, not their sum. At most two batches are in memory. Meanwhile
+    the network runs on one core fewer than torch's threads (at least one): the reader has it.
+    On a loaded 2-core machine two threads for the network also spent twice the CPU seconds
+    for the same work (benchmarks/ingest_watch.py)."""
+
+    import torch
+
+    chunks = list(_batches(todo, max(1, batch)))
+    if not chunks:
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        yield from _pipelined(store, model, chunks, intermediate_as)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pipelined(store: ObjectStore, model: Model, chunks: list[list[dict]],
+               intermediate_as: str) -> Iterator[list[dict]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch-read") as reader:
+        def read(chunk: list[dict]):
+            return reader.submit(prepare_rows, store, model, chunk,
+                                 intermediate_as=intermediate_as)
+
+        ahead = read(chunks[0])
+        for following in [*chunks[1:], None]:
+            prepared = ahead.result()
+            ahead = read(following) if following is not None else None
+            yield finish_rows(model, prepared)
+
+
+__all__ = ["CATEGORICAL", "NUMERIC", "Model", "Prepared", "case_label", "finish_rows",
+           "image_features", "inference_network", "prepare_rows", "score_batches", "score_rows"]

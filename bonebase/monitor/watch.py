@@ -22,7 +22,7 @@ from bonebase.errors import InputError, NotFoundError
 from bonebase.monitor import db, drift, performance, report
 from bonebase.monitor.db import champion
 from bonebase.monitor.policy import Policy
-from bonebase.monitor.scoring import Model, inference_network, score_rows
+from bonebase.monitor.scoring import Model, inference_network, score_batches, score_rows
 from bonebase.storage import ObjectStore
 
 ALERT_EVENT = "bonebase.monitor.alert"
@@ -31,9 +31,13 @@ ALERT_EVENT = "bonebase.monitor.alert"
 _SCORING_LOCK = 0x77617463  # "watc"
 
 
-#: False: score with the predictor's network as trained (benchmarks/ingest.py compares the two).
-FUSED = True
-_LOADED: dict[str, tuple] = {}  # checkpoint sha256 -> (Predictor, scoring network), last two
+#: How the watch runs the network: "optimized" (BatchNorm folded, TorchScript, oneDNN: the
+#: default), "fused" (BatchNorm folded only) or "as_trained" (the predictor's own network);
+#: benchmarks/ingest_watch.py compares them. All give the served model's scores (tests/monitor).
+SCORING = "optimized"
+#: True: the next batch is read while the network runs on this one (scoring.score_batches).
+PIPELINE = True
+_LOADED: dict[str, tuple] = {}  # checkpoint sha256 -> (Predictor, {mode: network}), last two
 
 
 def _predictor(store: ObjectStore, model_row: dict) -> tuple:
@@ -46,8 +50,13 @@ def _predictor(store: ObjectStore, model_row: dict) -> tuple:
             predictor = Predictor.from_checkpoint(fetch_checkpoint(store, model_row, tmp))
         while len(_LOADED) >= 2:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[sha] = (predictor, inference_network(predictor.net))
-    return _LOADED[sha]
+        _LOADED[sha] = (predictor, {})
+    predictor, networks = _LOADED[sha]
+    if SCORING not in networks:  # built once per process and checkpoint (about a second)
+        size = predictor.checkpoint.image_size if SCORING == "optimized" else None
+        networks[SCORING] = (None if SCORING == "as_trained"
+                             else inference_network(predictor.net, image_size=size))
+    return predictor, networks[SCORING]
 
 
 def load(store: ObjectStore, model_row: dict) -> Model:
@@ -58,7 +67,7 @@ def load(store: ObjectStore, model_row: dict) -> Model:
         raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
                          "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
     return Model(id=model_row["id"], task=model_row["task"], predictor=predictor,
-                 network=network if FUSED else None)
+                 network=network)
 
 
 def _reference_cases(conn: Connection, model_row: dict) -> list[int] | None:
@@ -99,10 +108,14 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
                                               submission_id=submission_id)))
     for role, todo in todo_by_role:
         done = 0
-        # A batch is scored and stored before the next is read: memory stays at one batch.
-        for start in range(0, len(todo), policy.batch):
-            rows = score_rows(store, model, todo[start : start + policy.batch],
-                              batch=policy.batch, intermediate_as=policy.intermediate_as)
+        # Each batch is stored as it is scored: memory stays at two batches (the next is read
+        # while this one runs through the network).
+        batches = (score_batches(store, model, todo, batch=policy.batch,
+                                 intermediate_as=policy.intermediate_as) if PIPELINE else
+                   (score_rows(store, model, todo[start : start + policy.batch],
+                               batch=policy.batch, intermediate_as=policy.intermediate_as)
+                    for start in range(0, len(todo), policy.batch)))
+        for rows in batches:
             with conn.transaction():
                 counts[role] += db.insert_scores(conn, model_id=model.id, role=role, rows=rows)
             counts["unreadable"] += sum(r["error"] is not None for r in rows)

@@ -53,7 +53,8 @@ def test_validate_predicts_what_submit_quarantines_on_the_faulty_site(settings, 
                                                                       prefect_harness):
     # #17 point 2: validate said 0 errors where submit quarantined 4, and another reason for
     # the same file. Every injected fault kind of bonebase.synth is in this submission.
-    from flows.ingest import ingest_submission, predict_submission
+    from flows.ingest import ingest_submission
+    from flows.ingest_check import predict_submission
 
     add_site(db, code=synth_site.name, name="Hospital S")
     db.commit()
@@ -105,7 +106,8 @@ def test_folder_and_date_rules_match_and_no_receipt_shows_a_folder_or_date(
     # The attack: a hospital whose folders are named after its patients (name and PatientID)
     # and study dates, matched by folder or by date. Nothing of it may reach a receipt, the
     # prediction, or the database.
-    from flows.ingest import ingest_submission, predict_submission
+    from flows.ingest import ingest_submission
+    from flows.ingest_check import predict_submission
     from tests.security.leaks import database_leaks, file_leaks, whole_tokens
 
     root, values = named_folders
