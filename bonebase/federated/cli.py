@@ -68,6 +68,10 @@ def run_cmd(
     dp_side: Annotated[
         str, typer.Option("--dp-side", help="Where updates are clipped: server or client.")
     ] = "server",
+    dp_delta: Annotated[
+        float, typer.Option("--dp-delta", help="Differential privacy: the delta the run's "
+                            "epsilon is accounted for.")
+    ] = 1e-5,
     min_sites: Annotated[
         int, typer.Option("--min-sites", min=1, help="Fewest sites a round may complete with.")
     ] = 2,
@@ -108,7 +112,8 @@ def run_cmd(
         "sites": sites, "homes": str(homes.absolute()), "rounds": rounds, "strategy": strategy,
         "local-epochs": local_epochs,
         "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0,
-        "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "min-sites": min_sites,
+        "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
+        "min-sites": min_sites,
         "out-dir": str(out.absolute()), "register": register, "by": by or "",
         "eval-data": str(eval_data.absolute()) if eval_data else "",
         "params": str(params.absolute()) if params.is_file() else "",

@@ -4,7 +4,8 @@ Each round the server sends the global weights (ArrayRecord ``arrays``) and the 
 (ConfigRecord ``config``: :class:`~bonebase.federated.config.ModelSpec`). The node checks that
 spec against its own agreement and the weights against the network, trains ``local_epochs``
 epochs with bonebase's one training loop (:func:`bonebase.model.train.train`, started from the
-global weights) on its train split, and replies with the new weights and metrics only: the
+global weights, at the round's share of one cosine lr schedule over the whole run) on its train
+split, and replies with the new weights and metrics only: the
 number of training images, the training loss and the local validation AUC. Evaluation replies
 the validation cases' count, loss, AUC and Youden threshold. Nothing else leaves the node: no
 image, no row, no identifier (the site code and the dataset version's content hash name the
@@ -141,6 +142,14 @@ def proximal_term(global_state: dict[str, torch.Tensor], mu: float):
     return term
 
 
+def lr_window(spec: ModelSpec, server_round: int) -> tuple[int, int]:
+    """Round ``server_round``'s epochs within one cosine schedule over the run's
+    rounds x local epochs, the schedule centralised training runs over the same total epochs
+    (a fresh cosine per round would run every round at the full lr)."""
+    epochs = spec.local_epochs
+    return (min(server_round, spec.rounds) - 1) * epochs, spec.rounds * epochs
+
+
 def _reply(msg: Message, node: Node, frame: pd.DataFrame, arrays, metrics: dict) -> Message:
     from bonebase.model.data import png_side
 
@@ -201,7 +210,8 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
                 image_size=spec.image_size, epochs=spec.local_epochs, batch_size=spec.batch_size,
                 lr=spec.lr, weight_decay=spec.weight_decay, patience=spec.local_epochs,
                 seed=spec.seed + server_round, num_workers=spec.num_workers, amp=spec.amp,
-                pretrained=start, precise_bn=spec.precise_bn, **extra,
+                pretrained=start, precise_bn=spec.precise_bn,
+                lr_window=lr_window(spec, server_round), **extra,
             )  # fmt: skip
     except Exception:  # noqa: BLE001 - the node keeps the traceback; the server hears a drop-out
         return _failed(msg, node, "local training")

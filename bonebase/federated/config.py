@@ -54,6 +54,7 @@ DEFAULTS: dict[str, bool | int | float | str] = {
     "dp-clip": 0.0,
     "dp-noise": 0.0,
     "dp-side": "server",
+    "dp-delta": 1e-5,  # the δ the run's ε is accounted for (bonebase.federated.privacy)
     # simulation only: the sites in node order and the folder holding their homes
     "sites": "",
     "homes": "",
@@ -100,6 +101,9 @@ def check(cfg: dict) -> None:
         raise ConfigError(f"dp-side={cfg['dp-side']!r}; choose server or client")
     if float(cfg["dp-clip"]) > 0 and float(cfg["dp-noise"]) <= 0:
         raise ConfigError("dp-clip is set but dp-noise is 0: give the noise multiplier too")
+    if not 0 < float(cfg["dp-delta"]) < 1:
+        raise ConfigError(f"dp-delta={cfg['dp-delta']!r}; it must be in (0, 1), e.g. 1e-5 (below "
+                          "1 / the number of sites)")  # fmt: skip
 
 
 def site_list(value: str) -> list[str]:
@@ -112,7 +116,7 @@ def site_list(value: str) -> list[str]:
 
 #: What a node accepts from the server's round configuration (ModelSpec.from_config).
 NODE_LIMITS = {"image_size": (16, 1024), "batch_size": (1, 512), "local_epochs": (1, 100),
-               "num_workers": (0, 32), "lr": (0.0, 1.0)}
+               "num_workers": (0, 32), "lr": (0.0, 1.0), "rounds": (1, 10_000)}
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class ModelSpec:
     num_workers: int
     local_epochs: int
     proximal_mu: float
+    rounds: int  # the run's rounds: each round trains its share of one cosine lr schedule
 
     @classmethod
     def from_run_config(cls, cfg: dict) -> ModelSpec:
@@ -141,6 +146,7 @@ class ModelSpec:
             precise_bn=bool(cfg["precise-bn"]), amp=bool(cfg["amp"]),
             num_workers=int(cfg["num-workers"]), local_epochs=int(cfg["local-epochs"]),
             proximal_mu=float(cfg["proximal-mu"]) if cfg["strategy"] == "fedprox" else 0.0,
+            rounds=int(cfg["rounds"]),
         )  # fmt: skip
 
     def to_config(self) -> dict:

@@ -177,6 +177,8 @@ def start(
                                             "noise multiplier.")] = 0.0,
     dp_side: Annotated[str, typer.Option("--dp-side", help="Where updates are clipped: server "
                                          "or client.")] = "server",
+    dp_delta: Annotated[float, typer.Option("--dp-delta", help="Differential privacy: the delta "
+                                            "the run's epsilon is accounted for.")] = 1e-5,
     params: Annotated[Path, typer.Option("--params", help="params.yaml: task, train: (network, "
                                          "image size, batch, lr) and evaluate: sections.")
                       ] = Path("params.yaml"),
@@ -216,7 +218,7 @@ def start(
         **model_config(params),
         "rounds": rounds, "local-epochs": local_epochs, "strategy": strategy,
         "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0, "min-sites": min_sites,
-        "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side,
+        "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
         "register": register, "by": by, "out-dir": str(out_dir.resolve()),
         "eval-data": str(eval_data.resolve()) if eval_data else "",
         "params": str(params.resolve()) if params.is_file() else "",

@@ -1,10 +1,13 @@
 """The ServerApp: the consortium runs the rounds, then keeps the model like any other candidate.
 
 It starts every site from the same freshly initialised network (seed ``seed``), runs ``rounds``
-rounds of the strategy (:mod:`bonebase.federated.strategy`), and turns the final weights into a
-bonebase checkpoint whose ``train_params["federated"]`` holds the lineage: sites, rounds,
-strategy, privacy parameters, each site's dataset version, excluded and dropped sites and the
-per-round history. The threshold is the sites' validation Youden points averaged by case count.
+rounds of the strategy (:mod:`bonebase.federated.strategy`), and turns the global model of the
+round with the best validation AUC (weighted by the sites' validation cases, as
+``pipelines/train.py`` keeps its best epoch) into a bonebase checkpoint whose
+``train_params["federated"]`` holds the lineage: sites, rounds, strategy, privacy parameters,
+each site's dataset version, excluded and dropped sites, the per-round history and the round
+kept. The threshold is that round's sites' validation Youden
+points averaged by case count.
 ``out-dir`` receives model.pt and federated.json; with ``eval-data`` (the consortium's export
 holding the locked test and external sets) the evaluation stage's own function writes
 metrics.json and report.html next to them, and with ``register`` the candidate is registered
@@ -29,13 +32,17 @@ from bonebase.model.checkpoint import Checkpoint, code_revision, save_checkpoint
 from bonebase.model.networks import build_network
 
 
-def privacy_of(cfg: dict) -> dict:
-    """The privacy parameters recorded with the model."""
+def privacy_of(cfg: dict, rounds: list[dict] | None = None) -> dict:
+    """The privacy parameters recorded with the model; with DP, the ε spent over ``rounds``
+    (SiteWatch's) for the run's δ (:mod:`bonebase.federated.privacy`)."""
+    from bonebase.federated.privacy import run_accounting
+
     dp = float(cfg["dp-clip"]) > 0
     return {
         "differential_privacy": (
             {"mechanism": "gaussian", "clipping": "fixed", "side": cfg["dp-side"],
-             "clipping_norm": float(cfg["dp-clip"]), "noise_multiplier": float(cfg["dp-noise"])}
+             "clipping_norm": float(cfg["dp-clip"]), "noise_multiplier": float(cfg["dp-noise"]),
+             **run_accounting(cfg, rounds or [])}
             if dp else None
         ),
         # Flower 1.32's SecAgg+ workflow drives the legacy strategies only, not the Message API
@@ -76,7 +83,11 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         train_config=ConfigRecord(dict(config)),
         evaluate_config=ConfigRecord(dict(config)),
     )
-    last = watch.rounds[-1].get("evaluate_mean", {}) if watch.rounds else {}
+    # the best-validated round's global model; the last round's if no round was scored
+    kept = watch.best.get("arrays") or result.arrays
+    last = watch.best.get("evaluate_mean") or (
+        watch.rounds[-1].get("evaluate_mean", {}) if watch.rounds else {}
+    )
     threshold = float(last["threshold"]) if len(task_classes(spec.task)) == 2 and last else None
     export_sizes = Counter(int(v["export-size"]) for v in watch.exports.values())
     lineage = {
@@ -87,19 +98,22 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "strategy": cfg["strategy"],
         "proximal_mu": spec.proximal_mu,
         "min_sites": int(cfg["min-sites"]),
-        "privacy": privacy_of(cfg),
+        "privacy": privacy_of(cfg, watch.rounds),
         "site_datasets": dict(sorted(watch.datasets.items())),
         "excluded": watch.excluded,
         "dropped": watch.dropped,
         "framework": f"flwr {_flwr_version()}",
         "rounds_detail": watch.rounds,
+        "selected_round": watch.best.get("round", int(cfg["rounds"])),
+        "lr_schedule": f"cosine over {int(cfg['rounds']) * spec.local_epochs} epochs",
     }
-    params = {k: v for k, v in vars(spec).items() if k not in ("local_epochs", "proximal_mu")}
+    params = {k: v for k, v in vars(spec).items()
+              if k not in ("local_epochs", "proximal_mu", "rounds")}  # fmt: skip
     return Checkpoint(
         arch=spec.arch,
         task=spec.task,
         image_size=spec.image_size,
-        state_dict=result.arrays.to_torch_state_dict(),
+        state_dict=kept.to_torch_state_dict(),
         threshold=threshold,
         train_params={**params, "federated": lineage},
         dataset_version=federated_version(watch.datasets),

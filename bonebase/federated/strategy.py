@@ -7,7 +7,9 @@ network, image size or classes) stops the run at that round with its reason; a s
 out mid-round (its reply is an error, or never comes) leaves the round to the others when at
 least ``min_sites`` replied, and the round says so; fewer stop the run. It also keeps what the
 lineage needs: each site's dataset version, per-round metrics per site, the bytes each client
-sent, the wall time of each round.
+sent, the wall time of each round, and the round whose global model scored the best validation
+AUC (weighted by the sites' validation cases): the model kept, as ``pipelines/train.py`` keeps
+its best epoch.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class SiteWatch(Strategy):
         self.dropped: list[dict] = []
         self.rounds: list[dict] = []
         self.asked: list[int] = []  # nodes the current stage sent a message to
+        self.best: dict = {}  # the best-validated round: round, auc, its global arrays
+        self._evaluating: ArrayRecord | None = None  # the global model this round evaluates
         self._started = 0.0
 
     # -- delegation ----------------------------------------------------------------------------
@@ -115,6 +119,7 @@ class SiteWatch(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        self._evaluating = arrays
         messages = list(self.inner.configure_evaluate(server_round, arrays, config, grid))
         self.asked = [m.metadata.dst_node_id for m in messages]
         return messages
@@ -198,6 +203,12 @@ class SiteWatch(Strategy):
         entry["evaluate"] = {self._name(m): dict(m.content["metrics"]) for m in valid}
         entry["evaluate_mean"] = dict(metrics) if metrics is not None else {}
         entry["seconds"] = time.perf_counter() - self._started
+        score = float((metrics or {}).get("auc", float("nan")))
+        # strictly better, as train()'s early stopping: a tie keeps the earlier round
+        if self._evaluating is not None and np.isfinite(score) and score > self.best.get(
+                "auc", -np.inf):  # fmt: skip
+            self.best = {"round": server_round, "auc": score, "arrays": self._evaluating,
+                         "evaluate_mean": entry["evaluate_mean"]}  # fmt: skip
         self._progress(entry)
         return metrics
 

@@ -105,7 +105,8 @@ def load_frame(
         )
     if "lesion_outline" not in frame:  # exports made before outlines were exported
         frame["lesion_outline"] = ""
-    frame["lesion_outline"] = frame["lesion_outline"].fillna("")
+    # object first: a column with no outline at all is read as float64 (all NaN)
+    frame["lesion_outline"] = frame["lesion_outline"].astype(object).fillna("")
     return frame.reset_index(drop=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,6 +173,7 @@ def train(
     device: str | torch.device | None = None,
     log: Callable[[dict], None] | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    lr_window: tuple[int, int] | None = None,
 ) -> Checkpoint:
     """Train on ``frame``'s train rows, select the epoch by validation AUC, and return the
     checkpoint of the best epoch (threshold = Youden point on validation cases).
@@ -181,6 +183,9 @@ def train(
     ``lesion_loss_weight`` > 0 adds the lesion-box loss of :mod:`bonebase.model.lesion`.
     ``precise_bn`` recomputes BatchNorm statistics after each epoch (:func:`recompute_bn_stats`).
     ``extra_loss(net)`` is added to every batch's loss (federated FedProx's proximal term).
+    ``lr_window=(offset, total)``: this call's epochs are epochs offset+1 .. offset+epochs of one
+    cosine schedule over ``total`` epochs (a federated round's share of the run's schedule);
+    by default the cosine runs over this call's ``epochs``.
 
     In a process group of N ranks, ``batch_size`` stays the global batch (batch_size / N per
     rank, so the tuned ``lr`` still holds) and every rank returns the same checkpoint.
@@ -190,7 +195,8 @@ def train(
     params = {
         k: v
         for k, v in locals().items()
-        if k not in ("frame", "data_dir", "log", "device", "dataset_version", "extra_loss")
+        if k not in ("frame", "data_dir", "log", "device", "dataset_version", "extra_loss",
+                     "lr_window")
     }
     params["pretrained"] = str(pretrained) if pretrained else None
     set_determinism(seed=seed)
@@ -238,7 +244,13 @@ def train(
     # DDP (a no-op for one process) starts every rank from rank 0's weights and averages the
     # network's gradients; BatchNorm stays per rank (no SyncBatchNorm), averaged once an epoch.
     model = ddp.wrap(net, dev)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if lr_window is None:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:  # CosineAnnealingLR's closed form, started ``offset`` epochs into the schedule
+        offset, span = lr_window
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(offset + e, span) / span))
+        )
     stopper = EarlyStopping(patience)
     best_state, best_prob = None, None
     history: list[dict] = []

@@ -191,6 +191,8 @@ def test_run_config_refuses_unknown_or_impossible_values():
         merged(None, {"strategy": "fedprox"})
     with pytest.raises(ConfigError, match="dp-noise"):
         merged(None, {"dp-clip": 1.0})
+    with pytest.raises(ConfigError, match="dp-delta=0; it must be in \\(0, 1\\)"):
+        merged(None, {"dp-clip": 1.0, "dp-noise": 1.0, "dp-delta": 0})
 
 
 def test_each_home_holds_its_own_cases_only(consortium):

@@ -69,14 +69,20 @@ def test_run_registers_a_candidate_that_is_approved_and_deployed(consortium, env
     assert lineage["sites"] == sorted(TRAINING) and lineage["rounds"] == 2
     assert lineage["strategy"] == "fedavg" and lineage["created_by"] == "fl-test"
     assert set(lineage["site_datasets"]) == set(TRAINING)
-    assert lineage["privacy"]["differential_privacy"] == {
+    dp = lineage["privacy"]["differential_privacy"]
+    assert {k: dp[k] for k in ("mechanism", "clipping", "side", "clipping_norm",
+                               "noise_multiplier")} == {
         "mechanism": "gaussian", "clipping": "fixed", "side": "server", "clipping_norm": 50.0,
         "noise_multiplier": 0.001}  # fmt: skip
+    # the ε spent for δ over both rounds: huge at this token noise (no privacy to speak of)
+    assert dp["delta"] == 1e-5 and dp["rounds_accounted"] == 2 and dp["epsilon"] > 1e4
     assert lineage["privacy"]["secure_aggregation"] is None
     assert EXTERNAL in lineage["details"]["excluded"]
     ckpt = load_checkpoint(out / "model.pt")
     assert ckpt.arch == "resnet10-slim" and ckpt.image_size == 32 and ckpt.export_size == 32
     assert [h["epoch"] for h in ckpt.history] == [1, 2] and ckpt.threshold is not None
+    aucs = [h["val_auc"] for h in ckpt.history]  # the best-validated round is the one kept
+    assert ckpt.train_params["federated"]["selected_round"] == 1 + aucs.index(max(aucs))
     assert ckpt.train_params["federated"]["site_datasets"] == lineage["site_datasets"]
     assert all(torch.isfinite(v.float()).all() for v in ckpt.state_dict.values())
     metrics = json.loads((out / "metrics.json").read_text())
@@ -84,6 +90,7 @@ def test_run_registers_a_candidate_that_is_approved_and_deployed(consortium, env
 
     shown = json.loads(_here(federated_app, ["show", str(model["id"])]))
     assert shown["site_datasets"] == lineage["site_datasets"]
+    assert shown["privacy"]["differential_privacy"]["epsilon"] == dp["epsilon"]
     _here(models_app, ["approve", str(model["id"]), "--by", "Dr Approver", "--params", params])
     assert db.execute("SELECT status FROM models").fetchone()["status"] == "approved"
     _here(models_app, ["deploy", str(model["id"]), "--by", "Dr Deployer"])
