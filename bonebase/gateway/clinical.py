@@ -34,10 +34,41 @@ class ClinicalTable:
         return self.by_patient.get(patient_id) if patient_id else None
 
 
+_LOADED: dict[Path, tuple[tuple, ClinicalTable]] = {}
+
+
+def _signature(paths: list[Path]) -> tuple:
+    """What would make a read differ: each file's name, inode, size and modification time."""
+    out = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            return ()  # gone between the listing and now: read again
+        out.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def load(folder: Path) -> ClinicalTable:
-    """Read every ``*.csv`` of ``folder`` (UTF-8, a BOM accepted); later files win."""
+    """Read every ``*.csv`` of ``folder`` (UTF-8, a BOM accepted); later files win.
+
+    The serving gateway calls this on every work pass while a batch is held; the table is read
+    again only when a file was added, removed or changed (the same table object otherwise:
+    callers only read it)."""
+    paths = sorted(folder.glob("*.csv"))
+    signature = _signature(paths)
+    cached = _LOADED.get(folder)
+    if signature and cached is not None and cached[0] == signature:
+        return cached[1]
+    table = _read(paths)
+    if signature:
+        _LOADED[folder] = (signature, table)
+    return table
+
+
+def _read(paths: list[Path]) -> ClinicalTable:
     table = ClinicalTable()
-    for path in sorted(folder.glob("*.csv")):
+    for path in paths:
         try:
             with open(path, encoding="utf-8-sig", newline="") as fh:
                 reader = csv.DictReader(fh)
