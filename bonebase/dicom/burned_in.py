@@ -135,8 +135,9 @@ def find_text(frame: np.ndarray, photometric: str = "MONOCHROME2", *, step: int 
         if not text.startswith(FAINT) and sum(ch.isalnum() for ch in text) >= 3:  # words
             u = pg.up
             text_mask[int(y / u):int((y + bh) / u), int(x / u):int((x + bw) / u)] = True
+    lines: dict = {}  # the tiles' groups along rows and along columns, made once
     for box, text in found:
-        x, y, bw, bh = along_line(box, tiles, shape)
+        x, y, bw, bh = along_line(box, tiles, shape, labels=lines)
         middle = not band[min(band.shape[0] - 1, (y + bh // 2) // TILE),
                           min(band.shape[1] - 1, (x + bw // 2) // TILE)]
         box = (int(x / factor), int(y / factor), int(np.ceil(bw / factor)),
@@ -203,6 +204,8 @@ class Step:
         return self.finding.to_redact
 
     def judge(self, sources: dict[str, str]) -> None:
+        if not self.finding.regions:  # nothing read (most images): no words to make
+            return
         words = identifier_words(sources)
         for region in self.finding.regions:
             judge(region, words)

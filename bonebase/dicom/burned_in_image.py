@@ -154,13 +154,46 @@ def text_contrast(img: np.ndarray) -> np.ndarray:
     """Bright strokes on a flat background, black on white as Tesseract reads best: the image
     less its grey opening (white top-hat), so that anatomy and gradients behind the text drop
     out and low-contrast text is stretched."""
-    from scipy import ndimage
-
-    hat = img - ndimage.grey_opening(img, size=(9, 9))  # >= 0: an opening is below the image
+    hat = img - opening9(img)  # >= 0: an opening is below the image
     hat = median3(hat)  # noise speckles out, strokes kept
-    noise = float(np.median(hat))  # text covers far less than half of any crop
+    noise = median8(hat)  # text covers far less than half of any crop
     text = hat > max(10.0, 3.0 * noise + 6.0)
     return np.where(text, 0, 255).astype(np.uint8)
+
+
+def _run9(img: np.ndarray, axis: int, op) -> np.ndarray:
+    """The minimum (``op`` np.minimum) or maximum over the 9 values centred on each pixel
+    along ``axis``, edges mirrored (scipy.ndimage's "reflect"): runs of 2, 4, 8 and 9 from
+    shifted views, four whole-array operations instead of scipy's per-line filter."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (4, 4)
+    p = np.pad(img, pad, mode="symmetric")
+    n = img.shape[axis]
+
+    def part(a: np.ndarray, start: int, length: int) -> np.ndarray:
+        return a[start:start + length] if axis == 0 else a[:, start:start + length]
+
+    m2 = op(part(p, 0, n + 7), part(p, 1, n + 7))
+    m4 = op(part(m2, 0, n + 5), part(m2, 2, n + 5))
+    m8 = op(part(m4, 0, n + 1), part(m4, 4, n + 1))
+    return op(part(m8, 0, n), part(p, 8, n))
+
+
+def opening9(img: np.ndarray) -> np.ndarray:
+    """The grey opening of a 2-D image by a 9 x 9 square: the same values as
+    ``scipy.ndimage.grey_opening(img, size=(9, 9))``, three times faster (it cost two thirds
+    of :func:`text_contrast`)."""
+    eroded = _run9(_run9(img, 0, np.minimum), 1, np.minimum)
+    return _run9(_run9(eroded, 0, np.maximum), 1, np.maximum)
+
+
+def median8(img: np.ndarray) -> float:
+    """``float(np.median(img))`` of an 8-bit image, from its histogram (twice as fast)."""
+    n = img.size
+    cum = np.cumsum(np.bincount(img.ravel(), minlength=256))
+    lo = int(np.searchsorted(cum, (n - 1) // 2, side="right"))
+    hi = int(np.searchsorted(cum, n // 2, side="right"))
+    return (lo + hi) / 2
 
 
 # Paeth's network: 19 compare-exchanges leave the median of 9 values in place 4.
@@ -193,16 +226,26 @@ def text_rects(tiles: np.ndarray, shape: tuple[int, int], tile: int = TILE) -> l
     return rects
 
 
-def along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
-               tile: int = TILE) -> tuple[int, int, int, int]:
-    """``box`` grown along its line over the text-like tiles it touches: the rest of a line OCR
-    read in part (its end in lower contrast, a split word) is blacked out with it."""
+def line_labels(tiles: np.ndarray, upright: bool) -> np.ndarray:
+    """The groups of ``tiles`` joined along rows (``upright``) or columns, for
+    :func:`along_line` (the same for every line of an image: made once)."""
     from scipy import ndimage
 
+    structure = np.ones((1, 3), bool) if upright else np.ones((3, 1), bool)
+    return ndimage.label(ndimage.binary_dilation(tiles, structure=structure))[0]
+
+
+def along_line(box: tuple, tiles: np.ndarray, shape: tuple[int, int],
+               tile: int = TILE, labels: dict | None = None) -> tuple[int, int, int, int]:
+    """``box`` grown along its line over the text-like tiles it touches: the rest of a line OCR
+    read in part (its end in lower contrast, a split word) is blacked out with it. ``labels``:
+    a dict kept by the caller for the lines of one image, {upright: :func:`line_labels`}."""
     x, y, bw, bh = box
     upright = bw >= bh
-    structure = np.ones((1, 3), bool) if upright else np.ones((3, 1), bool)
-    labels, _ = ndimage.label(ndimage.binary_dilation(tiles, structure=structure))
+    labels = {} if labels is None else labels
+    if upright not in labels:
+        labels[upright] = line_labels(tiles, upright)
+    labels = labels[upright]
     ty0, ty1 = max(0, y // tile), min(labels.shape[0], (y + bh) // tile + 1)
     tx0, tx1 = max(0, x // tile), min(labels.shape[1], (x + bw) // tile + 1)
     touched = set(np.unique(labels[ty0:ty1, tx0:tx1])) - {0}
