@@ -119,7 +119,7 @@ def text_tiles(img: np.ndarray, tile: int = TILE, density: float = 0.04,
     gy = np.abs(np.diff(g, axis=0))[:, :-1]
     # The image's noise from a sample of rows (a median over every pixel costs more than all
     # the rest of the pre-filter).
-    threshold = gain * max(12.0, 4.0 * float(np.median(gx[::7])) + 6.0)
+    threshold = gain * max(12.0, 4.0 * median8(gx[::7]) + 6.0)
     ex, ey = gx > threshold, gy > threshold
 
     def share(edges: np.ndarray) -> np.ndarray:
@@ -188,7 +188,8 @@ def opening9(img: np.ndarray) -> np.ndarray:
 
 
 def median8(img: np.ndarray) -> float:
-    """``float(np.median(img))`` of an 8-bit image, from its histogram (twice as fast)."""
+    """``float(np.median(img))`` of an image of whole numbers 0-255 (8-bit, or the
+    int16 differences of an 8-bit image), from its histogram (twice as fast)."""
     n = img.size
     cum = np.cumsum(np.bincount(img.ravel(), minlength=256))
     lo = int(np.searchsorted(cum, (n - 1) // 2, side="right"))
