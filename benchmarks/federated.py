@@ -3,8 +3,10 @@
 
     python benchmarks/federated.py [--work .bonebase/federated_bench] [--sites 4]
         [--cases-per-site 200] [--seed 7] [--train-seeds 7,8,9] [--arch resnet10-slim]
-        [--image-size 128] [--rounds 10] [--local-epochs 1] [--strategy fedavg|fedprox]
-        [--proximal-mu 0.01] [--lr 0.001] [--parallel-sites 1] [--threads 1]
+        [--image-size 128] [--rounds 10] [--local-epochs 1]
+        [--strategy fedavg|fedprox|fedavgm|fedadam|fedyogi] [--proximal-mu 0.01]
+        [--server-lr 0] [--server-momentum 0.9] [--bn-stats average|pooled]
+        [--lr 0.001] [--parallel-sites 1] [--threads 1]
 
 The defaults are the smallest size at which the centralised model learns on this consortium
 (external AUC 0.62-0.67; at 60 cases, 64 px and lr 0.0002 no arm does, and one seed's figures
@@ -32,12 +34,14 @@ serialises it) and the wall time of each round (median and range).
 Prints one JSON object: per seed, and the mean and range over seeds; the goal: (b) within 0.03
 AUC of (a) and above every (c), per seed and on the means. Each arm's figures are kept in
 --work/results.json while the setup holds, so an interrupted run resumes where it stopped
-(delete the file to measure again).
+(delete the file to measure again); the federated arm is kept per federated configuration
+(strategy, its server lr and momentum, bn-stats), so trying another strategy trains only (b).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -50,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.model_quality import build_data  # noqa: E402
+from bonebase.federated.config import BN_STATS, SERVER_LR, STRATEGIES  # noqa: E402
 
 
 def external_scores(ckpt, data: Path):
@@ -102,8 +107,15 @@ def main() -> None:
                     "in 10 epochs here")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--local-epochs", type=int, default=1)
-    ap.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg")
+    ap.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
     ap.add_argument("--proximal-mu", type=float, default=0.01)
+    ap.add_argument("--server-lr", type=float, default=0.0,
+                    help="server learning rate of fedavgm, fedadam, fedyogi (0: bonebase's "
+                    "default for the strategy)")
+    ap.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's momentum")
+    ap.add_argument("--bn-stats", choices=BN_STATS, default="average",
+                    help="the global model's BatchNorm statistics: the sites' average, or their "
+                    "data pooled")
     ap.add_argument("--parallel-sites", type=int, default=1,
                     help="simulated sites training at once (1 is about twice as fast on 2 "
                     "cores); changes wall time, not the figures")
@@ -136,7 +148,14 @@ def main() -> None:
     if not external or len(sites) < 2:
         raise SystemExit(f"need an external site and two training sites; have external "
                          f"{external}, training {sites} (raise --sites)")
-    homes = partition_export(data, args.work / "homes", sites)
+    # cut once per data recipe: runs of other strategies share the homes (re-cutting them
+    # would pull the images from under a run in progress)
+    marker, recipe = args.work / "homes" / ".recipe.json", (args.work / "recipe.json").read_text()
+    if marker.is_file() and marker.read_text() == recipe:
+        homes = {site: args.work / "homes" / site for site in sites}
+    else:
+        homes = partition_export(data, args.work / "homes", sites)
+        marker.write_text(recipe)
     epochs = args.rounds * args.local_epochs
     lr = args.lr
     seeds = [int(x) for x in str(args.train_seeds).split(",") if x.strip()]
@@ -149,21 +168,37 @@ def main() -> None:
                            "lr_schedule": f"cosine over {epochs} epochs",
                            "strategy": args.strategy, "cases_per_site": args.cases_per_site,
                            "proximal_mu": args.proximal_mu if args.strategy == "fedprox" else 0,
+                           "server_lr": (args.server_lr or SERVER_LR[args.strategy]
+                                         if args.strategy in SERVER_LR else None),
+                           "server_momentum": (args.server_momentum
+                                               if args.strategy == "fedavgm" else None),
+                           "bn_stats": args.bn_stats,
                            "external_cases": int(frame.loc[frame["split"] == "external",
                                                            "case_id"].nunique())}}
     seconds: dict = {}
     cache = args.work / "results.json"  # each arm's figures, kept while the setup holds
     done_before = json.loads(cache.read_text()) if cache.is_file() else {}
-    setup_key = {k: v for k, v in out["setup"].items() if k != "train_seeds"}
+    federated_keys = ("strategy", "proximal_mu", "server_lr", "server_momentum", "bn_stats")
+    setup_key = {k: v for k, v in out["setup"].items()
+                 if k != "train_seeds" and k not in federated_keys}  # fmt: skip
+    fed_tag = ",".join(f"{k}={out['setup'][k]}" for k in federated_keys
+                       if out["setup"][k] is not None)  # fmt: skip
     if done_before.get("setup") != setup_key:
         done_before = {"setup": setup_key}
 
     def arm(name: str, run) -> dict:
         """One arm's figures: from the cache, or run (its seconds recorded) and cached."""
+        now = json.loads(cache.read_text()) if cache.is_file() else {}
+        if name not in done_before and now.get("setup") == done_before["setup"] and name in now:
+            done_before[name] = now[name]  # another run (another strategy) measured it meanwhile
         if name not in done_before:
             started = time.perf_counter()
             figures = run()
             done_before[name] = {**figures, "seconds": round(time.perf_counter() - started, 1)}
+            # another run (another strategy) may have added arms meanwhile: keep them
+            now = json.loads(cache.read_text()) if cache.is_file() else {}
+            if now.get("setup") == done_before["setup"]:
+                done_before.update({k: v for k, v in now.items() if k not in done_before})
             cache.write_text(json.dumps(done_before, indent=1))
         result = dict(done_before[name])
         seconds[name] = result.pop("seconds")
@@ -182,7 +217,8 @@ def main() -> None:
                     "y": y.tolist(), "score": score.tolist()}
 
         def federated() -> dict:
-            fed_out = args.work / f"federated-{seed}"
+            fed_out = args.work / f"federated-{seed}-{args.strategy}-{args.bn_stats}-" \
+                f"{hashlib.sha1(fed_tag.encode()).hexdigest()[:8]}"  # fmt: skip
             done = simulate({
                 "sites": ",".join(sites), "homes": str(args.work / "homes"), "task": task,
                 "arch": args.arch, "image-size": args.image_size, "batch-size": args.batch_size,
@@ -190,6 +226,8 @@ def main() -> None:
                 "rounds": args.rounds, "local-epochs": args.local_epochs,
                 "strategy": args.strategy,
                 "proximal-mu": args.proximal_mu if args.strategy == "fedprox" else 0.0,
+                "server-lr": args.server_lr, "server-momentum": args.server_momentum,
+                "bn-stats": args.bn_stats,
                 "min-sites": len(sites), "out-dir": str(fed_out),
             }, say=lambda line: print(line, file=sys.stderr),
                actors=args.parallel_sites)  # fmt: skip
@@ -219,7 +257,7 @@ def main() -> None:
             return run
 
         central = arm(f"seed{seed}/centralised", centralised)
-        fed = arm(f"seed{seed}/federated", federated)
+        fed = arm(f"seed{seed}/federated/{fed_tag}", federated)
         test = delong_test(central["y"], fed["score"], central["score"])
         res: dict = {"centralised": {k: central[k] for k in ("auc", "ci95", "best_epoch")}}
         res["federated"] = {k: v for k, v in fed.items() if k not in ("y", "score")}

@@ -25,7 +25,12 @@ from bonebase.errors import ConfigError
 from bonebase.model.checkpoint import CLASS_NAMES
 from bonebase.model.networks import ARCHS
 
-STRATEGIES = ("fedavg", "fedprox")
+STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi")
+#: the server learning rate a server-side optimizer takes when ``server-lr`` is 0: FedAvgM's
+#: 1.0 is Flower's default; FedAdam's and FedYogi's Flower default (0.1, a step of about 0.1 per
+#: weight and round) is 100x the clients' lr here, so bonebase starts at the clients' scale
+SERVER_LR = {"fedavgm": 1.0, "fedadam": 0.01, "fedyogi": 0.01}
+BN_STATS = ("average", "pooled")
 NODE_DIR = "federated"
 NODE_FILE = "node.yaml"
 NODE_KEYS = ("task", "arch", "image_size")
@@ -48,6 +53,13 @@ DEFAULTS: dict[str, bool | int | float | str] = {
     "local-epochs": 1,
     "strategy": "fedavg",
     "proximal-mu": 0.0,
+    # server-side optimizers (fedavgm, fedadam, fedyogi): 0 takes SERVER_LR's value
+    "server-lr": 0.0,
+    "server-momentum": 0.9,  # FedAvgM's momentum
+    # BatchNorm running statistics of the global model: "average" (the sites' statistics
+    # averaged by training images, as every other array) or "pooled" (the variance of the
+    # sites' data pooled: the average variance plus the spread of the sites' means)
+    "bn-stats": "average",
     "min-sites": 2,
     "round-timeout": 3600.0,
     # differential privacy with fixed clipping: dp-clip > 0 turns it on
@@ -92,11 +104,19 @@ def check(cfg: dict) -> None:
     for key in ("rounds", "local-epochs", "min-sites", "image-size", "batch-size"):
         if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]!r}; it must be an integer >= 1")
-    for key in ("proximal-mu", "dp-clip", "dp-noise"):
+    for key in ("proximal-mu", "dp-clip", "dp-noise", "server-lr"):
         if float(cfg[key]) < 0:
             raise ConfigError(f"{key}={cfg[key]!r}; it must be >= 0")
     if cfg["strategy"] == "fedprox" and float(cfg["proximal-mu"]) <= 0:
         raise ConfigError("strategy fedprox needs proximal-mu > 0 (e.g. 0.01)")
+    if not 0 <= float(cfg["server-momentum"]) < 1:
+        raise ConfigError(f"server-momentum={cfg['server-momentum']!r}; it must be in [0, 1)")
+    if cfg["bn-stats"] not in BN_STATS:
+        raise ConfigError(f"bn-stats={cfg['bn-stats']!r}; choose one of {', '.join(BN_STATS)}")
+    if float(cfg["dp-clip"]) > 0 and (cfg["strategy"] in SERVER_LR
+                                      or cfg["bn-stats"] != "average"):  # fmt: skip
+        raise ConfigError(f"differential privacy works with fedavg or fedprox and bn-stats "
+                          f"average only (asked: {cfg['strategy']}, bn-stats {cfg['bn-stats']})")
     if cfg["dp-side"] not in ("server", "client"):
         raise ConfigError(f"dp-side={cfg['dp-side']!r}; choose server or client")
     if float(cfg["dp-clip"]) > 0 and float(cfg["dp-noise"]) <= 0:

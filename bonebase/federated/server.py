@@ -26,7 +26,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
 from bonebase.errors import BonebaseError
-from bonebase.federated.config import ModelSpec, merged, site_list
+from bonebase.federated.config import SERVER_LR, ModelSpec, merged, site_list
 from bonebase.federated.strategy import SiteWatch, build_strategy
 from bonebase.model.checkpoint import Checkpoint, code_revision, save_checkpoint, task_classes
 from bonebase.model.networks import build_network
@@ -69,6 +69,7 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         min_sites=min(int(cfg["min-sites"]), n_sites),
         reference=reference,
         say=say,
+        bn_stats=str(cfg["bn-stats"]),
     )
     say(
         f"federated training: {cfg['strategy']} over {n_sites} sites, {cfg['rounds']} rounds of "
@@ -97,6 +98,19 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "local_epochs": spec.local_epochs,
         "strategy": cfg["strategy"],
         "proximal_mu": spec.proximal_mu,
+        "server_optimizer": (
+            {
+                "server_lr": float(cfg["server-lr"]) or SERVER_LR[cfg["strategy"]],
+                **(
+                    {"server_momentum": float(cfg["server-momentum"])}
+                    if cfg["strategy"] == "fedavgm"
+                    else {}
+                ),
+            }
+            if cfg["strategy"] in SERVER_LR
+            else None
+        ),
+        "bn_stats": cfg["bn-stats"],
         "min_sites": int(cfg["min-sites"]),
         "privacy": privacy_of(cfg, watch.rounds),
         "site_datasets": dict(sorted(watch.datasets.items())),

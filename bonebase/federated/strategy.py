@@ -1,5 +1,6 @@
-"""The server's strategy: Flower's FedAvg or FedProx, optionally under differential privacy with
-fixed clipping, inside :class:`SiteWatch`, which reads every reply before aggregation.
+"""The server's strategy: Flower's FedAvg, FedProx, or a server-side optimizer (FedAvgM, FedAdam,
+FedYogi), optionally under differential privacy with fixed clipping, inside :class:`SiteWatch`,
+which reads every reply before aggregation.
 
 SiteWatch names the sites behind the replies and says, round by round, what happened: a site
 with no data for the task is excluded with its message; a site that refuses the model (another
@@ -10,6 +11,11 @@ lineage needs: each site's dataset version, per-round metrics per site, the byte
 sent, the wall time of each round, and the round whose global model scored the best validation
 AUC (weighted by the sites' validation cases): the model kept, as ``pipelines/train.py`` keeps
 its best epoch.
+
+BatchNorm's running statistics are statistics of the data, not weights a server optimizer
+should step: SiteWatch sets them to the sites' average weighted by training images (what FedAvg
+does) whatever the strategy, or, with ``bn-stats`` ``pooled``, to the statistics of the sites'
+data pooled (:func:`bn_statistics`).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
     FedAvg,
+    FedAvgM,
     FedProx,
+    FedYogi,
     Strategy,
 )
 
 from bonebase.errors import BonebaseError
 from bonebase.federated.client import EXCLUDED, REFUSED
+from bonebase.federated.config import SERVER_LR
 
 
 class FederationError(BonebaseError):
@@ -57,14 +67,54 @@ def tidy_state(record: ArrayRecord, reference: dict) -> ArrayRecord:
     return ArrayRecord(out)
 
 
+def bn_statistics(states: list[dict], weights: list[float], *, pooled: bool) -> dict:
+    """The global BatchNorm running statistics from the sites' (``states``: name → array).
+
+    ``pooled=False``: every ``running_mean`` and ``running_var`` averaged with ``weights`` (FedAvg's
+    average). ``pooled=True``: the mean and variance of the sites' data taken together, each site
+    weighing ``weights``: var = Σ wᵢ (varᵢ + meanᵢ²) − mean², i.e. the average variance plus the
+    spread of the sites' means, which the average alone leaves out (non-IID sites differ in
+    exactly that)."""
+    total = float(sum(weights))
+    share = [float(w) / total for w in weights]
+    out: dict = {}
+    for key in states[0]:
+        if not key.endswith("running_mean"):
+            continue
+        var_key = key[: -len("running_mean")] + "running_var"
+        means = [np.asarray(s[key], dtype=np.float64) for s in states]
+        variances = [np.asarray(s[var_key], dtype=np.float64) for s in states]
+        mean = sum(w * m for w, m in zip(share, means, strict=True))
+        var = sum(w * v for w, v in zip(share, variances, strict=True))
+        if pooled:
+            var = var + sum(w * m * m for w, m in zip(share, means, strict=True)) - mean * mean
+        out[key], out[var_key] = mean, np.maximum(var, 0.0)
+    return out
+
+
+def _server_lr(cfg: dict) -> float:
+    return float(cfg["server-lr"]) or SERVER_LR[cfg["strategy"]]
+
+
 def build_strategy(cfg: dict, n_sites: int) -> Strategy:
-    """FedAvg or FedProx over all ``n_sites`` each round, wrapped for DP when ``dp-clip`` > 0."""
+    """Flower's strategy named by ``strategy`` over all ``n_sites`` each round (every one
+    weighting a site's update by its training images, ``num-examples``), wrapped for DP when
+    ``dp-clip`` > 0. FedAvgM, FedAdam and FedYogi step the global model with the server
+    learning rate ``server-lr`` along the sites' average update (FedAvgM with momentum
+    ``server-momentum``; FedAdam and FedYogi with Flower's beta_1 0.9, beta_2 0.99, tau 1e-3)."""
     common = dict(
         fraction_train=1.0, fraction_evaluate=1.0,
         min_train_nodes=n_sites, min_evaluate_nodes=n_sites, min_available_nodes=n_sites,
     )  # fmt: skip
-    if cfg["strategy"] == "fedprox":
+    name = cfg["strategy"]
+    if name == "fedprox":
         inner: Strategy = FedProx(proximal_mu=float(cfg["proximal-mu"]), **common)
+    elif name == "fedavgm":
+        inner = FedAvgM(server_learning_rate=_server_lr(cfg),
+                        server_momentum=float(cfg["server-momentum"]), **common)  # fmt: skip
+    elif name in ("fedadam", "fedyogi"):
+        kind = FedAdam if name == "fedadam" else FedYogi
+        inner = kind(eta=_server_lr(cfg), eta_l=float(cfg["lr"]), **common)
     else:
         inner = FedAvg(**common)
     clip = float(cfg["dp-clip"])
@@ -88,8 +138,10 @@ class SiteWatch(Strategy):
         min_sites: int,
         reference: dict,
         say: Callable[[str], None] = print,
+        bn_stats: str = "average",
     ) -> None:
         self.inner = inner
+        self.bn_stats = bn_stats
         self.min_sites = min_sites
         self.reference = reference
         self.say = say
@@ -181,7 +233,9 @@ class SiteWatch(Strategy):
         per_site = {self._name(m): dict(m.content["metrics"]) for m in valid}
         arrays, metrics = self.inner.aggregate_train(server_round, valid)
         if arrays is not None:
-            arrays = tidy_state(arrays, self.reference)
+            arrays = tidy_state(self._bn_from_sites(arrays, valid), self.reference)
+            if isinstance(self.inner, FedAvgM) and self.inner.current_arrays is not None:
+                self.inner.current_arrays = arrays  # its next step starts from what was sent
         n_expected = len(self.asked) - sum(1 for m in replies if m.has_error()
                                             and m.error.code == EXCLUDED)  # fmt: skip
         self.rounds.append({
@@ -194,6 +248,22 @@ class SiteWatch(Strategy):
                 f"(minimum {self.min_sites})"
             )
         return arrays, metrics
+
+    def _bn_from_sites(self, arrays: ArrayRecord, valid: list[Message]) -> ArrayRecord:
+        """BatchNorm's running statistics set from the sites' (see the module doc). The
+        counters stay as aggregated (the sites send them back unchanged). Under DP the
+        statistics stay the noised average, as they were: the sites' own are not clipped."""
+        if not isinstance(self.inner, FedAvg):  # a DP wrapper (config refuses it with others)
+            return arrays
+        if type(self.inner) in (FedAvg, FedProx) and self.bn_stats == "average":
+            return arrays  # FedAvg's own average is that average
+        states = [{k: a.numpy() for k, a in m.content["arrays"].items()
+                   if k.endswith(("running_mean", "running_var"))} for m in valid]  # fmt: skip
+        weights = [float(m.content["metrics"]["num-examples"]) for m in valid]
+        stats = bn_statistics(states, weights, pooled=self.bn_stats == "pooled")
+        out = {k: (Array(np.asarray(stats[k], dtype=a.numpy().dtype)) if k in stats else a)
+               for k, a in arrays.items()}  # fmt: skip
+        return ArrayRecord(out)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord:
         valid = self._sort(server_round, list(replies), "evaluation")
