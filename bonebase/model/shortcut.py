@@ -27,24 +27,44 @@ TIE = 0.02  # AUCs this close count as "as well as" (two fits of one partition d
 def probe_auc(x: np.ndarray, target: np.ndarray, groups: np.ndarray, *, seed: int = 7,
               folds: int = 5) -> float:
     """Cross-validated AUC of a linear probe predicting ``target`` from ``x`` (NaN when the
-    target has one value or too few members per class for the folds)."""
-    target = np.asarray(target).astype(str)
-    classes, counts = np.unique(target, return_counts=True)
-    k = min(folds, int(counts.min()) if len(counts) else 0, len(np.unique(groups)))
+    target has one value, or a class sits in fewer groups than two folds need).
+
+    A fold whose training part holds one class only (grouping can force it when a class is
+    rare) is left out, and its test rows with it: the AUC is over the rows a probe scored, NaN
+    when those hold one class."""
+    target, groups = np.asarray(target).astype(str), np.asarray(groups)
+    classes = np.unique(target)
+    # Folds are grouped: a class can be split only over as many folds as the groups holding it.
+    spread = [len(np.unique(groups[target == c])) for c in classes]
+    k = min([folds, len(np.unique(groups)), *spread])
     if len(classes) < 2 or k < 2:
         return float("nan")
     prob = np.zeros((len(target), len(classes)))
+    scored = np.zeros(len(target), dtype=bool)
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     with warnings.catch_warnings():  # a fold missing a rare class, or slow convergence
         warnings.simplefilter("ignore")
         for tr, te in cv.split(x, target, groups):
+            if len(np.unique(target[tr])) < 2:
+                continue
             model.fit(x[tr], target[tr])
             cols = np.searchsorted(classes, model.classes_)
             prob[np.ix_(te, cols)] = model.predict_proba(x[te])
+            scored[te] = True
+    target, prob = target[scored], prob[scored]
+    present = np.unique(target)
+    if len(present) < 2:
+        return float("nan")
     if len(classes) == 2:
         return float(roc_auc_score(target == classes[1], prob[:, 1]))
-    return float(roc_auc_score(target, prob, multi_class="ovr", average="macro", labels=classes))
+    if len(present) == 2:  # a rare class lost with its fold: the two left, one against the other
+        col = int(np.searchsorted(classes, present[1]))
+        return float(roc_auc_score(target == present[1], prob[:, col]))
+    keep = np.searchsorted(classes, present)
+    scores = prob[:, keep] / np.clip(prob[:, keep].sum(axis=1, keepdims=True), 1e-12, None)
+    return float(roc_auc_score(target, scores, multi_class="ovr", average="macro",
+                               labels=present))
 
 
 def _one_hot_auc(variable: pd.Series, y: np.ndarray) -> float:

@@ -129,6 +129,27 @@ def test_shortcut_probe_reads_a_site_that_carries_the_label():
     assert np.isnan(probe_auc(feats, np.zeros(n), frame["case_id"].to_numpy()))
 
 
+def test_shortcut_probe_survives_a_rare_class_held_by_one_case():
+    """A clean-clone CI's demo failed here: its evaluation set held one case (two views) in an
+    age band, so a grouped fold trained on one class and the whole evaluate stage raised."""
+    rng = np.random.default_rng(1)
+    n = 40
+    y = (rng.random(n) < 0.5).astype(int)
+    feats = np.c_[y * 3.0 + rng.normal(0, 0.3, n), rng.normal(size=(n, 3))]
+    cases = [f"c{i}" for i in range(n - 2)] + ["rare", "rare"]
+    frame = pd.DataFrame({"y": y, "site": ["A", "B"] * (n // 2 - 1) + ["A", "A"], "case_id": cases,
+                          "age_band": ["0-19"] * (n - 2) + ["60+", "60+"]})
+    out = shortcut_probe(feats, frame, seed=0)
+    assert np.isnan(out["probe_auc_age_band"])  # one case cannot be split over folds
+    assert out["probe_auc_label"] > 0.9 and out["suspect"] == []
+    # Three bands, the rarest in two cases: whatever the folds, an AUC or NaN, never an error.
+    bands = np.array(["0-19", "20-39"] * (n // 2), dtype=object)
+    bands[[3, 4]] = "60+"
+    for seed in range(20):
+        auc = probe_auc(feats, bands, np.array(cases), seed=seed, folds=2)
+        assert np.isnan(auc) or 0.0 <= auc <= 1.0
+
+
 def _metrics(pg, wg):
     return {"explanation": {"method": "gradcam", "layer": "layer3",
                             "external": {"all": {"n": 50, "pointing_game": pg,
