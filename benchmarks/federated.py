@@ -30,7 +30,9 @@ of it) and keeps its best-validated model: (a) and (c) their best epoch by valid
 scored the same way on the external hospital's cases: case-level AUC (mean logits over a case's
 images) with its DeLong 95% CI, and the paired DeLong test of federated vs centralised. The
 federated run also gives the bytes each client sent per round (its model update, as Flower
-serialises it) and the wall time of each round (median and range).
+serialises it) and the wall time of each round (median and range). ``with_pooled_bn_pass`` is a
+diagnosis, not a federated method: the kept federated model with its BatchNorm statistics
+re-estimated on the training hospitals' train images pooled (is BN the gap?).
 Prints one JSON object: per seed, and the mean and range over seeds; the goal: (b) within 0.03
 AUC of (a) and above every (c), per seed and on the means. Each arm's figures are kept in
 --work/results.json while the setup holds, so an interrupted run resumes where it stopped
@@ -206,6 +208,10 @@ def main() -> None:
         print(f"{name}: {shown} ({seconds[name]:.0f} s)", file=sys.stderr)
         return result
 
+    def fed_dir(seed: int) -> Path:
+        return args.work / (f"federated-{seed}-{args.strategy}-{args.bn_stats}-"
+                            f"{hashlib.sha1(fed_tag.encode()).hexdigest()[:8]}")  # fmt: skip
+
     def one_seed(seed: int) -> dict:
         """The three arms trained with ``seed`` (initial weights, shuffling, augmentation)."""
         hps = {**hp, "seed": seed}
@@ -217,8 +223,7 @@ def main() -> None:
                     "y": y.tolist(), "score": score.tolist()}
 
         def federated() -> dict:
-            fed_out = args.work / f"federated-{seed}-{args.strategy}-{args.bn_stats}-" \
-                f"{hashlib.sha1(fed_tag.encode()).hexdigest()[:8]}"  # fmt: skip
+            fed_out = fed_dir(seed)
             done = simulate({
                 "sites": ",".join(sites), "homes": str(args.work / "homes"), "task": task,
                 "arch": args.arch, "image-size": args.image_size, "batch-size": args.batch_size,
@@ -256,13 +261,35 @@ def main() -> None:
                         "best_epoch": ckpt.train_params["best_epoch"]}
             return run
 
+        def bn_pass() -> dict:
+            """Diagnosis, not a federated method: the kept federated model with its BatchNorm
+            statistics re-estimated under its own weights on the training sites' train images
+            pooled (the pass centralised training makes after every epoch; federated, each
+            site's statistics come from its local weights before averaging)."""
+            from bonebase.model.data import make_dataset, make_loader
+            from bonebase.model.train import recompute_bn_stats
+
+            ckpt = load_checkpoint(fed_dir(seed) / "model.pt")
+            pooled = frame[frame["site"].isin(sites) & (frame["split"] == "train")]
+            net = ckpt.network()
+            torch.manual_seed(seed)
+            loader = make_loader(make_dataset(pooled.reset_index(drop=True), data,
+                                              image_size=args.image_size, cache_workers=1),
+                                 batch_size=args.batch_size, shuffle=True, num_workers=0,
+                                 cuda=False)  # fmt: skip
+            recompute_bn_stats(net, loader, device=torch.device("cpu"), cuda=False)
+            ckpt.state_dict = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return _auc(*external_scores(ckpt, data)[1:])
+
         central = arm(f"seed{seed}/centralised", centralised)
         fed = arm(f"seed{seed}/federated/{fed_tag}", federated)
+        res_bn = arm(f"seed{seed}/federated/{fed_tag}/bn_pass", bn_pass)
         test = delong_test(central["y"], fed["score"], central["score"])
         res: dict = {"centralised": {k: central[k] for k in ("auc", "ci95", "best_epoch")}}
         res["federated"] = {k: v for k, v in fed.items() if k not in ("y", "score")}
         res["federated"]["minus_centralised"] = round(float(test.diff), 3)
         res["federated"]["delong_p_vs_centralised"] = round(float(test.p), 3)
+        res["federated"]["with_pooled_bn_pass"] = res_bn  # a diagnosis (see bn_pass)
         res["single_site"] = {site: arm(f"seed{seed}/site_{site}", alone(site))
                               for site in sites}  # fmt: skip
         res["goal"] = goal(res["centralised"]["auc"], res["federated"]["auc"],

@@ -51,8 +51,7 @@ def run_cmd(
                      "(its export in <CODE>/federated/data)."),
     ],
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 3,
-    strategy: Annotated[str, typer.Option("--strategy", help="fedavg, fedprox, or a server-side "
-                                          "optimizer: fedavgm, fedadam, fedyogi.")] = "fedavg",
+    strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
     local_epochs: Annotated[
         int, typer.Option("--local-epochs", min=1, help="Epochs each site trains per round.")
     ] = 1,

@@ -119,3 +119,23 @@ def test_a_server_optimizer_steps_the_weights_and_leaves_bn_statistics_to_the_si
     else:  # FedAvgM's first step: server lr 1 × the weighted average update
         assert torch.allclose(step, torch.full_like(step, 1.5))
         assert watch.inner.current_arrays is arrays  # its next step starts from what was sent
+
+
+def test_a_run_with_fedadam_and_pooled_bn_trains_and_records_them(consortium, tmp_path):
+    """Two rounds of Flower's FedAdam in the simulation runtime: a model whose BatchNorm
+    statistics are valid, and the lineage naming the server optimizer and the statistics."""
+    from bonebase.federated.simulation import simulate
+    from bonebase.model.checkpoint import load_checkpoint
+    from tests.federated.conftest import TRAINING
+
+    said: list[str] = []
+    done = simulate({**TINY, "sites": ",".join(TRAINING), "homes": str(consortium / "homes"),
+                     "rounds": 2, "strategy": "fedadam", "bn-stats": "pooled",
+                     "out-dir": str(tmp_path / "out")}, say=said.append, actors=1)  # fmt: skip
+    assert sum(line.startswith("round ") for line in said) == 2
+    fed = load_checkpoint(done["model"]).train_params["federated"]
+    assert fed["strategy"] == "fedadam" and fed["bn_stats"] == "pooled"
+    assert fed["server_optimizer"] == {"server_lr": 0.01}
+    state = load_checkpoint(done["model"]).state_dict
+    variances = [v for k, v in state.items() if k.endswith("running_var")]
+    assert variances and all(bool(torch.isfinite(v).all() and (v > 0).all()) for v in variances)
