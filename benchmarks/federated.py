@@ -115,6 +115,8 @@ def main() -> None:
                     help="server learning rate of fedavgm, fedadam, fedyogi (0: bonebase's "
                     "default for the strategy)")
     ap.add_argument("--server-momentum", type=float, default=0.9, help="FedAvgM's momentum")
+    ap.add_argument("--keep-round", choices=("best", "last"), default="best",
+                    help="the federated model kept: the best-validated round's or the last")
     ap.add_argument("--bn-stats", choices=BN_STATS, default="average",
                     help="the global model's BatchNorm statistics: the sites' average, or their "
                     "data pooled")
@@ -175,12 +177,14 @@ def main() -> None:
                            "server_momentum": (args.server_momentum
                                                if args.strategy == "fedavgm" else None),
                            "bn_stats": args.bn_stats,
+                           "keep_round": None if args.keep_round == "best" else "last",
                            "external_cases": int(frame.loc[frame["split"] == "external",
                                                            "case_id"].nunique())}}
     seconds: dict = {}
     cache = args.work / "results.json"  # each arm's figures, kept while the setup holds
     done_before = json.loads(cache.read_text()) if cache.is_file() else {}
-    federated_keys = ("strategy", "proximal_mu", "server_lr", "server_momentum", "bn_stats")
+    federated_keys = ("strategy", "proximal_mu", "server_lr", "server_momentum", "bn_stats",
+                      "keep_round")
     setup_key = {k: v for k, v in out["setup"].items()
                  if k != "train_seeds" and k not in federated_keys}  # fmt: skip
     fed_tag = ",".join(f"{k}={out['setup'][k]}" for k in federated_keys
@@ -209,7 +213,7 @@ def main() -> None:
         return result
 
     def fed_dir(seed: int) -> Path:
-        return args.work / (f"federated-{seed}-{args.strategy}-{args.bn_stats}-"
+        return args.work / (f"federated-{seed}-{args.strategy}-{args.bn_stats}-{args.keep_round}-"
                             f"{hashlib.sha1(fed_tag.encode()).hexdigest()[:8]}")  # fmt: skip
 
     def one_seed(seed: int) -> dict:
@@ -232,7 +236,7 @@ def main() -> None:
                 "strategy": args.strategy,
                 "proximal-mu": args.proximal_mu if args.strategy == "fedprox" else 0.0,
                 "server-lr": args.server_lr, "server-momentum": args.server_momentum,
-                "bn-stats": args.bn_stats,
+                "bn-stats": args.bn_stats, "keep-round": args.keep_round,
                 "min-sites": len(sites), "out-dir": str(fed_out),
             }, say=lambda line: print(line, file=sys.stderr),
                actors=args.parallel_sites)  # fmt: skip

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, bool | int | float | str] = {
     # averaged by training images, as every other array) or "pooled" (the variance of the
     # sites' data pooled: the average variance plus the spread of the sites' means)
     "bn-stats": "average",
+    # the model kept: "best" (the round of the best weighted validation AUC) or "last"
+    "keep-round": "best",
     "min-sites": 2,
     "round-timeout": 3600.0,
     # differential privacy with fixed clipping: dp-clip > 0 turns it on
@@ -111,6 +113,8 @@ def check(cfg: dict) -> None:
         raise ConfigError("strategy fedprox needs proximal-mu > 0 (e.g. 0.01)")
     if not 0 <= float(cfg["server-momentum"]) < 1:
         raise ConfigError(f"server-momentum={cfg['server-momentum']!r}; it must be in [0, 1)")
+    if cfg["keep-round"] not in ("best", "last"):
+        raise ConfigError(f"keep-round={cfg['keep-round']!r}; choose best or last")
     if cfg["bn-stats"] not in BN_STATS:
         raise ConfigError(f"bn-stats={cfg['bn-stats']!r}; choose one of {', '.join(BN_STATS)}")
     if float(cfg["dp-clip"]) > 0 and (cfg["strategy"] in SERVER_LR

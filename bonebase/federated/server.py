@@ -85,6 +85,8 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         evaluate_config=ConfigRecord(dict(config)),
     )
     # the best-validated round's global model; the last round's if no round was scored
+    if cfg["keep-round"] == "last":  # the final global model, as it stands after the rounds
+        watch.best = {"round": watch.rounds[-1]["round"] if watch.rounds else int(cfg["rounds"])}
     kept = watch.best.get("arrays") or result.arrays
     last = watch.best.get("evaluate_mean") or (
         watch.rounds[-1].get("evaluate_mean", {}) if watch.rounds else {}
@@ -111,6 +113,7 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
             else None
         ),
         "bn_stats": cfg["bn-stats"],
+        "keep_round": cfg["keep-round"],
         "min_sites": int(cfg["min-sites"]),
         "privacy": privacy_of(cfg, watch.rounds),
         "site_datasets": dict(sorted(watch.datasets.items())),

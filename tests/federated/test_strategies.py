@@ -42,7 +42,7 @@ def test_strategy_names_build_flowers_strategies_with_the_server_lr():
 
 @pytest.mark.parametrize("bad", [
     {"strategy": "fedsgd"}, {"server-lr": -0.1}, {"server-momentum": 1.0},
-    {"bn-stats": "median"},
+    {"bn-stats": "median"}, {"keep-round": "first"},
     {"strategy": "fedadam", "dp-clip": 1.0, "dp-noise": 0.1},
     {"bn-stats": "pooled", "dp-clip": 1.0, "dp-noise": 0.1},
 ])  # fmt: skip
@@ -122,8 +122,9 @@ def test_a_server_optimizer_steps_the_weights_and_leaves_bn_statistics_to_the_si
 
 
 def test_a_run_with_fedadam_and_pooled_bn_trains_and_records_them(consortium, tmp_path):
-    """Two rounds of Flower's FedAdam in the simulation runtime: a model whose BatchNorm
-    statistics are valid, and the lineage naming the server optimizer and the statistics."""
+    """Two rounds of Flower's FedAdam in the simulation runtime, keeping the last round: a model
+    whose BatchNorm statistics are valid, and the lineage naming the server optimizer, the
+    statistics and the round kept."""
     from bonebase.federated.simulation import simulate
     from bonebase.model.checkpoint import load_checkpoint
     from tests.federated.conftest import TRAINING
@@ -131,11 +132,13 @@ def test_a_run_with_fedadam_and_pooled_bn_trains_and_records_them(consortium, tm
     said: list[str] = []
     done = simulate({**TINY, "sites": ",".join(TRAINING), "homes": str(consortium / "homes"),
                      "rounds": 2, "strategy": "fedadam", "bn-stats": "pooled",
+                     "keep-round": "last",
                      "out-dir": str(tmp_path / "out")}, say=said.append, actors=1)  # fmt: skip
     assert sum(line.startswith("round ") for line in said) == 2
     fed = load_checkpoint(done["model"]).train_params["federated"]
     assert fed["strategy"] == "fedadam" and fed["bn_stats"] == "pooled"
     assert fed["server_optimizer"] == {"server_lr": 0.01}
+    assert fed["keep_round"] == "last" and fed["selected_round"] == 2
     state = load_checkpoint(done["model"]).state_dict
     variances = [v for k, v in state.items() if k.endswith("running_var")]
     assert variances and all(bool(torch.isfinite(v).all() and (v > 0).all()) for v in variances)
