@@ -33,4 +33,11 @@ TABLE = [
           "--ca ca.crt", ELSEWHERE, note=DEPLOY + ", twice (HX and BJ1, each with its own home)"),
     Entry(DOC, "python benchmarks/federated.py", NOT_RUN,
           note="a benchmark of minutes; the guide's figures come from running it"),
+    *(Entry(DOC, f"python benchmarks/federated.py --train-seeds 7{flags}", NOT_RUN,
+            note="a benchmark of an hour or more; the tables of 'Closing the gap' come from "
+            "running it (its options are tested in tests/federated/test_strategies.py)")
+      for flags in ("", " --bn-stats pooled",
+                    " --strategy fedavgm --server-lr 3 --server-momentum 0",
+                    " --strategy fedadam", " --strategy fedadam --server-lr 0.03",
+                    " --strategy fedyogi", " --keep-round last")),
 ]
