@@ -203,27 +203,34 @@ def score_rows(
     acquisition, intensity) and, for an image that cannot be read, the error instead of a score.
     """
     out: list[dict] = []
-    for chunk in _batches(list(todo), max(1, batch)):
-        out += finish_rows(model, prepare_rows(store, model, chunk,
-                                               intermediate_as=intermediate_as))
+    for rows in score_batches(store, model, list(todo), batch=batch,
+                              intermediate_as=intermediate_as, pipelined=False):
+        out += rows
         if progress:
             progress(len(out))
     return out
 
 
 def score_batches(store: ObjectStore, model: Model, todo: list[dict], *, batch: int = 32,
-                  intermediate_as: str = "benign") -> Iterator[list[dict]]:
-    """:func:`score_rows` batch by batch, the next batch read and preprocessed in a thread while
-    the network runs on this one (its convolutions release the GIL): the wall time of a watch
-    is about the larger of the two, not their sum. At most two batches are in memory. Meanwhile
-    the network runs on one core fewer than torch's threads (at least one): the reader has it.
-    On a loaded 2-core machine two threads for the network also spent twice the CPU seconds
-    for the same work (benchmarks/ingest_watch.py)."""
+                  intermediate_as: str = "benign",
+                  pipelined: bool = True) -> Iterator[list[dict]]:
+    """:func:`score_rows` batch by batch. ``pipelined``: the next batch is read and
+    preprocessed in a thread while the network runs on this one (its convolutions release the
+    GIL): the wall time of a watch is about the larger of the two, not their sum. At most two
+    batches are in memory (one without ``pipelined``). Meanwhile the network runs on one core
+    fewer than torch's threads (at least one): the reader has it. On a loaded 2-core machine
+    two threads for the network also spent twice the CPU seconds for the same work
+    (benchmarks/ingest_watch.py)."""
 
     import torch
 
     chunks = list(_batches(todo, max(1, batch)))
     if not chunks:
+        return
+    if not pipelined:
+        for chunk in chunks:
+            yield finish_rows(model, prepare_rows(store, model, chunk,
+                                                  intermediate_as=intermediate_as))
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads - 1))

@@ -22,7 +22,7 @@ from bonebase.errors import InputError, NotFoundError
 from bonebase.monitor import db, drift, performance, report
 from bonebase.monitor.db import champion
 from bonebase.monitor.policy import Policy
-from bonebase.monitor.scoring import Model, inference_network, score_batches, score_rows
+from bonebase.monitor.scoring import Model, inference_network, score_batches
 from bonebase.storage import ObjectStore
 
 ALERT_EVENT = "bonebase.monitor.alert"
@@ -110,12 +110,8 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
         done = 0
         # Each batch is stored as it is scored: memory stays at two batches (the next is read
         # while this one runs through the network).
-        batches = (score_batches(store, model, todo, batch=policy.batch,
-                                 intermediate_as=policy.intermediate_as) if PIPELINE else
-                   (score_rows(store, model, todo[start : start + policy.batch],
-                               batch=policy.batch, intermediate_as=policy.intermediate_as)
-                    for start in range(0, len(todo), policy.batch)))
-        for rows in batches:
+        for rows in score_batches(store, model, todo, batch=policy.batch,
+                                  intermediate_as=policy.intermediate_as, pipelined=PIPELINE):
             with conn.transaction():
                 counts[role] += db.insert_scores(conn, model_id=model.id, role=role, rows=rows)
             counts["unreadable"] += sum(r["error"] is not None for r in rows)
