@@ -11,7 +11,8 @@ from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
+from pydicom.filewriter import write_data_element, write_dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from bonebase.dicom import deid_scan
 from bonebase.dicom import deid_values as dv
@@ -70,6 +71,29 @@ class DeidResult:
         data = buf.getvalue()
         self._scan(data[: dv.pixel_data_offset(data)])
         return data
+
+    def encode_whole(self) -> bytes:
+        """:meth:`to_bytes` (the same bytes, the same scan) for a data set holding native
+        little-endian Pixel Data (the burned-in text step's redacted pixels): the elements
+        around it through :meth:`encode_parts`' fast encoder, the element as pydicom writes it.
+        Any other data set goes to :meth:`to_bytes`."""
+        ds = self.dataset
+        elem = ds.get(PIXEL_DATA)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if (elem is None or elem.is_undefined_length or not isinstance(elem.value, bytes)
+                or elem.VR not in ("OB", "OW") or len(elem.value) % 2
+                or syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+                or ds.original_encoding != (syntax.is_implicit_VR, True)):
+            return self.to_bytes()
+        del ds[PIXEL_DATA]
+        try:
+            head, tail = self.encode_parts()
+        finally:
+            ds[PIXEL_DATA] = elem
+        pixels = DicomBytesIO()
+        pixels.is_implicit_VR, pixels.is_little_endian = syntax.is_implicit_VR, True
+        write_data_element(pixels, elem)
+        return b"".join((head, pixels.getvalue(), tail))
 
     def encode_parts(self) -> tuple[bytes, bytes]:
         """Encode the elements before and after Pixel Data (which the data set must not hold)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 
 from bonebase.dicom import burned_in as burned_in_step
 from bonebase.dicom import deid_scan, raster
@@ -210,8 +211,9 @@ def deidentify_parts(parts: DicomParts, result: FileResult, *, deid: Deidentifie
             return None
     if amend is not None:
         amend(out)
-    if parts.pixels is None or (text is not None and text.redacted):
-        # Pixel Data in the data set (deflated files, redacted pixels)
+    if text is not None and text.redacted:  # the redacted pixels are in the data set
+        head, tail = out.encode_whole(), b""  # scanned for residue as well
+    elif parts.pixels is None:  # Pixel Data in the data set (deflated files)
         head, tail = out.to_bytes(), b""  # to_bytes scans the encoded header for residue
     else:
         head, tail = out.encode_parts()  # scanned for residue as well
@@ -306,9 +308,7 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str,
                           "here; held for review by a data steward")
         return step
     # The pixels whole: at most REDACT_IN_MEMORY (a wrapped JPEG/PNG is in memory already).
-    full = pydicom.dcmread(io.BytesIO(parts.fh.getbuffer()) if parts.in_memory else parts.path)
-    out.dataset[PIXEL_DATA] = full[PIXEL_DATA]
-    del full
+    out.dataset[PIXEL_DATA] = _pixel_element(parts)
     burned_in_step.redact(out.dataset, step.regions)
     burned_in_step.add_method(out.dataset)
     step.redacted = True
@@ -318,6 +318,31 @@ def burned_in_text(parts: DicomParts, out, result: FileResult, *, policy: str,
         # settings, text all over) are redacted too, but a steward still looks at them.
         out.needs_review.remove("burned_in_annotation")
     return step
+
+
+def _pixel_element(parts: DicomParts) -> DataElement:
+    """The source's Pixel Data element: a native little-endian value (VR OB or OW) read from
+    where it lies, without parsing the file again (the element pydicom reads: the same VR,
+    the same bytes); anything else read by pydicom from the whole file."""
+    ds, span = parts.dataset, parts.pixels
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    implicit = ds.original_encoding[0]
+
+    def read(offset: int, size: int) -> bytes:
+        if parts.in_memory:
+            with parts.fh.getbuffer() as view:
+                return bytes(view[offset:offset + size])
+        return os.pread(parts.fh.fileno(), size, offset)
+
+    if span is not None and span.length is not None and syntax in _NATIVE_LE and implicit is False:
+        vr = read(span.start + 4, 2).decode("latin-1")
+        if vr in ("OB", "OW"):
+            value = read(span.value_start, span.length)
+            if len(value) < span.length:
+                raise parts._truncated()
+            return DataElement(PIXEL_DATA, vr, value)
+    full = pydicom.dcmread(io.BytesIO(parts.fh.getbuffer()) if parts.in_memory else parts.path)
+    return full[PIXEL_DATA]
 
 
 def _ocr_frame(parts: DicomParts, frame_step: int = 1) -> tuple[np.ndarray, int]:
