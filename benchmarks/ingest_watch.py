@@ -82,13 +82,15 @@ def _champion(conn, store, home: Path) -> int:
 
 def _watch_in_process(how: str, sid: int) -> int:
     """The flow in process with the scoring of arm ``how``; radiographs scored."""
+    from bonebase.flow_run import in_process
     from bonebase.monitor import watch
     from flows.monitor import watch_flow
 
     saved = watch.SCORING, watch.PIPELINE
     watch.SCORING, watch.PIPELINE = ("optimized", True) if how == "process" else ("fused", False)
     try:
-        return watch_flow(submission_id=sid)["scored"]["watch"]
+        with in_process():  # as the ingest hook runs it (flows.monitor.watch_submission)
+            return watch_flow(submission_id=sid)["scored"]["watch"]
     finally:
         watch.SCORING, watch.PIPELINE = saved
 

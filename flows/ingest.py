@@ -27,6 +27,7 @@ from bonebase.db.engine import connect, database_url
 from bonebase.db.sites import get_site, require_active
 from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, InputError
+from bonebase.flow_run import in_process
 from bonebase.ingest import accept, match, named, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
@@ -126,7 +127,8 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
         match.check_rule(match_rule)
     tokens = _SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path)
     try:
-        the_receipt = ingest_flow(site, match_rule=match_rule)
+        with in_process():  # no heartbeat thread to wait for at the end (bonebase.flow_run)
+            the_receipt = ingest_flow(site, match_rule=match_rule)
     finally:
         _SETTINGS.reset(tokens[0])
         _PROGRESS.reset(tokens[1])

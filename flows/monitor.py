@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from bonebase.config import get_settings
+from bonebase.flow_run import in_process
 from bonebase.monitor import policy as policies
 from bonebase.monitor import watch
 
@@ -144,8 +145,9 @@ def watch_submission(submission_id: int, params_path: str = "params.yaml") -> di
     with _connect() as conn:
         tasks = list(_deployed(conn))
     # Nothing deployed: nothing to watch (and no flow run to show).
-    runs = [watch_flow(submission_id=submission_id, params_path=params_path, task_name=t)
-            for t in tasks]
+    with in_process():  # no heartbeat thread to wait for at the end (bonebase.flow_run)
+        runs = [watch_flow(submission_id=submission_id, params_path=params_path, task_name=t)
+                for t in tasks]
     return runs[0] if len(runs) == 1 else ({"tasks": runs} if runs else None)
 
 
@@ -190,6 +192,11 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml", help="params.yaml with the monitor: "
                     "section (default: ./params.yaml)")
     args = ap.parse_args(argv)
+    with in_process():
+        return _watch_main(args)
+
+
+def _watch_main(args) -> int:
     if args.submission is None:
         print(watch_flow(params_path=args.params))
         return 0

@@ -279,10 +279,12 @@ def ingest_deliveries(
 
     db_url()  # the database must be migrated: one line that says so otherwise
     prefect_env()
+    from bonebase.flow_run import in_process
     from flows.gateway import gateway_deliveries
 
     while True:
-        count = gateway_deliveries(deliveries_url)
+        with in_process():
+            count = gateway_deliveries(deliveries_url)
         console.print(f"{count} batches ingested", highlight=False, markup=False)
         if every is None:
             return

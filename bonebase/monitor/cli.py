@@ -39,10 +39,12 @@ def run_cmd(
     load(params)  # a bad monitor: section is refused before the flow starts
     db_url()
     prefect_env()
+    from bonebase.flow_run import in_process
     from flows.monitor import watch_flow
 
-    out = watch_flow(submission_id=submission, params_path=str(params), task_name=task,
-                     sites=list(site) if site else None)
+    with in_process():
+        out = watch_flow(submission_id=submission, params_path=str(params), task_name=task,
+                         sites=list(site) if site else None)
     if as_json:
         print(json.dumps(out, indent=2, default=str))
     else:
