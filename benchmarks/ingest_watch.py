@@ -221,3 +221,8 @@ def report(rows: list[dict]) -> None:
         print(f"watch: {median(per) * 1000:.0f} ms per radiograph (median); the bare network "
               f"forward alone {median(bare) * 1000:.0f} ms, {median(net):.0%} of it "
               f"(range {min(net):.0%}-{max(net):.0%})")
+        # The floor of any in-process scoring: the network alone on the submission's radiographs,
+        # against its ingest time (no reading, no Prefect, no database).
+        floor = [r["forward"] * r["n"] / r["ingest"] for r in rows if r["n"]]
+        print(f"the bare network alone on each submission's radiographs is {median(floor):.0%} "
+              f"of its ingest time ({spread(floor)}): in-process scoring cannot add less here")
