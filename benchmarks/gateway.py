@@ -126,13 +126,16 @@ RECEIVERS = {
                      " option: --exec-on-reception --exec-sync)",
     "pynetdicom": "a bare pynetdicom SCP: receives to a temporary file and answers success, "
                   "nothing synced, nothing filed (stock reactors: 1 ms polls)",
-    "pynetdicom+event": "the same with the gateway's event-driven reactors "
-                        "(bonebase.gateway.reactor): the ceiling of the gateway's receiver",
+    "pynetdicom+event": "the same with the gateway's event-driven reactors and C-STORE in "
+                        "bytes (bonebase.gateway.reactor, store_dimse; pynetdicom's logging "
+                        "handlers off, as in the gateway): the ceiling of the gateway's receiver",
     "gateway-each": "gateway serve --commit each: file and folder synced per instance "
                     "(as before the journal)",
     "gateway-journal": "gateway serve --commit journal: every group copied into the journal, "
                        "one sync of its write-ahead log",
-    "gateway": "gateway serve (--commit auto: syncfs on Linux)",
+    "gateway-pydicom": "gateway serve with BONEBASE_GATEWAY_PYDICOM_STORE=1: C-STORE decoded "
+                       "and answered through pydicom datasets (pynetdicom's path)",
+    "gateway": "gateway serve (--commit auto: syncfs on Linux; C-STORE in bytes)",
 }
 
 
@@ -145,6 +148,8 @@ def _noop_scp(port: int, folder: str, event_driven: bool) -> None:
     from bonebase.gateway.spool import SOP_CLASSES
 
     _config.STORE_RECV_CHUNKED_DATASET = True
+    if event_driven:
+        _config.LOG_HANDLER_LEVEL = "none"  # as StorageSCP.start with pynetdicom's log quiet
     tempfile.tempdir = folder
     ae = AE("NOOP")
     ae.maximum_pdu_size = 0
@@ -174,13 +179,15 @@ def _start_receiver(kind: str, work: Path) -> tuple[subprocess.Popen, int, str]:
                                 **quiet)
         aec = "NOOP"
     else:
-        env = {**os.environ, "BONEBASE_HOME": str(out), "BONEBASE_SECRET": SECRET}
+        env = {**os.environ, "BONEBASE_HOME": str(out), "BONEBASE_SECRET": SECRET,
+               "BONEBASE_GATEWAY_PYDICOM_STORE": "1" if kind == "gateway-pydicom" else "0"}
         subprocess.run([sys.executable, "-m", "bonebase.gateway.cli", "allow", "PACS1"],
                        env=env, check=True, capture_output=True)
         proc = subprocess.Popen([sys.executable, "-m", "bonebase.gateway.cli", "serve", "--site",
                                  SITE, "--port", str(port), "--host", "127.0.0.1",
                                  "--max-associations", "32", "--study-timeout", "3600",
-                                 "--commit", kind.partition("-")[2] or "auto"],
+                                 "--commit", {"each": "each", "journal": "journal"}.get(
+                                     kind.partition("-")[2], "auto")],
                                 env=env, **quiet)
         aec = "BONEBASE"
     _wait_port(port, proc)

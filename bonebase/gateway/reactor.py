@@ -15,7 +15,9 @@ from an ``EVT_CONN_OPEN`` handler) into one whose threads wait on what they wait
 - the DUL thread blocks in ``select`` on its socket and on a wake-up socket pair that every
   primitive queued for sending (a C-STORE response, a release) writes to;
 - the association thread blocks on an event set whenever a DIMSE message or a PDU for the
-  user (release request, abort) is queued.
+  user (release request, abort) is queued;
+- C-STORE requests are decoded, and their responses encoded, without pydicom
+  (:mod:`bonebase.gateway.store_dimse`).
 
 Both waits are bounded (:data:`IDLE_WAIT`) so timers, kills and anything else pynetdicom puts
 on its queues are still seen as often as before. Nothing is copied except the association's
@@ -38,8 +40,9 @@ import time
 import pynetdicom
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
+
+from bonebase.gateway.store_dimse import StoreDIMSE
 
 LOG = logging.getLogger("pynetdicom.assoc")  # the logger of the loop mirrored below
 IDLE_WAIT = 0.05  # seconds a reactor waits at most before it looks at timers and flags again
@@ -69,6 +72,7 @@ def make_event_driven(assoc: Association) -> None:
     dul.to_user_queue = _WakeQueue(wake, dul.to_user_queue)
     assoc.dimse.__class__ = EventDIMSE
     assoc.dimse._wake = wake
+    assoc.dimse.use_bytes()
     assoc.dimse.msg_queue = _WakeQueue(wake, assoc.dimse.msg_queue)
     assoc.__class__ = EventAssociation
 
@@ -156,11 +160,14 @@ class EventDUL(DULServiceProvider):
         finally:
             self._wake_r.close()
             self._wake_w.close()
+            if isinstance(self.assoc.dimse, StoreDIMSE):  # ended inside a data set
+                self.assoc.dimse.discard_partial()
 
 
-class EventDIMSE(DIMSEServiceProvider):
+class EventDIMSE(StoreDIMSE):
     """DIMSE provider whose non-blocking ``get_msg`` waits (at most :data:`IDLE_WAIT`) for a
-    message, or for a PDU for the user that the association's reactor must act on."""
+    message, or for a PDU for the user that the association's reactor must act on; C-STORE
+    requests and responses in bytes (:mod:`bonebase.gateway.store_dimse`)."""
 
     _wake: threading.Event
 

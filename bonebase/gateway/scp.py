@@ -77,6 +77,11 @@ class StorageSCP:
 
     def start(self):
         _config.STORE_RECV_CHUNKED_DATASET = True
+        if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+            # pynetdicom's standard handlers summarise every PDU and DIMSE message for its INFO
+            # and DEBUG logs: work for nothing when those are off (and they keep C-STORE on
+            # pydicom's path: bonebase.gateway.store_dimse).
+            _config.LOG_HANDLER_LEVEL = "none"
         # pynetdicom writes chunked receives with tempfile.NamedTemporaryFile: into the spool.
         tempfile.tempdir = str(self.spool.home.incoming)
         ae = AE(ae_title=self.cfg.ae_title)

@@ -8,14 +8,20 @@ import hashlib
 import inspect
 import threading
 import time
+from io import BytesIO
 
 import pytest
+from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RSP, DIMSEMessage
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification
 
-from bonebase.gateway import peers, reactor
+from bonebase.gateway import peers, reactor, store_dimse
 from bonebase.gateway.home import GatewayHome
 from bonebase.gateway.scp import ScpConfig, StorageSCP
 from bonebase.gateway.spool import Spool
@@ -23,12 +29,19 @@ from tests.gateway.conftest import storescu
 
 # pynetdicom 3.0's loops that reactor.py mirrors (Association._run_reactor, copied without its
 # sleep) or relies on (the DUL loop sleeps _run_loop_delay and calls _is_transport_event only
-# when no primitive waits; stop_dul spins on _run_loop_delay). A change in pynetdicom fails
-# here: compare the new source with reactor.py, adapt it, then record the new digests.
+# when no primitive waits; stop_dul spins on _run_loop_delay), and the C-STORE decoding and
+# encoding store_dimse.py does in bytes. A change in pynetdicom fails here: compare the new
+# source with reactor.py and store_dimse.py, adapt them, then record the new digests.
 MIRRORED = {
     Association._run_reactor: "f28838c5559e462a",
     DULServiceProvider.run_reactor: "e3a10eb3a0931e48",
     DULServiceProvider.stop_dul: "28a7e0be126e7b30",
+    DIMSEMessage.decode_msg: "f51c777e841a76be",
+    DIMSEMessage.message_to_primitive: "f8f43d34e43450ef",
+    DIMSEMessage.primitive_to_message: "71fd61d5997f0f0c",
+    DIMSEServiceProvider.receive_primitive: "5f99c86b14a15cef",
+    DIMSEServiceProvider.send_msg: "a839cf2fb46976d9",
+    create_file_meta: "035ed415f5aeea15",
 }
 
 
@@ -159,3 +172,63 @@ def test_the_stock_reactors_can_be_put_back(monkeypatch):
     assert type(assoc) is Association and type(assoc.dul) is DULServiceProvider
     monkeypatch.delenv("BONEBASE_GATEWAY_STOCK_REACTORS")
     assert reactor.supported()
+
+
+SOP_CLASS, SOP_INSTANCE = "1.2.840.10008.5.1.4.1.1.1.1", "1.2.826.0.1.3680043.8.498.123"
+
+
+@pytest.mark.parametrize("instance", [SOP_INSTANCE, SOP_INSTANCE + "4"])  # odd and even
+def test_file_meta_is_the_bytes_pynetdicom_writes(instance):
+    ours = store_dimse.file_meta(SOP_CLASS, instance, "1.2.840.10008.1.2.1")
+    theirs = BytesIO()
+    theirs.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(theirs, create_file_meta(
+        sop_class_uid=SOP_CLASS, sop_instance_uid=instance,
+        transfer_syntax="1.2.840.10008.1.2.1"))
+    assert ours == theirs.getvalue()
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xC000])
+def test_a_store_response_is_the_bytes_pynetdicom_encodes(status):
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo, rsp.Status = 7, status
+    rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = SOP_CLASS, SOP_INSTANCE
+    message = C_STORE_RSP()
+    message.primitive_to_message(rsp)
+    assert store_dimse.store_response(SOP_CLASS, 7, status, SOP_INSTANCE) == encode(
+        message.command_set, True, True)
+
+
+def test_other_command_sets_are_left_to_pynetdicom():
+    response = store_dimse.store_response(SOP_CLASS, 7, 0, SOP_INSTANCE)
+    assert store_dimse.parse_store_request(response) is None  # a response, not a request
+    assert store_dimse.parse_store_request(response[:-3]) is None  # truncated
+
+
+def test_the_gateway_stores_the_bytes_pynetdicom_stores(tmp_path, hospital, monkeypatch):
+    """The same study, received by the byte-level C-STORE path and by pynetdicom's own (the
+    stock reactors), is stored as the same files."""
+    study = next(s for s in hospital if len(s.files) >= 2)
+    taken = []
+    start = store_dimse.StoreDIMSE._start
+    monkeypatch.setattr(store_dimse.StoreDIMSE, "_start",
+                        lambda self, pdvs: taken.append(start(self, pdvs)) or taken[-1])
+    stored = {}
+    for stock in ("", "1"):
+        monkeypatch.setenv("BONEBASE_GATEWAY_STOCK_REACTORS", stock)
+        home = GatewayHome(tmp_path / f"gw{stock}")
+        spool = Spool(home)
+        peers.allow(home.peers_file, "PACS1")
+        server = StorageSCP(spool, ScpConfig(host="127.0.0.1", port=0))
+        server.start()
+        try:
+            sent = storescu(server.port, study.folder)
+        finally:
+            server.stop()
+        assert sent.returncode == 0, sent.stderr
+        stored[stock] = {p.relative_to(home.studies): p.read_bytes()
+                         for p in home.studies.rglob("*.dcm")}
+        assert not list(home.incoming.iterdir())  # the temporary files are gone
+    assert len([t for t in taken if t is not None]) == len(study.files)  # all on the fast path
+    assert len(stored[""]) == len(study.files)
+    assert stored[""] == stored["1"]
