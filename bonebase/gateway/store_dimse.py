@@ -39,6 +39,8 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
+from bonebase.gateway.journal import start_writeback
+
 # Command set elements (group 0000) a C-STORE-RQ may carry, by element number (PS3.7 9.3.1.1)
 _GROUP_LENGTH, _SOP_CLASS, _FIELD, _MESSAGE_ID, _PRIORITY, _DATA_SET_TYPE, _SOP_INSTANCE = (
     0x0000, 0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000)
@@ -170,9 +172,11 @@ class StoreDIMSE(DIMSEServiceProvider):
                 self.dul.event_queue.put("Evt19")  # invalid PDU: the association is aborted
                 return
             receiving.file.write(memoryview(data)[1:])
+            receiving.file.flush()
+            # the answer waits for the file on disk: its writing starts while the rest arrives
+            start_writeback(receiving.file.fileno())
             if data[0] & 2:  # the last fragment
                 self._receiving = None
-                receiving.file.flush()
                 self.msg_queue.put((receiving.context_id, receiving.primitive()))
                 return
 
