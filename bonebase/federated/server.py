@@ -3,7 +3,8 @@
 It starts every site from the same freshly initialised network (seed ``seed``), runs ``rounds``
 rounds of the strategy (:mod:`bonebase.federated.strategy`), and turns the global model of the
 round with the best validation AUC (weighted by the sites' validation cases, as
-``pipelines/train.py`` keeps its best epoch) into a bonebase checkpoint whose
+``pipelines/train.py`` keeps its best epoch; with ``keep-round`` ``last``, the final round's:
+:meth:`SiteWatch.kept`) into a bonebase checkpoint whose
 ``train_params["federated"]`` holds the lineage: sites, rounds, strategy, privacy parameters,
 each site's dataset version, excluded and dropped sites, the per-round history and the round
 kept. The threshold is that round's sites' validation Youden
@@ -84,13 +85,8 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         train_config=ConfigRecord(dict(config)),
         evaluate_config=ConfigRecord(dict(config)),
     )
-    # the best-validated round's global model; the last round's if no round was scored
-    if cfg["keep-round"] == "last":  # the final global model, as it stands after the rounds
-        watch.best = {"round": watch.rounds[-1]["round"] if watch.rounds else int(cfg["rounds"])}
-    kept = watch.best.get("arrays") or result.arrays
-    last = watch.best.get("evaluate_mean") or (
-        watch.rounds[-1].get("evaluate_mean", {}) if watch.rounds else {}
-    )
+    kept = watch.kept(str(cfg["keep-round"]), result.arrays, int(cfg["rounds"]))
+    last = kept["evaluate_mean"]
     threshold = float(last["threshold"]) if len(task_classes(spec.task)) == 2 and last else None
     export_sizes = Counter(int(v["export-size"]) for v in watch.exports.values())
     lineage = {
@@ -121,7 +117,7 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "dropped": watch.dropped,
         "framework": f"flwr {_flwr_version()}",
         "rounds_detail": watch.rounds,
-        "selected_round": watch.best.get("round", int(cfg["rounds"])),
+        "selected_round": kept["round"],
         "lr_schedule": f"cosine over {int(cfg['rounds']) * spec.local_epochs} epochs",
     }
     params = {k: v for k, v in vars(spec).items()
@@ -130,7 +126,7 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         arch=spec.arch,
         task=spec.task,
         image_size=spec.image_size,
-        state_dict=kept.to_torch_state_dict(),
+        state_dict=kept["arrays"].to_torch_state_dict(),
         threshold=threshold,
         train_params={**params, "federated": lineage},
         dataset_version=federated_version(watch.datasets),

@@ -282,6 +282,19 @@ class SiteWatch(Strategy):
         self._progress(entry)
         return metrics
 
+    def kept(self, keep_round: str, final: ArrayRecord, rounds: int) -> dict:
+        """The model the run keeps (run-config ``keep-round``): ``best``, the global model of the
+        best-validated round (the last round's when none was scored); ``last``, ``final``, the
+        global model after the last round. Its ``round``, ``arrays`` and ``evaluate_mean`` (the
+        sites' weighted validation metrics of that model: its threshold)."""
+        if keep_round == "best" and self.best:
+            return {k: self.best[k] for k in ("round", "arrays", "evaluate_mean")}
+        return {
+            "round": self.rounds[-1]["round"] if self.rounds else rounds,
+            "arrays": final,
+            "evaluate_mean": self.rounds[-1].get("evaluate_mean", {}) if self.rounds else {},
+        }
+
     def history(self) -> list[dict]:
         """One flat row per round, in the shape of a training history (``epoch`` = round): the
         training loss weighted by the sites' training images, the validation AUC and loss

@@ -62,11 +62,11 @@ class _Grid:
         return [11, 12]
 
 
-def _evaluation_replies(messages, auc: float) -> list[Message]:
+def _evaluation_replies(messages, auc: float, threshold: float = 0.4) -> list[Message]:
     return [
         Message(content=RecordDict({
             "metrics": MetricRecord({"num-examples": 5, "loss": 0.6, "auc": auc,
-                                     "threshold": 0.4}),
+                                     "threshold": threshold}),
             "site": ConfigRecord({"site": f"S{m.metadata.dst_node_id}", "dataset-version": "v",
                                   "export-size": 32}),
         }), reply_to=m)
@@ -74,23 +74,52 @@ def _evaluation_replies(messages, auc: float) -> list[Message]:
     ]  # fmt: skip
 
 
-def test_the_server_keeps_the_best_validated_round():
-    """Validation AUC 0.6, 0.8, 0.7 over three rounds: round 2's global model is kept (the last
-    round's was kept before, whatever its validation said)."""
+def _scored_watch(cfg: dict, scores: list[tuple[int, float, float]]):
+    """A SiteWatch that evaluated one global model per ``(round, auc, threshold)`` (every float
+    weight of round r's model set to r), and those models by round."""
     net = build_network("resnet10-slim", num_classes=2)
     reference = {k: v.numpy() for k, v in net.state_dict().items()}
-    cfg = merged(None, {**TINY, "sites": "S11,S12"})
     watch = SiteWatch(build_strategy(cfg, 2), min_sites=2, reference=reference, say=lambda _: None)
     models = {}
-    for server_round, auc in ((1, 0.6), (2, 0.8), (3, 0.7)):
+    for server_round, auc, threshold in scores:
         state = {k: torch.full_like(v, server_round) if v.is_floating_point() else v
                  for k, v in net.state_dict().items()}  # fmt: skip
         models[server_round] = ArrayRecord(state)
         watch.rounds.append({"round": server_round})
         sent = list(watch.configure_evaluate(server_round, models[server_round],
                                              ConfigRecord({}), _Grid()))  # fmt: skip
-        watch.aggregate_evaluate(server_round, _evaluation_replies(sent, auc))
+        watch.aggregate_evaluate(server_round, _evaluation_replies(sent, auc, threshold))
+    return watch, models
+
+
+def test_the_server_keeps_the_best_validated_round():
+    """Validation AUC 0.6, 0.8, 0.7 over three rounds: round 2's global model is kept (the last
+    round's was kept before, whatever its validation said)."""
+    watch, _ = _scored_watch(merged(None, {**TINY, "sites": "S11,S12"}),
+                             [(1, 0.6, 0.4), (2, 0.8, 0.4), (3, 0.7, 0.4)])  # fmt: skip
     assert watch.best["round"] == 2 and watch.best["auc"] == pytest.approx(0.8)
     kept = watch.best["arrays"].to_torch_state_dict()
     assert float(kept["fc.weight"].flatten()[0]) == 2.0
     assert np.isclose(watch.best["evaluate_mean"]["threshold"], 0.4)
+
+
+@pytest.mark.parametrize(("keep_round", "kept_round"), [("best", 1), ("last", 2)])
+def test_keep_round_keeps_the_best_validated_or_the_last_round(keep_round, kept_round):
+    """Round 1 validates at AUC 0.8, round 2 at 0.6: ``best`` keeps round 1's global model and
+    its threshold, ``last`` the final global model (round 2's) and round 2's threshold."""
+    cfg = merged(None, {**TINY, "sites": "S11,S12", "keep-round": keep_round})
+    watch, models = _scored_watch(cfg, [(1, 0.8, 0.3), (2, 0.6, 0.7)])
+    kept = watch.kept(cfg["keep-round"], models[2], int(cfg["rounds"]))  # models[2]: the final
+    assert kept["round"] == kept_round
+    assert float(kept["arrays"].to_torch_state_dict()["fc.weight"].flatten()[0]) == kept_round
+    assert kept["evaluate_mean"]["threshold"] == pytest.approx({1: 0.3, 2: 0.7}[kept_round])
+
+
+def test_keep_round_best_without_a_scored_round_keeps_the_final_model():
+    """No round's validation AUC is finite (no site had validation cases of both classes): the
+    final global model is kept, whatever keep-round says."""
+    watch, models = _scored_watch(merged(None, {**TINY, "sites": "S11,S12"}),
+                                  [(1, float("nan"), 0.4)])  # fmt: skip
+    for keep_round in ("best", "last"):
+        kept = watch.kept(keep_round, models[1], 1)
+        assert kept["round"] == 1 and kept["arrays"] is models[1]
