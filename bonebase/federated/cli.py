@@ -10,6 +10,14 @@ from typing import Annotated
 import typer
 
 from bonebase.cli_common import console
+from bonebase.federated.options import (
+    BnStatsOption,
+    KeepRoundOption,
+    ServerLrOption,
+    ServerMomentumOption,
+    SetOption,
+    StrategyOption,
+)
 
 federated_app = typer.Typer(
     help="Federated training with Flower: hospitals train on their own data, only model updates "
@@ -51,13 +59,17 @@ def run_cmd(
                      "(its export in <CODE>/federated/data)."),
     ],
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 3,
-    strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
+    strategy: StrategyOption = "fedavg",
     local_epochs: Annotated[
         int, typer.Option("--local-epochs", min=1, help="Epochs each site trains per round.")
     ] = 1,
     proximal_mu: Annotated[
         float, typer.Option("--proximal-mu", help="FedProx's mu (with --strategy fedprox).")
     ] = 0.01,
+    server_lr: ServerLrOption = 0.0,
+    server_momentum: ServerMomentumOption = 0.9,
+    bn_stats: BnStatsOption = "average",
+    keep_round: KeepRoundOption = "best",
     dp_clip: Annotated[
         float, typer.Option("--dp-clip", help="Differential privacy: clipping norm of each "
                             "site's update (0: no DP).")
@@ -94,12 +106,14 @@ def run_cmd(
         int | None, typer.Option("--parallel-sites", min=1, help="Simulated sites training at "
                                  "the same time (default: one per site, at most the cores).")
     ] = None,
+    set_: SetOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Flower's and Ray's log too.")] = False,
 ) -> None:
     """Federated training in Flower's simulation runtime on this machine: one simulated hospital
     per site, each reading only its own home; then evaluation on --eval-data and registration
     as a candidate (approve and deploy it with `bonebase models`)."""
     from bonebase.errors import ConfigError
+    from bonebase.federated.options import OWN_OPTIONS, federation_config, set_values
     from bonebase.federated.simulation import simulate
 
     if register and eval_data is None:
@@ -109,9 +123,12 @@ def run_cmd(
         )
     overrides = {
         **model_config(params),
-        "sites": sites, "homes": str(homes.absolute()), "rounds": rounds, "strategy": strategy,
+        **set_values(set_ or [], {**OWN_OPTIONS, "sites": "--sites", "homes": "--homes"}),
+        "sites": sites, "homes": str(homes.absolute()), "rounds": rounds,
         "local-epochs": local_epochs,
-        "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0,
+        **federation_config(strategy=strategy, proximal_mu=proximal_mu, server_lr=server_lr,
+                            server_momentum=server_momentum, bn_stats=bn_stats,
+                            keep_round=keep_round),
         "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
         "min-sites": min_sites,
         "out-dir": str(out.absolute()), "register": register, "by": by or "",

@@ -22,8 +22,6 @@ from pathlib import Path
 import yaml
 
 from bonebase.errors import ConfigError
-from bonebase.model.checkpoint import CLASS_NAMES
-from bonebase.model.networks import ARCHS
 
 STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi")
 #: the server learning rate a server-side optimizer takes when ``server-lr`` is 0: FedAvgM's
@@ -97,6 +95,10 @@ def merged(run_config: dict | None, overrides: dict | None = None) -> dict:
 
 def check(cfg: dict) -> None:
     """Refuse values that cannot work, naming the key."""
+    # here, not at the top: the CLI's options read this module's names without loading torch
+    from bonebase.model.checkpoint import CLASS_NAMES
+    from bonebase.model.networks import ARCHS
+
     if cfg["strategy"] not in STRATEGIES:
         raise ConfigError(f"strategy={cfg['strategy']!r}; choose one of {', '.join(STRATEGIES)}")
     if cfg["task"] not in CLASS_NAMES:
@@ -113,6 +115,15 @@ def check(cfg: dict) -> None:
         raise ConfigError("strategy fedprox needs proximal-mu > 0 (e.g. 0.01)")
     if not 0 <= float(cfg["server-momentum"]) < 1:
         raise ConfigError(f"server-momentum={cfg['server-momentum']!r}; it must be in [0, 1)")
+    # a server option the strategy would ignore is a mistake in the run, not a no-op
+    if float(cfg["server-lr"]) > 0 and cfg["strategy"] not in SERVER_LR:
+        raise ConfigError(f"server-lr={cfg['server-lr']!r} but strategy {cfg['strategy']} has "
+                          f"no server optimizer: choose one of {', '.join(SERVER_LR)}, or leave "
+                          "server-lr at 0")  # fmt: skip
+    if (float(cfg["server-momentum"]) != DEFAULTS["server-momentum"]
+            and cfg["strategy"] != "fedavgm"):  # fmt: skip
+        raise ConfigError(f"server-momentum={cfg['server-momentum']!r} is FedAvgM's: give it "
+                          f"with strategy fedavgm (asked: {cfg['strategy']})")
     if cfg["keep-round"] not in ("best", "last"):
         raise ConfigError(f"keep-round={cfg['keep-round']!r}; choose best or last")
     if cfg["bn-stats"] not in BN_STATS:

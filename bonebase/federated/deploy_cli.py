@@ -11,6 +11,16 @@ import typer
 
 from bonebase.cli_common import console, err
 from bonebase.errors import BonebaseError, InputError
+from bonebase.federated.options import (
+    BnStatsOption,
+    KeepRoundOption,
+    ServerLrOption,
+    ServerMomentumOption,
+    SetOption,
+    StrategyOption,
+    federation_config,
+    set_values,
+)
 
 
 def _certs_or_insecure(certs: Path | None, insecure: bool):
@@ -137,38 +147,17 @@ def client(
                                              env=deploy.flower_env(state / "flwr")))
 
 
-def _set_values(values: list[str]) -> dict:
-    """`--set KEY=VALUE` items, each VALUE read as the type of KEY's default."""
-    from bonebase.federated.config import DEFAULTS
-
-    out: dict = {}
-    for item in values:
-        key, sep, raw = (part.strip() for part in item.partition("="))
-        if not sep:
-            raise InputError(f"--set {item!r}: write KEY=VALUE (e.g. --set lr=0.0005).")
-        if key not in DEFAULTS:
-            raise InputError(f"--set {key}: not a run-config key; known: {', '.join(DEFAULTS)}")
-        kind = type(DEFAULTS[key])
-        try:
-            if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                out[key] = raw.lower() in ("true", "1", "yes")
-            else:
-                out[key] = kind(raw)
-        except ValueError:
-            raise InputError(f"--set {item!r}: {key} takes a {kind.__name__} (default "
-                             f"{DEFAULTS[key]!r}).") from None
-    return out
-
-
 def start(
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 3,
     local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="Epochs each "
                                               "hospital trains per round.")] = 1,
-    strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
+    strategy: StrategyOption = "fedavg",
     proximal_mu: Annotated[float, typer.Option("--proximal-mu", help="FedProx's mu (with "
                                                "--strategy fedprox).")] = 0.01,
+    server_lr: ServerLrOption = 0.0,
+    server_momentum: ServerMomentumOption = 0.9,
+    bn_stats: BnStatsOption = "average",
+    keep_round: KeepRoundOption = "best",
     min_sites: Annotated[int, typer.Option("--min-sites", min=1, help="Hospitals the server "
                                            "waits for, and the fewest a round may end with.")] = 2,
     dp_clip: Annotated[float, typer.Option("--dp-clip", help="Differential privacy: clipping "
@@ -191,8 +180,7 @@ def start(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the server writes model.pt, "
                                           "federated.json, metrics.json, report.html.")
                        ] = Path("models/federated"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Any other run-config key, "
-                                                   "KEY=VALUE (e.g. arch=resnet18-slim).")] = None,
+    set_: SetOption = None,
     control: Annotated[str, typer.Option("--control", help="The SuperLink's Control API.")
                        ] = "127.0.0.1:9093",
     ca: Annotated[Path | None, typer.Option("--ca", help="The consortium's ca.crt.")] = None,
@@ -216,13 +204,15 @@ def start(
                           "give --eval-data DIR, or --no-register")
     config = {
         **model_config(params),
-        "rounds": rounds, "local-epochs": local_epochs, "strategy": strategy,
-        "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0, "min-sites": min_sites,
+        **set_values(set_ or []),
+        "rounds": rounds, "local-epochs": local_epochs, "min-sites": min_sites,
+        **federation_config(strategy=strategy, proximal_mu=proximal_mu, server_lr=server_lr,
+                            server_momentum=server_momentum, bn_stats=bn_stats,
+                            keep_round=keep_round),
         "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
         "register": register, "by": by, "out-dir": str(out_dir.resolve()),
         "eval-data": str(eval_data.resolve()) if eval_data else "",
         "params": str(params.resolve()) if params.is_file() else "",
-        **_set_values(set_ or []),
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bonebase-flwr-") as tmp:
         app = deploy.write_flower_app(Path(tmp) / "app", config)
