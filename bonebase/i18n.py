@@ -126,9 +126,47 @@ def language(lang: str) -> Iterator[str]:
         _current.reset(token)
 
 
-def _(message: str, lang: str | None = None, domain: str = "bonebase") -> str:
-    """``message`` translated into ``lang`` (default: current())."""
-    return translations(lang or current(), domain).gettext(message)
+class Message(str):
+    """A translated message that keeps its English (``.english``): people read the text in
+    their language, records (a JSON receipt, the audit log, the database) keep the English.
+    ``format`` and ``+`` carry the English along; anything else (``join``, f-strings, slicing)
+    gives a plain ``str`` whose English is itself."""
+
+    __slots__ = ("english",)
+
+    def __new__(cls, text: str, english: str | None = None) -> Message:
+        self = super().__new__(cls, text)
+        self.english = str(text) if english is None else str(english)
+        return self
+
+    def format(self, *args, **kwargs) -> Message:
+        return Message(str.format(self, *args, **kwargs),
+                       self.english.format(*map(english, args),
+                                           **{k: english(v) for k, v in kwargs.items()}))
+
+    def __add__(self, other: str) -> Message:
+        if not isinstance(other, str):
+            return NotImplemented
+        return Message(str.__add__(self, other), self.english + english(other))
+
+    def __radd__(self, other: str) -> Message:
+        if not isinstance(other, str):
+            return NotImplemented
+        return Message(str.__add__(other, self), english(other) + self.english)
+
+    def __reduce__(self):  # pickled with its English (task results, a process pool)
+        return (Message, (str(self), self.english))
+
+
+def english(value):
+    """The English of a :class:`Message` (a message of :func:`_`); any other value as it is."""
+    return value.english if isinstance(value, Message) else value
+
+
+def _(message: str, lang: str | None = None, domain: str = "bonebase") -> Message:
+    """``message`` translated into ``lang`` (default: current()), keeping ``message`` as its
+    English (:class:`Message`)."""
+    return Message(translations(lang or current(), domain).gettext(message), message)
 
 
 def ngettext(singular: str, plural: str, n: int, lang: str | None = None,

@@ -28,6 +28,7 @@ from bonebase.db.sites import get_site, require_active
 from bonebase.dicom.deid import Deidentifier
 from bonebase.errors import BonebaseError, InputError
 from bonebase.flow_run import in_process
+from bonebase.i18n import Message
 from bonebase.ingest import accept, match, named, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
@@ -46,7 +47,8 @@ def _quoting_nothing(body):
         except BonebaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - re-raised, without its message
-            raise BonebaseError(receipt.describe_failure(exc, str)) from None
+            raise BonebaseError(receipt.describe_failure(exc, str),
+                                code=receipt.failure_code(exc)) from None
 
     return run
 
@@ -354,12 +356,16 @@ class _Job:
         return the_receipt
 
     def _fail(self, exc: Exception) -> BonebaseError:
-        """Mark the submission failed with a receipt that says where and why; the error to raise."""
+        """Mark the submission failed with a receipt that says where and why; the error to raise.
+        The receipt and the audit log keep the failure in English with its code; the error raised
+        shows it as it was raised (the language of the run)."""
         error = receipt.describe_failure(exc, self.redact)
+        shown = receipt.describe_failure(exc, self.redact, translated=True)
+        code = receipt.failure_code(exc)
         sid = self.submission_id
         the_receipt = receipt.failure_receipt(site=self.site, submission_id=sid,
                                               source=self.redact(self.source_path),
-                                              stage=self.stage, error=error)
+                                              stage=self.stage, error=error, error_code=code)
         where = "its receipt could not be written"
         try:
             json_path, _ = receipt.write_receipt(the_receipt, self.settings.home / "receipts",
@@ -372,13 +378,15 @@ class _Job:
                 subs.finish(conn, sid, status="failed", counts={}, receipt=the_receipt,
                             source=the_receipt["source"])
                 audit.record(conn, action="submission.failed", entity="submission",
-                             entity_id=sid, details={"stage": self.stage, "error": error})
+                             entity_id=sid,
+                             details={"stage": self.stage, "error": error, "error_code": code})
                 conn.commit()
         except Exception as db_error:  # noqa: BLE001 - the first failure is the one to report
             where += (f"; the database could not record it ({type(db_error).__name__}), so the"
                       " submission still shows 'running'")
-        return BonebaseError(f"submission {sid} of site {self.site} failed while {self.stage}: "
-                             f"{error}; it is marked failed ({where}); {the_receipt['what_to_do']}")
+        head = f"submission {sid} of site {self.site} failed while {self.stage}: "
+        tail = f"; it is marked failed ({where}); {the_receipt['what_to_do']}"
+        return BonebaseError(Message(head + shown + tail, head + error + tail), code=code)
 
 
 def remove_staging(staging: Path) -> None:

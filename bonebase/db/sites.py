@@ -114,7 +114,8 @@ def require_active(site: Site) -> Site:
         raise InputError(_(
             "site {code} ({name}) is marked inactive, so its submissions are refused; if the "
             "hospital sends data again, an operator reactivates it with `bonebase site update "
-            "{code} --active`, then submit again").format(code=site.code, name=site.name))
+            "{code} --active`, then submit again").format(code=site.code, name=site.name),
+            code="site_inactive")
     return site
 
 

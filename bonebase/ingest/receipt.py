@@ -216,9 +216,10 @@ def prediction(*, site: str, source: str, plan, n_files: int, n_rows: int, data_
 
 
 def failure_receipt(*, site: str, submission_id: int, source: str, stage: str,
-                    error: str) -> dict:
+                    error: str, error_code: str = "unexpected_error") -> dict:
     """The receipt of a submission that could not be finished: where it stopped and what to do.
-    ``error`` names the failure without quoting any file (messages can echo their contents)."""
+    ``error`` names the failure in English without quoting any file (messages can echo their
+    contents); ``error_code`` is its stable code (:func:`failure_code`)."""
     return {
         "site": site,
         "submission": submission_id,
@@ -226,6 +227,7 @@ def failure_receipt(*, site: str, submission_id: int, source: str, stage: str,
         "source": source,
         "failed_at": stage,
         "error": error,
+        "error_code": error_code,
         "what_to_do": N_("run the same submission again: whatever was stored is kept and nothing "
                          "is stored twice; if it fails again, send this receipt to the consortium's "
                          "data stewards"),
@@ -238,17 +240,27 @@ def failure_receipt(*, site: str, submission_id: int, source: str, stage: str,
     }
 
 
-def describe_failure(exc: Exception, redact: Callable[[str], str]) -> str:
+def describe_failure(exc: Exception, redact: Callable[[str], str], *,
+                     translated: bool = False) -> str:
     """A failure in one line that quotes no file: our own errors' messages (written for people),
-    else the exception's type and where it was raised."""
+    else the exception's type and where it was raised. In English (what records keep), whatever
+    the language the error was raised in; ``translated``: as it was raised (what the person who
+    ran the submission reads)."""
     if isinstance(exc, BonebaseError):
-        return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        text = str(exc) if translated else exc.english
+        return redact(text.splitlines()[0] if text else type(exc).__name__)
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return f"an unexpected error ({type(exc).__name__})"
     last = frames[-1]
     return (f"an unexpected error ({type(exc).__name__} in {Path(last.filename).name}:"
             f"{last.lineno}, {last.name})")
+
+
+def failure_code(exc: Exception) -> str:
+    """The stable code of a failure: our own errors' (``input_error``, ``not_found``,
+    ``site_inactive``, ...), else ``unexpected_error``."""
+    return exc.code if isinstance(exc, BonebaseError) else "unexpected_error"
 
 
 def write_receipt(receipt: dict, folder: Path, lang: str | None = None) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ import re
 import string
 from functools import cache
 
-from bonebase.i18n import _, current
+from bonebase.i18n import _, current, translations
 
 
 def N_(message: str) -> str:
@@ -110,6 +110,42 @@ def message_text(reason: str, message: str, lang: str | None = None) -> str:
     return message
 
 
+def error_text(error: str, lang: str | None = None) -> str:
+    """A failed submission's ``error`` (English, as the JSON receipt keeps it) in ``lang``: a
+    message of the ``bonebase`` catalogue (bonebase's own errors, raised with ``_``) is written
+    again from its translation with the same values; any other (an unexpected error's type and
+    place, a message written in English only) stays as it was written."""
+    lang = lang or current()
+    exact = translations(lang).gettext(error)
+    if exact != error:
+        return exact
+    for msgid in _error_templates(lang):
+        m = _pattern(msgid).fullmatch(error)
+        if m is not None:
+            return _fill(_(msgid, lang), m.groupdict())
+    return error
+
+
+@cache
+def _error_templates(lang: str) -> tuple[str, ...]:
+    """The translated messages of ``lang``'s catalogue that hold named values, the most literal
+    text first (a message made of little more than its values would match anything)."""
+    catalogue = translations(lang)
+    found = []
+    for msgid in getattr(catalogue, "_catalog", {}):
+        if not isinstance(msgid, str) or "{" not in msgid or catalogue.gettext(msgid) == msgid:
+            continue
+        try:
+            fields = list(string.Formatter().parse(msgid))
+        except ValueError:
+            continue
+        names = [name for _lit, name, _spec, _conv in fields if name is not None]
+        literal = sum(len(lit) for lit, *_rest in fields)
+        if names and all(n.isidentifier() for n in names) and literal >= 12:
+            found.append((-literal, msgid))
+    return tuple(msgid for _n, msgid in sorted(found))
+
+
 @cache
 def _pattern(template: str) -> re.Pattern:
     """A regular expression that reads a template's values back out of a message written from it
@@ -143,7 +179,8 @@ def to_markdown(receipt: dict, lang: str | None = None) -> str:
         return (_("# Receipt: submission {submission} from site {site}", lang).format(**receipt) + "\n\n"
                 + _("- status: FAILED while {stage}", lang).format(
                     stage=_(receipt["failed_at"], lang)) + "\n"
-                + _("- error: {error}", lang).format(error=receipt["error"]) + "\n"
+                + _("- error: {error}", lang).format(error=error_text(receipt["error"], lang))
+                + "\n"
                 + _("- what to do: {what}", lang).format(what=_(receipt["what_to_do"], lang))
                 + "\n")
     c = receipt["counts"]

@@ -68,3 +68,58 @@ def test_a_chinese_site_gets_a_chinese_receipt_with_the_same_json(receipts):
                                                         "non_dicom"):
             assert q["message"] not in row and "resubmit" not in row, row
     assert to_markdown(en, "en") == en_md
+
+
+def test_a_submission_failing_in_chinese_keeps_an_english_error_and_its_code(
+        two_hospitals, fresh_database, tmp_path_factory, prefect_harness, monkeypatch):
+    """`bonebase --lang zh-Hans submit` for a Chinese site that is marked inactive while its
+    submission runs: the person who ran it reads the error in Chinese, the records (the JSON
+    receipt, submissions.receipt, the audit log) keep it in English with a stable code, and
+    the Markdown receipt shows it in the site's language."""
+    import bonebase.ingest.store as store_module
+    from bonebase.db.sites import get_site, require_active, update_site
+    from bonebase.errors import BonebaseError
+    from flows.ingest import ingest_submission
+
+    url = fresh_database()
+    upgrade(url)
+    settings = settings_for(url, tmp_path_factory.mktemp("zh-failed") / "home")
+    with connect(url) as conn:
+        add_site(conn, code="HX", name="Hospital HX", language=ZH)
+
+    def deactivated_meanwhile(*args, **kwargs):
+        with connect(url) as conn:
+            update_site(conn, "HX", active=False)
+            conn.commit()
+            require_active(get_site(conn, "HX"))
+
+    monkeypatch.setattr(store_module, "store_quarantine", deactivated_meanwhile)
+    monkeypatch.setenv("BONEBASE_LANG", ZH)  # what `bonebase --lang zh-Hans` sets
+    with pytest.raises(BonebaseError) as failed:
+        ingest_submission("HX", str(two_hospitals / "HX" / "submission"), settings=settings)
+    # The person who ran it reads the error in the run's language; its English is English.
+    assert "已标记为停用" in str(failed.value) and "marked inactive" not in str(failed.value)
+    assert failed.value.code == "site_inactive"
+    assert "marked inactive" in failed.value.english and not _HAN.search(failed.value.english)
+
+    path = settings.home / "receipts" / "submission-1.json"
+    raw = path.read_bytes()
+    # Byte scan: no CJK in the record, neither as UTF-8 nor as a JSON \u escape.
+    assert not _HAN.search(raw.decode("utf-8")), raw
+    assert not re.search(rb"\\u(?:4[e-f]|[5-9][0-9a-f])[0-9a-f]{2}", raw, re.I), raw
+    written = json.loads(raw)
+    assert written["status"] == "failed" and written["error_code"] == "site_inactive"
+    assert written["error"].startswith("site HX (Hospital HX) is marked inactive")
+    with connect(url) as conn:
+        stored = conn.execute("SELECT status, receipt FROM submissions").fetchone()
+        event = conn.execute("SELECT details FROM audit_events WHERE action = "
+                             "'submission.failed'").fetchone()
+    assert stored["status"] == "failed" and stored["receipt"] == written
+    assert event["details"]["error"] == written["error"]
+    assert event["details"]["error_code"] == "site_inactive"
+    assert not _HAN.search(json.dumps(event["details"], ensure_ascii=False))
+    # The Markdown receipt: in the site's language, the error included.
+    markdown = path.with_suffix(".md").read_text(encoding="utf-8")
+    error_line = next(line for line in markdown.splitlines() if line.startswith("- 错误"))
+    assert "已标记为停用" in error_line and "marked inactive" not in error_line, markdown
+    assert to_markdown(written, "en").count("marked inactive") == 1

@@ -106,3 +106,58 @@ def test_a_site_language_is_a_setting_with_a_clear_refusal(db):
     with pytest.raises(InputError, match=r"language 'fr' is not offered: use one of en, zh-Hans"):
         update_site(db, "NN", language="fr")
     assert add_site(db, code="BJ", name="Beijing", language="zh").language == ZH
+
+
+# -- a failure's record: English and a stable code, whatever the language -----------------------
+
+
+def _inactive_site_error(lang: str) -> InputError:
+    from datetime import datetime
+
+    from bonebase.db.sites import Site, require_active
+    from bonebase.i18n import language
+
+    site = Site(id=1, code="HX", name="Hospital HX", country="", contact="", active=False,
+                created_at=datetime(2026, 1, 1))
+    with language(lang), pytest.raises(InputError) as raised:
+        require_active(site)
+    return raised.value
+
+
+def test_a_translated_error_keeps_its_english_and_its_code():
+    import pickle
+
+    from bonebase.i18n import _, language
+
+    error = _inactive_site_error(ZH)
+    assert "已标记为停用" in str(error) and error.code == "site_inactive"
+    assert error.english.startswith("site HX (Hospital HX) is marked inactive")
+    assert error.english == str(_inactive_site_error("en"))
+    copy = pickle.loads(pickle.dumps(error))  # a task's failure crosses processes pickled
+    assert (str(copy), copy.english, copy.code) == (str(error), error.english, error.code)
+    # `+` and `format` carry the English along; other errors are written in English.
+    with language(ZH):
+        joined = _("site {code} added: {name}").format(code="HX", name=_("yes")) + " " + _("no")
+    assert joined.english == "site HX added: yes no" and _HAN.search(joined)
+    assert InputError("plain words").english == "plain words" and InputError().english == ""
+    assert InputError("x").code == "input_error" and InputError("x", code="own").code == "own"
+
+
+def test_a_failed_receipt_keeps_english_and_a_code_and_reads_in_chinese():
+    from bonebase.ingest.receipt import describe_failure, failure_code, failure_receipt
+
+    error = _inactive_site_error(ZH)
+    english = describe_failure(error, str)
+    assert english == error.english and not _HAN.search(english)
+    assert describe_failure(error, str, translated=True) == str(error)
+    assert failure_code(error) == "site_inactive" and failure_code(OSError()) == "unexpected_error"
+    receipt = failure_receipt(site="HX", submission_id=3, source="incoming/3",
+                              stage="storing the cases", error=english,
+                              error_code=failure_code(error))
+    assert receipt["error_code"] == "site_inactive" and not _HAN.search(json.dumps(receipt))
+    # Read from the record (the web, `bonebase submissions show`), in the reader's language.
+    assert f"- 错误：{error}\n" in to_markdown(receipt, ZH)
+    assert f"- error: {english}\n" in to_markdown(receipt, "en")
+    # A message the catalogue does not hold stays as written.
+    unexpected = {**receipt, "error": "an unexpected error (OSError in x.py:3, f)"}
+    assert "- 错误：an unexpected error (OSError in x.py:3, f)\n" in to_markdown(unexpected, ZH)
