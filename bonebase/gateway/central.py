@@ -56,8 +56,9 @@ def poll(store: ObjectStore, store_url: str, ingest: Callable[[str, str], dict],
         try:
             receipt = ingest(site, source)
         except (InputError, NotFoundError) as exc:
-            receipt = {"site": site, "status": "refused", "error": str(exc), "counts": {},
-                       "cases": [], "quarantine": []}
+            # English and a stable code, as ingest's own failure receipts (the gateway reads it)
+            receipt = {"site": site, "status": "refused", "error": exc.english,
+                       "error_code": exc.code, "counts": {}, "cases": [], "quarantine": []}
         except BonebaseError as exc:
             print(f"batch {batch} of site {site} not ingested, tried again at the next poll: "
                   f"{exc}")

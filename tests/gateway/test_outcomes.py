@@ -46,6 +46,7 @@ def test_an_inactive_sites_delivery_is_refused_centrally_and_the_gateway_says_so
     [receipt] = central.poll(store, str(tmp_path / "deliveries"),
                              lambda site, src: ingest_submission(site, src), sites=[SITE])
     assert receipt["status"] == "refused" and "inactive" in receipt["error"]
+    assert receipt["error_code"] == "site_inactive"
     assert db.execute("SELECT count(*) AS n FROM cases").fetchone()["n"] == 0
     assert deliver.collect_receipts(spool, store, site=SITE) == 1
     [row] = spool.studies()
