@@ -20,7 +20,9 @@ without it, interleaved ``--rounds`` times. Prints:
   and the same as this process's CPU time a file (steadier on a shared machine: what a core
   of ingest's process pool spends), with ``--compare-pytesseract`` also for Tesseract run as a
   program per image (the fallback without tesserocr);
-- where the step's CPU goes: find_text a candidate image, Tesseract a call;
+- where the step's CPU goes, in ms a file: the pre-filter (and the boxes of what OCR read),
+  OCR's crops and sheets, Tesseract (and a call), the verdicts, the redaction (and a redacted
+  image), the redacted files' encoding;
 - the seconds a 10,000 x 10,000 radiograph with text costs (memory bounded: read strided);
 - the issue's own figure, the cost on the ingest FLOW: the whole flow (Prefect, the process
   pool, validation, PostgreSQL, the object store: benchmarks/ingest.py's ``bench_flow``) over a
@@ -81,20 +83,32 @@ def _run(entries, deid, staging: Path, policy: str | None) -> tuple[float, float
 
 
 class _Stages:
-    """CPU time spent in the step's parts (find_text whole, Tesseract's calls), by wrapping
-    them for one extra run (not the timed rounds)."""
+    """CPU time spent in the step's parts, by wrapping them for one extra run (not the timed
+    rounds): the step whole (process.burned_in_text), find_text, the rectangles' OCR
+    (read_rects), Tesseract's calls, the verdicts (Step.judge), the redaction (the source's
+    Pixel Data element, the black boxes, the method recorded) and, after the step, the
+    redacted file's encoding (DeidResult.encode_whole)."""
 
     def __init__(self) -> None:
         from bonebase.dicom import burned_in, burned_in_ocr
+        from bonebase.dicom.deid_result import DeidResult
+        from bonebase.ingest import process
 
-        self.cpu = {"find_text": 0.0, "tesseract": 0.0}
-        self.calls = {"find_text": 0, "tesseract": 0}
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
         self._undo = []
-        for module, name, key in ((burned_in, "find_text", "find_text"),
-                                  (burned_in_ocr, "_words", "tesseract")):
-            original = getattr(module, name)
-            setattr(module, name, self._timed(original, key))
-            self._undo.append((module, name, original))
+        for owner, name, key in ((process, "burned_in_text", "step"),
+                                 (burned_in, "find_text", "find_text"),
+                                 (burned_in, "read_rects", "read_rects"),
+                                 (burned_in_ocr, "_words", "tesseract"),
+                                 (burned_in.Step, "judge", "judge"),
+                                 (process, "_pixel_element", "redaction"),
+                                 (burned_in, "redact", "redaction"),
+                                 (burned_in, "add_method", "redaction"),
+                                 (DeidResult, "encode_whole", "encoding")):
+            original = getattr(owner, name)
+            setattr(owner, name, self._timed(original, key))
+            self._undo.append((owner, name, original))
 
     def _timed(self, fn, key):
         def wrapped(*args, **kwargs):
@@ -102,13 +116,32 @@ class _Stages:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.cpu[key] += _cpu() - started
-                self.calls[key] += 1
+                self.cpu[key] = self.cpu.get(key, 0.0) + _cpu() - started
+                self.calls[key] = self.calls.get(key, 0) + 1
         return wrapped
 
     def close(self) -> None:
-        for module, name, original in self._undo:
-            setattr(module, name, original)
+        for owner, name, original in self._undo:
+            setattr(owner, name, original)
+
+    def report(self, files: int) -> str:
+        """The parts in CPU ms a file (of all ``files``), and per call where that says more."""
+        cpu, calls = self.cpu.get, self.calls.get
+
+        def ms(key: str, less: str | None = None) -> float:
+            return 1000 * (cpu(key, 0.0) - (cpu(less, 0.0) if less else 0.0)) / files
+
+        images, reads = calls("find_text", 0), calls("tesseract", 0)
+        redacted = calls("encoding", 0)
+        return (f"where the step's CPU goes (one more run; ms a file of {files}): the step "
+                f"{ms('step'):.2f}: pre-filter and boxes {ms('find_text', 'read_rects'):.2f} "
+                f"(find_text {images} images, {1000 * cpu('find_text', 0.0) / max(1, images):.1f}"
+                f" ms each with OCR), OCR's crops and sheets {ms('read_rects', 'tesseract'):.2f}, "
+                f"Tesseract {ms('tesseract'):.2f} ({reads} calls, "
+                f"{1000 * cpu('tesseract', 0.0) / max(1, reads):.1f} ms each), verdicts "
+                f"{ms('judge'):.2f}, redaction {ms('redaction'):.2f} ({redacted} images, "
+                f"{1000 * cpu('redaction', 0.0) / max(1, redacted):.1f} ms each); outside it, "
+                f"the redacted files' encoding {ms('encoding'):.2f}")
 
 
 def _flat(pixels: np.ndarray, box: tuple[int, int, int, int]) -> bool:
@@ -293,10 +326,7 @@ def _main(args, tmp: Path) -> None:
         _run(entries, deid, staging, "redact")
     finally:
         stages.close()
-    candidates, reads = stages.calls["find_text"], stages.calls["tesseract"]
-    print(f"where the step's CPU goes (one more run): find_text {candidates} images, "
-          f"{1000 * stages.cpu['find_text'] / max(1, candidates):.1f} ms each, of which "
-          f"Tesseract {reads} calls, {1000 * stages.cpu['tesseract'] / max(1, reads):.1f} ms each")
+    print(stages.report(len(entries)))
     if not args.no_large:
         _large(tmp)
     if args.flow_rounds:
