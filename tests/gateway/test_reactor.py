@@ -1,24 +1,30 @@
 """The gateway's event-driven pynetdicom reactors (bonebase.gateway.reactor): the SCP's
 associations use them, and they still store, release, abort, time out idle peers and close
-what they open."""
+what they open; their C-STORE in bytes (bonebase.gateway.store_dimse) writes and answers what
+pynetdicom would."""
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import queue
+import struct
+import tempfile
 import threading
 import time
 from io import BytesIO
+from types import SimpleNamespace
 
 import pytest
 from pydicom.filewriter import write_file_meta_info
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RSP, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import Verification
 
 from bonebase.gateway import peers, reactor, store_dimse
@@ -232,3 +238,57 @@ def test_the_gateway_stores_the_bytes_pynetdicom_stores(tmp_path, hospital, monk
     assert len([t for t in taken if t is not None]) == len(study.files)  # all on the fast path
     assert len(stored[""]) == len(study.files)
     assert stored[""] == stored["1"]
+
+
+def _receiver(tmp_path, monkeypatch):
+    """A StoreDIMSE on a stand-in association (one accepted context), temporary files in
+    ``tmp_path``."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_config, "STORE_RECV_CHUNKED_DATASET", True)
+    context = SimpleNamespace(transfer_syntax=["1.2.840.10008.1.2.1"])
+    assoc = SimpleNamespace(_accepted_cx={1: context}, get_handlers=lambda event: [],
+                            dul=SimpleNamespace(event_queue=queue.Queue()))
+    return store_dimse.StoreDIMSE(assoc), assoc
+
+
+def _pdata(*pdvs):
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = [list(pdv) for pdv in pdvs]
+    return primitive
+
+
+def _store_rq() -> bytes:
+    def element(number: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", 0, number, len(value)) + value
+
+    body = b"".join((element(0x0002, store_dimse._uid(SOP_CLASS)),
+                     element(0x0100, struct.pack("<H", 0x0001)),
+                     element(0x0110, struct.pack("<H", 5)),
+                     element(0x0700, struct.pack("<H", 0)),
+                     element(0x0800, struct.pack("<H", 0x0000)),
+                     element(0x1000, store_dimse._uid(SOP_INSTANCE))))
+    return element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def test_a_request_is_received_into_its_file_and_queued(tmp_path, monkeypatch):
+    dimse, _ = _receiver(tmp_path, monkeypatch)
+    dimse.receive_primitive(_pdata((1, b"\x03" + _store_rq()), (1, b"\x00" + b"ab")))
+    dimse.receive_primitive(_pdata((1, b"\x02" + b"cd")))
+    context_id, req = dimse.msg_queue.get_nowait()
+    assert (context_id, req.MessageID, req.AffectedSOPInstanceUID, req.Priority) == (
+        1, 5, SOP_INSTANCE, 0)
+    req._dataset_file.close()
+    data = req._dataset_path.read_bytes()
+    assert data == store_dimse.file_meta(SOP_CLASS, SOP_INSTANCE, "1.2.840.10008.1.2.1") + b"abcd"
+
+
+def test_a_data_set_cut_short_leaves_no_file(tmp_path, monkeypatch):
+    dimse, assoc = _receiver(tmp_path, monkeypatch)
+    dimse.receive_primitive(_pdata((1, b"\x03" + _store_rq()), (1, b"\x00" + b"ab")))
+    assert len(list(tmp_path.iterdir())) == 1
+    dimse.discard_partial()  # the association ended inside the data set
+    assert not list(tmp_path.iterdir())
+    dimse.receive_primitive(_pdata((1, b"\x03" + _store_rq()), (1, b"\x00" + b"ab")))
+    dimse.receive_primitive(_pdata((1, b"\x03" + _store_rq())))  # a command inside a data set
+    assert assoc.dul.event_queue.get_nowait() == "Evt19"  # invalid PDU: aborted
+    assert not list(tmp_path.iterdir()) and dimse.msg_queue.empty()
