@@ -105,6 +105,10 @@ def parse_store_request(command: bytes | memoryview) -> dict[int, bytes] | None:
             or _us(elements.get(_DATA_SET_TYPE)) in (None, NO_DATA_SET)
             or not elements.get(_SOP_CLASS) or not elements.get(_SOP_INSTANCE)):
         return None
+    # A UID that is not ASCII: pynetdicom's path reads it as pydicom does (ISO 8859) and hands
+    # the instance to the handler; here it could not be written into the file meta.
+    if any(max(elements[key], default=0) >= 0x80 for key in (_SOP_CLASS, _SOP_INSTANCE)):
+        return None
     return elements
 
 
@@ -177,7 +181,13 @@ class StoreDIMSE(DIMSEServiceProvider):
             start_writeback(receiving.file.fileno())
             if data[0] & 2:  # the last fragment
                 self._receiving = None
-                self.msg_queue.put((receiving.context_id, receiving.primitive()))
+                try:
+                    request = receiving.primitive()
+                except Exception:  # noqa: BLE001 - a value C_STORE refuses: nothing is kept
+                    receiving.discard()
+                    self.dul.event_queue.put("Evt19")  # as pynetdicom aborts an undecodable one
+                    return
+                self.msg_queue.put((receiving.context_id, request))
                 return
 
     def _start(self, pdvs) -> _Receiving | None:

@@ -257,16 +257,16 @@ def _pdata(*pdvs):
     return primitive
 
 
-def _store_rq() -> bytes:
+def _store_rq(*, priority: int = 0, instance: bytes | None = None) -> bytes:
     def element(number: int, value: bytes) -> bytes:
         return struct.pack("<HHI", 0, number, len(value)) + value
 
     body = b"".join((element(0x0002, store_dimse._uid(SOP_CLASS)),
                      element(0x0100, struct.pack("<H", 0x0001)),
                      element(0x0110, struct.pack("<H", 5)),
-                     element(0x0700, struct.pack("<H", 0)),
+                     element(0x0700, struct.pack("<H", priority)),
                      element(0x0800, struct.pack("<H", 0x0000)),
-                     element(0x1000, store_dimse._uid(SOP_INSTANCE))))
+                     element(0x1000, instance or store_dimse._uid(SOP_INSTANCE))))
     return element(0x0000, struct.pack("<I", len(body))) + body
 
 
@@ -292,3 +292,23 @@ def test_a_data_set_cut_short_leaves_no_file(tmp_path, monkeypatch):
     dimse.receive_primitive(_pdata((1, b"\x03" + _store_rq())))  # a command inside a data set
     assert assoc.dul.event_queue.get_nowait() == "Evt19"  # invalid PDU: aborted
     assert not list(tmp_path.iterdir()) and dimse.msg_queue.empty()
+
+
+@pytest.mark.parametrize("command", [
+    _store_rq(priority=5),  # C_STORE accepts 0, 1, 2
+    _store_rq(instance=b"1." * 40),  # a UID over 64 characters
+], ids=["priority 5", "UID of 80 characters"])
+def test_a_request_refused_once_its_data_set_is_in_leaves_no_file(tmp_path, monkeypatch,
+                                                                  command):
+    # pynetdicom's C_STORE refuses these values only when the request is built, after the
+    # whole data set arrived: the association is aborted as pynetdicom aborts it, and its
+    # file (which pynetdicom's own path would leave in the spool) is deleted.
+    dimse, assoc = _receiver(tmp_path, monkeypatch)
+    dimse.receive_primitive(_pdata((1, b"\x03" + command), (1, b"\x02" + b"data")))
+    assert assoc.dul.event_queue.get_nowait() == "Evt19"
+    assert not list(tmp_path.iterdir()) and dimse.msg_queue.empty()
+
+
+def test_a_uid_that_is_not_ascii_is_left_to_pynetdicom():
+    assert store_dimse.parse_store_request(_store_rq()) is not None
+    assert store_dimse.parse_store_request(_store_rq(instance=b"1.2.\xe9")) is None
