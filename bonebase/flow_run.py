@@ -12,9 +12,11 @@ for runs a worker starts from a deployment). The short flows that bonebase runs 
 often and with a caller waiting on them that sees a crash by itself (`bonebase submit` and the
 ingest of each gateway delivery, the champion watch after it, `bonebase monitor run`), run without
 the heartbeat. The rest keep it: the long ones (`retrain`, `dataset version`, where a second is
-nothing and a lost run is worth detecting), every flow that a Prefect worker runs from
-prefect.yaml's deployments, and every run at all when ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` (or
-its older name) is set in the environment.
+nothing and a lost run is worth detecting), and every flow that a Prefect worker runs from
+prefect.yaml's deployments (the subflows such a run starts through these functions, an ingest's
+watch or a delivery's ingest, go without; the parent run keeps its own). Every run keeps it when
+the heartbeat frequency is set anywhere Prefect reads settings from: the environment
+(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` or its older name), a profile, prefect.toml or .env.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def in_process() -> Iterator[None]:
 
     context = get_settings_context()
     settings = context.settings
+    if "heartbeat_frequency" in settings.flows.model_fields_set:  # asked for, not the default
+        yield
+        return
     # A copy of the settings in force with that one value changed. Not temporary_settings():
     # it validates every setting again from the environment (0.1-0.2 s of CPU per call,
     # cProfile of the watch), where this is a shallow copy of two models.

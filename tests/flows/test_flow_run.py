@@ -55,3 +55,15 @@ def test_the_setting_is_restored_after_the_block():
     with in_process():
         pass
     assert get_current_settings().flows.heartbeat_frequency == before
+
+
+def test_a_heartbeat_set_in_prefects_settings_is_kept(heartbeats):
+    # A profile, prefect.toml or .env sets it as a value, not through the environment.
+    from prefect.context import SettingsContext, get_settings_context
+
+    context = get_settings_context()
+    asked = context.settings.model_copy(update={"flows": type(context.settings.flows)(
+        heartbeat_frequency=60)})
+    with SettingsContext(profile=context.profile, settings=asked), in_process():
+        assert _probe() == "done"
+    assert heartbeats
