@@ -41,11 +41,21 @@ import pynetdicom
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import AssociationSocket
 
 from bonebase.gateway.store_dimse import StoreDIMSE
 
 LOG = logging.getLogger("pynetdicom.assoc")  # the logger of the loop mirrored below
 IDLE_WAIT = 0.05  # seconds a reactor waits at most before it looks at timers and flags again
+#: The largest PDU the gateway announces (A-ASSOCIATE's maximum length) and reads: a peer
+#: that claims a longer one is disconnected before its body is read. pynetdicom reads a whole
+#: PDU into memory, so without this a peer (even one not allowed: the association request is
+#: a PDU too) decides how much memory an association holds. 1 MiB is 8-64 times what PACS and
+#: DCMTK send by default, so large PDUs still mean few round trips.
+MAX_PDU = 1 << 20
+#: Association requests carry no data set, but presentation contexts and user identities can
+#: make them long: the bound for any PDU is the larger of the two.
+_READ_LIMIT = max(MAX_PDU, 1 << 16)
 
 
 def supported() -> bool:
@@ -67,6 +77,8 @@ def make_event_driven(assoc: Association) -> None:
     # wake-ups set up here).
     wake = threading.Event()
     dul = assoc.dul
+    if type(dul.socket) is AssociationSocket:
+        dul.socket.__class__ = _BoundedSocket
     dul.__class__ = EventDUL
     dul._setup_wake()
     dul.to_user_queue = _WakeQueue(wake, dul.to_user_queue)
@@ -75,6 +87,25 @@ def make_event_driven(assoc: Association) -> None:
     assoc.dimse.use_bytes()
     assoc.dimse.msg_queue = _WakeQueue(wake, assoc.dimse.msg_queue)
     assoc.__class__ = EventAssociation
+
+
+class _BoundedSocket(AssociationSocket):
+    """An association's socket that refuses to read a PDU longer than :data:`MAX_PDU`: the
+    DUL sees a transport failure (Evt17) and closes the connection, nothing of it read."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > _READ_LIMIT:
+            LOG.warning("a PDU of %d bytes from %s is longer than the gateway reads (%d): "
+                        "connection closed", nr_bytes, self._peer(), _READ_LIMIT)
+            raise OSError(f"PDU of {nr_bytes} bytes refused (at most {_READ_LIMIT})")
+        return super().recv(nr_bytes)
+
+    def _peer(self) -> str:
+        try:
+            sock = getattr(self, "socket", None)
+            return str(sock.getpeername()[0]) if sock else "?"
+        except OSError:
+            return "?"
 
 
 class _WakeQueue(queue.Queue):

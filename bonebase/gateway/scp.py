@@ -86,7 +86,9 @@ class StorageSCP:
         tempfile.tempdir = str(self.spool.home.incoming)
         ae = AE(ae_title=self.cfg.ae_title)
         ae.maximum_associations = self.cfg.max_associations
-        ae.maximum_pdu_size = 0  # no limit: larger PDUs, fewer round trips
+        # Large PDUs, few round trips, and a bound: a peer claiming a longer one is
+        # disconnected before it is read (bonebase.gateway.reactor.MAX_PDU).
+        ae.maximum_pdu_size = reactor.MAX_PDU
         for uid in SOP_CLASSES:
             ae.add_supported_context(uid, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import queue
+import socket
 import struct
 import tempfile
 import threading
@@ -312,3 +313,23 @@ def test_a_request_refused_once_its_data_set_is_in_leaves_no_file(tmp_path, monk
 def test_a_uid_that_is_not_ascii_is_left_to_pynetdicom():
     assert store_dimse.parse_store_request(_store_rq()) is not None
     assert store_dimse.parse_store_request(_store_rq(instance=b"1.2.\xe9")) is None
+
+
+def test_a_peer_claiming_a_pdu_longer_than_the_gateway_reads_is_disconnected(scp):
+    # Not even associated: an association request claiming 64 MiB. pynetdicom would wait for
+    # it and hold it whole in memory; the gateway closes the connection without reading it.
+    with socket.create_connection(("127.0.0.1", scp.port), timeout=10) as peer:
+        peer.sendall(struct.pack(">BBL", 0x01, 0, 64 << 20) + b"\0" * 4096)
+        peer.settimeout(10)
+        try:
+            got = peer.recv(1)  # an orderly close (b"") or a reset: either ends it
+        except ConnectionResetError:
+            got = b""
+    assert got == b""
+    assert reactor.MAX_PDU == 1 << 20
+
+
+def test_the_bounded_socket_refuses_before_reading():
+    sock = reactor._BoundedSocket.__new__(reactor._BoundedSocket)  # no socket: nothing read
+    with pytest.raises(OSError, match="refused"):
+        sock.recv(reactor._READ_LIMIT + 1)
