@@ -324,20 +324,15 @@ def _pixel_element(parts: DicomParts) -> DataElement:
     """The source's Pixel Data element: a native little-endian value (VR OB or OW) read from
     where it lies, without parsing the file again (the element pydicom reads: the same VR,
     the same bytes); anything else read by pydicom from the whole file."""
-    ds, span = parts.dataset, parts.pixels
+    ds, span, fh = parts.dataset, parts.pixels, parts.fh
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     implicit = ds.original_encoding[0]
-
-    def read(offset: int, size: int) -> bytes:
-        if parts.in_memory:
-            with parts.fh.getbuffer() as view:
-                return bytes(view[offset:offset + size])
-        return os.pread(parts.fh.fileno(), size, offset)
-
     if span is not None and span.length is not None and syntax in _NATIVE_LE and implicit is False:
-        vr = read(span.start + 4, 2).decode("latin-1")
+        fh.seek(span.start + 4)  # the file or the bytes in memory alike (as stream.py reads)
+        vr = fh.read(2).decode("latin-1")
         if vr in ("OB", "OW"):
-            value = read(span.value_start, span.length)
+            fh.seek(span.value_start)
+            value = fh.read(span.length)
             if len(value) < span.length:
                 raise parts._truncated()
             return DataElement(PIXEL_DATA, vr, value)
