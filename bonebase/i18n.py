@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gettext
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -129,8 +129,8 @@ def language(lang: str) -> Iterator[str]:
 class Message(str):
     """A translated message that keeps its English (``.english``): people read the text in
     their language, records (a JSON receipt, the audit log, the database) keep the English.
-    ``format`` and ``+`` carry the English along; anything else (``join``, f-strings, slicing)
-    gives a plain ``str`` whose English is itself."""
+    ``format``, ``%`` (the web catalogue's ``%(n)s`` plurals) and ``+`` carry the English along;
+    anything else (``join``, f-strings, slicing) gives a plain ``str`` whose English is itself."""
 
     __slots__ = ("english",)
 
@@ -143,6 +143,15 @@ class Message(str):
         return Message(str.format(self, *args, **kwargs),
                        self.english.format(*map(english, args),
                                            **{k: english(v) for k, v in kwargs.items()}))
+
+    def __mod__(self, values) -> Message:
+        if isinstance(values, tuple):
+            in_english = tuple(map(english, values))
+        elif isinstance(values, Mapping):
+            in_english = {k: english(v) for k, v in values.items()}
+        else:
+            in_english = english(values)
+        return Message(str.__mod__(self, values), self.english % in_english)
 
     def __add__(self, other: str) -> Message:
         if not isinstance(other, str):
@@ -170,5 +179,8 @@ def _(message: str, lang: str | None = None, domain: str = "bonebase") -> Messag
 
 
 def ngettext(singular: str, plural: str, n: int, lang: str | None = None,
-             domain: str = "bonebase") -> str:
-    return translations(lang or current(), domain).ngettext(singular, plural, n)
+             domain: str = "bonebase") -> Message:
+    """The form of ``singular``/``plural`` for ``n`` in ``lang`` (default: current()), keeping
+    the English form for ``n`` as its English (:class:`Message`)."""
+    return Message(translations(lang or current(), domain).ngettext(singular, plural, n),
+                   singular if n == 1 else plural)  # English's rule, as gettext's fallback
