@@ -52,12 +52,21 @@ def deliver_due(spool: Spool, store: ObjectStore, *, site: str, now: float | Non
             with spool.db() as conn:
                 conn.execute("UPDATE batches SET attempts = ?, next_try = ?, error = ? "
                              "WHERE id = ?", (attempts, time.time() + wait,
-                                              f"{type(exc).__name__}: {exc}"[:500], batch["id"]))
+                                              _failure_record(exc)[:500], batch["id"]))
             LOG.warning("batch %s not delivered (attempt %d), next try in %.0f s: %s",
                         batch["id"], attempts, wait, type(exc).__name__)
             break  # the consortium is unreachable: the rest waits too, in order
         sent += 1
     return sent
+
+
+def _failure_record(exc: BonebaseError | OSError) -> str:
+    """What the queue keeps of a failed attempt: our errors' stable code and English, whatever
+    the language they were raised in (as the central receipts keep ``error_code`` and ``error``);
+    an OSError's type and text (Python's, in English)."""
+    if isinstance(exc, BonebaseError):
+        return f"{exc.code}: {exc.english}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _upload(spool: Spool, store: ObjectStore, *, site: str, batch: str) -> None:
