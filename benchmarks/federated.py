@@ -3,7 +3,8 @@
 
     python benchmarks/federated.py [--work .bonebase/federated_bench] [--sites 4]
         [--cases-per-site 200] [--seed 7] [--train-seeds 7,8,9] [--arch resnet10-slim]
-        [--image-size 128] [--rounds 10] [--local-epochs 1]
+        [--image-size 128] [--rounds 10] [--local-epochs 1] [--rounds-per-epoch 1]
+        [--keep-optimizer] [--keep-round best|last]
         [--strategy fedavg|fedprox|fedavgm|fedadam|fedyogi] [--proximal-mu 0.01]
         [--server-lr 0] [--server-momentum 0.9] [--bn-stats average|pooled]
         [--lr 0.001] [--parallel-sites 1] [--threads 1]
@@ -19,10 +20,13 @@ Every other hospital gets a home of its own holding only its cases (``partition_
 Then, on those hospitals' train and validation cases, for each training seed (``--train-seeds``;
 the data stay those of ``--seed``):
 
-(a) centralised: one network trained on all of them together for rounds × local-epochs epochs;
+(a) centralised: one network trained on all of them together for E = rounds × local-epochs
+    epochs (rounds / rounds-per-epoch with ``--rounds-per-epoch``);
 (b) federated: Flower's simulation runtime, each hospital a client reading its own home,
-    ``rounds`` rounds of ``local-epochs`` epochs (``bonebase.federated.simulation.simulate``);
-(c) each hospital alone: one network per hospital for rounds × local-epochs epochs.
+    ``rounds`` rounds of ``local-epochs`` epochs, or of 1/rounds-per-epoch of an epoch
+    (``bonebase.federated.simulation.simulate``; the strategy and local-training options go
+    through ``bonebase.federated.options.federation_config``, as the CLI's do);
+(c) each hospital alone: one network per hospital for E epochs.
 
 Every arm runs one cosine lr schedule over the total epochs (a federated round trains its share
 of it) and keeps its best-validated model: (a) and (c) their best epoch by validation AUC, as
@@ -37,7 +41,8 @@ Prints one JSON object: per seed, and the mean and range over seeds; the goal: (
 AUC of (a) and above every (c), per seed and on the means. Each arm's figures are kept in
 --work/results.json while the setup holds, so an interrupted run resumes where it stopped
 (delete the file to measure again); the federated arm is kept per federated configuration
-(strategy, its server lr and momentum, bn-stats), so trying another strategy trains only (b).
+(strategy, its server lr and momentum, bn-stats, the rounds and their length, keep-optimizer),
+so trying another strategy, or 40 rounds of a quarter epoch against 10 of one, trains only (b).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.model_quality import build_data  # noqa: E402
 from bonebase.federated.config import BN_STATS, SERVER_LR, STRATEGIES  # noqa: E402
+from bonebase.federated.options import federation_config  # noqa: E402
 
 
 def external_scores(ckpt, data: Path):
@@ -109,6 +115,11 @@ def main() -> None:
                     "in 10 epochs here")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--local-epochs", type=int, default=1)
+    ap.add_argument("--rounds-per-epoch", type=int, default=1,
+                    help="each round trains 1/N of an epoch (rounds a multiple of N): the run "
+                    "and the other arms train rounds/N epochs")
+    ap.add_argument("--keep-optimizer", action="store_true",
+                    help="each federated site keeps its AdamW state across rounds")
     ap.add_argument("--strategy", choices=STRATEGIES, default="fedavg")
     ap.add_argument("--proximal-mu", type=float, default=0.01)
     ap.add_argument("--server-lr", type=float, default=0.0,
@@ -160,7 +171,11 @@ def main() -> None:
     else:
         homes = partition_export(data, args.work / "homes", sites)
         marker.write_text(recipe)
-    epochs = args.rounds * args.local_epochs
+    if args.rounds_per_epoch > 1 and (args.local_epochs != 1
+                                      or args.rounds % args.rounds_per_epoch):  # fmt: skip
+        raise SystemExit("--rounds-per-epoch N needs --local-epochs 1 and --rounds a multiple "
+                         "of N")
+    epochs = args.rounds * args.local_epochs // args.rounds_per_epoch
     lr = args.lr
     seeds = [int(x) for x in str(args.train_seeds).split(",") if x.strip()]
     hp = {"task": task, "arch": args.arch, "image_size": args.image_size,
@@ -168,7 +183,9 @@ def main() -> None:
           "num_workers": 0, "amp": False, "precise_bn": True}
     out: dict = {"setup": {**hp, "data_seed": args.seed, "train_seeds": seeds, "sites": sites,
                            "external": external, "rounds": args.rounds,
-                           "local_epochs": args.local_epochs, "total_epochs": epochs,
+                           "local_epochs": args.local_epochs,
+                           "rounds_per_epoch": args.rounds_per_epoch,
+                           "keep_optimizer": args.keep_optimizer, "total_epochs": epochs,
                            "lr_schedule": f"cosine over {epochs} epochs",
                            "strategy": args.strategy, "cases_per_site": args.cases_per_site,
                            "proximal_mu": args.proximal_mu if args.strategy == "fedprox" else 0,
@@ -185,10 +202,20 @@ def main() -> None:
     done_before = json.loads(cache.read_text()) if cache.is_file() else {}
     federated_keys = ("strategy", "proximal_mu", "server_lr", "server_momentum", "bn_stats",
                       "keep_round")
+    # how the federated arm cuts the E epochs into rounds: (a) and (c) depend on E only
+    rounds_keys = ("rounds", "local_epochs", "rounds_per_epoch", "keep_optimizer")
     setup_key = {k: v for k, v in out["setup"].items()
-                 if k != "train_seeds" and k not in federated_keys}  # fmt: skip
+                 if k != "train_seeds" and k not in federated_keys + rounds_keys}  # fmt: skip
     fed_tag = ",".join(f"{k}={out['setup'][k]}" for k in federated_keys
                        if out["setup"][k] is not None)  # fmt: skip
+    if (args.local_epochs, args.rounds_per_epoch, args.keep_optimizer) != (1, 1, False):
+        # E rounds of one epoch, fresh optimizers: the tag of the runs before these options
+        fed_tag += "," + ",".join(f"{k}={out['setup'][k]}" for k in rounds_keys)
+    old = done_before.get("setup") or {}
+    if old.get("local_epochs") == 1 and old.get("rounds") == old.get("total_epochs"):
+        # a cache of before the rounds left the setup: its federated arms are E rounds of one
+        # epoch, the tag above gives them
+        done_before["setup"] = {k: v for k, v in old.items() if k not in rounds_keys}
     if done_before.get("setup") != setup_key:
         done_before = {"setup": setup_key}
 
@@ -233,10 +260,11 @@ def main() -> None:
                 "arch": args.arch, "image-size": args.image_size, "batch-size": args.batch_size,
                 "lr": lr, "seed": seed, "amp": False, "precise-bn": True, "num-workers": 0,
                 "rounds": args.rounds, "local-epochs": args.local_epochs,
-                "strategy": args.strategy,
-                "proximal-mu": args.proximal_mu if args.strategy == "fedprox" else 0.0,
-                "server-lr": args.server_lr, "server-momentum": args.server_momentum,
-                "bn-stats": args.bn_stats, "keep-round": args.keep_round,
+                **federation_config(
+                    strategy=args.strategy, proximal_mu=args.proximal_mu,
+                    server_lr=args.server_lr, server_momentum=args.server_momentum,
+                    bn_stats=args.bn_stats, keep_round=args.keep_round,
+                    rounds_per_epoch=args.rounds_per_epoch, keep_optimizer=args.keep_optimizer),
                 "min-sites": len(sites), "out-dir": str(fed_out),
             }, say=lambda line: print(line, file=sys.stderr),
                actors=args.parallel_sites)  # fmt: skip
@@ -250,6 +278,7 @@ def main() -> None:
             return {
                 **_auc(y, score), "y": y.tolist(), "score": score.tolist(),
                 "best_round": record.get("selected_round"),
+                "val_auc_per_round": [round(float(e["val_auc"]), 3) for e in record["history"]],
                 "bytes_per_round_per_client": {"median": statistics.median(sent),
                                                "min": min(sent), "max": max(sent)},
                 "seconds_per_round": {"median": round(statistics.median(per_round), 1),

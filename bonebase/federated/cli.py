@@ -12,7 +12,9 @@ import typer
 from bonebase.cli_common import console
 from bonebase.federated.options import (
     BnStatsOption,
+    KeepOptimizerOption,
     KeepRoundOption,
+    RoundsPerEpochOption,
     ServerLrOption,
     ServerMomentumOption,
     SetOption,
@@ -70,6 +72,8 @@ def run_cmd(
     server_momentum: ServerMomentumOption = 0.9,
     bn_stats: BnStatsOption = "average",
     keep_round: KeepRoundOption = "best",
+    rounds_per_epoch: RoundsPerEpochOption = 1,
+    keep_optimizer: KeepOptimizerOption = False,
     dp_clip: Annotated[
         float, typer.Option("--dp-clip", help="Differential privacy: clipping norm of each "
                             "site's update (0: no DP).")
@@ -128,7 +132,8 @@ def run_cmd(
         "local-epochs": local_epochs,
         **federation_config(strategy=strategy, proximal_mu=proximal_mu, server_lr=server_lr,
                             server_momentum=server_momentum, bn_stats=bn_stats,
-                            keep_round=keep_round),
+                            keep_round=keep_round, rounds_per_epoch=rounds_per_epoch,
+                            keep_optimizer=keep_optimizer),
         "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
         "min-sites": min_sites,
         "out-dir": str(out.absolute()), "register": register, "by": by or "",

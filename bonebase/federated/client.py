@@ -6,7 +6,11 @@ spec against its own agreement and the weights against the network, trains ``loc
 epochs with bonebase's one training loop (:func:`bonebase.model.train.train`, started from the
 global weights, at the round's share of one cosine lr schedule over the whole run) on its train
 split, and replies with the new weights and metrics only: the
-number of training images, the training loss and the local validation AUC. Evaluation replies
+number of training images, the training loss and the local validation AUC. With
+``rounds-per-epoch`` K > 1 a round trains 1/K of an epoch's batches (K rounds share one order
+of them), and with ``keep-optimizer`` the node keeps its AdamW moments in its own Flower state
+(``Context.state``) from one round to the next instead of starting a fresh optimizer: they
+never leave the node. Evaluation replies
 the validation cases' count, loss, AUC and Youden threshold. Nothing else leaves the node: no
 image, no row, no identifier (the site code and the dataset version's content hash name the
 reply).
@@ -143,11 +147,52 @@ def proximal_term(global_state: dict[str, torch.Tensor], mu: float):
 
 
 def lr_window(spec: ModelSpec, server_round: int) -> tuple[int, int]:
-    """Round ``server_round``'s epochs within one cosine schedule over the run's
-    rounds x local epochs, the schedule centralised training runs over the same total epochs
-    (a fresh cosine per round would run every round at the full lr)."""
-    epochs = spec.local_epochs
-    return (min(server_round, spec.rounds) - 1) * epochs, spec.rounds * epochs
+    """Round ``server_round``'s epochs within one cosine schedule over the run's epochs
+    (rounds x local epochs, or rounds / rounds-per-epoch), the schedule centralised training
+    runs over the same total epochs (a fresh cosine per round would run every round at the full
+    lr). The rounds that share an epoch train at that epoch's lr, as centralised training does."""
+    return epoch_of(spec, server_round) * spec.local_epochs, spec.epochs
+
+
+def epoch_of(spec: ModelSpec, server_round: int) -> int:
+    """The run's epoch (0-based) that round ``server_round`` trains (a share of, with
+    rounds-per-epoch > 1)."""
+    return (min(server_round, spec.rounds) - 1) // spec.rounds_per_epoch
+
+
+def round_plan(spec: ModelSpec, server_round: int) -> dict:
+    """train()'s per-round arguments: the seed (one per epoch, so the rounds sharing an epoch
+    cut one order of its batches), the lr window and, with rounds-per-epoch > 1, the round's
+    part of the epoch."""
+    parts = spec.rounds_per_epoch
+    plan = {"seed": spec.seed + (server_round - 1) // parts + 1,
+            "lr_window": lr_window(spec, server_round)}
+    if parts > 1:
+        plan["epoch_part"] = ((server_round - 1) % parts, parts)
+    return plan
+
+
+#: the node's own state (Flower Context.state) key holding its AdamW state across rounds
+OPTIMIZER_KEY = "bonebase-optimizer"
+
+
+def load_optimizer(context: Context) -> dict:
+    """The AdamW state this node kept from its last round ({} before its first): per weight
+    index, its tensors (``exp_avg``, ``exp_avg_sq``, ``step``)."""
+    if OPTIMIZER_KEY not in context.state:
+        return {}
+    state: dict = {}
+    for key, value in context.state[OPTIMIZER_KEY].to_torch_state_dict().items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state}
+
+
+def save_optimizer(context: Context, kept: dict) -> None:
+    """Keep ``kept`` (train()'s ``optimizer_state``) in the node's own state: never sent."""
+    flat = {f"{i}/{name}": t for i, st in kept["state"].items()
+            for name, t in st.items()}  # fmt: skip
+    context.state[OPTIMIZER_KEY] = ArrayRecord(flat)
 
 
 def _reply(msg: Message, node: Node, frame: pd.DataFrame, arrays, metrics: dict) -> Message:
@@ -201,6 +246,9 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
     except (Excluded, Refused, ConfigError) as exc:
         return _refusal(msg, exc)
     server_round = int(msg.content["config"].get("server-round", 1))
+    plan = round_plan(spec, server_round)
+    if spec.keep_optimizer:
+        extra["optimizer_state"] = load_optimizer(context)
     try:
         with tempfile.TemporaryDirectory(prefix="bonebase-fl-") as tmp:
             start = Path(tmp) / "global.pt"
@@ -209,12 +257,13 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
                 frame=frame, data_dir=node.data, task=spec.task, arch=spec.arch,
                 image_size=spec.image_size, epochs=spec.local_epochs, batch_size=spec.batch_size,
                 lr=spec.lr, weight_decay=spec.weight_decay, patience=spec.local_epochs,
-                seed=spec.seed + server_round, num_workers=spec.num_workers, amp=spec.amp,
-                pretrained=start, precise_bn=spec.precise_bn,
-                lr_window=lr_window(spec, server_round), **extra,
+                num_workers=spec.num_workers, amp=spec.amp, pretrained=start,
+                precise_bn=spec.precise_bn, **plan, **extra,
             )  # fmt: skip
     except Exception:  # noqa: BLE001 - the node keeps the traceback; the server hears a drop-out
         return _failed(msg, node, "local training")
+    if spec.keep_optimizer:
+        save_optimizer(context, extra["optimizer_state"])
     # BatchNorm's step counters are not weights: sent back as received, they add nothing to the
     # update's norm, so DP clipping (client or server side) bounds the weights' update by C.
     for name, value in state.items():

@@ -49,6 +49,12 @@ DEFAULTS: dict[str, bool | int | float | str] = {
     # the federation
     "rounds": 3,
     "local-epochs": 1,
+    # rounds of a fraction of an epoch: each round trains 1/rounds-per-epoch of an epoch's
+    # batches (local-epochs 1; rounds a multiple of it), the run rounds / rounds-per-epoch epochs
+    "rounds-per-epoch": 1,
+    # each site keeps its AdamW moments across rounds (in its node's state; nothing more leaves
+    # the node) instead of a fresh optimizer every round
+    "keep-optimizer": False,
     "strategy": "fedavg",
     "proximal-mu": 0.0,
     # server-side optimizers (fedavgm, fedadam, fedyogi): 0 takes SERVER_LR's value
@@ -105,12 +111,21 @@ def check(cfg: dict) -> None:
         raise ConfigError(f"task={cfg['task']!r}; choose one of {', '.join(CLASS_NAMES)}")
     if cfg["arch"] not in ARCHS:
         raise ConfigError(f"arch={cfg['arch']!r}; choose one of {', '.join(ARCHS)}")
-    for key in ("rounds", "local-epochs", "min-sites", "image-size", "batch-size"):
+    for key in ("rounds", "local-epochs", "rounds-per-epoch", "min-sites", "image-size",
+                "batch-size"):
         if isinstance(cfg[key], bool) or int(cfg[key]) != cfg[key] or int(cfg[key]) < 1:
             raise ConfigError(f"{key}={cfg[key]!r}; it must be an integer >= 1")
     for key in ("proximal-mu", "dp-clip", "dp-noise", "server-lr"):
         if float(cfg[key]) < 0:
             raise ConfigError(f"{key}={cfg[key]!r}; it must be >= 0")
+    parts = int(cfg["rounds-per-epoch"])
+    if parts > 1 and (int(cfg["local-epochs"]) != 1 or int(cfg["rounds"]) % parts):
+        raise ConfigError(
+            f"rounds-per-epoch={parts} splits each epoch over {parts} rounds: it needs "
+            f"local-epochs 1 (asked {cfg['local-epochs']}) and rounds a multiple of {parts} "
+            f"(asked {cfg['rounds']}), e.g. rounds {parts * max(1, int(cfg['rounds']) // parts)}")
+    if not isinstance(cfg["keep-optimizer"], bool):
+        raise ConfigError(f"keep-optimizer={cfg['keep-optimizer']!r}; it must be true or false")
     if cfg["strategy"] == "fedprox" and float(cfg["proximal-mu"]) <= 0:
         raise ConfigError("strategy fedprox needs proximal-mu > 0 (e.g. 0.01)")
     if not 0 <= float(cfg["server-momentum"]) < 1:
@@ -151,7 +166,8 @@ def site_list(value: str) -> list[str]:
 
 #: What a node accepts from the server's round configuration (ModelSpec.from_config).
 NODE_LIMITS = {"image_size": (16, 1024), "batch_size": (1, 512), "local_epochs": (1, 100),
-               "num_workers": (0, 32), "lr": (0.0, 1.0), "rounds": (1, 10_000)}
+               "num_workers": (0, 32), "lr": (0.0, 1.0), "rounds": (1, 10_000),
+               "rounds_per_epoch": (1, 100)}
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,13 @@ class ModelSpec:
     local_epochs: int
     proximal_mu: float
     rounds: int  # the run's rounds: each round trains its share of one cosine lr schedule
+    rounds_per_epoch: int  # > 1: a round trains that fraction of an epoch (local_epochs 1)
+    keep_optimizer: bool  # the site's AdamW state carried across rounds, at the site
+
+    @property
+    def epochs(self) -> int:
+        """The run's epochs: one cosine lr schedule over them (as centralised training's)."""
+        return self.rounds * self.local_epochs // self.rounds_per_epoch
 
     @classmethod
     def from_run_config(cls, cfg: dict) -> ModelSpec:
@@ -181,7 +204,8 @@ class ModelSpec:
             precise_bn=bool(cfg["precise-bn"]), amp=bool(cfg["amp"]),
             num_workers=int(cfg["num-workers"]), local_epochs=int(cfg["local-epochs"]),
             proximal_mu=float(cfg["proximal-mu"]) if cfg["strategy"] == "fedprox" else 0.0,
-            rounds=int(cfg["rounds"]),
+            rounds=int(cfg["rounds"]), rounds_per_epoch=int(cfg["rounds-per-epoch"]),
+            keep_optimizer=bool(cfg["keep-optimizer"]),
         )  # fmt: skip
 
     def to_config(self) -> dict:

@@ -13,7 +13,9 @@ from bonebase.cli_common import console, err
 from bonebase.errors import BonebaseError, InputError
 from bonebase.federated.options import (
     BnStatsOption,
+    KeepOptimizerOption,
     KeepRoundOption,
+    RoundsPerEpochOption,
     ServerLrOption,
     ServerMomentumOption,
     SetOption,
@@ -158,6 +160,8 @@ def start(
     server_momentum: ServerMomentumOption = 0.9,
     bn_stats: BnStatsOption = "average",
     keep_round: KeepRoundOption = "best",
+    rounds_per_epoch: RoundsPerEpochOption = 1,
+    keep_optimizer: KeepOptimizerOption = False,
     min_sites: Annotated[int, typer.Option("--min-sites", min=1, help="Hospitals the server "
                                            "waits for, and the fewest a round may end with.")] = 2,
     dp_clip: Annotated[float, typer.Option("--dp-clip", help="Differential privacy: clipping "
@@ -208,7 +212,8 @@ def start(
         "rounds": rounds, "local-epochs": local_epochs, "min-sites": min_sites,
         **federation_config(strategy=strategy, proximal_mu=proximal_mu, server_lr=server_lr,
                             server_momentum=server_momentum, bn_stats=bn_stats,
-                            keep_round=keep_round),
+                            keep_round=keep_round, rounds_per_epoch=rounds_per_epoch,
+                            keep_optimizer=keep_optimizer),
         "dp-clip": dp_clip, "dp-noise": dp_noise, "dp-side": dp_side, "dp-delta": dp_delta,
         "register": register, "by": by, "out-dir": str(out_dir.resolve()),
         "eval-data": str(eval_data.resolve()) if eval_data else "",

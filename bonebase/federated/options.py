@@ -37,6 +37,15 @@ KeepRoundOption = Annotated[str, typer.Option(
     "--keep-round", click_type=click.Choice(("best", "last")),
     help="The model kept: best (the global model of the round with the best validation AUC, "
     "weighted by the sites' validation cases) or last (the final round's).")]
+RoundsPerEpochOption = Annotated[int, typer.Option(
+    "--rounds-per-epoch", min=1, max=100,
+    help="Rounds of a fraction of an epoch: each round a site trains 1/N of an epoch's batches "
+    "(N rounds cover each epoch once; needs --local-epochs 1 and --rounds a multiple of N; the "
+    "run trains rounds/N epochs). More, shorter rounds let sites drift apart less.")]
+KeepOptimizerOption = Annotated[bool, typer.Option(
+    "--keep-optimizer/--fresh-optimizer",
+    help="Each site keeps its AdamW moments from one round to the next, at the site (only the "
+    "model's weights leave it, as always), instead of a fresh optimizer every round.")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Any other run-config key, KEY=VALUE (e.g. arch=resnet18-slim); keys with an "
     "option of their own are refused.")]
@@ -46,7 +55,8 @@ OWN_OPTIONS = {
     "rounds": "--rounds", "local-epochs": "--local-epochs", "strategy": "--strategy",
     "proximal-mu": "--proximal-mu", "server-lr": "--server-lr",
     "server-momentum": "--server-momentum", "bn-stats": "--bn-stats",
-    "keep-round": "--keep-round", "min-sites": "--min-sites", "dp-clip": "--dp-clip",
+    "keep-round": "--keep-round", "rounds-per-epoch": "--rounds-per-epoch",
+    "keep-optimizer": "--keep-optimizer/--fresh-optimizer", "min-sites": "--min-sites", "dp-clip": "--dp-clip",
     "dp-noise": "--dp-noise", "dp-side": "--dp-side", "dp-delta": "--dp-delta",
     "params": "--params", "eval-data": "--eval-data", "register": "--register/--no-register",
     "by": "--by", "out-dir": "--out",
@@ -55,13 +65,15 @@ OWN_OPTIONS = {
 
 def federation_config(
     *, strategy: str, proximal_mu: float, server_lr: float, server_momentum: float,
-    bn_stats: str, keep_round: str,
+    bn_stats: str, keep_round: str, rounds_per_epoch: int = 1, keep_optimizer: bool = False,
 ) -> dict:
-    """The run-config keys of the strategy options (FedProx's mu only with fedprox)."""
+    """The run-config keys of the strategy and local-training options (FedProx's mu only with
+    fedprox)."""
     return {
         "strategy": strategy, "proximal-mu": proximal_mu if strategy == "fedprox" else 0.0,
         "server-lr": server_lr, "server-momentum": server_momentum, "bn-stats": bn_stats,
-        "keep-round": keep_round,
+        "keep-round": keep_round, "rounds-per-epoch": rounds_per_epoch,
+        "keep-optimizer": keep_optimizer,
     }  # fmt: skip
 
 

@@ -74,7 +74,10 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
     )
     say(
         f"federated training: {cfg['strategy']} over {n_sites} sites, {cfg['rounds']} rounds of "
-        f"{spec.local_epochs} local epoch(s), {spec.arch} at {spec.image_size} px, task {spec.task}"
+        + (f"1/{spec.rounds_per_epoch} local epoch" if spec.rounds_per_epoch > 1
+           else f"{spec.local_epochs} local epoch(s)")
+        + (" (sites keep their optimizer state)" if spec.keep_optimizer else "")
+        + f", {spec.arch} at {spec.image_size} px, task {spec.task}"
     )
     config = spec.to_config()
     result = watch.start(
@@ -94,6 +97,8 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "sites_asked": sites,
         "rounds": int(cfg["rounds"]),
         "local_epochs": spec.local_epochs,
+        "rounds_per_epoch": spec.rounds_per_epoch,
+        "keep_optimizer": spec.keep_optimizer,
         "strategy": cfg["strategy"],
         "proximal_mu": spec.proximal_mu,
         "server_optimizer": (
@@ -118,10 +123,11 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "framework": f"flwr {_flwr_version()}",
         "rounds_detail": watch.rounds,
         "selected_round": kept["round"],
-        "lr_schedule": f"cosine over {int(cfg['rounds']) * spec.local_epochs} epochs",
+        "lr_schedule": f"cosine over {spec.epochs} epochs",
     }
     params = {k: v for k, v in vars(spec).items()
-              if k not in ("local_epochs", "proximal_mu", "rounds")}  # fmt: skip
+              if k not in ("local_epochs", "proximal_mu", "rounds", "rounds_per_epoch",
+                           "keep_optimizer")}  # fmt: skip
     return Checkpoint(
         arch=spec.arch,
         task=spec.task,

@@ -137,6 +137,19 @@ def recompute_bn_stats(
         net.train(was_training)
 
 
+def _part_of_epoch(n: int, batch_size: int, seed: int, part: int, parts: int) -> list[int]:
+    """The rows of ``part`` of ``parts`` slices of one epoch's batches (the order drawn from
+    ``seed``; the epoch's batches as :func:`make_loader` cuts them, a last partial one dropped)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    batches = n // batch_size if n > batch_size else 1
+    if batches < parts:
+        raise InputError(f"train.epoch_part: {n} training images make {batches} batch(es) of "
+                         f"{batch_size}, fewer than the {parts} parts asked: split the epoch "
+                         "into fewer parts (rounds per epoch) or take a smaller batch")
+    first, stop = part * batches // parts, (part + 1) * batches // parts
+    return order[first * batch_size : stop * batch_size]
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` or CUDA when available, else CPU."""
     if device is not None:
@@ -174,6 +187,8 @@ def train(
     log: Callable[[dict], None] | None = None,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     lr_window: tuple[int, int] | None = None,
+    epoch_part: tuple[int, int] | None = None,
+    optimizer_state: dict | None = None,
 ) -> Checkpoint:
     """Train on ``frame``'s train rows, select the epoch by validation AUC, and return the
     checkpoint of the best epoch (threshold = Youden point on validation cases).
@@ -186,6 +201,14 @@ def train(
     ``lr_window=(offset, total)``: this call's epochs are epochs offset+1 .. offset+epochs of one
     cosine schedule over ``total`` epochs (a federated round's share of the run's schedule);
     by default the cosine runs over this call's ``epochs``.
+    ``epoch_part=(part, parts)``: each epoch trains only the ``part``-th (0-based) of ``parts``
+    consecutive slices of its batches, in an order drawn from ``seed`` alone, so calls with the
+    same seed and parts 0 .. parts-1 train every batch of one epoch once (a federated round of
+    1/parts epoch); the precise-BN pass still reads the whole train split. By default every
+    batch trains.
+    ``optimizer_state``: a dict carried between calls (a federated client's AdamW moments,
+    kept at the hospital across rounds): AdamW starts from the per-weight state it holds, if
+    any, with this call's lr and weight decay, and the call writes its final state back into it.
 
     In a process group of N ranks, ``batch_size`` stays the global batch (batch_size / N per
     rank, so the tuned ``lr`` still holds) and every rank returns the same checkpoint.
@@ -196,11 +219,14 @@ def train(
         k: v
         for k, v in locals().items()
         if k not in ("frame", "data_dir", "log", "device", "dataset_version", "extra_loss",
-                     "lr_window")
+                     "lr_window", "epoch_part", "optimizer_state")
     }
     params["pretrained"] = str(pretrained) if pretrained else None
     set_determinism(seed=seed)
     world, rank = ddp.world_size(), ddp.rank()
+    if epoch_part is not None and (world > 1 or not 0 <= epoch_part[0] < epoch_part[1]):
+        raise InputError(f"train.epoch_part {epoch_part}: (part, parts) with 0 <= part < parts, "
+                         "in one process")
     if batch_size % world:
         raise InputError(
             f"train.batch_size {batch_size} is the global batch and must split evenly over "
@@ -225,8 +251,13 @@ def train(
         shuffle=True,
         num_workers=num_workers,
         cuda=cuda,
-        sampler=sampler,
+        sampler=sampler if epoch_part is None else _part_of_epoch(
+            len(ds_tr), batch_size, seed, *epoch_part),
     )
+    dl_bn = dl_tr if epoch_part is None else make_loader(
+        ds_tr, batch_size=batch_size, shuffle=True, num_workers=num_workers, cuda=cuda)
+    if epoch_part is not None:  # the parts of one epoch draw different augmentations
+        aug_gen.manual_seed(seed + 1_000_003 * (epoch_part[0] + 1))
     if rank == 0:  # only rank 0 validates
         ds_va = make_dataset(va, data_dir, image_size=image_size, cache_workers=num_workers or 1)
         dl_va = make_loader(
@@ -241,6 +272,9 @@ def train(
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(tr["y"].to_numpy(), k).to(dev))
     trainable = list(net.parameters()) + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    if optimizer_state:  # the moments of an earlier call; this call's lr and weight decay
+        opt.load_state_dict({"state": optimizer_state["state"],
+                             "param_groups": opt.state_dict()["param_groups"]})
     # DDP (a no-op for one process) starts every rank from rank 0's weights and averages the
     # network's gradients; BatchNorm stays per rank (no SyncBatchNorm), averaged once an epoch.
     model = ddp.wrap(net, dev)
@@ -284,7 +318,7 @@ def train(
             seen += len(y)
         sched.step()
         if precise_bn:
-            recompute_bn_stats(net, dl_tr, device=dev, cuda=cuda)
+            recompute_bn_stats(net, dl_bn, device=dev, cuda=cuda)
         ddp.average_buffers(net)
         val_auc, val_prob = (
             _val_auc(net, dl_va, va, device=dev, amp=use_amp) if rank == 0 else (None, None)
@@ -313,6 +347,12 @@ def train(
             break
     if head is not None:
         head.remove()
+    if optimizer_state is not None:
+        optimizer_state.clear()
+        optimizer_state["state"] = {
+            i: {k: v.detach().cpu().clone() for k, v in st.items()}
+            for i, st in opt.state_dict()["state"].items()
+        }
     threshold = None
     if k == 2:
         val_cases = case_logits(va, np.zeros((len(va), 2)))  # case order and labels only

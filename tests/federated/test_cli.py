@@ -58,9 +58,11 @@ def asked(monkeypatch) -> dict:
 
 
 SERVER_OPTIONS = ["--strategy", "fedavgm", "--server-lr", "3", "--server-momentum", "0",
-                  "--bn-stats", "pooled", "--keep-round", "last"]  # fmt: skip
+                  "--bn-stats", "pooled", "--keep-round", "last", "--rounds", "8",
+                  "--rounds-per-epoch", "4", "--keep-optimizer"]  # fmt: skip
 SERVER_CONFIG = {"strategy": "fedavgm", "server-lr": 3.0, "server-momentum": 0.0,
-                 "bn-stats": "pooled", "keep-round": "last"}  # fmt: skip
+                 "bn-stats": "pooled", "keep-round": "last", "rounds": 8,
+                 "rounds-per-epoch": 4, "keep-optimizer": True}  # fmt: skip
 
 
 def test_run_and_start_set_the_server_options_as_run_config_keys(tmp_path, asked):
@@ -98,6 +100,10 @@ def test_bad_server_option_values_are_usage_errors(tmp_path, asked, option, valu
      "differential privacy works with fedavg or fedprox and bn-stats average only"),
     (["--set", "keep-round=last"], "keep-round has an option of its own; give --keep-round"),
     (["--set", "server-lr=0.02"], "give --server-lr instead"),
+    (["--rounds-per-epoch", "4"], "rounds-per-epoch=4 splits each epoch over 4 rounds: it needs "
+     "local-epochs 1 (asked 1) and rounds a multiple of 4 (asked 3)"),
+    (["--rounds", "4", "--rounds-per-epoch", "2", "--local-epochs", "2"], "needs local-epochs 1"),
+    (["--set", "keep-optimizer=true"], "give --keep-optimizer/--fresh-optimizer instead"),
 ])  # fmt: skip
 def test_options_that_contradict_each_other_are_refused_by_name(tmp_path, asked, options, message):
     for args in (["run", "--sites", "HX,BJ1", "--homes", str(tmp_path), "--no-register"],

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from bonebase.federated.config import merged
 from bonebase.federated.strategy import SiteWatch, build_strategy
@@ -123,3 +123,111 @@ def test_keep_round_best_without_a_scored_round_keeps_the_final_model():
     for keep_round in ("best", "last"):
         kept = watch.kept(keep_round, models[1], 1)
         assert kept["round"] == 1 and kept["arrays"] is models[1]
+
+
+def _spy_train(monkeypatch) -> dict:
+    import bonebase.model.train as training
+
+    asked: dict = {}
+
+    def spy(**kw):
+        asked.clear()
+        asked.update(kw)
+        raise RuntimeError("stop after the call")  # the node replies FAILED; we read the call
+
+    monkeypatch.setattr(training, "train", spy)
+    return asked
+
+
+def test_rounds_of_a_quarter_epoch_cut_one_epoch_at_its_lr(consortium, monkeypatch):
+    """8 rounds of a quarter epoch (2 epochs): rounds 1-4 train parts 0-3 of epoch 1's batches
+    (one seed: one order of them) at epoch 1's lr, rounds 5-8 epoch 2's; by default a round
+    trains a whole epoch with a seed of its own and no part (as before the option)."""
+    asked = _spy_train(monkeypatch)
+    home = consortium / "homes" / "HX"
+    seen = []
+    for server_round in range(1, 9):
+        _ask(home, overrides={"rounds": 8, "rounds-per-epoch": 4},
+             extra={"server-round": server_round})  # fmt: skip
+        seen.append((asked["epochs"], asked["seed"], asked["lr_window"], asked["epoch_part"]))
+    seed = TINY["seed"]
+    assert seen == [(1, seed + 1 + r // 4, (r // 4, 2), (r % 4, 4)) for r in range(8)]
+    for server_round in (1, 3):
+        _ask(home, overrides={"rounds": 3}, extra={"server-round": server_round})
+        assert asked["seed"] == seed + server_round and asked["lr_window"] == (server_round - 1, 3)
+        assert "epoch_part" not in asked and "optimizer_state" not in asked
+
+
+def test_the_parts_of_an_epoch_train_each_of_its_batches_once():
+    """Parts 0-3 of 50 rows in batches of 8 (6 batches, the last 2 rows dropped as the
+    loader drops a partial batch): disjoint, whole batches, together the epoch's 48 rows; more
+    parts than batches is refused by name."""
+    from bonebase.errors import InputError
+    from bonebase.model.train import _part_of_epoch
+
+    parts = [_part_of_epoch(50, 8, 5, part, 4) for part in range(4)]
+    assert [len(p) for p in parts] == [8, 16, 8, 16]
+    rows = [r for p in parts for r in p]
+    assert len(set(rows)) == 48 and rows == torch.randperm(
+        50, generator=torch.Generator().manual_seed(5)).tolist()[:48]
+    assert _part_of_epoch(50, 8, 6, 0, 4) != parts[0]  # another epoch, another order
+    with pytest.raises(InputError, match="make 6 batch.es. of 8, fewer than the 7 parts"):
+        _part_of_epoch(50, 8, 5, 0, 7)
+
+
+def _hx(consortium):
+    data = consortium / "homes" / "HX" / "federated" / "data"
+    return data, load_frame(data, task=PARAMS["task"])
+
+
+def test_train_keeps_the_optimizer_state_it_is_given(consortium):
+    """Two calls sharing ``optimizer_state``: the second AdamW continues the first's (step count
+    and moments carried, 2 x the steps of one call); without it each call starts afresh."""
+    data, frame = _hx(consortium)
+    hp = {**PARAMS["train"], "precise_bn": False, "batch_size": 4}
+    kept: dict = {}
+    first = train(frame=frame, data_dir=data, task=PARAMS["task"], epochs=1, patience=1,
+                  optimizer_state=kept, **hp)  # fmt: skip
+    steps = float(kept["state"][0]["step"])
+    assert steps >= 2 and set(kept["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    moment = kept["state"][0]["exp_avg"].clone()
+    train(frame=frame, data_dir=data, task=PARAMS["task"], epochs=1, patience=1,
+          optimizer_state=kept, **hp)  # fmt: skip
+    assert float(kept["state"][0]["step"]) == 2 * steps
+    assert not torch.equal(kept["state"][0]["exp_avg"], moment)
+    # without the option nothing changed: the same seed gives the same weights
+    again = train(frame=frame, data_dir=data, task=PARAMS["task"], epochs=1, patience=1, **hp)
+    assert all(torch.equal(first.state_dict[k], again.state_dict[k]) for k in first.state_dict)
+
+
+def test_a_site_keeps_its_optimizer_at_home_across_rounds(consortium):
+    """With keep-optimizer, a site's AdamW state lives in its own Flower state between rounds
+    (round 2 starts from round 1's: its step count doubles) and the reply carries the weights
+    and metrics only, as without it."""
+    from bonebase.federated.client import OPTIMIZER_KEY, load_optimizer, make_client_app
+    from bonebase.federated.config import ModelSpec
+
+    home = consortium / "homes" / "HX"
+    spec = ModelSpec.from_run_config(merged(None, {**TINY, "batch-size": 4, "rounds": 4,
+                                                   "rounds-per-epoch": 2,
+                                                   "keep-optimizer": True}))  # fmt: skip
+    ctx = Context(run_id=1, node_id=1, node_config={"bonebase-home": str(home), "site": "HX"},
+                  state=RecordDict(), run_config={})  # fmt: skip
+    app = make_client_app()
+    torch.manual_seed(0)
+    arrays = ArrayRecord(build_network("resnet10-slim", num_classes=2).state_dict())
+    steps = []
+    for server_round in (1, 2):
+        msg = Message(content=RecordDict({"arrays": arrays, "config": ConfigRecord(
+            {**spec.to_config(), "server-round": server_round})}), dst_node_id=1,
+            message_type="train")  # fmt: skip
+        reply = app(msg, ctx)
+        assert not reply.has_error(), reply.error
+        assert set(reply.content) == {"arrays", "metrics", "site"}
+        arrays = reply.content["arrays"]
+        steps.append(float(load_optimizer(ctx)["state"][0]["step"]))
+    assert OPTIMIZER_KEY in ctx.state
+    # rounds 1 and 2 are the two halves of epoch 1's B batches: round 2's count is the epoch's
+    # (a fresh optimizer would count B - B // 2)
+    batches = int((_hx(consortium)[1]["split"] == "train").sum()) // 4
+    assert batches >= 2 and steps == [batches // 2, batches]
