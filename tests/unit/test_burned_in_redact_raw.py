@@ -16,8 +16,9 @@ from pydicom.uid import ImplicitVRLittleEndian
 from bonebase.dicom import burned_in, stream
 from bonebase.dicom.deid import Deidentifier
 from bonebase.dicom.deid_result import DeidResult
-from bonebase.ingest import process
-from bonebase.ingest.process import PIXEL_DATA, process_file
+from bonebase.dicom.stream import PIXEL_DATA
+from bonebase.ingest import pixel_text
+from bonebase.ingest.process import process_file
 from tests.unit.test_burned_in import NAME_AT_EDGE, SECRET, _drawn, _entry, _instance, _write
 
 pytestmark = pytest.mark.skipif(not burned_in.tesseract_available(),
@@ -65,7 +66,7 @@ def test_redacted_file_equals_the_reference_path(tmp_path, monkeypatch, kind, on
         staging.mkdir()
         with monkeypatch.context() as m:
             if reference:
-                m.setattr(process, "_pixel_element", _reference)
+                m.setattr(pixel_text, "_pixel_element", _reference)
                 m.setattr(DeidResult, "encode_whole", DeidResult.to_bytes)
             else:
                 def whole(*args, **kwargs):  # a read of the file with its pixels
