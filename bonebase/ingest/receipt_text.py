@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable
 from functools import cache
 
 from bonebase.i18n import _, current, translations
@@ -98,16 +99,14 @@ def message_text(reason: str, message: str, lang: str | None = None) -> str:
     code = reason.split(":", 1)[0]
     sentences = (*((_TEMPLATES[code],) if code in _TEMPLATES else ()),
                  *OTHER_SENTENCES.get(code, ()))
-    for sentence in sentences:
-        translated = _(sentence, lang)
-        m = _pattern(sentence).fullmatch(message) if translated != sentence else None
-        if m is not None:
-            values = m.groupdict()
-            values["where"] = place_text(values.get("where") or "", lang)
-            if values.get("diagnosis_behaviour") in BEHAVIOURS:  # the vocabulary's word
-                values["diagnosis_behaviour"] = _(values["diagnosis_behaviour"], lang)
-            return _fill(translated, values)
-    return message
+    found = _read_back(message, sentences, lang)
+    if found is None:
+        return message
+    translated, values = found
+    values["where"] = place_text(values.get("where") or "", lang)
+    if values.get("diagnosis_behaviour") in BEHAVIOURS:  # the vocabulary's word
+        values["diagnosis_behaviour"] = _(values["diagnosis_behaviour"], lang)
+    return _fill(translated, values)
 
 
 # Errors longer than this stay as written (a 16k-character line took 0.34 s to match).
@@ -125,11 +124,21 @@ def error_text(error: str, lang: str | None = None) -> str:
         return exact
     if len(error) > _LONGEST_MATCHED:  # the templates' lazy groups grow quadratically with it
         return error
-    for msgid in _error_templates(lang):
-        m = _pattern(msgid).fullmatch(error)
-        if m is not None:
-            return _fill(_(msgid, lang), m.groupdict())
-    return error
+    found = _read_back(error, _error_templates(lang), lang)
+    return _fill(*found) if found is not None else error
+
+
+def _read_back(text: str, templates: Iterable[str], lang: str | None) -> tuple[str, dict[str, str]] | None:
+    """The translation into ``lang`` of the first English template that ``text`` was written
+    from (one that has a translation), and the values read back out of ``text``; else None."""
+    catalogue = translations(lang or current())
+    for template in templates:
+        translated = catalogue.gettext(template)
+        if translated != template:
+            m = _pattern(template).fullmatch(text)
+            if m is not None:
+                return translated, m.groupdict()
+    return None
 
 
 @cache
