@@ -92,7 +92,7 @@ class _Stages:
     def __init__(self) -> None:
         from bonebase.dicom import burned_in, burned_in_ocr
         from bonebase.dicom.deid_result import DeidResult
-        from bonebase.ingest import process
+        from bonebase.ingest import pixel_text, process
 
         self.cpu: dict[str, float] = {}
         self.calls: dict[str, int] = {}
@@ -102,7 +102,7 @@ class _Stages:
                                  (burned_in, "read_rects", "read_rects"),
                                  (burned_in_ocr, "_words", "tesseract"),
                                  (burned_in.Step, "judge", "judge"),
-                                 (process, "_pixel_element", "redaction"),
+                                 (pixel_text, "_pixel_element", "redaction"),
                                  (burned_in, "redact", "redaction"),
                                  (burned_in, "add_method", "redaction"),
                                  (DeidResult, "encode_whole", "encoding")):
