@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -32,6 +31,9 @@ from bonebase.i18n import Message
 from bonebase.ingest import accept, match, named, process, receipt, runner, scan, source, store
 from bonebase.ingest.clock import Clock
 from bonebase.ingest.limits import Limits
+from bonebase.ingest.opened import Opened
+from bonebase.monitor import early
+from bonebase.monitor import policy as policies
 from bonebase.storage import open_store
 
 
@@ -102,6 +104,8 @@ _SETTINGS: ContextVar[Settings | None] = ContextVar("bonebase_ingest_settings", 
 _PROGRESS: ContextVar[Callable | None] = ContextVar("bonebase_ingest_progress", default=None)
 # The submission's path too: hospitals name folders after patients and accession numbers.
 _SOURCE: ContextVar[str | None] = ContextVar("bonebase_ingest_source", default=None)
+# Whether the champion watch runs after this ingest, in this process (its early scoring).
+_WATCHED: ContextVar[bool] = ContextVar("bonebase_ingest_watched", default=False)
 
 
 def _source() -> str | None:
@@ -127,18 +131,22 @@ def ingest_submission(site: str, source_path: str, *, settings: Settings | None 
     uses the environment's settings, which the watch reads (`bonebase submit`, the demo)."""
     if match_rule is not None:
         match.check_rule(match_rule)
-    tokens = _SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path)
+    watched = bool(watch or (watch is None and settings is None))
+    tokens = (_SETTINGS.set(settings), _PROGRESS.set(progress), _SOURCE.set(source_path),
+              _WATCHED.set(watched))
     try:
         with in_process():  # no heartbeat thread to wait for at the end (bonebase.flow_run)
             the_receipt = ingest_flow(site, match_rule=match_rule)
     finally:
-        _SETTINGS.reset(tokens[0])
-        _PROGRESS.reset(tokens[1])
-        _SOURCE.reset(tokens[2])
-    if watch or (watch is None and settings is None):
+        for var, token in zip((_SETTINGS, _PROGRESS, _SOURCE, _WATCHED), tokens, strict=True):
+            var.reset(token)
+    if watched:
         from flows.monitor import watch_after_ingest
 
-        watch_after_ingest(the_receipt)
+        try:
+            watch_after_ingest(the_receipt)
+        finally:
+            early.discard(the_receipt.get("submission"))
     return the_receipt
 
 
@@ -185,42 +193,16 @@ def ingest_flow(site: str, source_path: str | None = None, match_rule: str | Non
             return job.run()
 
 
-@dataclass
-class Opened:
-    """A submission opened and listed: what `bonebase submit` and `bonebase validate` run on."""
-
-    site: str
-    root: Path
-    manifest_path: Path
-    entries: list[scan.FileEntry]
-    rule: tuple[str, str]  # the match rule and where it was declared
-    keep_descriptors: bool = False  # the site's de-identification settings (#19)
-    burned_in: str = "redact"
-    language: str = "en"  # the site's language: its Markdown receipt is written in it (#25)
-
-    @classmethod
-    def of(cls, site_row, root: Path, manifest_path: Path, entries: list[scan.FileEntry],
-           match_rule: str | None) -> Opened:
-        """A submission of the registered site ``site_row`` (its settings) under ``root``."""
-        return cls(site=site_row.code, root=root, manifest_path=manifest_path, entries=entries,
-                   rule=match.choose(match_rule, site_row.match_rule),
-                   keep_descriptors=site_row.keep_descriptors, burned_in=site_row.burned_in,
-                   language=site_row.language)
-
-    @property
-    def base(self) -> str:
-        """The folder of manifest.csv in the submission (the folder column is relative to it)."""
-        return self.manifest_path.parent.relative_to(self.root).as_posix()
-
-
 def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: Path,
                 label: str, at: Callable[[str], None], in_flow: bool, clock: Clock,
-                progress: Callable[[str, int, int], None] | None = None):
+                progress: Callable[[str, int, int], None] | None = None,
+                processed: Callable[[list], None] | None = None):
     """Read, de-identify (into ``staging``), match, validate and plan a submission: the stages
     that `bonebase submit` and `bonebase validate` share, up to (not including) storing.
 
     ``in_flow``: the batches and the validation run as the flow's Prefect tasks; else here, on
-    the process pool. ``at`` is told each stage as it starts; ``clock`` times them. Returns
+    the process pool. ``at`` is told each stage as it starts; ``clock`` times them;
+    ``processed`` is given the files' results once they are de-identified. Returns
     (manifest, results, report, plan).
     """
     import pandas as pd
@@ -243,6 +225,8 @@ def plan_stages(opened: Opened, *, settings: Settings, staging: Path, docs_dir: 
     else:
         results = runner.run_here(files.entries, args, settings, progress)
     clock.lap("process")
+    if processed is not None:  # the de-identified files, before they are validated
+        processed(results)
     at("matching images to rows")
     deid = Deidentifier(settings.consortium_secret(), uid_root=settings.uid_root)
     matching = accept.match_submission(manifest, results, site=site, deid=deid, rule=rule,
@@ -308,7 +292,7 @@ class _Job:
         manifest, results, report, plan = plan_stages(
             self.opened, settings=settings, staging=staging,
             docs_dir=settings.home / "datadocs" / str(sid), label=str(sid), at=at, in_flow=True,
-            clock=clock, progress=_PROGRESS.get())
+            clock=clock, progress=_PROGRESS.get(), processed=self._early(objects, staging))
         self.redact = plan.redact
         self.stage = "storing the cases"
         with connect(self.url, autocommit=True) as conn, subs.storing(conn):
@@ -355,10 +339,26 @@ class _Job:
         the_receipt["timings_s"] = clock.laps
         return the_receipt
 
+    def _early(self, objects, staging: Path) -> Callable[[list], None] | None:
+        """When the champion watch runs after this ingest in this process, what hands it the
+        de-identified radiographs to score meanwhile (bonebase.monitor.early)."""
+        if not _WATCHED.get():
+            return None
+        try:
+            with connect(self.url) as conn:
+                return early.hook(conn, objects, submission_id=self.submission_id,
+                                  staging=staging, policy=policies.load(policies.PARAMS),
+                                  cache=self.settings.home / "cache" / "models")
+        except Exception as exc:  # noqa: BLE001 - the watch after ingest reports its own errors
+            print(f"early scoring is off for this submission ({type(exc).__name__}); the champion"
+                  " watch scores it after ingest")
+            return None
+
     def _fail(self, exc: Exception) -> BonebaseError:
         """Mark the submission failed with a receipt that says where and why; the error to raise.
         The receipt and the audit log keep the failure in English with its code; the error raised
         shows it as it was raised (the language of the run)."""
+        early.discard(self.submission_id)
         error = receipt.describe_failure(exc, self.redact)
         shown = receipt.describe_failure(exc, self.redact, translated=True)
         code = receipt.failure_code(exc)

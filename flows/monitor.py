@@ -20,12 +20,11 @@ from bonebase.config import get_settings
 from bonebase.flow_run import in_process
 from bonebase.monitor import policy as policies
 from bonebase.monitor import watch
+from bonebase.monitor.db import deployed
 
 #: The session-level advisory lock a background watch holds (one at a time; see _main).
 _BACKGROUND_LOCK = 0x77617462  # "watb"
 
-#: The tasks whose deployed model the ingest hook watches (two-class tasks).
-WATCHED_TASKS = ("benign_vs_malignant", "os_vs_gct")
 
 
 def _connect():
@@ -143,7 +142,7 @@ def watch_after_ingest(receipt: dict, *, params_path: str = "params.yaml",
 def watch_submission(submission_id: int, params_path: str = "params.yaml") -> dict | None:
     """The watch of one submission by every deployed two-class model (None: none deployed)."""
     with _connect() as conn:
-        tasks = list(_deployed(conn))
+        tasks = list(deployed(conn))
     # Nothing deployed: nothing to watch (and no flow run to show).
     with in_process():  # no heartbeat thread to wait for at the end (bonebase.flow_run)
         runs = [watch_flow(submission_id=submission_id, params_path=params_path, task_name=t)
@@ -235,15 +234,7 @@ def _unscored(params_path: str) -> int:
     modalities = list(policies.load(params_path).modalities)
     with _connect() as conn:
         return sum(db.count_unscored(conn, model_id=m["id"], modalities=modalities)
-                   for m in _deployed(conn).values())
-
-
-def _deployed(conn) -> dict[str, dict]:
-    """The deployed model of each watched task that has one, by task (in WATCHED_TASKS order)."""
-    from bonebase.db.models import deployed_model
-
-    models = {t: deployed_model(conn, task=t) for t in WATCHED_TASKS}
-    return {t: m for t, m in models.items() if m is not None}
+                   for m in deployed(conn).values())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,15 @@ from psycopg.types.json import Jsonb
 from bonebase.db import models as model_q
 from bonebase.errors import NotFoundError
 
+#: The tasks whose deployed model the watch scores with (two-class tasks).
+WATCHED_TASKS = ("benign_vs_malignant", "os_vs_gct")
+
+
+def deployed(conn: Connection) -> dict[str, dict]:
+    """The deployed model of each watched task that has one, by task (in WATCHED_TASKS order)."""
+    models = {t: model_q.deployed_model(conn, task=t) for t in WATCHED_TASKS}
+    return {t: m for t, m in models.items() if m is not None}
+
 
 def champion(conn: Connection, *, task: str) -> dict:
     """The deployed model of ``task``, or NotFoundError saying how to deploy one."""
@@ -18,7 +27,7 @@ def champion(conn: Connection, *, task: str) -> dict:
     return row
 
 _TO_SCORE = """
-SELECT i.id AS instance_id, i.object_key, c.id AS case_id, c.site_id, s.code AS site,
+SELECT i.id AS instance_id, i.object_key, i.sha256, c.id AS case_id, c.site_id, s.code AS site,
        i.submission_id, date_trunc('month', i.created_at)::date AS month,
        c.diagnosis_code, c.location_code, c.age, c.sex
   FROM instances i

@@ -61,6 +61,10 @@ class Policy:
         return asdict(self)
 
 
+#: The watch's params file when none is named (the project's, from its folder).
+PARAMS = "params.yaml"
+
+
 def load(params_path) -> Policy:
     """The policy of a params.yaml (its ``monitor:`` section; defaults when it has none).
 

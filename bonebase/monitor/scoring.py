@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+import pydicom.errors
 
 from bonebase.dicom.pixels import radiograph_to_float
 from bonebase.errors import BonebaseError
@@ -32,6 +33,9 @@ CATEGORICAL = {
     "clinical": ("sex", "location", "diagnosis"),
     "acquisition": ("modality", "manufacturer", "photometric"),
 }
+#: What reading a stored radiograph raises for an image that cannot be scored (a row's error).
+READ_ERRORS = (BonebaseError, ValueError, AttributeError, TypeError,
+               pydicom.errors.InvalidDicomError)
 # Statistics on every 4th pixel each way: the same figures to 3 decimals, 16 times less work.
 _STRIDE = 4
 
@@ -145,30 +149,50 @@ class Prepared:
     ready: list[dict]
 
 
+def _start_row(model: Model, row: dict, intermediate_as: str) -> tuple[dict, dict]:
+    """A row of :func:`bonebase.monitor.db.unscored` as a scored row not scored yet (label from
+    the case's diagnosis), and its clinical features."""
+    scored = {
+        "instance_id": row["instance_id"], "case_id": row["case_id"],
+        "site_id": row["site_id"], "submission_id": row["submission_id"],
+        "month": row["month"], "probability": None, "predicted": None, "error": None,
+        "label": case_label(model.task, row["diagnosis_code"], row["location_code"],
+                            intermediate_as),
+    }
+    location = lookup_location(row["location_code"])
+    clinical = {"age": row["age"], "sex": row["sex"] or "",
+                "location": location.code if location else (row["location_code"] or ""),
+                "diagnosis": row["diagnosis_code"] or ""}
+    return scored, clinical
+
+
+def _decide(scored: dict, p: float, threshold: float) -> None:
+    scored["probability"] = float(np.clip(p, 0.0, 1.0))
+    scored["predicted"] = int(p >= threshold)
+    scored["features"]["probability"] = round(float(p), 4)
+
+
+def read_image(data: bytes) -> tuple[dict, np.ndarray]:
+    """A stored radiograph's bytes: its acquisition and intensity features and its [0, 1]
+    image (one of READ_ERRORS when it cannot be read)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    image = radiograph_to_float(ds)
+    return image_features(ds, image), image
+
+
 def prepare_rows(store: ObjectStore, model: Model, chunk: Iterable[dict], *,
                  intermediate_as: str = "benign") -> Prepared:
     """Read, label and preprocess one batch of rows (no network): see :func:`score_rows`."""
     predictor = model.predictor
     prepared = Prepared([], [], [])
     for row in chunk:
-        scored = {
-            "instance_id": row["instance_id"], "case_id": row["case_id"],
-            "site_id": row["site_id"], "submission_id": row["submission_id"],
-            "month": row["month"], "probability": None, "predicted": None, "error": None,
-            "label": case_label(model.task, row["diagnosis_code"], row["location_code"],
-                                intermediate_as),
-        }
-        location = lookup_location(row["location_code"])
-        clinical = {"age": row["age"], "sex": row["sex"] or "",
-                    "location": location.code if location else (row["location_code"] or ""),
-                    "diagnosis": row["diagnosis_code"] or ""}
+        scored, clinical = _start_row(model, row, intermediate_as)
         try:
-            ds = pydicom.dcmread(io.BytesIO(store.get_bytes(row["object_key"])))
-            image = radiograph_to_float(ds)
-            scored["features"] = {**clinical, **image_features(ds, image)}
+            features, image = read_image(store.get_bytes(row["object_key"]))
+            scored["features"] = {**clinical, **features}
             prepared.inputs.append(predictor.preprocess(image))
             prepared.ready.append(scored)
-        except (BonebaseError, ValueError, AttributeError, TypeError) as exc:
+        except READ_ERRORS as exc:
             # One unreadable image is one row with its reason, never a failed run.
             scored["features"] = clinical
             scored["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -181,10 +205,18 @@ def finish_rows(model: Model, prepared: Prepared) -> list[dict]:
     if prepared.inputs:
         probs = model.probabilities(np.stack(prepared.inputs))
         for scored, p in zip(prepared.ready, probs, strict=True):
-            scored["probability"] = float(np.clip(p, 0.0, 1.0))
-            scored["predicted"] = int(p >= model.predictor.threshold)
-            scored["features"]["probability"] = round(float(p), 4)
+            _decide(scored, p, model.predictor.threshold)
     return prepared.rows
+
+
+def scored_early(model: Model, row: dict, early: dict, *, intermediate_as: str = "benign",
+                 ) -> dict:
+    """A row scored before it was stored (bonebase.monitor.early: the image's features and
+    P(class 1), computed from the same bytes by content hash), as :func:`finish_rows` gives it."""
+    scored, clinical = _start_row(model, row, intermediate_as)
+    scored["features"] = {**clinical, **early["features"]}
+    _decide(scored, early["probability"], model.predictor.threshold)
+    return scored
 
 
 def score_rows(
@@ -256,5 +288,6 @@ def _pipelined(store: ObjectStore, model: Model, chunks: list[list[dict]],
             yield finish_rows(model, prepared)
 
 
-__all__ = ["CATEGORICAL", "NUMERIC", "Model", "Prepared", "case_label", "finish_rows",
-           "image_features", "inference_network", "prepare_rows", "score_batches", "score_rows"]
+__all__ = ["CATEGORICAL", "NUMERIC", "READ_ERRORS", "Model", "Prepared", "case_label",
+           "finish_rows", "image_features", "inference_network", "prepare_rows", "read_image",
+           "score_batches", "score_rows", "scored_early"]

@@ -13,16 +13,17 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from psycopg import Connection
 
 from bonebase.db import audit
 from bonebase.db import models as model_q
 from bonebase.errors import InputError, NotFoundError
-from bonebase.monitor import db, drift, performance, report
+from bonebase.monitor import db, drift, early, performance, report
 from bonebase.monitor.db import champion
 from bonebase.monitor.policy import Policy
-from bonebase.monitor.scoring import Model, inference_network, score_batches
+from bonebase.monitor.scoring import Model, inference_network, score_batches, scored_early
 from bonebase.storage import ObjectStore
 
 ALERT_EVENT = "bonebase.monitor.alert"
@@ -40,14 +41,15 @@ PIPELINE = True
 _LOADED: dict[str, tuple] = {}  # checkpoint sha256 -> (Predictor, {mode: network}), last two
 
 
-def _predictor(store: ObjectStore, model_row: dict) -> tuple:
+def _predictor(model_row: dict, fetch: Callable[[str], Path]) -> tuple:
+    """The model's Predictor and scoring network, loaded once per process and checkpoint;
+    ``fetch(folder)`` gives the checkpoint's file (verified) when it is not loaded yet."""
     from bonebase.model.inference import Predictor
-    from bonebase.release.registry import fetch_checkpoint
 
     sha = model_row["checkpoint_sha256"]
     if sha not in _LOADED:
         with tempfile.TemporaryDirectory(prefix="bonebase-watch-") as tmp:
-            predictor = Predictor.from_checkpoint(fetch_checkpoint(store, model_row, tmp))
+            predictor = Predictor.from_checkpoint(fetch(tmp))
         while len(_LOADED) >= 2:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[sha] = (predictor, {})
@@ -62,7 +64,19 @@ def _predictor(store: ObjectStore, model_row: dict) -> tuple:
 def load(store: ObjectStore, model_row: dict) -> Model:
     """A registered model's checkpoint, fetched and verified, as a :class:`Model`; kept loaded
     for the process's next calls (a checkpoint's content never changes: its hash is its key)."""
-    predictor, network = _predictor(store, model_row)
+    from bonebase.release.registry import fetch_checkpoint
+
+    return _model(model_row, lambda tmp: fetch_checkpoint(store, model_row, tmp))
+
+
+def load_file(path: Path, model_row: dict) -> Model:
+    """:func:`load` of a checkpoint already fetched and verified to ``path`` (the early scorer's
+    process, bonebase.monitor.early, which holds no store)."""
+    return _model(model_row, lambda tmp: path)
+
+
+def _model(model_row: dict, fetch: Callable[[str], Path]) -> Model:
+    predictor, network = _predictor(model_row, fetch)
     if len(predictor.classes) != 2 or predictor.threshold is None:
         raise InputError(f"model {model_row['id']} has {len(predictor.classes)} classes; the "
                          "watch scores two-class tasks (benign_vs_malignant, os_vs_gct)")
@@ -88,12 +102,13 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
           submission_id: int | None = None,
           progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Score the reference (once per model) and the new radiographs not scored yet (of
-    ``submission_id``, or all). Returns counts: reference, watch, unreadable."""
+    ``submission_id``, or all). Returns counts: reference, watch, unreadable, and early (of
+    watch: scored while the submission was stored, bonebase.monitor.early)."""
     # One scorer per model at a time (deferred watches of two submissions can overlap): the
     # second waits for the first's commit, then finds what it stored already scored.
     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SCORING_LOCK, model.id))
     model_row = model_q.get_model(conn, model.id)
-    counts = {"reference": 0, "watch": 0, "unreadable": 0}
+    counts = {"reference": 0, "watch": 0, "unreadable": 0, "early": 0}
     modalities = list(policy.modalities)
     todo_by_role = []
     if not has_reference(conn, model.id):
@@ -106,8 +121,14 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
         todo_by_role.append(("reference", ref))
     todo_by_role.append(("watch", db.unscored(conn, model_id=model.id, modalities=modalities,
                                               submission_id=submission_id)))
+    # Radiographs scored while the submission was being stored (the same bytes, by hash).
+    ahead = early.take(submission_id, model.id) if submission_id is not None else {}
     for role, todo in todo_by_role:
         done = 0
+        if role == "watch" and ahead:
+            counts["early"] = _store_early(conn, model, policy, todo, ahead)
+            todo = [row for row in todo if row["sha256"] not in ahead]
+            done = counts["watch"] = counts["early"]
         # Each batch is stored as it is scored: memory stays at two batches (the next is read
         # while this one runs through the network).
         for rows in score_batches(store, model, todo, batch=policy.batch,
@@ -119,6 +140,16 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
             if progress:
                 progress(role, done, len(todo))
     return counts
+
+
+def _store_early(conn: Connection, model: Model, policy: Policy, todo: list[dict],
+                 ahead: dict[str, dict]) -> int:
+    """Store the rows of ``todo`` scored early (``ahead``, by content hash); how many were new."""
+    rows = [scored_early(model, row, ahead[row["sha256"]],
+                         intermediate_as=policy.intermediate_as)
+            for row in todo if row["sha256"] in ahead]
+    with conn.transaction():
+        return db.insert_scores(conn, model_id=model.id, role="watch", rows=rows)
 
 
 def _performance_breach(figs: dict, policy: Policy) -> list[str]:
@@ -218,4 +249,4 @@ def sites_with_scores(conn: Connection, model_id: int) -> list[str]:
 
 
 __all__ = ["ALERT_EVENT", "champion", "check_site", "emit_alert", "has_reference", "load",
-           "score", "sites_with_scores"]
+           "load_file", "score", "sites_with_scores"]

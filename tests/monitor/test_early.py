@@ -1,0 +1,147 @@
+"""Early scoring (bonebase.monitor.early): a watched ingest's radiographs are scored while the
+submission is validated and stored, and the watch stores exactly what it would have scored itself.
+
+The watched world's database is copied (its champion deployed, its reference scored) so that a
+new hospital can be ingested without changing what the package's other tests see."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.monitor.world import add_sites, generate_site
+
+NEW = "HXE"
+
+
+def _scores(conn, model_id: int, sid: int) -> dict[int, dict]:
+    return {r["instance_id"]: r for r in conn.execute(
+        "SELECT instance_id, case_id, label, probability, predicted, features, error"
+        " FROM watch_scores WHERE model_id = %s AND submission_id = %s",
+        (model_id, sid)).fetchall()}
+
+
+@pytest.fixture
+def copied(watched, fresh_database, tmp_path, monkeypatch):
+    """The watched world's database copied, its store shared, a fresh home, the environment
+    pointing at them, and the working folder holding the world's params.yaml."""
+    from bonebase.config import Settings, get_settings
+
+    url = fresh_database(template=watched["url"])
+    settings = Settings(home=tmp_path / "home", database_url=url, secret="t" * 40, env="test",
+                        storage_url=str(watched["home"] / "objects"))
+    settings.ensure_home()
+    for name, value in settings.environ().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    monkeypatch.chdir(watched["tmp"])  # params.yaml: the policy of the hook and the watch
+    yield {"url": url, "settings": settings}
+    get_settings.cache_clear()
+
+
+def test_a_watched_ingest_is_scored_early_and_as_the_watch_would(watched, copied, tmp_path,
+                                                                  monkeypatch):
+    from bonebase.db.engine import connect
+    from bonebase.flow_run import in_process
+    from bonebase.monitor import early
+    from flows.ingest import ingest_submission
+    from flows.monitor import watch_flow
+
+    folder = generate_site(tmp_path, NEW, seed=8, cases=22)
+    add_sites(copied["url"], [NEW])
+    taken: list[dict] = []
+
+    def spy(submission_id, model_id):
+        taken.append(real(submission_id, model_id))
+        return taken[-1]
+
+    real = early.take
+    monkeypatch.setattr(early, "take", spy)
+    receipt = ingest_submission(NEW, str(folder), watch=True)  # as `bonebase submit` runs it
+    sid = receipt["submission"]
+    with connect(copied["url"]) as conn:
+        first = _scores(conn, watched["model"], sid)
+        stored = {r["sha256"] for r in conn.execute(
+            "SELECT sha256 FROM instances WHERE submission_id = %s AND modality IN ('CR', 'DX')",
+            (sid,)).fetchall()}
+    assert len(first) >= 10 and len(stored) == len(first)
+    # Every stored radiograph was scored early (and so were files quarantined later on).
+    assert len(taken) == 1 and stored <= set(taken[0])
+    assert early._PENDING == {}  # taken once, then forgotten
+    assert not list((copied["settings"].home).rglob("*.early"))  # its hard links are gone
+
+    # The same submission scored by the watch alone (nothing early): the same rows.
+    with connect(copied["url"]) as conn:
+        conn.execute("DELETE FROM watch_scores WHERE submission_id = %s", (sid,))
+        conn.commit()
+    with in_process():
+        late = watch_flow(submission_id=sid)
+    assert late["scored"]["watch"] == len(first) and late["scored"]["early"] == 0
+    with connect(copied["url"]) as conn:
+        second = _scores(conn, watched["model"], sid)
+    assert second.keys() == first.keys()
+    for key, a in first.items():
+        b = second[key]
+        assert abs(a["probability"] - b["probability"]) < 1e-5
+        assert (a["label"], a["predicted"], a["error"], a["case_id"]) == (
+            b["label"], b["predicted"], b["error"], b["case_id"])
+        fa, fb = dict(a["features"]), dict(b["features"])
+        assert abs(fa.pop("probability") - fb.pop("probability")) < 2e-4  # rounded to 4 places
+        assert fa == fb
+
+
+def test_files_that_are_not_the_stored_bytes_are_left_to_the_watch(watched, tmp_path):
+    """The scorer checks each file's hash: a file changed after hashing, or unreadable, gets no
+    early score (the watch then reads the stored copy), and its folder is removed."""
+    from bonebase.db.engine import connect
+    from bonebase.db.models import get_model
+    from bonebase.monitor import early
+
+    with connect(watched["url"]) as conn:
+        model = get_model(conn, watched["model"])
+        keys = [r["object_key"] for r in conn.execute(
+            "SELECT object_key FROM instances WHERE modality IN ('CR', 'DX') ORDER BY id"
+            " LIMIT 3").fetchall()]
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(watched["store"].get_bytes(model["checkpoint_key"]))
+    folder = tmp_path / "links"
+    folder.mkdir()
+    files = []
+    for i, key in enumerate(keys):
+        data = watched["store"].get_bytes(key)
+        path = folder / f"{i}.dcm"
+        path.write_bytes(data)
+        files.append((str(path), hashlib.sha256(data).hexdigest()))
+    good, changed, broken = files
+    with open(changed[0], "r+b") as fh:  # one byte of its pixels changed after hashing
+        fh.seek(-1, 2)
+        last = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([last[0] ^ 1]))
+    (folder / "2.dcm").write_bytes(b"not DICOM")
+    broken = (broken[0], hashlib.sha256(b"not DICOM").hexdigest())
+    row = {"id": model["id"], "task": model["task"],
+           "checkpoint_sha256": model["checkpoint_sha256"], "path": str(ckpt)}
+    out = early.score_files([good, changed, broken], [row], batch=2, folder=str(folder))
+    assert list(out) == [model["id"]]
+    assert list(out[model["id"]]) == [good[1]]
+    scored = out[model["id"]][good[1]]
+    assert 0.0 <= scored["probability"] <= 1.0 and scored["features"]["rows"] > 0
+    assert not folder.exists()
+
+
+def test_nothing_is_started_when_the_watch_is_deferred_or_nothing_is_deployed(watched, db):
+    from bonebase.monitor import early
+    from bonebase.monitor.policy import Policy
+
+    # ``db`` is an empty migrated database: no model deployed there.
+    assert early.hook(db, watched["store"], submission_id=1, staging=watched["tmp"],
+                      policy=Policy(), cache=watched["tmp"] / "cache") is None
+    assert early.prepare(db, watched["store"], cache=watched["tmp"] / "cache") is None
+    from bonebase.db.engine import connect
+
+    with connect(watched["url"]) as conn:
+        assert early.hook(conn, watched["store"], submission_id=1, staging=watched["tmp"],
+                          policy=Policy(defer=True), cache=watched["tmp"] / "cache") is None
+    assert early.take(1, watched["model"]) == {}  # nothing pending: the watch scores itself
