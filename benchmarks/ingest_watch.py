@@ -110,6 +110,23 @@ def _timed_hook(times: list[float]):
     return lambda: setattr(monitor, "watch_after_ingest", real)
 
 
+def _timed_take(waits: list[tuple[float, int]]):
+    """bonebase.monitor.early.take timed (how long the watch waited for the early scores, and
+    how many it got)."""
+    from bonebase.monitor import early
+
+    real = early.take
+
+    def take(submission_id, model_id):
+        t = time.perf_counter()
+        scores = real(submission_id, model_id)
+        waits.append((time.perf_counter() - t, len(scores)))
+        return scores
+
+    early.take = take
+    return lambda: setattr(early, "take", real)
+
+
 def _home(root: Path, name: str, runner: dict):
     from benchmarks.ingest import _database
     from bonebase.config import Settings
@@ -140,8 +157,10 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[dict]:
     settings, drop = _home(home, "watched", runner)
     twin, drop_twin = _home(home, "twin", runner)
     url = settings.database_url
+    early.ENABLED = True  # whatever params.yaml says: the watched arm scores early
     hook_times: list[float] = []
-    undo = _timed_hook(hook_times)
+    waits: list[tuple[float, int]] = []
+    undo = _timed_hook(hook_times), _timed_take(waits)
     try:
         for name, value in settings.environ().items():  # the watch's tasks read the environment
             os.environ[name] = value
@@ -168,8 +187,10 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[dict]:
                 receipt = ingest_submission(s["code"], folder, watch=arm == "watched",
                                             settings=settings if arm == "watched" else twin)
                 row[arm], row[f"{arm}_cpu"] = time.perf_counter() - t, _cpu() - c
+                row[f"{arm}_laps"] = receipt.get("timings_s") or {}
                 if arm == "watched":
                     sid, row["hook"] = receipt["submission"], hook_times[-1]
+                    row["wait"], row["early"] = waits[-1]
                     row["n"] = _scored(url, sid)
             for arm in ("late", "deferred") if i % 2 == 0 else ("deferred", "late"):
                 _unscore(url, sid)
@@ -187,7 +208,9 @@ def bench_watch(data: Path, home: Path, runner: dict) -> list[dict]:
             out.append(row)
         return out
     finally:
-        undo()
+        early.ENABLED = None
+        for step in undo:
+            step()
         os.environ.clear()
         os.environ.update(saved)  # DATABASE_URL names the server again for the next repeat
         get_settings.cache_clear()
@@ -252,12 +275,17 @@ def report(rows: list[dict]) -> None:
         print(f"{r['site']:<6} {r['n']:4d} radiographs  ingest {r['ingest']:6.2f} s (CPU "
               f"{r['ingest_cpu']:6.2f})  watched ingest {r['watched']:6.2f} s (CPU "
               f"{r['watched_cpu']:6.2f}, +{r['watched'] / r['ingest'] - 1:.0%}; its watch "
-              f"{r['hook']:5.2f} s)  late watch {r['late']:5.2f} s  deferred: hook "
+              f"{r['hook']:5.2f} s, {r['early']} scored early, waiting {r['wait']:4.2f} s)"
+              f"  late watch {r['late']:5.2f} s  deferred: hook "
               f"{r['deferred_hook'] * 1000:4.0f} ms, scored {r['deferred']:6.2f} s later")
     wall, cpu = share("watched")
     print(f"a watched ingest (early scoring, then the watch) takes {median(wall):.0%} longer than "
           f"the same submission's ingest ({spread(wall)}); in CPU seconds {median(cpu):.0%} more "
           f"({spread(cpu)}); goal <= 20%")
+    stages = [k for k in rows[0]["ingest_laps"] if k in rows[0]["watched_laps"]]
+    print("  the ingest flow's stages (median s), alone / watched: " + ", ".join(
+        f"{k} {median(r['ingest_laps'][k] for r in rows):.2f} / "
+        f"{median(r['watched_laps'][k] for r in rows):.2f}" for k in stages))
     hook = [r["hook"] / r["ingest"] for r in rows]
     print(f"  of which the watch flow after ingest (storing early scores, checking the site): "
           f"{median(hook):.0%} ({spread(hook)})")

@@ -30,6 +30,16 @@ from pathlib import Path
 
 #: Seconds the watch waits for a submission's early scores before it scores them itself.
 WAIT_S = 600.0
+#: The scoring process's niceness: it takes the CPU the ingest leaves idle, not the ingest's own
+#: (at the same priority it slowed validation by more than its own work, benchmarks/ingest.py
+#: --watch); what it has not scored when the watch starts, the watch scores at full speed.
+NICE = 10
+#: Radiographs per forward pass in the scoring process (a stop is heard between files).
+BATCH = 8
+#: The file in a scoring folder that tells the scoring process to stop and return what it has.
+STOP = ".stop"
+#: True or False: early scoring on or off whatever ``monitor.early`` says (benchmarks/ingest.py).
+ENABLED: bool | None = None
 
 _PENDING: dict[int, Early] = {}  # submission id -> its early scoring, until the watch takes it
 _LOCK = threading.Lock()
@@ -42,16 +52,18 @@ class Early:
 
     future: Future
     models: tuple[int, ...]
+    folder: Path  # the scorer's hard links (and its stop file)
 
 
 def hook(conn, store, *, submission_id: int, staging: Path, policy,
          cache: Path) -> Callable[[list], None] | None:
     """What the ingest flow calls with a submission's results once its files are de-identified
     (staged in ``staging``): they are handed to the scoring process (:func:`start`). None when
-    no model is deployed, or the watch is deferred (``policy.defer``: it runs in a process of
-    its own). The models are prepared now (:func:`prepare`). Starting never fails an ingest:
-    only the head start is lost (the watch scores the files itself)."""
-    if policy.defer:
+    early scoring is off (``policy.early``, or :data:`ENABLED`), no model is deployed, or the
+    watch is deferred (``policy.defer``: it runs in a process of its own). The models are
+    prepared now (:func:`prepare`). Starting never fails an ingest: only the head start is lost
+    (the watch scores the files itself)."""
+    if policy.defer or not (policy.early if ENABLED is None else ENABLED):
         return None
     models = prepare(conn, store, cache=cache)
     if models is None:
@@ -110,19 +122,27 @@ def start(submission_id: int, results, staging: Path, models: list[dict], *,
     if not files:
         shutil.rmtree(links, ignore_errors=True)
         return 0
-    future = _scorer().submit(score_files, files, models, batch=batch, folder=str(links))
+    future = _scorer().submit(score_files, files, models, batch=min(batch, BATCH),
+                              folder=str(links))
     with _LOCK:
-        _PENDING[submission_id] = Early(future, tuple(m["id"] for m in models))
+        _PENDING[submission_id] = Early(future, tuple(m["id"] for m in models), links)
     return len(files)
 
 
 def take(submission_id: int, model_id: int) -> dict[str, dict]:
-    """The early scores of ``submission_id`` by ``model_id``, by file hash ({}: none, or the
-    scoring failed: the watch then scores the files itself)."""
+    """The early scores of ``submission_id`` by ``model_id``, by file hash: all of them, or,
+    when the scoring process is still at work, those it has finished (it is told to stop) — the
+    watch scores the rest itself, as it does everything when this is {} (none, or the scoring
+    failed)."""
     with _LOCK:
         early = _PENDING.get(submission_id)
     if early is None or model_id not in early.models:
         return {}
+    if not early.future.done():  # the rest is the watch's, at full speed
+        try:
+            (early.folder / STOP).touch()
+        except OSError:  # it has just finished, and removed its folder
+            pass
     try:
         scores = early.future.result(timeout=WAIT_S).get(model_id, {})
     except Exception as exc:  # noqa: BLE001 - a head start lost, never a failed watch
@@ -166,6 +186,7 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+    os.nice(NICE)
 
 
 # What runs in the scoring process.
@@ -181,7 +202,9 @@ def score_files(files: list[tuple[str, str]], models: list[dict], *, batch: int,
                 folder: str) -> dict[int, dict[str, dict]]:
     """Each model's early scores of ``files`` ((path, sha256)): by model id, by hash, the image's
     features and P(class 1). A file whose bytes do not hash as given, or that cannot be read, is
-    left out (the watch reads the stored copy and records its error). ``folder`` is removed."""
+    left out (the watch reads the stored copy and records its error). When ``folder`` holds the
+    file STOP, what is scored so far is returned (the watch scores the rest). ``folder`` is
+    removed."""
     import numpy as np
 
     from bonebase.monitor import watch
@@ -190,9 +213,12 @@ def score_files(files: list[tuple[str, str]], models: list[dict], *, batch: int,
     try:
         loaded = [watch.load_file(Path(m["path"]), m) for m in models]
         out: dict[int, dict[str, dict]] = {m.id: {} for m in loaded}
+        stop = Path(folder) / STOP
         for start in range(0, len(files), max(1, batch)):
             read = []
             for path, sha in files[start:start + batch]:
+                if stop.exists():
+                    return out
                 try:
                     data = Path(path).read_bytes()
                     if hashlib.sha256(data).hexdigest() != sha:
@@ -213,5 +239,5 @@ def score_files(files: list[tuple[str, str]], models: list[dict], *, batch: int,
         shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["WAIT_S", "discard", "hook", "load_models", "prepare", "score_files", "start",
+__all__ = ["ENABLED", "WAIT_S", "discard", "hook", "load_models", "prepare", "score_files", "start",
            "take"]

@@ -24,6 +24,7 @@ class Policy:
     intermediate_as: str = "benign"
     retrain_on_alert: bool = False
     defer: bool = False            # true: the ingest hook starts the watch in the background
+    early: bool = False            # true: score a watched ingest's radiographs while it runs
 
     @classmethod
     def from_params(cls, section: dict | None, *, source: str = "params.yaml monitor:") -> Policy:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.guide_walk import RUN, Entry, Step
+from tests.e2e.guide_walk import NOT_RUN, RUN, Entry, Step
 
 DOC = "docs/monitoring.md"
 
@@ -43,6 +43,12 @@ TABLE = [
     Entry(DOC, 'bonebase monitor ack CHECK --by "A. Engineer" --reason "new detector at HXD; '
           'retraining with its cases"', RUN, subs=(("CHECK", "{check}"),),
           expect="acknowledged by A. Engineer"),
+    Entry(DOC, "bonebase synth --out /tmp/wsynth --sites 5 --cases-per-site 40 --seed 5",
+          NOT_RUN, note="the benchmark's data (128 MB); `bonebase synth` is walked in "
+          "docs/stewards.md"),
+    Entry(DOC, "python benchmarks/ingest.py --watch --data /tmp/wsynth --repeat 2", NOT_RUN,
+          note="a benchmark of minutes; the Cost table comes from running it (early scoring "
+          "itself is tested in tests/monitor/test_early.py)"),
     Step("the acknowledged alert is off the table; the next check of HXD raises it again (as the "
          "guide says; checked in process, a third `monitor run` costs a minute), leaving the "
          "world as the other tests of tests/monitor expect it", _ack_then_recheck),

@@ -7,6 +7,7 @@ new hospital can be ingested without changing what the package's other tests see
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,9 @@ def copied(watched, fresh_database, tmp_path, monkeypatch):
     for name, value in settings.environ().items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    monkeypatch.chdir(watched["tmp"])  # params.yaml: the policy of the hook and the watch
+    # params.yaml: the policy of the hook and the watch, early scoring on.
+    (tmp_path / "params.yaml").write_text(watched["params"].read_text() + "  early: true\n")
+    monkeypatch.chdir(tmp_path)
     yield {"url": url, "settings": settings}
     get_settings.cache_clear()
 
@@ -53,6 +56,11 @@ def test_a_watched_ingest_is_scored_early_and_as_the_watch_would(watched, copied
     taken: list[dict] = []
 
     def spy(submission_id, model_id):
+        # Let the scoring process finish first (else the watch stops it and scores the rest
+        # itself, as tests/monitor/test_early.py's stop test shows): every file scored early.
+        pending = early._PENDING.get(submission_id)
+        if pending is not None:
+            pending.future.result(timeout=300)
         taken.append(real(submission_id, model_id))
         return taken[-1]
 
@@ -91,18 +99,17 @@ def test_a_watched_ingest_is_scored_early_and_as_the_watch_would(watched, copied
         assert fa == fb
 
 
-def test_files_that_are_not_the_stored_bytes_are_left_to_the_watch(watched, tmp_path):
-    """The scorer checks each file's hash: a file changed after hashing, or unreadable, gets no
-    early score (the watch then reads the stored copy), and its folder is removed."""
+def _scorer_input(watched, tmp_path, n: int) -> tuple[dict, Path, list[tuple[str, str]]]:
+    """The champion as the scoring process gets it, and ``n`` stored radiographs copied into a
+    scoring folder with their hashes."""
     from bonebase.db.engine import connect
     from bonebase.db.models import get_model
-    from bonebase.monitor import early
 
     with connect(watched["url"]) as conn:
         model = get_model(conn, watched["model"])
         keys = [r["object_key"] for r in conn.execute(
             "SELECT object_key FROM instances WHERE modality IN ('CR', 'DX') ORDER BY id"
-            " LIMIT 3").fetchall()]
+            " LIMIT %s", (n,)).fetchall()]
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(watched["store"].get_bytes(model["checkpoint_key"]))
     folder = tmp_path / "links"
@@ -113,7 +120,17 @@ def test_files_that_are_not_the_stored_bytes_are_left_to_the_watch(watched, tmp_
         path = folder / f"{i}.dcm"
         path.write_bytes(data)
         files.append((str(path), hashlib.sha256(data).hexdigest()))
-    good, changed, broken = files
+    row = {"id": model["id"], "task": model["task"],
+           "checkpoint_sha256": model["checkpoint_sha256"], "path": str(ckpt)}
+    return row, folder, files
+
+
+def test_files_that_are_not_the_stored_bytes_are_left_to_the_watch(watched, tmp_path):
+    """The scorer checks each file's hash: a file changed after hashing, or unreadable, gets no
+    early score (the watch then reads the stored copy), and its folder is removed."""
+    from bonebase.monitor import early
+
+    row, folder, (good, changed, broken) = _scorer_input(watched, tmp_path, 3)
     with open(changed[0], "r+b") as fh:  # one byte of its pixels changed after hashing
         fh.seek(-1, 2)
         last = fh.read(1)
@@ -121,27 +138,37 @@ def test_files_that_are_not_the_stored_bytes_are_left_to_the_watch(watched, tmp_
         fh.write(bytes([last[0] ^ 1]))
     (folder / "2.dcm").write_bytes(b"not DICOM")
     broken = (broken[0], hashlib.sha256(b"not DICOM").hexdigest())
-    row = {"id": model["id"], "task": model["task"],
-           "checkpoint_sha256": model["checkpoint_sha256"], "path": str(ckpt)}
     out = early.score_files([good, changed, broken], [row], batch=2, folder=str(folder))
-    assert list(out) == [model["id"]]
-    assert list(out[model["id"]]) == [good[1]]
-    scored = out[model["id"]][good[1]]
+    assert list(out) == [row["id"]]
+    assert list(out[row["id"]]) == [good[1]]
+    scored = out[row["id"]][good[1]]
     assert 0.0 <= scored["probability"] <= 1.0 and scored["features"]["rows"] > 0
     assert not folder.exists()
 
 
-def test_nothing_is_started_when_the_watch_is_deferred_or_nothing_is_deployed(watched, db):
+def test_a_scorer_told_to_stop_returns_what_it_has(watched, tmp_path):
+    """The watch tells a scoring process still at work to stop (the rest is the watch's): it
+    returns the batches it finished and removes its folder."""
+    from bonebase.monitor import early
+
+    row, folder, files = _scorer_input(watched, tmp_path, 3)
+    (folder / early.STOP).touch()
+    assert early.score_files(files, [row], batch=2, folder=str(folder)) == {row["id"]: {}}
+    assert not folder.exists()
+
+
+def test_nothing_is_started_when_off_or_deferred_or_nothing_is_deployed(watched, db):
     from bonebase.monitor import early
     from bonebase.monitor.policy import Policy
 
     # ``db`` is an empty migrated database: no model deployed there.
     assert early.hook(db, watched["store"], submission_id=1, staging=watched["tmp"],
-                      policy=Policy(), cache=watched["tmp"] / "cache") is None
+                      policy=Policy(early=True), cache=watched["tmp"] / "cache") is None
     assert early.prepare(db, watched["store"], cache=watched["tmp"] / "cache") is None
     from bonebase.db.engine import connect
 
-    with connect(watched["url"]) as conn:
-        assert early.hook(conn, watched["store"], submission_id=1, staging=watched["tmp"],
-                          policy=Policy(defer=True), cache=watched["tmp"] / "cache") is None
+    with connect(watched["url"]) as conn:  # a model is deployed here
+        for off in (Policy(), Policy(early=True, defer=True)):
+            assert early.hook(conn, watched["store"], submission_id=1, staging=watched["tmp"],
+                              policy=off, cache=watched["tmp"] / "cache") is None
     assert early.take(1, watched["model"]) == {}  # nothing pending: the watch scores itself
