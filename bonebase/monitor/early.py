@@ -22,6 +22,7 @@ import atexit
 import hashlib
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -91,8 +92,9 @@ def prepare(conn, store, *, cache: Path) -> list[dict] | None:
         path = cache / f"{row['checkpoint_sha256']}.pt"
         if not path.is_file():
             cache.mkdir(parents=True, exist_ok=True)
-            fetched = fetch_checkpoint(store, row, cache)  # verified against its SHA-256
-            fetched.replace(path)
+            # A folder of its own: two ingests in threads may fetch the same model at once.
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                fetch_checkpoint(store, row, tmp).replace(path)  # verified: its SHA-256
         models.append({"id": row["id"], "task": row["task"],
                        "checkpoint_sha256": row["checkpoint_sha256"], "path": str(path)})
     if not models:
@@ -106,8 +108,18 @@ def start(submission_id: int, results, staging: Path, models: list[dict], *,
     """Hand the staged radiographs of ``results`` (process.FileResult) to the scoring process;
     how many. The watch of ``submission_id`` takes the scores (:func:`take`)."""
     links = staging.with_name(f"{staging.name}.early")
-    shutil.rmtree(links, ignore_errors=True)
+    shutil.rmtree(links, ignore_errors=True)  # a run of this submission that died left it
     links.mkdir(parents=True)
+    try:
+        return _start(submission_id, results, links, models, modalities=modalities,
+                      batch=batch)
+    except BaseException:
+        shutil.rmtree(links, ignore_errors=True)
+        raise
+
+
+def _start(submission_id: int, results, links: Path, models: list[dict], *,
+           modalities: tuple[str, ...], batch: int) -> int:
     files = []
     for r in results:
         if (r.record is None or r.sha256 is None or r.staged is None
@@ -138,17 +150,14 @@ def take(submission_id: int, model_id: int) -> dict[str, dict]:
         early = _PENDING.get(submission_id)
     if early is None or model_id not in early.models:
         return {}
-    if not early.future.done():  # the rest is the watch's, at full speed
-        try:
-            (early.folder / STOP).touch()
-        except OSError:  # it has just finished, and removed its folder
-            pass
+    _stop(early)  # the rest is the watch's, at full speed
     try:
         scores = early.future.result(timeout=WAIT_S).get(model_id, {})
     except Exception as exc:  # noqa: BLE001 - a head start lost, never a failed watch
         print(f"early scoring of submission {submission_id} failed ({type(exc).__name__}): "
               "the watch scores its radiographs itself")
         scores = {}
+    shutil.rmtree(early.folder, ignore_errors=True)  # (a STOP that came as it ended)
     with _LOCK:  # each model's scores are taken once
         early.models = tuple(m for m in early.models if m != model_id)
         if not early.models:
@@ -161,7 +170,19 @@ def discard(submission_id: int) -> None:
     with _LOCK:
         early = _PENDING.pop(submission_id, None)
     if early is not None:
+        _stop(early)  # a job already handed to the process cannot be cancelled: it stops
         early.future.cancel()
+        early.future.add_done_callback(
+            lambda _: shutil.rmtree(early.folder, ignore_errors=True))
+
+
+def _stop(early: Early) -> None:
+    """Tell the scoring process to stop scoring ``early``'s files (it returns what it has)."""
+    if not early.future.done():
+        try:
+            (early.folder / STOP).touch()
+        except OSError:  # it has just finished, and removed its folder
+            pass
 
 
 def _scorer():

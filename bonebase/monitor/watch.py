@@ -104,6 +104,10 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
     """Score the reference (once per model) and the new radiographs not scored yet (of
     ``submission_id``, or all). Returns counts: reference, watch, unreadable, and early (of
     watch: scored while the submission was stored, bonebase.monitor.early)."""
+    # Radiographs scored while the submission was being stored (the same bytes, by hash):
+    # taken before the lock below, which another ingest's watch may hold while its own early
+    # scoring, queued before this one's in the scoring process, is stopped and collected.
+    ahead = early.take(submission_id, model.id) if submission_id is not None else {}
     # One scorer per model at a time (deferred watches of two submissions can overlap): the
     # second waits for the first's commit, then finds what it stored already scored.
     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SCORING_LOCK, model.id))
@@ -121,14 +125,14 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
         todo_by_role.append(("reference", ref))
     todo_by_role.append(("watch", db.unscored(conn, model_id=model.id, modalities=modalities,
                                               submission_id=submission_id)))
-    # Radiographs scored while the submission was being stored (the same bytes, by hash).
-    ahead = early.take(submission_id, model.id) if submission_id is not None else {}
     for role, todo in todo_by_role:
-        done = 0
+        done, total = 0, len(todo)
         if role == "watch" and ahead:
             counts["early"] = _store_early(conn, model, policy, todo, ahead)
             todo = [row for row in todo if row["sha256"] not in ahead]
             done = counts["watch"] = counts["early"]
+            if progress:
+                progress(role, done, total)
         # Each batch is stored as it is scored: memory stays at two batches (the next is read
         # while this one runs through the network).
         for rows in score_batches(store, model, todo, batch=policy.batch,
@@ -138,7 +142,7 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
             counts["unreadable"] += sum(r["error"] is not None for r in rows)
             done += len(rows)
             if progress:
-                progress(role, done, len(todo))
+                progress(role, done, total)
     return counts
 
 

@@ -7,6 +7,7 @@ new hospital can be ingested without changing what the package's other tests see
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,14 @@ def test_a_watched_ingest_is_scored_early_and_as_the_watch_would(watched, copied
     folder = generate_site(tmp_path, NEW, seed=8, cases=22)
     add_sites(copied["url"], [NEW])
     taken: list[dict] = []
+    folders: list[Path] = []
 
     def spy(submission_id, model_id):
         # Let the scoring process finish first (else the watch stops it and scores the rest
         # itself, as tests/monitor/test_early.py's stop test shows): every file scored early.
         pending = early._PENDING.get(submission_id)
         if pending is not None:
+            folders.append(pending.folder)
             pending.future.result(timeout=300)
         taken.append(real(submission_id, model_id))
         return taken[-1]
@@ -77,7 +80,9 @@ def test_a_watched_ingest_is_scored_early_and_as_the_watch_would(watched, copied
     # Every stored radiograph was scored early (and so were files quarantined later on).
     assert len(taken) == 1 and stored <= set(taken[0])
     assert early._PENDING == {}  # taken once, then forgotten
-    assert not list((copied["settings"].home).rglob("*.early"))  # its hard links are gone
+    # Its hard links (beside the staging folder, in the store) are gone.
+    assert len(folders) == 1 and folders[0].is_relative_to(watched["home"] / "objects")
+    assert folders[0].name == f"{sid}.early" and not folders[0].exists()
 
     # The same submission scored by the watch alone (nothing early): the same rows.
     with connect(copied["url"]) as conn:
@@ -172,3 +177,34 @@ def test_nothing_is_started_when_off_or_deferred_or_nothing_is_deployed(watched,
             assert early.hook(conn, watched["store"], submission_id=1, staging=watched["tmp"],
                               policy=off, cache=watched["tmp"] / "cache") is None
     assert early.take(1, watched["model"]) == {}  # nothing pending: the watch scores itself
+
+
+def test_a_discarded_scoring_stops_and_leaves_no_links(watched, tmp_path):
+    """An ingest that fails after handing its files over: the scoring process is told to stop,
+    and the folder of hard links is removed once it has."""
+    from types import SimpleNamespace
+
+    from bonebase.monitor import early
+
+    row, folder, files = _scorer_input(watched, tmp_path, 3)
+    staging = tmp_path / "staging" / "991"
+    staging.mkdir(parents=True)
+    results = [SimpleNamespace(record={"modality": "CR"}, sha256=sha, staged=Path(path))
+               for path, sha in files]
+    assert early.start(991, results, staging, [row], modalities=("CR", "DX"), batch=8) == 3
+    pending = early._PENDING[991]
+    links = staging.with_name("991.early")
+    assert pending.folder == links and sorted(p.name for p in links.iterdir()) == [
+        "0.dcm", "1.dcm", "2.dcm"]
+    early.discard(991)
+    assert 991 not in early._PENDING
+    try:
+        pending.future.result(timeout=300)  # it ran, saw the stop, returned what it had
+    except Exception:  # noqa: BLE001 - or it was cancelled before it started
+        pass
+    for _ in range(100):  # the done callback runs in the pool's thread
+        if not links.exists():
+            break
+        time.sleep(0.05)
+    assert not links.exists()
+    assert all(Path(p).exists() for p, _ in files)  # the staged files themselves are untouched
