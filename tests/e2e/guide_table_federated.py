@@ -40,4 +40,16 @@ TABLE = [
                     " --strategy fedavgm --server-lr 3 --server-momentum 0",
                     " --strategy fedadam", " --strategy fedadam --server-lr 0.03",
                     " --strategy fedyogi", " --keep-round last")),
+    Entry(DOC, "python benchmarks/federated.py --train-seeds 7    # (a), (c) and FedAvg, 10 rounds "
+          "of one epoch", NOT_RUN, note="a benchmark of an hour or more; the rounds table of "
+          "'Rounds of a fraction of an epoch' comes from running it"),
+    *(Entry(DOC, f"python benchmarks/federated.py --train-seeds 7{flags}", NOT_RUN,
+            note="a benchmark of an hour or more; the rounds table comes from running it (its "
+            "options are tested in tests/federated/test_rounds.py and test_cli.py)")
+      for flags in (" --keep-round last",
+                    " --rounds 40 --rounds-per-epoch 4",
+                    " --rounds 40 --rounds-per-epoch 4 --keep-round last",
+                    " --rounds 40 --rounds-per-epoch 4 --keep-optimizer",
+                    " --rounds 40 --rounds-per-epoch 4 --keep-optimizer --keep-round last",
+                    " --keep-optimizer --keep-round last")),
 ]
