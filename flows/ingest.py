@@ -345,10 +345,10 @@ class _Job:
         if not _WATCHED.get():
             return None
         try:
-            with connect(self.url) as conn:
-                return early.hook(conn, objects, submission_id=self.submission_id,
-                                  staging=staging, policy=policies.load(policies.PARAMS),
-                                  cache=self.settings.home / "cache" / "models")
+            return early.hook(lambda: connect(self.url), objects,
+                              submission_id=self.submission_id, staging=staging,
+                              policy=policies.load(policies.PARAMS),
+                              cache=self.settings.home / "cache" / "models")
         except Exception as exc:  # noqa: BLE001 - the watch after ingest reports its own errors
             print(f"early scoring is off for this submission ({type(exc).__name__}); the champion"
                   " watch scores it after ingest")

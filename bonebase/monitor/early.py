@@ -56,17 +56,18 @@ class Early:
     folder: Path  # the scorer's hard links (and its stop file)
 
 
-def hook(conn, store, *, submission_id: int, staging: Path, policy,
+def hook(connect: Callable, store, *, submission_id: int, staging: Path, policy,
          cache: Path) -> Callable[[list], None] | None:
     """What the ingest flow calls with a submission's results once its files are de-identified
     (staged in ``staging``): they are handed to the scoring process (:func:`start`). None when
     early scoring is off (``policy.early``, or :data:`ENABLED`), no model is deployed, or the
-    watch is deferred (``policy.defer``: it runs in a process of its own). The models are
-    prepared now (:func:`prepare`). Starting never fails an ingest: only the head start is lost
-    (the watch scores the files itself)."""
+    watch is deferred (``policy.defer``: it runs in a process of its own). Only then is the
+    database opened (``connect()``) and the models prepared (:func:`prepare`). Starting never
+    fails an ingest: only the head start is lost (the watch scores the files itself)."""
     if policy.defer or not (policy.early if ENABLED is None else ENABLED):
         return None
-    models = prepare(conn, store, cache=cache)
+    with connect() as conn:
+        models = prepare(conn, store, cache=cache)
     if models is None:
         return None
 
@@ -201,9 +202,9 @@ def _scorer():
 
 
 def _one_thread() -> None:
-    """The scoring process's torch runs on one core: the other is validating (or, while it
-    loads, de-identifying), and two threads fought over a loaded 2-core machine for no gain
-    (benchmarks/ingest_watch.py)."""
+    """The scoring process's torch runs on one core, at :data:`NICE`: the other is validating
+    (or, while it loads, de-identifying), and two threads fought over a loaded 2-core machine
+    for no gain (benchmarks/ingest_watch.py)."""
     import torch
 
     torch.set_num_threads(1)

@@ -128,8 +128,9 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
     for role, todo in todo_by_role:
         done, total = 0, len(todo)
         if role == "watch" and ahead:
-            counts["early"] = _store_early(conn, model, policy, todo, ahead)
+            ready = [row for row in todo if row["sha256"] in ahead]
             todo = [row for row in todo if row["sha256"] not in ahead]
+            counts["early"] = _store_early(conn, model, policy, ready, ahead)
             done = counts["watch"] = counts["early"]
             if progress:
                 progress(role, done, total)
@@ -146,12 +147,11 @@ def score(conn: Connection, store: ObjectStore, model: Model, *, policy: Policy,
     return counts
 
 
-def _store_early(conn: Connection, model: Model, policy: Policy, todo: list[dict],
+def _store_early(conn: Connection, model: Model, policy: Policy, ready: list[dict],
                  ahead: dict[str, dict]) -> int:
-    """Store the rows of ``todo`` scored early (``ahead``, by content hash); how many were new."""
+    """Store the rows ``ready``, scored early (``ahead``, by content hash); how many were new."""
     rows = [scored_early(model, row, ahead[row["sha256"]],
-                         intermediate_as=policy.intermediate_as)
-            for row in todo if row["sha256"] in ahead]
+                         intermediate_as=policy.intermediate_as) for row in ready]
     with conn.transaction():
         return db.insert_scores(conn, model_id=model.id, role="watch", rows=rows)
 

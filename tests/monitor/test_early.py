@@ -162,20 +162,25 @@ def test_a_scorer_told_to_stop_returns_what_it_has(watched, tmp_path):
     assert not folder.exists()
 
 
-def test_nothing_is_started_when_off_or_deferred_or_nothing_is_deployed(watched, db):
+def test_nothing_is_started_when_off_or_deferred_or_nothing_is_deployed(watched, db_url):
+    from bonebase.db.engine import connect
     from bonebase.monitor import early
     from bonebase.monitor.policy import Policy
 
-    # ``db`` is an empty migrated database: no model deployed there.
-    assert early.hook(db, watched["store"], submission_id=1, staging=watched["tmp"],
-                      policy=Policy(early=True), cache=watched["tmp"] / "cache") is None
-    assert early.prepare(db, watched["store"], cache=watched["tmp"] / "cache") is None
-    from bonebase.db.engine import connect
+    # ``db_url`` is an empty migrated database: no model deployed there.
+    assert early.hook(lambda: connect(db_url), watched["store"], submission_id=1,
+                      staging=watched["tmp"], policy=Policy(early=True),
+                      cache=watched["tmp"] / "cache") is None
+    with connect(db_url) as conn:
+        assert early.prepare(conn, watched["store"], cache=watched["tmp"] / "cache") is None
 
-    with connect(watched["url"]) as conn:  # a model is deployed here
-        for off in (Policy(), Policy(early=True, defer=True)):
-            assert early.hook(conn, watched["store"], submission_id=1, staging=watched["tmp"],
-                              policy=off, cache=watched["tmp"] / "cache") is None
+    def unopened():
+        raise AssertionError("early scoring is off: the database need not be opened")
+
+    # A model is deployed in the world's database, but early scoring is off, or deferred.
+    for off in (Policy(), Policy(early=True, defer=True)):
+        assert early.hook(unopened, watched["store"], submission_id=1, staging=watched["tmp"],
+                          policy=off, cache=watched["tmp"] / "cache") is None
     assert early.take(1, watched["model"]) == {}  # nothing pending: the watch scores itself
 
 
