@@ -6,7 +6,8 @@ spec against its own agreement and the weights against the network, trains ``loc
 epochs with bonebase's one training loop (:func:`bonebase.model.train.train`, started from the
 global weights, at the round's share of one cosine lr schedule over the whole run) on its train
 split, and replies with the new weights and metrics only: the
-number of training images, the training loss and the local validation AUC. With
+number of training images, the training loss and the local validation AUC (with
+``keep-optimizer``, also how many steps the node's kept optimizer had taken before the round). With
 ``rounds-per-epoch`` K > 1 a round trains 1/K of an epoch's batches (K rounds share one order
 of them), and with ``keep-optimizer`` the node keeps its AdamW moments in its own Flower state
 (``Context.state``) from one round to the next instead of starting a fresh optimizer: they
@@ -188,6 +189,14 @@ def load_optimizer(context: Context) -> dict:
     return {"state": state}
 
 
+def kept_steps(kept: dict) -> int:
+    """How many optimizer steps ``kept`` (:func:`load_optimizer`'s) has taken: 0 for a fresh
+    optimizer. Sent as the ``optimizer-steps`` metric, so the server sees a node that lost its
+    state (a restart) between rounds."""
+    first = next(iter(kept.get("state", {}).values()), {})
+    return int(first["step"]) if "step" in first else 0
+
+
 def save_optimizer(context: Context, kept: dict) -> None:
     """Keep ``kept`` (train()'s ``optimizer_state``) in the node's own state: never sent."""
     flat = {f"{i}/{name}": t for i, st in kept["state"].items()
@@ -249,6 +258,7 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
     plan = round_plan(spec, server_round)
     if spec.keep_optimizer:
         extra["optimizer_state"] = load_optimizer(context)
+        steps_before = kept_steps(extra["optimizer_state"])
     try:
         with tempfile.TemporaryDirectory(prefix="bonebase-fl-") as tmp:
             start = Path(tmp) / "global.pt"
@@ -277,6 +287,8 @@ def local_train(msg: Message, context: Context, overrides: dict | None = None) -
         "train-loss": float(sent["train_loss"]),
         "val-auc": float(sent["val_auc"]),
     }
+    if spec.keep_optimizer:  # the steps this node's kept optimizer had taken before the round
+        metrics["optimizer-steps"] = steps_before
     return _reply(msg, node, frame, ArrayRecord(ckpt.state_dict), metrics)
 
 

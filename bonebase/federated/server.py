@@ -120,6 +120,7 @@ def run_federation(grid: Grid, cfg: dict, *, say: Callable[[str], None] = print)
         "site_datasets": dict(sorted(watch.datasets.items())),
         "excluded": watch.excluded,
         "dropped": watch.dropped,
+        "optimizer_resets": watch.optimizer_resets,
         "framework": f"flwr {_flwr_version()}",
         "rounds_detail": watch.rounds,
         "selected_round": kept["round"],

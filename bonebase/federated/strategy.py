@@ -150,6 +150,7 @@ class SiteWatch(Strategy):
         self.exports: dict[str, dict] = {}  # site code → its export's image side
         self.excluded: dict[str, str] = {}  # site code → why
         self.dropped: list[dict] = []
+        self.optimizer_resets: list[dict] = []  # keep-optimizer: a site back with a fresh one
         self.rounds: list[dict] = []
         self.asked: list[int] = []  # nodes the current stage sent a message to
         self.best: dict = {}  # the best-validated round: round, auc, its global arrays
@@ -231,6 +232,7 @@ class SiteWatch(Strategy):
             self.inner.num_sampled_clients = len(valid)
         sent = {self._name(m): array_bytes(m.content["arrays"]) for m in valid}
         per_site = {self._name(m): dict(m.content["metrics"]) for m in valid}
+        self._check_optimizers(server_round, per_site)
         arrays, metrics = self.inner.aggregate_train(server_round, valid)
         if arrays is not None:
             arrays = tidy_state(self._bn_from_sites(arrays, valid), self.reference)
@@ -248,6 +250,18 @@ class SiteWatch(Strategy):
                 f"(minimum {self.min_sites})"
             )
         return arrays, metrics
+
+    def _check_optimizers(self, server_round: int, per_site: dict[str, dict]) -> None:
+        """With keep-optimizer each site reports the steps its kept optimizer had taken before
+        the round: none from a site that trained in an earlier round means its node lost that
+        state (Flower keeps it in the node's memory: a restart). Said and recorded; the site
+        goes on with a fresh optimizer and the run with it."""
+        trained_before = {site for entry in self.rounds for site in entry.get("train", {})}
+        for site, metrics in sorted(per_site.items()):
+            if site in trained_before and int(metrics.get("optimizer-steps", -1)) == 0:
+                self.optimizer_resets.append({"round": server_round, "site": site})
+                self.say(f"round {server_round}: {site} trained with a fresh optimizer (its node "
+                         "lost the optimizer state it keeps between rounds: restarted?)")
 
     def _bn_from_sites(self, arrays: ArrayRecord, valid: list[Message]) -> ArrayRecord:
         """BatchNorm's running statistics set from the sites' (see the module doc). The

@@ -5,6 +5,7 @@ Every process is started in its own group and stopped in `finally`, and each has
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -92,7 +93,9 @@ def _bonebase(*args: str) -> list[str]:
 def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bonebase_env,
                                                                   db_url, tmp_path):
     """`bonebase federated certs|server|client|start` as the guide gives them: the SuperLink
-    is restarted once the hospitals are connected, and the run reaches both anyway."""
+    is restarted once the hospitals are connected, and the run reaches both anyway. Two rounds
+    of half an epoch with each hospital keeping its optimizer: the deployed SuperNodes keep it
+    from one round to the next (Flower's Context.state, in the node's memory)."""
     ports = {name: processes.free_port() for name in ("fleet", "control", "serverappio", *SITES)}
     certs = tmp_path / "certs"
     done = subprocess.run(_bonebase("federated", "certs", "--out", str(certs), "--host",
@@ -133,10 +136,12 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
         running.append(start_server())
 
         out = tmp_path / "out"
-        settings = [f"{k}={v}" for k, v in TINY.items() if k != "task"]
+        # batches of 4: a hospital's 12 training images make 3, enough for two half epochs
+        settings = [f"{k}={v}" for k, v in {**TINY, "batch-size": 4}.items() if k != "task"]
         start = subprocess.run(["timeout", "480", *_bonebase(
             "federated", "start", "--control", f"127.0.0.1:{ports['control']}",
-            "--ca", str(certs / "ca.crt"), "--rounds", "1", "--min-sites", "2",
+            "--ca", str(certs / "ca.crt"), "--rounds", "2", "--rounds-per-epoch", "2",
+            "--keep-optimizer", "--min-sites", "2",
             "--eval-data", str(consortium / "data"), "--register", "--by", "test-deploy",
             "--out", str(out), "--params", str(consortium / "params.yaml"),
             *[arg for item in settings for arg in ("--set", item)],
@@ -158,8 +163,16 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
     assert len(run) == 1 and len(models) == 1
     model_id, sites, rounds, strategy, site_datasets, by = run[0]
     assert model_id == models[0][0] and models[0][1] == "candidate"
-    assert sorted(sites) == sorted(SITES) and rounds == 1 and strategy == "fedavg"
+    assert sorted(sites) == sorted(SITES) and rounds == 2 and strategy == "fedavg"
     assert sorted(site_datasets) == sorted(SITES) and by == "test-deploy"
+    # each node's optimizer had stepped in round 1 when round 2 began: its state was kept
+    lineage = json.loads((out / "federated.json").read_text())
+    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
+             for r in lineage["rounds_detail"]]  # fmt: skip
+    assert steps[0] == dict.fromkeys(SITES, 0), steps
+    assert sorted(steps[1]) == sorted(SITES) and min(steps[1].values()) > 0, steps
+    assert lineage["keep_optimizer"] is True and lineage["optimizer_resets"] == []
+    assert "fresh optimizer" not in start.stdout
 
 
 def test_flower_app_passes_flowers_own_checks(tmp_path):

@@ -216,7 +216,7 @@ def test_a_site_keeps_its_optimizer_at_home_across_rounds(consortium):
     app = make_client_app()
     torch.manual_seed(0)
     arrays = ArrayRecord(build_network("resnet10-slim", num_classes=2).state_dict())
-    steps = []
+    steps, reported = [], []
     for server_round in (1, 2):
         msg = Message(content=RecordDict({"arrays": arrays, "config": ConfigRecord(
             {**spec.to_config(), "server-round": server_round})}), dst_node_id=1,
@@ -226,8 +226,31 @@ def test_a_site_keeps_its_optimizer_at_home_across_rounds(consortium):
         assert set(reply.content) == {"arrays", "metrics", "site"}
         arrays = reply.content["arrays"]
         steps.append(float(load_optimizer(ctx)["state"][0]["step"]))
+        reported.append(reply.content["metrics"]["optimizer-steps"])
     assert OPTIMIZER_KEY in ctx.state
     # rounds 1 and 2 are the two halves of epoch 1's B batches: round 2's count is the epoch's
     # (a fresh optimizer would count B - B // 2)
     batches = int((_hx(consortium)[1]["split"] == "train").sum()) // 4
     assert batches >= 2 and steps == [batches // 2, batches]
+    # what the server hears: the steps the kept optimizer had taken before each round
+    assert reported == [0, batches // 2]
+
+
+def test_the_server_says_when_a_site_comes_back_with_a_fresh_optimizer():
+    """A site that trained before and reports a kept optimizer of no steps lost its node's
+    state (a restart): said and recorded in the lineage; a site new to the run, one whose
+    optimizer kept its steps, and a run without keep-optimizer (no such metric) are not."""
+    from flwr.serverapp.strategy import FedAvg
+
+    from bonebase.federated.strategy import SiteWatch
+
+    said: list[str] = []
+    watch = SiteWatch(FedAvg(), min_sites=1, reference={}, say=said.append)
+    watch.rounds = [{"round": 1, "train": {"HX": {"optimizer-steps": 0}, "BJ1": {}}}]
+    watch._check_optimizers(2, {"HX": {"optimizer-steps": 0}, "BJ1": {"optimizer-steps": 12},
+                                "MUC": {"optimizer-steps": 0}})  # fmt: skip
+    assert watch.optimizer_resets == [{"round": 2, "site": "HX"}]
+    assert said == ["round 2: HX trained with a fresh optimizer (its node lost the optimizer "
+                    "state it keeps between rounds: restarted?)"]
+    watch._check_optimizers(3, {"BJ1": {}, "MUC": {"optimizer-steps": 8}})
+    assert len(watch.optimizer_resets) == 1
