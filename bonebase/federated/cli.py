@@ -12,6 +12,7 @@ import typer
 from bonebase.cli_common import console
 from bonebase.federated.options import (
     BnStatsOption,
+    DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
     RoundsPerEpochOption,
@@ -81,9 +82,7 @@ def run_cmd(
     dp_noise: Annotated[
         float, typer.Option("--dp-noise", help="Differential privacy: Gaussian noise multiplier.")
     ] = 0.0,
-    dp_side: Annotated[
-        str, typer.Option("--dp-side", help="Where updates are clipped: server or client.")
-    ] = "server",
+    dp_side: DpSideOption = "server",
     dp_delta: Annotated[
         float, typer.Option("--dp-delta", help="Differential privacy: the delta the run's "
                             "epsilon is accounted for.")

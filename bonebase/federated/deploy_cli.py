@@ -13,6 +13,7 @@ from bonebase.cli_common import console, err
 from bonebase.errors import BonebaseError, InputError
 from bonebase.federated.options import (
     BnStatsOption,
+    DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
     RoundsPerEpochOption,
@@ -168,8 +169,7 @@ def start(
                                            "norm of each site's update (0: no DP).")] = 0.0,
     dp_noise: Annotated[float, typer.Option("--dp-noise", help="Differential privacy: Gaussian "
                                             "noise multiplier.")] = 0.0,
-    dp_side: Annotated[str, typer.Option("--dp-side", help="Where updates are clipped: server "
-                                         "or client.")] = "server",
+    dp_side: DpSideOption = "server",
     dp_delta: Annotated[float, typer.Option("--dp-delta", help="Differential privacy: the delta "
                                             "the run's epsilon is accounted for.")] = 1e-5,
     params: Annotated[Path, typer.Option("--params", help="params.yaml: task, train: (network, "

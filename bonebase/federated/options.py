@@ -46,6 +46,10 @@ KeepOptimizerOption = Annotated[bool, typer.Option(
     "--keep-optimizer/--fresh-optimizer",
     help="Each site keeps its AdamW moments from one round to the next, at the site (only the "
     "model's weights leave it, as always), instead of a fresh optimizer every round.")]
+DpSideOption = Annotated[str, typer.Option(
+    "--dp-side", click_type=click.Choice(("server", "client")),
+    help="Differential privacy: where each site's update is clipped, at the server or at the "
+    "site (the server never sees an unclipped update).")]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Any other run-config key, KEY=VALUE (e.g. arch=resnet18-slim); keys with an "
     "option of their own are refused.")]

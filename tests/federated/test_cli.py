@@ -82,7 +82,7 @@ def test_run_and_start_set_the_server_options_as_run_config_keys(tmp_path, asked
 
 @pytest.mark.parametrize(("option", "value"), [
     ("--strategy", "fedsgd"), ("--keep-round", "first"), ("--bn-stats", "median"),
-    ("--server-momentum", "1"), ("--server-lr", "-0.1"),
+    ("--server-momentum", "1"), ("--server-lr", "-0.1"), ("--dp-side", "hospital"),
 ])  # fmt: skip
 def test_bad_server_option_values_are_usage_errors(tmp_path, asked, option, value):
     for args in (["run", "--sites", "HX,BJ1", "--homes", str(tmp_path), "--no-register"],
