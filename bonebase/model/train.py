@@ -137,11 +137,17 @@ def recompute_bn_stats(
         net.train(was_training)
 
 
+def epoch_batches(n: int, batch_size: int) -> int:
+    """The batches of one training epoch of ``n`` images, as :func:`make_loader` cuts them (a
+    last partial batch dropped; one batch when ``n`` is at most a batch)."""
+    return n // batch_size if n > batch_size else 1
+
+
 def _part_of_epoch(n: int, batch_size: int, seed: int, part: int, parts: int) -> list[int]:
     """The rows of ``part`` of ``parts`` slices of one epoch's batches (the order drawn from
     ``seed``; the epoch's batches as :func:`make_loader` cuts them, a last partial one dropped)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    batches = n // batch_size if n > batch_size else 1
+    batches = epoch_batches(n, batch_size)
     if batches < parts:
         raise InputError(f"train.epoch_part: {n} training images make {batches} batch(es) of "
                          f"{batch_size}, fewer than the {parts} parts asked: split the epoch "

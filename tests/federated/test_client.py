@@ -18,6 +18,7 @@ from bonebase.federated.client import (
     proximal_term,
 )
 from bonebase.federated.config import ModelSpec, merged
+from bonebase.model.data import load_frame
 from bonebase.model.networks import build_network
 from tests.federated.conftest import EXTERNAL, TINY, TRAINING
 
@@ -46,6 +47,25 @@ def test_site_without_data_for_the_task_is_excluded(consortium):
     assert "excluded from this run" in reply.error.reason
     reply, _ = _ask(consortium / "homes" / "nowhere")
     assert reply.error.code == EXCLUDED and "no local export" in reply.error.reason
+
+
+@pytest.mark.parametrize("kind", ["train", "evaluate"])
+def test_a_site_too_small_for_the_rounds_of_an_epoch_is_excluded_by_name(consortium, kind):
+    """Rounds of a quarter epoch need four batches: a hospital with fewer sits the run out with
+    a sentence saying what to change (not a drop-out whose reason stays in its log); with
+    smaller batches it trains."""
+    home = consortium / "homes" / TRAINING[0]
+    frame = load_frame(home / "federated" / "data", task=TINY["task"])
+    n = int((frame["split"] == "train").sum())  # images
+    asked = {"rounds": 4, "rounds-per-epoch": 4, "batch-size": n // 2}
+    reply, _ = _ask(home, kind=kind, overrides=asked)
+    assert reply.has_error() and reply.error.code == EXCLUDED, reply.error
+    assert reply.error.reason == (
+        f"site {home.name}: {n} training images make fewer than 4 batches of {n // 2}, one for "
+        "each round of an epoch; excluded from this run (ask for fewer rounds per epoch or a "
+        "smaller batch)")
+    reply, _ = _ask(home, kind=kind, overrides={**asked, "batch-size": n // 4})
+    assert not reply.has_error(), reply.error.reason
 
 
 def test_a_failure_at_the_node_leaves_it_as_a_fixed_sentence(consortium, monkeypatch, caplog):
