@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from bonebase.cli_common import console
+from bonebase.federated.config import DEFAULTS
 from bonebase.federated.options import (
     BnStatsOption,
     DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
+    RoundsOption,
     RoundsPerEpochOption,
     ServerLrOption,
     ServerMomentumOption,
@@ -61,7 +63,7 @@ def run_cmd(
         typer.Option("--homes", help="Folder holding each site's BONEBASE_HOME as <CODE>/ "
                      "(its export in <CODE>/federated/data)."),
     ],
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 3,
+    rounds: RoundsOption = DEFAULTS["rounds"],
     strategy: StrategyOption = "fedavg",
     local_epochs: Annotated[
         int, typer.Option("--local-epochs", min=1, help="Epochs each site trains per round.")
@@ -72,9 +74,9 @@ def run_cmd(
     server_lr: ServerLrOption = 0.0,
     server_momentum: ServerMomentumOption = 0.9,
     bn_stats: BnStatsOption = "average",
-    keep_round: KeepRoundOption = "best",
-    rounds_per_epoch: RoundsPerEpochOption = 1,
-    keep_optimizer: KeepOptimizerOption = False,
+    keep_round: KeepRoundOption = DEFAULTS["keep-round"],
+    rounds_per_epoch: RoundsPerEpochOption = DEFAULTS["rounds-per-epoch"],
+    keep_optimizer: KeepOptimizerOption = DEFAULTS["keep-optimizer"],
     dp_clip: Annotated[
         float, typer.Option("--dp-clip", help="Differential privacy: clipping norm of each "
                             "site's update (0: no DP).")

@@ -11,11 +11,13 @@ import typer
 
 from bonebase.cli_common import console, err
 from bonebase.errors import BonebaseError, InputError
+from bonebase.federated.config import DEFAULTS
 from bonebase.federated.options import (
     BnStatsOption,
     DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
+    RoundsOption,
     RoundsPerEpochOption,
     ServerLrOption,
     ServerMomentumOption,
@@ -151,7 +153,7 @@ def client(
 
 
 def start(
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Federated rounds.")] = 3,
+    rounds: RoundsOption = DEFAULTS["rounds"],
     local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="Epochs each "
                                               "hospital trains per round.")] = 1,
     strategy: StrategyOption = "fedavg",
@@ -160,9 +162,9 @@ def start(
     server_lr: ServerLrOption = 0.0,
     server_momentum: ServerMomentumOption = 0.9,
     bn_stats: BnStatsOption = "average",
-    keep_round: KeepRoundOption = "best",
-    rounds_per_epoch: RoundsPerEpochOption = 1,
-    keep_optimizer: KeepOptimizerOption = False,
+    keep_round: KeepRoundOption = DEFAULTS["keep-round"],
+    rounds_per_epoch: RoundsPerEpochOption = DEFAULTS["rounds-per-epoch"],
+    keep_optimizer: KeepOptimizerOption = DEFAULTS["keep-optimizer"],
     min_sites: Annotated[int, typer.Option("--min-sites", min=1, help="Hospitals the server "
                                            "waits for, and the fewest a round may end with.")] = 2,
     dp_clip: Annotated[float, typer.Option("--dp-clip", help="Differential privacy: clipping "

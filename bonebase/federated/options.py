@@ -37,6 +37,9 @@ KeepRoundOption = Annotated[str, typer.Option(
     "--keep-round", click_type=click.Choice(("best", "last")),
     help="The model kept: best (the global model of the round with the best validation AUC, "
     "weighted by the sites' validation cases) or last (the final round's).")]
+RoundsOption = Annotated[int, typer.Option(
+    "--rounds", min=1,
+    help="Federated rounds; with --rounds-per-epoch N the run trains rounds/N epochs.")]
 RoundsPerEpochOption = Annotated[int, typer.Option(
     "--rounds-per-epoch", min=1, max=100,
     help="Rounds of a fraction of an epoch: each round a site trains 1/N of an epoch's batches "
@@ -69,7 +72,8 @@ OWN_OPTIONS = {
 
 def federation_config(
     *, strategy: str, proximal_mu: float, server_lr: float, server_momentum: float,
-    bn_stats: str, keep_round: str, rounds_per_epoch: int = 1, keep_optimizer: bool = False,
+    bn_stats: str, keep_round: str, rounds_per_epoch: int = DEFAULTS["rounds-per-epoch"],
+    keep_optimizer: bool = DEFAULTS["keep-optimizer"],
 ) -> dict:
     """The run-config keys of the strategy and local-training options (FedProx's mu only with
     fedprox)."""

@@ -15,17 +15,17 @@ TABLE = [
     Entry(DOC, "bonebase federated homes --from data --to federated-homes --sites HX,BJ1,MUC",
           ELSEWHERE, note="tests/federated/conftest.py cuts the session's consortium into homes "
           "with the function behind it (bonebase.federated.homes.partition_export)"),
-    Entry(DOC, 'bonebase federated run --sites HX,BJ1,MUC --homes federated-homes --rounds 3 '
+    Entry(DOC, 'bonebase federated run --sites HX,BJ1,MUC --homes federated-homes --rounds 8 '
           '--eval-data data --by "A. Engineer"', ELSEWHERE,
-          note="tests/federated/test_simulation.py runs it (2 rounds, a tiny network), then "
-          "approves and deploys the candidate"),
+          note="tests/federated/test_simulation.py runs it (4 rounds of a quarter epoch, a tiny "
+          "network), then approves and deploys the candidate"),
     Entry(DOC, "bonebase federated certs --out federated-certs --host fl.consortium.example.org "
           "--host 203.0.113.10", ELSEWHERE, note=DEPLOY + " (--host 127.0.0.1)"),
     Entry(DOC, "bonebase federated server --certs federated-certs", ELSEWHERE,
           note=DEPLOY + " on 127.0.0.1 ports, stopped and started again mid-test"),
-    Entry(DOC, 'bonebase federated start --ca federated-certs/ca.crt --rounds 3 --min-sites 2 '
+    Entry(DOC, 'bonebase federated start --ca federated-certs/ca.crt --min-sites 2 '
           '--eval-data data --by "A. Engineer"', ELSEWHERE,
-          note=DEPLOY + " (1 round, a tiny network, --register)"),
+          note=DEPLOY + " (2 rounds of half an epoch, a tiny network, --register)"),
     Entry(DOC, "bonebase federated prepare", NOT_RUN,
           note="restores a dataset version of a hospital's home (bonebase dataset checkout's "
           "code, walked in docs/datasets.md); the walk's world is the consortium, not a hospital"),
@@ -52,4 +52,10 @@ TABLE = [
                     " --rounds 40 --rounds-per-epoch 4 --keep-optimizer",
                     " --rounds 40 --rounds-per-epoch 4 --keep-optimizer --keep-round last",
                     " --keep-optimizer --keep-round last")),
+    *(Entry(DOC, "python benchmarks/federated.py --seed 8 --work .bonebase/fedbench-d8-s7 "
+            f"--train-seeds 7{flags}", NOT_RUN,
+            note="a benchmark of 15-30 minutes a line; the data-seed-8 table comes from running "
+            "it (the options are tested in tests/federated/test_rounds.py and test_cli.py)")
+      for flags in (" --rounds 40 --rounds-per-epoch 4 --keep-optimizer --keep-round last",
+                    " --keep-round last", "")),
 ]

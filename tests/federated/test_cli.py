@@ -100,8 +100,10 @@ def test_bad_server_option_values_are_usage_errors(tmp_path, asked, option, valu
      "differential privacy works with fedavg or fedprox and bn-stats average only"),
     (["--set", "keep-round=last"], "keep-round has an option of its own; give --keep-round"),
     (["--set", "server-lr=0.02"], "give --server-lr instead"),
-    (["--rounds-per-epoch", "4"], "rounds-per-epoch=4 splits each epoch over 4 rounds: it needs "
-     "local-epochs 1 (asked 1) and rounds a multiple of 4 (asked 3)"),
+    # the default rounds of a quarter epoch, and 3 rounds
+    (["--rounds", "3"], "rounds-per-epoch=4 splits each epoch over 4 rounds: it needs "
+     "local-epochs 1 (asked 1) and rounds a multiple of 4 (asked 3), e.g. rounds 4; or "
+     "rounds-per-epoch 1 for rounds of whole epochs"),
     (["--rounds", "4", "--rounds-per-epoch", "2", "--local-epochs", "2"], "needs local-epochs 1"),
     (["--set", "keep-optimizer=true"], "give --keep-optimizer/--fresh-optimizer instead"),
 ])  # fmt: skip

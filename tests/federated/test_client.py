@@ -102,7 +102,10 @@ def test_training_reply_holds_weights_and_metrics_only(consortium):
     reply, sent = _ask(consortium / "homes" / "HX")
     assert not reply.has_error()
     assert set(reply.content.keys()) == {"arrays", "metrics", "site"}
-    assert set(reply.content["metrics"]) == {"num-examples", "train-loss", "val-auc"}
+    # (keep-optimizer, the default: the steps a node's kept optimizer had taken, none yet)
+    assert set(reply.content["metrics"]) == {"num-examples", "train-loss", "val-auc",
+                                             "optimizer-steps"}
+    assert reply.content["metrics"]["optimizer-steps"] == 0
     labels = pd.read_csv(consortium / "homes" / "HX" / "federated" / "data" / "labels.csv")
     split = pd.read_csv(consortium / "homes" / "HX" / "federated" / "data" / "split.csv")
     n_train = int(labels.merge(split, on=["patient_id", "site"]).eval("split == 'train'").sum())
@@ -198,7 +201,8 @@ def test_server_stops_at_the_first_round_on_a_refusal(consortium, tmp_path):
 def test_a_node_refuses_work_no_sane_run_asks_for(consortium):
     """A misconfigured or hostile server cannot make a hospital's node train for ever or at any
     image size: refused before training, and the run stops with the reason."""
-    reply, _ = _ask(consortium / "homes" / "HX", overrides={"local-epochs": 1000})
+    reply, _ = _ask(consortium / "homes" / "HX", overrides={"local-epochs": 1000,
+                                                           "rounds-per-epoch": 1})
     assert reply.error.code == REFUSED
     assert reply.error.reason == ("the server asks for local_epochs=1000; this node trains with "
                                   "1 to 100")

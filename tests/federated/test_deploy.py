@@ -136,8 +136,7 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
         running.append(start_server())
 
         out = tmp_path / "out"
-        # batches of 4: a hospital's 12 training images make 3, enough for two half epochs
-        settings = [f"{k}={v}" for k, v in {**TINY, "batch-size": 4}.items() if k != "task"]
+        settings = [f"{k}={v}" for k, v in TINY.items() if k != "task"]
         start = subprocess.run(["timeout", "480", *_bonebase(
             "federated", "start", "--control", f"127.0.0.1:{ports['control']}",
             "--ca", str(certs / "ca.crt"), "--rounds", "2", "--rounds-per-epoch", "2",
@@ -187,7 +186,7 @@ def test_flower_app_passes_flowers_own_checks(tmp_path):
 
     from bonebase.federated.config import DEFAULTS
 
-    app = deploy.write_flower_app(tmp_path / "app", {"rounds": 2, "dp-clip": 1.5,
+    app = deploy.write_flower_app(tmp_path / "app", {"rounds": 8, "dp-clip": 1.5,
                                                      "dp-noise": 0.5, "by": 'Dr "Q"'})
     config, warnings = load_and_validate(app / "pyproject.toml")
     assert config is not None and not warnings
@@ -197,7 +196,7 @@ def test_flower_app_passes_flowers_own_checks(tmp_path):
     pyproject = tomllib.loads((app / "pyproject.toml").read_text())
     run_config = pyproject["tool"]["flwr"]["app"]["config"]
     assert set(run_config) == set(DEFAULTS)
-    assert run_config["rounds"] == 2 and run_config["dp-clip"] == 1.5
+    assert run_config["rounds"] == 8 and run_config["dp-clip"] == 1.5
     assert run_config["by"] == 'Dr "Q"'
     names = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist()
     assert not [n for n in names if n.endswith(".py")], names

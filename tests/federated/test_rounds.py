@@ -33,9 +33,11 @@ def test_a_round_trains_its_share_of_the_runs_cosine_schedule(consortium, monkey
         raise RuntimeError("stop after the call")  # the node replies FAILED; we read the call
 
     monkeypatch.setattr(training, "train", spy)
-    _ask(consortium / "homes" / "HX", overrides={"rounds": 4}, extra={"server-round": 3})
+    whole = {"rounds-per-epoch": 1}  # rounds of whole epochs
+    _ask(consortium / "homes" / "HX", overrides={"rounds": 4, **whole},
+         extra={"server-round": 3})  # fmt: skip
     assert asked["epochs"] == 1 and asked["lr_window"] == (2, 4)
-    _ask(consortium / "homes" / "HX", overrides={"rounds": 3, "local-epochs": 2},
+    _ask(consortium / "homes" / "HX", overrides={"rounds": 3, "local-epochs": 2, **whole},
          extra={"server-round": 2})  # fmt: skip
     assert asked["epochs"] == 2 and asked["lr_window"] == (2, 6)
 
@@ -141,8 +143,9 @@ def _spy_train(monkeypatch) -> dict:
 
 def test_rounds_of_a_quarter_epoch_cut_one_epoch_at_its_lr(consortium, monkeypatch):
     """8 rounds of a quarter epoch (2 epochs): rounds 1-4 train parts 0-3 of epoch 1's batches
-    (one seed: one order of them) at epoch 1's lr, rounds 5-8 epoch 2's; by default a round
-    trains a whole epoch with a seed of its own and no part (as before the option)."""
+    (one seed: one order of them) at epoch 1's lr, rounds 5-8 epoch 2's; with rounds of whole
+    epochs and a fresh optimizer a round trains a whole epoch with a seed of its own and no
+    part, and nothing of an optimizer (as before the options)."""
     asked = _spy_train(monkeypatch)
     home = consortium / "homes" / "HX"
     seen = []
@@ -153,7 +156,8 @@ def test_rounds_of_a_quarter_epoch_cut_one_epoch_at_its_lr(consortium, monkeypat
     seed = TINY["seed"]
     assert seen == [(1, seed + 1 + r // 4, (r // 4, 2), (r % 4, 4)) for r in range(8)]
     for server_round in (1, 3):
-        _ask(home, overrides={"rounds": 3}, extra={"server-round": server_round})
+        _ask(home, overrides={"rounds": 3, "rounds-per-epoch": 1, "keep-optimizer": False},
+             extra={"server-round": server_round})  # fmt: skip
         assert asked["seed"] == seed + server_round and asked["lr_window"] == (server_round - 1, 3)
         assert "epoch_part" not in asked and "optimizer_state" not in asked
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -55,18 +56,19 @@ def test_run_registers_a_candidate_that_is_approved_and_deployed(consortium, env
 
     text = _here(federated_app, [
         "run", "--sites", ",".join([*TRAINING, EXTERNAL]), "--homes", str(consortium / "homes"),
-        "--rounds", "2", "--params", params, "--eval-data", str(consortium / "data"),
+        "--rounds", "4", "--params", params, "--eval-data", str(consortium / "data"),
         "--out", str(out), "--by", "fl-test", "--dp-clip", "50", "--dp-noise", "0.001",
         "--parallel-sites", "1"])  # fmt: skip
     assert f"excluded: site {EXTERNAL}: no data for task benign_vs_malignant" in text
-    assert "round 1: 3 sites trained" in text and "round 2: 3 sites trained" in text
+    # the defaults: rounds of a quarter epoch (4 rounds: one epoch), optimizers kept, last round
+    assert all(f"round {r}: 3 sites trained" in text for r in (1, 2, 3, 4))
     model = db.execute("SELECT * FROM models").fetchone()
     assert f"registered as candidate model {model['id']}" in text
     assert model["status"] == "candidate" and model["task"] == "benign_vs_malignant"
     assert model["dataset_version"].startswith("fed:BJ1=")
     lineage = db.execute("SELECT * FROM federated_runs WHERE model_id = %s",
                          (model["id"],)).fetchone()  # fmt: skip
-    assert lineage["sites"] == sorted(TRAINING) and lineage["rounds"] == 2
+    assert lineage["sites"] == sorted(TRAINING) and lineage["rounds"] == 4
     assert lineage["strategy"] == "fedavg" and lineage["created_by"] == "fl-test"
     assert set(lineage["site_datasets"]) == set(TRAINING)
     dp = lineage["privacy"]["differential_privacy"]
@@ -74,15 +76,22 @@ def test_run_registers_a_candidate_that_is_approved_and_deployed(consortium, env
                                "noise_multiplier")} == {
         "mechanism": "gaussian", "clipping": "fixed", "side": "server", "clipping_norm": 50.0,
         "noise_multiplier": 0.001}  # fmt: skip
-    # the ε spent for δ over both rounds: huge at this token noise (no privacy to speak of)
-    assert dp["delta"] == 1e-5 and dp["rounds_accounted"] == 2 and dp["epsilon"] > 1e4
+    # the ε spent for δ over the four rounds: huge at this token noise (no privacy to speak of)
+    assert dp["delta"] == 1e-5 and dp["rounds_accounted"] == 4 and dp["epsilon"] > 1e4
     assert lineage["privacy"]["secure_aggregation"] is None
     assert EXTERNAL in lineage["details"]["excluded"]
     ckpt = load_checkpoint(out / "model.pt")
     assert ckpt.arch == "resnet10-slim" and ckpt.image_size == 32 and ckpt.export_size == 32
-    assert [h["epoch"] for h in ckpt.history] == [1, 2] and ckpt.threshold is not None
-    aucs = [h["val_auc"] for h in ckpt.history]  # the best-validated round is the one kept
-    assert ckpt.train_params["federated"]["selected_round"] == 1 + aucs.index(max(aucs))
+    assert [h["epoch"] for h in ckpt.history] == [1, 2, 3, 4] and ckpt.threshold is not None
+    fed = ckpt.train_params["federated"]
+    assert fed["keep_round"] == "last" and fed["selected_round"] == 4
+    assert fed["rounds_per_epoch"] == 4 and fed["keep_optimizer"] is True
+    # each site's optimizer went on from one round to the next, at the site
+    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
+             for r in fed["rounds_detail"]]  # fmt: skip
+    assert steps[0] == dict.fromkeys(TRAINING, 0)
+    assert all(0 < a[site] < b[site] for a, b in pairwise(steps[1:]) for site in TRAINING)
+    assert fed["optimizer_resets"] == []
     assert ckpt.train_params["federated"]["site_datasets"] == lineage["site_datasets"]
     assert all(torch.isfinite(v.float()).all() for v in ckpt.state_dict.values())
     metrics = json.loads((out / "metrics.json").read_text())
@@ -110,7 +119,7 @@ def drop_bos_in_round_two(msg, context, call_next):
 def test_a_site_dropping_out_mid_round_leaves_the_round_to_the_others(consortium, tmp_path):
     said: list[str] = []
     done = simulate({**TINY, "sites": ",".join(TRAINING), "homes": str(consortium / "homes"),
-                     "rounds": 2, "out-dir": str(tmp_path / "out")},
+                     "rounds": 2, "rounds-per-epoch": 2, "out-dir": str(tmp_path / "out")},
                     say=said.append, mods=[drop_bos_in_round_two], actors=1)  # fmt: skip
     assert "round 2: completes with 2 of 3 sites (minimum 2)" in said
     assert any(line.startswith("round 2: BOS dropped out of training") for line in said)

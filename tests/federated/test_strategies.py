@@ -131,7 +131,8 @@ def test_a_run_with_fedadam_and_pooled_bn_trains_and_records_them(consortium, tm
 
     said: list[str] = []
     done = simulate({**TINY, "sites": ",".join(TRAINING), "homes": str(consortium / "homes"),
-                     "rounds": 2, "strategy": "fedadam", "bn-stats": "pooled",
+                     "rounds": 2, "rounds-per-epoch": 2, "strategy": "fedadam",
+                     "bn-stats": "pooled",
                      "keep-round": "last",
                      "out-dir": str(tmp_path / "out")}, say=said.append, actors=1)  # fmt: skip
     assert sum(line.startswith("round ") for line in said) == 2
