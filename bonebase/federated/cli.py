@@ -16,6 +16,7 @@ from bonebase.federated.options import (
     DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
+    LocalEpochsOption,
     RoundsOption,
     RoundsPerEpochOption,
     ServerLrOption,
@@ -65,9 +66,7 @@ def run_cmd(
     ],
     rounds: RoundsOption = DEFAULTS["rounds"],
     strategy: StrategyOption = "fedavg",
-    local_epochs: Annotated[
-        int, typer.Option("--local-epochs", min=1, help="Epochs each site trains per round.")
-    ] = 1,
+    local_epochs: LocalEpochsOption = DEFAULTS["local-epochs"],
     proximal_mu: Annotated[
         float, typer.Option("--proximal-mu", help="FedProx's mu (with --strategy fedprox).")
     ] = 0.01,

@@ -61,7 +61,7 @@ class Refused(BonebaseError):
 def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
     """The node's export for ``spec.task`` with train and val cases of every class."""
     from bonebase.model.data import load_frame
-    from bonebase.model.train import _check_split, epoch_batches
+    from bonebase.model.train import _check_split
 
     agreed = node.agreement()
     asked = {"task": spec.task, "arch": spec.arch, "image_size": spec.image_size}
@@ -107,12 +107,14 @@ def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
                 f"site {node.site}: no data for task {spec.task} to train on ({why}); excluded "
                 "from this run"
             ) from None
+    # rounds of 1/N of an epoch: a part of fewer than 2 images cannot train (train's
+    # _part_of_epoch; with fewer batches than N, each part is 1/N of the images, one batch)
     n_train, parts = int((frame["split"] == "train").sum()), spec.rounds_per_epoch
-    if parts > 1 and epoch_batches(n_train, spec.batch_size) < parts:
+    if parts > 1 and n_train < 2 * parts:
         raise Excluded(
-            f"site {node.site}: {n_train} training images make fewer than {parts} batches of "
-            f"{spec.batch_size}, one for each round of an epoch; excluded from this run (ask for "
-            "fewer rounds per epoch or a smaller batch)"
+            f"site {node.site}: {n_train} training images cannot be cut into {parts} parts of at "
+            "least 2, one for each round of an epoch; excluded from this run (ask for fewer "
+            "rounds per epoch)"
         )
     return frame
 

@@ -120,11 +120,17 @@ def check(cfg: dict) -> None:
     for key in ("proximal-mu", "dp-clip", "dp-noise", "server-lr"):
         if float(cfg[key]) < 0:
             raise ConfigError(f"{key}={cfg[key]!r}; it must be >= 0")
-    parts = int(cfg["rounds-per-epoch"])
-    if parts > 1 and (int(cfg["local-epochs"]) != 1 or int(cfg["rounds"]) % parts):
+    parts, local = int(cfg["rounds-per-epoch"]), int(cfg["local-epochs"])
+    if parts > 1 and local != 1:
+        raise ConfigError(
+            f"local-epochs={local} trains {local} epochs a round and rounds-per-epoch={parts} "
+            f"1/{parts} of one: give rounds-per-epoch 1 with local-epochs, and rounds then counts "
+            f"rounds of {local} epochs (e.g. rounds {max(1, 10 // local)} for "
+            f"{max(1, 10 // local) * local} epochs)")
+    if parts > 1 and int(cfg["rounds"]) % parts:
         raise ConfigError(
             f"rounds-per-epoch={parts} splits each epoch over {parts} rounds: it needs "
-            f"local-epochs 1 (asked {cfg['local-epochs']}) and rounds a multiple of {parts} "
+            f"rounds a multiple of {parts} "
             f"(asked {cfg['rounds']}), e.g. rounds {parts * max(1, int(cfg['rounds']) // parts)}; "
             "or rounds-per-epoch 1 for rounds of whole epochs")
     if not isinstance(cfg["keep-optimizer"], bool):
@@ -223,6 +229,13 @@ class ModelSpec:
             raise ConfigError(
                 f"the server's round configuration lacks {missing}: the server runs another "
                 "version of bonebase; update both to the same release"
+            )
+        unknown = sorted(k[len("spec-"):] for k in record
+                         if k.startswith("spec-") and k[len("spec-"):] not in fields)  # fmt: skip
+        if unknown:  # a newer server: training without them would not be what it asks for
+            raise ConfigError(
+                f"the server asks for settings this node's bonebase does not know ({', '.join(unknown)}): "
+                "the server runs a newer release; update bonebase at the hospital"
             )
         cast = {"str": str, "int": int, "float": float, "bool": bool}
         spec = cls(**{k: cast[f.type](record[f"spec-{k}"]) for k, f in fields.items()})

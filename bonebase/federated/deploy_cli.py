@@ -17,6 +17,7 @@ from bonebase.federated.options import (
     DpSideOption,
     KeepOptimizerOption,
     KeepRoundOption,
+    LocalEpochsOption,
     RoundsOption,
     RoundsPerEpochOption,
     ServerLrOption,
@@ -154,8 +155,7 @@ def client(
 
 def start(
     rounds: RoundsOption = DEFAULTS["rounds"],
-    local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="Epochs each "
-                                              "hospital trains per round.")] = 1,
+    local_epochs: LocalEpochsOption = DEFAULTS["local-epochs"],
     strategy: StrategyOption = "fedavg",
     proximal_mu: Annotated[float, typer.Option("--proximal-mu", help="FedProx's mu (with "
                                                "--strategy fedprox).")] = 0.01,

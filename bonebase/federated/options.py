@@ -40,6 +40,10 @@ KeepRoundOption = Annotated[str, typer.Option(
 RoundsOption = Annotated[int, typer.Option(
     "--rounds", min=1,
     help="Federated rounds; with --rounds-per-epoch N the run trains rounds/N epochs.")]
+LocalEpochsOption = Annotated[int, typer.Option(
+    "--local-epochs", min=1,
+    help="Epochs each site trains per round, with --rounds-per-epoch 1 (rounds of whole "
+    "epochs); --rounds then counts rounds of that many epochs.")]
 RoundsPerEpochOption = Annotated[int, typer.Option(
     "--rounds-per-epoch", min=1, max=100,
     help="Rounds of a fraction of an epoch: each round a site trains 1/N of an epoch's batches "

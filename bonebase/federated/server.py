@@ -1,13 +1,13 @@
 """The ServerApp: the consortium runs the rounds, then keeps the model like any other candidate.
 
 It starts every site from the same freshly initialised network (seed ``seed``), runs ``rounds``
-rounds of the strategy (:mod:`bonebase.federated.strategy`), and turns the global model of the
-round with the best validation AUC (weighted by the sites' validation cases, as
-``pipelines/train.py`` keeps its best epoch; with ``keep-round`` ``last``, the final round's:
-:meth:`SiteWatch.kept`) into a bonebase checkpoint whose
+rounds of the strategy (:mod:`bonebase.federated.strategy`), and turns the global model it
+keeps (``keep-round``: ``last``, the default, the final round's; ``best``, the round with the
+best validation AUC weighted by the sites' validation cases, as ``pipelines/train.py`` keeps
+its best epoch: :meth:`SiteWatch.kept`) into a bonebase checkpoint whose
 ``train_params["federated"]`` holds the lineage: sites, rounds, strategy, privacy parameters,
-each site's dataset version, excluded and dropped sites, the per-round history and the round
-kept. The threshold is that round's sites' validation Youden
+each site's dataset version, excluded and dropped sites, sites whose kept optimizer was lost,
+the per-round history and the round kept. The threshold is that round's sites' validation Youden
 points averaged by case count.
 ``out-dir`` receives model.pt and federated.json; with ``eval-data`` (the consortium's export
 holding the locked test and external sets) the evaluation stage's own function writes

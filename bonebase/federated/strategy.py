@@ -9,8 +9,9 @@ out mid-round (its reply is an error, or never comes) leaves the round to the ot
 least ``min_sites`` replied, and the round says so; fewer stop the run. It also keeps what the
 lineage needs: each site's dataset version, per-round metrics per site, the bytes each client
 sent, the wall time of each round, and the round whose global model scored the best validation
-AUC (weighted by the sites' validation cases): the model kept, as ``pipelines/train.py`` keeps
-its best epoch.
+AUC (weighted by the sites' validation cases): the model kept with ``keep-round best``, as
+``pipelines/train.py`` keeps its best epoch (the default, ``last``, keeps the final round's). With
+``keep-optimizer`` it says when a site comes back with a fresh optimizer (its node restarted).
 
 BatchNorm's running statistics are statistics of the data, not weights a server optimizer
 should step: SiteWatch sets them to the sites' average weighted by training images (what FedAvg

@@ -144,14 +144,18 @@ def epoch_batches(n: int, batch_size: int) -> int:
 
 
 def _part_of_epoch(n: int, batch_size: int, seed: int, part: int, parts: int) -> list[int]:
-    """The rows of ``part`` of ``parts`` slices of one epoch's batches (the order drawn from
-    ``seed``; the epoch's batches as :func:`make_loader` cuts them, a last partial one dropped)."""
+    """The rows of ``part`` of ``parts`` slices of one epoch (the order drawn from ``seed``): of
+    its batches as :func:`make_loader` cuts them, a last partial one dropped; with fewer batches
+    than parts (a small hospital), of its images, each part one smaller batch. Refused when a
+    part would hold fewer than 2 images (BatchNorm cannot train on one)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     batches = epoch_batches(n, batch_size)
     if batches < parts:
-        raise InputError(f"train.epoch_part: {n} training images make {batches} batch(es) of "
-                         f"{batch_size}, fewer than the {parts} parts asked: split the epoch "
-                         "into fewer parts (rounds per epoch) or take a smaller batch")
+        if n < 2 * parts:
+            raise InputError(f"train.epoch_part: {n} training images cannot be cut into {parts} "
+                             "parts of at least 2: split the epoch into fewer parts (rounds per "
+                             "epoch)")
+        return order[part * n // parts : (part + 1) * n // parts]
     first, stop = part * batches // parts, (part + 1) * batches // parts
     return order[first * batch_size : stop * batch_size]
 

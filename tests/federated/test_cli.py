@@ -58,11 +58,11 @@ def asked(monkeypatch) -> dict:
 
 
 SERVER_OPTIONS = ["--strategy", "fedavgm", "--server-lr", "3", "--server-momentum", "0",
-                  "--bn-stats", "pooled", "--keep-round", "last", "--rounds", "8",
-                  "--rounds-per-epoch", "4", "--keep-optimizer"]  # fmt: skip
+                  "--bn-stats", "pooled", "--keep-round", "best", "--rounds", "8",
+                  "--rounds-per-epoch", "2", "--fresh-optimizer"]  # fmt: skip
 SERVER_CONFIG = {"strategy": "fedavgm", "server-lr": 3.0, "server-momentum": 0.0,
-                 "bn-stats": "pooled", "keep-round": "last", "rounds": 8,
-                 "rounds-per-epoch": 4, "keep-optimizer": True}  # fmt: skip
+                 "bn-stats": "pooled", "keep-round": "best", "rounds": 8,
+                 "rounds-per-epoch": 2, "keep-optimizer": False}  # fmt: skip
 
 
 def test_run_and_start_set_the_server_options_as_run_config_keys(tmp_path, asked):
@@ -75,9 +75,15 @@ def test_run_and_start_set_the_server_options_as_run_config_keys(tmp_path, asked
                                                 *SERVER_OPTIONS])  # fmt: skip
     assert result.exit_code == 0, (result.output, result.exception)
     assert {k: asked[k] for k in SERVER_CONFIG} == SERVER_CONFIG
-    # without the options: the run config's defaults (FedAvg, best round, averaged BN)
+    # every option above differs from its default, so none can be ignored unnoticed
+    assert all(DEFAULTS[k] != v for k, v in SERVER_CONFIG.items())
+    # without the options: the run config's defaults (FedAvg, 40 rounds of a quarter epoch,
+    # optimizers kept, the last round, averaged BN)
     _run(["--sites", "HX,BJ1", "--homes", str(tmp_path), "--no-register"])
     assert {k: asked[k] for k in SERVER_CONFIG} == {k: DEFAULTS[k] for k in SERVER_CONFIG}
+    assert {k: DEFAULTS[k] for k in ("rounds", "rounds-per-epoch", "keep-optimizer",
+                                     "keep-round")} == {
+        "rounds": 40, "rounds-per-epoch": 4, "keep-optimizer": True, "keep-round": "last"}
 
 
 @pytest.mark.parametrize(("option", "value"), [
@@ -102,9 +108,13 @@ def test_bad_server_option_values_are_usage_errors(tmp_path, asked, option, valu
     (["--set", "server-lr=0.02"], "give --server-lr instead"),
     # the default rounds of a quarter epoch, and 3 rounds
     (["--rounds", "3"], "rounds-per-epoch=4 splits each epoch over 4 rounds: it needs "
-     "local-epochs 1 (asked 1) and rounds a multiple of 4 (asked 3), e.g. rounds 4; or "
-     "rounds-per-epoch 1 for rounds of whole epochs"),
-    (["--rounds", "4", "--rounds-per-epoch", "2", "--local-epochs", "2"], "needs local-epochs 1"),
+     "rounds a multiple of 4 (asked 3), e.g. rounds 4; or rounds-per-epoch 1 for rounds of "
+     "whole epochs"),
+    (["--local-epochs", "2"], "local-epochs=2 trains 2 epochs a round and rounds-per-epoch=4 1/4 "
+     "of one: give rounds-per-epoch 1 with local-epochs, and rounds then counts rounds of 2 "
+     "epochs (e.g. rounds 5 for 10 epochs)"),
+    (["--rounds", "4", "--rounds-per-epoch", "2", "--local-epochs", "2"],
+     "give rounds-per-epoch 1 with local-epochs"),
     (["--set", "keep-optimizer=true"], "give --keep-optimizer/--fresh-optimizer instead"),
 ])  # fmt: skip
 def test_options_that_contradict_each_other_are_refused_by_name(tmp_path, asked, options, message):

@@ -51,20 +51,22 @@ def test_site_without_data_for_the_task_is_excluded(consortium):
 
 @pytest.mark.parametrize("kind", ["train", "evaluate"])
 def test_a_site_too_small_for_the_rounds_of_an_epoch_is_excluded_by_name(consortium, kind):
-    """Rounds of a quarter epoch need four batches: a hospital with fewer sits the run out with
-    a sentence saying what to change (not a drop-out whose reason stays in its log); with
-    smaller batches it trains."""
+    """Rounds of 1/N of an epoch need 2 training images a round: a hospital with fewer sits
+    the run out with a sentence saying what to change (not a drop-out whose reason stays in its
+    log). One with fewer batches than N trains on 1/N of its images a round."""
     home = consortium / "homes" / TRAINING[0]
     frame = load_frame(home / "federated" / "data", task=TINY["task"])
     n = int((frame["split"] == "train").sum())  # images
-    asked = {"rounds": 4, "rounds-per-epoch": 4, "batch-size": n // 2}
-    reply, _ = _ask(home, kind=kind, overrides=asked)
+    parts = n // 2 + 1
+    reply, _ = _ask(home, kind=kind, overrides={"rounds": parts, "rounds-per-epoch": parts})
     assert reply.has_error() and reply.error.code == EXCLUDED, reply.error
     assert reply.error.reason == (
-        f"site {home.name}: {n} training images make fewer than 4 batches of {n // 2}, one for "
-        "each round of an epoch; excluded from this run (ask for fewer rounds per epoch or a "
-        "smaller batch)")
-    reply, _ = _ask(home, kind=kind, overrides={**asked, "batch-size": n // 4})
+        f"site {home.name}: {n} training images cannot be cut into {parts} parts of at least 2, "
+        "one for each round of an epoch; excluded from this run (ask for fewer rounds per "
+        "epoch)")
+    # one batch of the n images, cut into 4 rounds of an epoch
+    reply, _ = _ask(home, kind=kind, overrides={"rounds": 4, "rounds-per-epoch": 4,
+                                                "batch-size": n})  # fmt: skip
     assert not reply.has_error(), reply.error.reason
 
 
@@ -196,6 +198,16 @@ def test_server_stops_at_the_first_round_on_a_refusal(consortium, tmp_path):
     message = str(caught.value)
     assert message.startswith("round 1: site BJ1: the server asks for another model")
     assert "arch: server 'resnet10-slim', this node 'resnet18'" in message
+
+
+def test_a_node_refuses_settings_its_release_does_not_know(consortium):
+    """A server of a newer release asks for a setting this node would silently leave out (as a
+    node before rounds-per-epoch would have trained whole epochs): refused, naming it."""
+    reply, _ = _ask(consortium / "homes" / "HX", extra={"spec-warmup_rounds": 3})
+    assert reply.error.code == REFUSED
+    assert reply.error.reason == ("the server asks for settings this node's bonebase does not "
+                                  "know (warmup_rounds): the server runs a newer release; update "
+                                  "bonebase at the hospital")
 
 
 def test_a_node_refuses_work_no_sane_run_asks_for(consortium):

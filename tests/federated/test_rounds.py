@@ -165,7 +165,7 @@ def test_rounds_of_a_quarter_epoch_cut_one_epoch_at_its_lr(consortium, monkeypat
 def test_the_parts_of_an_epoch_train_each_of_its_batches_once():
     """Parts 0-3 of 50 rows in batches of 8 (6 batches, the last 2 rows dropped as the
     loader drops a partial batch): disjoint, whole batches, together the epoch's 48 rows; more
-    parts than batches is refused by name."""
+    parts than batches cut the images instead, and parts of one image are refused by name."""
     from bonebase.errors import InputError
     from bonebase.model.train import _part_of_epoch
 
@@ -175,8 +175,13 @@ def test_the_parts_of_an_epoch_train_each_of_its_batches_once():
     assert len(set(rows)) == 48 and rows == torch.randperm(
         50, generator=torch.Generator().manual_seed(5)).tolist()[:48]
     assert _part_of_epoch(50, 8, 6, 0, 4) != parts[0]  # another epoch, another order
-    with pytest.raises(InputError, match="make 6 batch.es. of 8, fewer than the 7 parts"):
-        _part_of_epoch(50, 8, 5, 0, 7)
+    # fewer batches than parts (a small hospital): parts of the images, each one smaller batch
+    small = [_part_of_epoch(50, 8, 5, part, 7) for part in range(7)]
+    assert [len(p) for p in small] == [7, 7, 7, 7, 7, 7, 8]
+    assert [r for p in small for r in p] == torch.randperm(
+        50, generator=torch.Generator().manual_seed(5)).tolist()  # fmt: skip
+    with pytest.raises(InputError, match="50 training images cannot be cut into 26 parts"):
+        _part_of_epoch(50, 8, 5, 0, 26)
 
 
 def _hx(consortium):
