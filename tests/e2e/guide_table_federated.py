@@ -57,5 +57,6 @@ TABLE = [
             note="a benchmark of 15-30 minutes a line; the data-seed-8 table comes from running "
             "it (the options are tested in tests/federated/test_rounds.py and test_cli.py)")
       for flags in (" --rounds 40 --rounds-per-epoch 4 --keep-optimizer --keep-round last",
-                    " --keep-round last", "")),
+                    " --keep-round last", "",
+                    " --rounds 80 --rounds-per-epoch 4 --keep-optimizer --keep-round last")),
 ]
