@@ -151,7 +151,7 @@ class Message(str):
             in_english = {k: english(v) for k, v in values.items()}
         else:
             in_english = english(values)
-        return Message(str.__mod__(self, values), self.english % in_english)
+        return Message(_fill(str(self), values), _fill(self.english, in_english))
 
     def __add__(self, other: str) -> Message:
         if not isinstance(other, str):
@@ -165,6 +165,19 @@ class Message(str):
 
     def __reduce__(self):  # pickled with its English (task results, a process pool)
         return (Message, (str(self), self.english))
+
+
+def _fill(text: str, values) -> str:
+    """``text % values``, where a form that shows no number (a singular "one file", or a
+    language whose form leaves it out) formats to itself, as gettext's catalogues allow: plain
+    ``%`` raises "not all arguments converted" there. A form with placeholders and the wrong
+    values still raises."""
+    try:
+        return text % values
+    except TypeError:
+        if "%" in text.replace("%%", ""):
+            raise
+        return text % ()
 
 
 def english(value):

@@ -44,3 +44,17 @@ def test_percent_formatting_takes_a_tuple_a_single_value_and_messages_as_values(
 def test_english_itself_follows_englishs_rule():
     assert ngettext("{n} file", "{n} files", 0, lang="en").english == "{n} files"
     assert ngettext("{n} file", "{n} files", 1, lang="en") == "{n} file"
+
+
+def test_a_form_that_shows_no_number_formats_to_itself():
+    """English's singular "one file" (no placeholder) with a count: itself, in the text and in
+    its English, as gettext allows; a form with placeholders and wrong values still raises."""
+    one = ngettext("one file", "%d files", 1, lang="en") % 1
+    assert (str(one), one.english) == ("one file", "one file")
+    many = ngettext("one file", "%d files", 3, lang="en") % 3
+    assert (str(many), many.english) == ("3 files", "3 files")
+    shown = Message("%d 个文件", "one file") % 1
+    assert (str(shown), shown.english) == ("1 个文件", "one file")
+    assert (Message("100%% sure", "100%% sure") % ()).english == "100% sure"
+    with pytest.raises(TypeError):
+        Message("%s and %s", "%s and %s") % 1
