@@ -128,3 +128,24 @@ def test_a_site_dropping_out_mid_round_leaves_the_round_to_the_others(consortium
         (2, "BOS", "training")]
     assert [h["sites"] for h in lineage["history"]] == [3, 2]
     assert load_checkpoint(done["model"]).train_params["federated"]["sites"] == sorted(TRAINING)
+
+
+def test_client_side_clipping_with_kept_optimizers_runs_and_is_recorded(consortium, tmp_path):
+    """Differential privacy clipped at the hospitals (dp-side client, Flower's clipping mod)
+    with each hospital keeping its optimizer: two rounds of half an epoch complete, the kept
+    optimizers go on from round to round at home, and the lineage records the side, the
+    clipping norm and the ε of both rounds."""
+    said: list[str] = []
+    done = simulate({**TINY, "sites": ",".join(TRAINING), "homes": str(consortium / "homes"),
+                     "rounds": 2, "rounds-per-epoch": 2, "dp-clip": 0.5, "dp-noise": 0.001,
+                     "dp-side": "client", "out-dir": str(tmp_path / "out")},
+                    say=said.append, actors=1)  # fmt: skip
+    ckpt = load_checkpoint(done["model"])
+    fed = ckpt.train_params["federated"]
+    dp = fed["privacy"]["differential_privacy"]
+    assert (dp["side"], dp["clipping_norm"], dp["rounds_accounted"]) == ("client", 0.5, 2)
+    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
+             for r in fed["rounds_detail"]]  # fmt: skip
+    assert steps[0] == dict.fromkeys(TRAINING, 0) and min(steps[1].values()) > 0
+    assert fed["optimizer_resets"] == [] and not any("fresh optimizer" in line for line in said)
+    assert all(torch.isfinite(v.float()).all() for v in ckpt.state_dict.values())
