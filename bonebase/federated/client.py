@@ -61,7 +61,7 @@ class Refused(BonebaseError):
 def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
     """The node's export for ``spec.task`` with train and val cases of every class."""
     from bonebase.model.data import load_frame
-    from bonebase.model.train import _check_split
+    from bonebase.model.train import MIN_PART_IMAGES, _check_split
 
     agreed = node.agreement()
     asked = {"task": spec.task, "arch": spec.arch, "image_size": spec.image_size}
@@ -107,14 +107,13 @@ def site_frame(node: Node, spec: ModelSpec) -> pd.DataFrame:
                 f"site {node.site}: no data for task {spec.task} to train on ({why}); excluded "
                 "from this run"
             ) from None
-    # rounds of 1/N of an epoch: a part of fewer than 2 images cannot train (train's
-    # _part_of_epoch; with fewer batches than N, each part is 1/N of the images, one batch)
+    # rounds of 1/N of an epoch: the parts train() refuses, told as an exclusion here
     n_train, parts = int((frame["split"] == "train").sum()), spec.rounds_per_epoch
-    if parts > 1 and n_train < 2 * parts:
+    if parts > 1 and n_train < MIN_PART_IMAGES * parts:
         raise Excluded(
             f"site {node.site}: {n_train} training images cannot be cut into {parts} parts of at "
-            "least 2, one for each round of an epoch; excluded from this run (ask for fewer "
-            "rounds per epoch)"
+            f"least {MIN_PART_IMAGES}, one for each round of an epoch; excluded from this run "
+            "(ask for fewer rounds per epoch)"
         )
     return frame
 

@@ -137,6 +137,10 @@ def recompute_bn_stats(
         net.train(was_training)
 
 
+#: the fewest images a part of an epoch (``epoch_part``) may hold: BatchNorm cannot train on one
+MIN_PART_IMAGES = 2
+
+
 def epoch_batches(n: int, batch_size: int) -> int:
     """The batches of one training epoch of ``n`` images, as :func:`make_loader` cuts them (a
     last partial batch dropped; one batch when ``n`` is at most a batch)."""
@@ -147,14 +151,14 @@ def _part_of_epoch(n: int, batch_size: int, seed: int, part: int, parts: int) ->
     """The rows of ``part`` of ``parts`` slices of one epoch (the order drawn from ``seed``): of
     its batches as :func:`make_loader` cuts them, a last partial one dropped; with fewer batches
     than parts (a small hospital), of its images, each part one smaller batch. Refused when a
-    part would hold fewer than 2 images (BatchNorm cannot train on one)."""
+    part would hold fewer than :data:`MIN_PART_IMAGES`."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     batches = epoch_batches(n, batch_size)
     if batches < parts:
-        if n < 2 * parts:
+        if n < MIN_PART_IMAGES * parts:
             raise InputError(f"train.epoch_part: {n} training images cannot be cut into {parts} "
-                             "parts of at least 2: split the epoch into fewer parts (rounds per "
-                             "epoch)")
+                             f"parts of at least {MIN_PART_IMAGES}: split the epoch into fewer "
+                             "parts (rounds per epoch)")
         return order[part * n // parts : (part + 1) * n // parts]
     first, stop = part * batches // parts, (part + 1) * batches // parts
     return order[first * batch_size : stop * batch_size]
