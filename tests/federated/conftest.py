@@ -31,6 +31,12 @@ PARAMS = {
 TINY = {"task": PARAMS["task"], **{k.replace("_", "-"): v for k, v in PARAMS["train"].items()}}
 
 
+def optimizer_steps(lineage: dict) -> list[dict[str, int]]:
+    """Per round of a run's lineage, each site's kept optimizer steps before the round."""
+    return [{site: m["optimizer-steps"] for site, m in r["train"].items()}
+            for r in lineage["rounds_detail"]]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def consortium(tmp_path_factory) -> Path:
     """``root/data``: the consortium's export (val/test of all sites, MUC external);

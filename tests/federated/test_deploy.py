@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from bonebase.errors import BonebaseError
 from bonebase.federated import deploy, processes
 from bonebase.federated.tls import certificates_in, make_certificates
-from tests.federated.conftest import TINY
+from tests.federated.conftest import TINY, optimizer_steps
 
 SITES = ("HX", "BJ1")  # two of the session consortium's hospitals (tests/federated/conftest.py)
 
@@ -166,8 +166,7 @@ def test_superlink_and_two_supernodes_over_tls_train_and_register(consortium, bo
     assert sorted(site_datasets) == sorted(SITES) and by == "test-deploy"
     # each node's optimizer had stepped in round 1 when round 2 began: its state was kept
     lineage = json.loads((out / "federated.json").read_text())
-    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
-             for r in lineage["rounds_detail"]]  # fmt: skip
+    steps = optimizer_steps(lineage)
     assert steps[0] == dict.fromkeys(SITES, 0), steps
     assert sorted(steps[1]) == sorted(SITES) and min(steps[1].values()) > 0, steps
     assert lineage["keep_optimizer"] is True and lineage["optimizer_resets"] == []

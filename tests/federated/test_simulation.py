@@ -16,7 +16,7 @@ import torch
 
 from bonebase.federated.simulation import simulate
 from bonebase.model.checkpoint import load_checkpoint
-from tests.federated.conftest import EXTERNAL, TINY, TRAINING
+from tests.federated.conftest import EXTERNAL, TINY, TRAINING, optimizer_steps
 
 
 @pytest.fixture
@@ -87,8 +87,7 @@ def test_run_registers_a_candidate_that_is_approved_and_deployed(consortium, env
     assert fed["keep_round"] == "last" and fed["selected_round"] == 4
     assert fed["rounds_per_epoch"] == 4 and fed["keep_optimizer"] is True
     # each site's optimizer went on from one round to the next, at the site
-    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
-             for r in fed["rounds_detail"]]  # fmt: skip
+    steps = optimizer_steps(fed)
     assert steps[0] == dict.fromkeys(TRAINING, 0)
     assert all(0 < a[site] < b[site] for a, b in pairwise(steps[1:]) for site in TRAINING)
     assert fed["optimizer_resets"] == []
@@ -144,8 +143,7 @@ def test_client_side_clipping_with_kept_optimizers_runs_and_is_recorded(consorti
     fed = ckpt.train_params["federated"]
     dp = fed["privacy"]["differential_privacy"]
     assert (dp["side"], dp["clipping_norm"], dp["rounds_accounted"]) == ("client", 0.5, 2)
-    steps = [{site: m["optimizer-steps"] for site, m in r["train"].items()}
-             for r in fed["rounds_detail"]]  # fmt: skip
+    steps = optimizer_steps(fed)
     assert steps[0] == dict.fromkeys(TRAINING, 0) and min(steps[1].values()) > 0
     assert fed["optimizer_resets"] == [] and not any("fresh optimizer" in line for line in said)
     assert all(torch.isfinite(v.float()).all() for v in ckpt.state_dict.values())
